@@ -1,0 +1,36 @@
+"""Consoles and the one rule for user errors: one sentence on stderr, exit code 1, no traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from onnx_geom.errors import OnnxGeomError
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> "typer.Exit":
+    """Print ``message`` as an error and return the Exit to raise: ``raise fail("no such file")``."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn an :class:`OnnxGeomError` (and Ctrl-C) into one clear line and a non-zero exit.
+
+    >>> with user_errors():   # in a command body
+    ...     pass
+    """
+    try:
+        yield
+    except OnnxGeomError as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; everything completed so far is kept.", code=130) from None

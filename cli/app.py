@@ -1,0 +1,42 @@
+"""The ``onnx-geom`` command: one Typer app, one module per command.
+
+Command modules import their heavy dependencies (onnx, onnxruntime, torch, vispy) inside the command body so
+that ``onnx-geom --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from onnx_geom import __version__
+
+app = typer.Typer(
+    name="onnx-geom",
+    help="Feature-space geometry of ONNX classifiers (dense and pruned), clean and under common corruptions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"onnx-geom {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Probe models, corrupt data, sweep, measure geometry, compare and view."""
+
+
+# Commands (each module defines one function and registers nothing itself).
+# -- registered below by the areas as they land --
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
