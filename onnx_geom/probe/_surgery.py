@@ -1,0 +1,165 @@
+"""Graph surgery: any ONNX classifier -> probe (uint8 images in; logits + features out; head in metadata).
+
+The recipe: load -> find the head -> add the preprocessing prefix and the two outputs -> check -> save.
+
+>>> model = probe("classifier.onnx", preset="cifar10")     # doctest: +SKIP
+>>> save_probe(model, "classifier.probe.onnx")            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnx import ModelProto, TensorProto, helper
+
+from onnx_geom.errors import InvalidModelError
+from onnx_geom.probe._graph import all_tensor_names, rename_tensors, unique_name
+from onnx_geom.probe._heads import HeadCandidate, choose_head, find_heads
+from onnx_geom.probe._load import load_model, model_sha256
+from onnx_geom.probe._preprocess import image_spec, normalisation, preprocess_nodes
+from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, TAGS_KEY, ProbeInfo, write_probe_info
+
+__all__ = ["probe", "save_probe", "source_input"]
+
+_BATCH = "N"
+
+
+def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean: Sequence[float] | None = None,
+          std: Sequence[float] | None = None, layout: str | None = None, features: str | None = None,
+          logits: str | None = None, image_size: tuple[int, int] | None = None, check: bool = True) -> ModelProto:
+    """Turn the ONNX classifier ``model`` (a path or a ModelProto) into a probe and return it.
+
+    The probe takes uint8 ``images`` (N, H, W, C) and adds outputs ``logits`` (N, K) and ``features`` (N, D)
+    to the original ones; its ``onnx_geom.probe`` metadata holds the head ``W`` (K, D), ``b`` (K). ``preset``
+    (none|cifar10|cifar100|imagenet) or ``mean``/``std`` set the normalisation after scaling to [0, 1];
+    ``layout`` (NCHW|NHWC|flat) and ``image_size`` (H, W) override what is detected from the input;
+    ``features``/``logits`` name the head's tensors when detection cannot decide. With ``check`` the probe
+    is run on random images first (:func:`check_probe`) and ProbeCheckError is raised if it is wrong.
+    """
+    path = None if isinstance(model, ModelProto) else Path(model)
+    source = load_model(path) if path is not None else model
+    head = choose_head(source, find_heads(source), features=features, logits=logits)
+    result = ModelProto()
+    result.CopyFrom(source)
+    graph = result.graph
+    original = source_input(source)
+    spec = image_spec(original, layout=layout, image_size=image_size)
+    mean_c, std_c = normalisation(preset, mean, std, channels=spec.hwc[2])
+
+    taken = all_tensor_names(graph)
+    clashes = {name for name in (PROBE_INPUT, LOGITS, FEATURES) if name in taken}
+    keep = {head.features: FEATURES, head.logits: LOGITS}
+    renamed = {name: unique_name(f"{name}_source", taken) for name in clashes if keep.get(name) != name}
+    rename_tensors(graph, renamed)
+    feature_src, logit_src = renamed.get(head.features, head.features), renamed.get(head.logits, head.logits)
+    model_input = renamed.get(original.name, original.name)
+
+    nodes, inits = preprocess_nodes(PROBE_INPUT, model_input, spec, mean_c, std_c, taken)
+    new_input = helper.make_tensor_value_info(PROBE_INPUT, TensorProto.UINT8, [_BATCH, *spec.hwc])
+    inputs = [value for value in graph.input if value.name != model_input]
+    del graph.input[:]
+    graph.input.extend([new_input, *inputs])
+    graph.initializer.extend(inits)
+    old_nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + old_nodes)
+
+    _free_batch(graph, spec.batch)
+    outputs = {value.name for value in graph.output}
+    for name, src, dim in ((LOGITS, logit_src, head.K), (FEATURES, feature_src, head.D)):
+        if src != name:
+            op = "Identity" if head.dtype == "float32" else "Cast"
+            extra = {} if op == "Identity" else {"to": TensorProto.FLOAT}
+            graph.node.append(helper.make_node(op, [src], [name], name=unique_name(f"onnx_geom/{name}", taken), **extra))
+        if name not in outputs:
+            graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [_BATCH, dim]))
+    del graph.value_info[:]  # stale shapes (a static batch of 1) would clash with the dynamic batch
+    if not any(op.domain in ("", "ai.onnx") for op in result.opset_import):
+        result.opset_import.append(helper.make_opsetid("", 13))
+
+    info = ProbeInfo(
+        W=head.W, b=head.b, input_shape=spec.hwc, layout=spec.layout, mean=mean_c, std=std_c,
+        source_sha256=model_sha256(path, source), producer=" ".join(filter(None, (source.producer_name, source.producer_version))),
+        opset=_default_opset(source), head=_head_json(head, original.name, renamed), tags=_tags(source),
+    )
+    write_probe_info(result, info)
+    try:
+        onnx.checker.check_model(result)
+    except Exception as err:
+        raise InvalidModelError(f"the probe built from this model is not valid ONNX ({str(err).splitlines()[0]}); "
+                                "please report it with the model.") from None
+    if check:
+        from onnx_geom.probe._check import check_probe
+
+        check_probe(result, source=source)
+    return result
+
+
+def source_input(model: ModelProto) -> onnx.ValueInfoProto:
+    """The model's single real input (initializers listed as inputs by old exporters do not count)."""
+    constants = {tensor.name for tensor in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in constants]
+    if len(inputs) != 1:
+        names = ", ".join(f"'{v.name}'" for v in inputs) or "none"
+        raise InvalidModelError(f"the model has {len(inputs)} inputs ({names}); a probe needs exactly one image input.")
+    return inputs[0]
+
+
+def save_probe(model: ModelProto, path: str | PathLike[str]) -> Path:
+    """Write ``model`` to ``path`` as one self-contained file (atomically: a failure leaves no partial file)."""
+    path = Path(path)
+    if model.ByteSize() >= 2**31:
+        raise InvalidModelError("the probe is larger than 2 GB, which one ONNX file cannot hold; prune or quantize the model.")
+    if not path.parent.is_dir():
+        raise InvalidModelError(f"the folder '{path.parent}' does not exist; create it or write the probe elsewhere.")
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(model.SerializeToString())
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return path
+
+
+def _free_batch(graph: onnx.GraphProto, batch: int | None) -> None:
+    """Make a static batch size in the original outputs dynamic (the probe's batch is dynamic)."""
+    if batch is None:
+        return
+    for value in graph.output:
+        dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else []
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value == batch:
+            dims[0].dim_param = _BATCH
+
+
+def _default_opset(model: ModelProto) -> int:
+    return next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 0)
+
+
+def _head_json(head: HeadCandidate, source_input_name: str, renamed: dict[str, str]) -> dict[str, Any]:
+    info = {"node": head.node, "spelling": head.spelling, "features": head.features, "logits": head.logits,
+            "source_input": source_input_name, "weight_dtype": head.dtype}
+    if renamed:
+        info["renamed"] = dict(renamed)
+    return info
+
+
+def _tags(model: ModelProto) -> dict[str, Any]:
+    raw = next((p.value for p in model.metadata_props if p.key == TAGS_KEY), None)
+    if raw is None:
+        return {}
+    try:
+        tags = json.loads(raw)
+    except ValueError:
+        raise InvalidModelError(f"the model's '{TAGS_KEY}' metadata is not JSON; fix or remove it.") from None
+    if not isinstance(tags, dict):
+        raise InvalidModelError(f"the model's '{TAGS_KEY}' metadata is not a JSON object; write it as {{\"key\": value}}.")
+    return tags
