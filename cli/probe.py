@@ -86,11 +86,13 @@ def _inspect(model: Path, as_json: bool) -> None:
         out.print_json(json.dumps({"model": str(model), "candidates": [c.describe() for c in candidates]}))
         return
     table = Table(title=f"head candidates in {model}")
-    for column in ("node", "spelling", "features", "logits", "K", "D", "chosen", "why"):
-        table.add_column(column, overflow="fold")
+    for column in ("node", "spelling", "K", "D", "chosen"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("features -> logits", overflow="fold", ratio=1)
+    table.add_column("why", overflow="fold", ratio=2)
     for c in candidates:
-        table.add_row(c.node, c.spelling, c.features, c.logits, str(c.K or "?"), str(c.D or "?"),
-                      "[green]yes[/]" if c.chosen else "no", c.reason)
+        table.add_row(c.node, c.spelling, str(c.K or "?"), str(c.D or "?"), "[green]yes[/]" if c.chosen else "no",
+                      f"{c.features} -> {c.logits}", c.reason)
     out.print(table)
     if not candidates:
         out.print("no Gemm or MatMul in the graph: it has no linear head.")
