@@ -195,3 +195,46 @@ def test_clashing_names_are_renamed_and_the_probe_keeps_working(tmp_path):
     out = run(onnx.load(tmp_path / "p.onnx"), images)
     assert_close(out[LOGITS], logits, "logits")
     assert_close(out[renamed[LOGITS]], outputs["dense_1"], "the original output under its new name")
+
+
+def _weights_as_constant_nodes(model):
+    """paddle2onnx / some tf2onnx spellings: weights in Constant nodes, not initializers."""
+    from onnx import helper
+
+    constants = [helper.make_node("Constant", [], [t.name], value=t) for t in model.graph.initializer]
+    del model.graph.initializer[:]
+    nodes = constants + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
+def _weight_through_transpose(model):
+    """The dynamo spelling of a Linear on 3-D input: MatMul(x, Transpose(W (K, D)))."""
+    from onnx import helper, numpy_helper
+
+    kernel = next(t for t in model.graph.initializer if t.name == "dense_1/kernel")
+    kernel.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(kernel).T.copy(), "fc.weight"))
+    model.graph.node.insert(0, helper.make_node("Transpose", ["fc.weight"], ["dense_1/kernel"], perm=[1, 0]))
+
+
+def _bias_as_row_and_initializers_as_inputs(model):
+    """Old exporters list initializers among the graph inputs; biases of shape (1, K)."""
+    from onnx import helper, numpy_helper
+
+    bias = next(t for t in model.graph.initializer if t.name == "dense_1/bias")
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias)[None, :], "dense_1/bias"))
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in model.graph.initializer)
+
+
+@pytest.mark.parametrize("respell", [_weights_as_constant_nodes, _weight_through_transpose,
+                                     _bias_as_row_and_initializers_as_inputs], ids=lambda f: f.__name__.strip("_"))
+def test_equivalent_spellings_of_the_same_head(respell):
+    source, reference = keras_style(np.random.default_rng(6))
+    respell(source)
+    onnx.checker.check_model(source)
+    model = probe(source)
+    images = images_for(model, 3)
+    features, logits, _ = reference(preprocess(images, (0, 0, 0), (1, 1, 1), "NHWC"))
+    out = run(model, images)
+    assert_close(out[FEATURES], features, "features")
+    assert_close(out[LOGITS], logits, "logits")

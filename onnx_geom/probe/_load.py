@@ -42,13 +42,14 @@ def load_model(path: str | PathLike[str]) -> ModelProto:
         raise InvalidModelError(
             f"'{path}' is not an ONNX model or is truncated (it has no graph outputs); check that it is a complete .onnx file."
         )
-    _load_external_data(model, path.parent)
-    try:
-        onnx.checker.check_model(model)
+    external = _external_tensors(model, path.parent)  # refuse escaping locations before anything else
+    try:  # by path: external data is checked next to the model, and models over 2 GB can be checked too
+        onnx.checker.check_model(str(path))
     except Exception as err:
         raise InvalidModelError(
             f"'{path}' is not a valid ONNX model, perhaps truncated ({_first_line(err)}); re-export it."
         ) from None
+    _load_external_data(external)
     return model
 
 
@@ -80,8 +81,10 @@ def iter_tensors(graph: GraphProto) -> Iterator[TensorProto]:
                     yield from iter_tensors(sub)
 
 
-def _load_external_data(model: ModelProto, folder: Path) -> None:
+def _external_tensors(model: ModelProto, folder: Path) -> list[tuple[TensorProto, Path, int, int | None]]:
+    """(tensor, file, offset, length) of every tensor kept outside the model; refuses escaping locations."""
     root = folder.resolve()
+    found = []
     for tensor in iter_tensors(model.graph):
         if tensor.data_location != TensorProto.EXTERNAL:
             continue
@@ -93,19 +96,28 @@ def _load_external_data(model: ModelProto, folder: Path) -> None:
                 f"tensor '{tensor.name}' keeps its data at '{location}', outside the model's folder '{folder}'; "
                 "refusing to read it: move the data file next to the model and re-save it."
             )
-        offset, length = int(info.get("offset", 0) or 0), info.get("length")
+        try:
+            offset, length = int(info.get("offset") or 0), (int(info["length"]) if info.get("length") else None)
+        except ValueError:
+            raise InvalidModelError(f"tensor '{tensor.name}' has a damaged external-data offset or length; re-save the model.") from None
+        found.append((tensor, target, offset, length))
+    return found
+
+
+def _load_external_data(external: list[tuple[TensorProto, Path, int, int | None]]) -> None:
+    for tensor, target, offset, length in external:
         try:
             with open(target, "rb") as handle:
                 handle.seek(offset)
-                data = handle.read() if length is None else handle.read(int(length))
+                data = handle.read() if length is None else handle.read(length)
         except OSError:
             raise InvalidModelError(
-                f"tensor '{tensor.name}' keeps its data in '{location}', which cannot be read next to the model; "
+                f"tensor '{tensor.name}' keeps its data in '{target.name}', which cannot be read next to the model; "
                 "copy the data file into the model's folder."
             ) from None
-        if length is not None and len(data) != int(length):
+        if length is not None and len(data) != length:
             raise InvalidModelError(
-                f"the external data file '{location}' is truncated ({len(data)} of {length} bytes for tensor "
+                f"the external data file '{target.name}' is truncated ({len(data)} of {length} bytes for tensor "
                 f"'{tensor.name}'); copy it again."
             )
         tensor.raw_data = data
