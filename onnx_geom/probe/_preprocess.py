@@ -139,34 +139,35 @@ def preprocess_nodes(source: str, target: str, spec: ImageSpec, mean: Sequence[f
     def fresh(base: str) -> str:
         return unique_name(f"onnx_geom_pre/{base}", taken)
 
-    consts = {
-        "scale": np.array(255.0, np.float32),
-        "mean": np.asarray(mean, np.float32),
-        "std": np.asarray(std, np.float32),
-    }
-    names = {key: fresh(key) for key in consts}
-    inits = [numpy_helper.from_array(value, names[key]) for key, value in consts.items()]
-    steps = ["cast", "scaled", "centred", "normalised"]
-    t = {step: fresh(step) for step in steps}
-    nodes = [
-        helper.make_node("Cast", [source], [t["cast"]], to=TensorProto.FLOAT, name=fresh("Cast")),
-        helper.make_node("Div", [t["cast"], names["scale"]], [t["scaled"]], name=fresh("Div255")),
-        helper.make_node("Sub", [t["scaled"], names["mean"]], [t["centred"]], name=fresh("SubMean")),
-        helper.make_node("Div", [t["centred"], names["std"]], [t["normalised"]], name=fresh("DivStd")),
-    ]
-    last = t["normalised"]
-    final_cast = spec.elem_type != TensorProto.FLOAT
-    laid_out = fresh("laid_out") if final_cast else target
+    # Lay out first, on uint8 (4x less memory traffic), then one multiply-add: x * 1/(255 std) - mean/std.
+    channel_shape = (-1, 1, 1) if spec.layout == "NCHW" else (-1,)
+    std64, mean64 = np.asarray(std, np.float64), np.asarray(mean, np.float64)
+    scale = (1.0 / (255.0 * std64)).reshape(channel_shape)
+    shift = (-mean64 / std64).reshape(channel_shape)
+    names = {key: fresh(key) for key in ("scale", "shift", "cast", "scaled")}
+    inits = [numpy_helper.from_array(scale.astype(np.float32), names["scale"]),
+             numpy_helper.from_array(shift.astype(np.float32), names["shift"])]
+    nodes, laid_out = [], source
     if spec.layout == "NCHW":
-        nodes.append(helper.make_node("Transpose", [last], [laid_out], perm=[0, 3, 1, 2], name=fresh("ToNCHW")))
-    elif spec.layout == "flat":
-        shape = fresh("flat_shape")
+        laid_out = fresh("nchw")
+        nodes.append(helper.make_node("Transpose", [source], [laid_out], perm=[0, 3, 1, 2], name=fresh("ToNCHW")))
+    final_cast = spec.elem_type != TensorProto.FLOAT
+    normalised = fresh("normalised")
+    nodes += [
+        helper.make_node("Cast", [laid_out], [names["cast"]], to=TensorProto.FLOAT, name=fresh("Cast")),
+        helper.make_node("Mul", [names["cast"], names["scale"]], [names["scaled"]], name=fresh("Scale")),
+        helper.make_node("Add", [names["scaled"], names["shift"]], [normalised], name=fresh("Shift")),
+    ]
+    last = normalised
+    if spec.layout == "flat":  # normalised per channel as NHWC, then flattened row-major over H, W, C
+        shape, flat = fresh("flat_shape"), fresh("flat")
         inits.append(numpy_helper.from_array(np.array([0, -1], np.int64), shape))
-        nodes.append(helper.make_node("Reshape", [last, shape], [laid_out], name=fresh("Flatten")))
-    else:
-        nodes.append(helper.make_node("Identity", [last], [laid_out], name=fresh("NHWC")))
+        nodes.append(helper.make_node("Reshape", [last, shape], [flat], name=fresh("Flatten")))
+        last = flat
     if final_cast:
-        nodes.append(helper.make_node("Cast", [laid_out], [target], to=spec.elem_type, name=fresh("CastToModel")))
+        nodes.append(helper.make_node("Cast", [last], [target], to=spec.elem_type, name=fresh("CastToModel")))
+    else:
+        nodes[-1].output[0] = target
     return nodes, inits
 
 
