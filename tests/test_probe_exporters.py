@@ -15,6 +15,7 @@ from onnx_geom.probe import find_heads, probe, save_probe
 from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, TAGS_KEY, read_probe_info
 
 CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+PRESET_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def run(model, images):
@@ -238,3 +239,43 @@ def test_equivalent_spellings_of_the_same_head(respell):
     out = run(model, images)
     assert_close(out[FEATURES], features, "features")
     assert_close(out[LOGITS], logits, "logits")
+
+
+def test_float16_model_gives_float32_outputs():
+    from onnx import TensorProto, numpy_helper
+
+    source, _ = keras_style(np.random.default_rng(7), hidden=32)
+    weights = {}
+    for tensor in source.graph.initializer:
+        value = numpy_helper.to_array(tensor)
+        if value.dtype == np.float32:
+            weights[tensor.name] = value.astype(np.float16).astype(np.float64)
+            tensor.CopyFrom(numpy_helper.from_array(value.astype(np.float16), tensor.name))
+    for value in (*source.graph.input, *source.graph.output):
+        value.type.tensor_type.elem_type = TensorProto.FLOAT16
+    model = probe(source, preset="imagenet")
+    assert read_probe_info(model).head["weight_dtype"] == "float16"
+    images = images_for(model, 4)
+    x = preprocess(images, *PRESET_IMAGENET, "NHWC").astype(np.float16).astype(np.float64)
+    features = np.maximum(x.mean(axis=(1, 2)) @ weights["dense/kernel"] + weights["dense/bias"], 0.0)
+    logits = features @ weights["dense_1/kernel"] + weights["dense_1/bias"]
+    out = run(model, images)
+    assert out[LOGITS].dtype == np.float32 and out[FEATURES].dtype == np.float32
+    np.testing.assert_allclose(out[LOGITS], logits, rtol=2e-2, atol=2e-2 * np.abs(logits).max())
+    assert out["dense_1"].dtype == np.float16  # the original output keeps its type
+
+
+def test_gemm_without_bias_followed_by_add():
+    from onnx import helper
+
+    source, reference = gemm_trans_b0(np.random.default_rng(8), alpha=1.0, beta=1.0)
+    gemm = next(n for n in source.graph.node if n.op_type == "Gemm")
+    gemm.input.pop()  # drop C ...
+    gemm.output[0] = "unbiased"
+    source.graph.node.insert(3, helper.make_node("Add", ["unbiased", "C"], ["scores"]))  # ... and add it after
+    [head] = [c for c in find_heads(source) if c.chosen]
+    assert (head.spelling, head.logits) == ("Gemm(transB=0)+Add", "scores")
+    model = probe(source)
+    images = images_for(model, 3)
+    features, logits, _ = reference(preprocess(images, (0, 0, 0), (1, 1, 1), "NCHW"))
+    assert_close(run(model, images)[LOGITS], logits, "logits")

@@ -25,6 +25,11 @@ __all__ = ["ProbeReport", "check_probe", "head_tolerance"]
 
 _LEVELS = ("ORT_ENABLE_ALL", "ORT_DISABLE_ALL")
 RTOL = 1e-4  # of the scale of each logit (sum of |f_d W_kd| + |b_k|): float32 summation-order slack
+RTOL_HALF = 1e-2  # the same for float16 / bfloat16 models (10 bits of mantissa)
+
+
+def _rtol(dtype: object) -> float:
+    return RTOL_HALF if str(dtype) in ("float16", "bfloat16") else RTOL
 
 
 @dataclass
@@ -45,10 +50,10 @@ class ProbeReport:
         return {**asdict(self), "levels": list(self.levels), "ok": True}
 
 
-def head_tolerance(features: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-logit tolerance (N, K): RTOL times the logit's scale ``|f| @ |W|.T + |b|``, plus a floor."""
+def head_tolerance(features: np.ndarray, W: np.ndarray, b: np.ndarray, *, rtol: float = RTOL) -> np.ndarray:
+    """Per-logit tolerance (N, K): ``rtol`` times the logit's scale ``|f| @ |W|.T + |b|``, plus a floor."""
     scale = np.abs(features.astype(np.float64)) @ np.abs(W.astype(np.float64)).T + np.abs(b.astype(np.float64))
-    return RTOL * scale + 1e-6 * max(float(scale.max(initial=0.0)), 1.0)
+    return rtol * scale + 1e-2 * rtol * max(float(scale.max(initial=0.0)), 1.0)
 
 
 def check_probe(probe: str | PathLike[str] | ModelProto, *, source: str | PathLike[str] | ModelProto | None = None,
@@ -114,7 +119,7 @@ def _check_head(outputs: dict[str, Any], info: ProbeInfo, level: str, report: Pr
                                   "the chosen head is not a per-sample linear layer, pick another with --features/--logits.")
     features, logits = outputs[FEATURES].astype(np.float64), outputs[LOGITS].astype(np.float64)
     expected = features @ info.W.astype(np.float64).T + info.b.astype(np.float64)
-    tolerance = head_tolerance(features, info.W, info.b)
+    tolerance = head_tolerance(features, info.W, info.b, rtol=_rtol(info.head.get("weight_dtype")))
     error = np.abs(logits - expected)
     if not np.all(np.isfinite(logits)) or np.any(error > tolerance):
         raise ProbeCheckError(f"under {level} the probe's logits differ from features @ W.T + b by up to "
@@ -162,9 +167,9 @@ def _difference(a: Any, b: Any) -> float | None:
             return None
         if not np.issubdtype(a.dtype, np.floating):
             return 0.0 if np.array_equal(a, b) else None
-        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        a64, b64, rtol = a.astype(np.float64), b.astype(np.float64), _rtol(a.dtype)
         scale = max(float(np.abs(b64).max(initial=0.0)), 1e-6)
-        if not np.allclose(a64, b64, rtol=1e-4, atol=1e-5 * scale, equal_nan=True):
+        if not np.allclose(a64, b64, rtol=rtol, atol=0.1 * rtol * scale, equal_nan=True):
             return None
         return float(np.abs(a64 - b64).max(initial=0.0))
     if isinstance(a, dict) and isinstance(b, dict):

@@ -134,10 +134,10 @@ def _candidate(index: GraphIndex, position: int, ranks: dict[str, int]) -> HeadC
         if problem:
             return _reject(cand, problem)
         W, bias = weight.T, np.zeros(weight.shape[1])
-        add = _bias_add(index, node.output[0], W.shape[0])
-        if add is not None:
-            cand.logits, bias = add
-            cand.spelling = "MatMul+Add"
+    add = _bias_add(index, node.output[0], W.shape[0]) if bias is not None else None
+    if add is not None:  # a bias added after the layer (MatMul + Add; Gemm without C + Add)
+        cand.logits, bias = add[0], bias + add[1]
+        cand.spelling += "+Add"
     if bias is None:
         return _reject(cand, "its bias is not a constant of K values (it depends on the batch or is computed)")
     cand.dtype = str(weight.dtype)
