@@ -160,3 +160,21 @@ def test_bad_options_are_one_sentence(tmp_path, good):
     cli_fails([good, "-o", good], contains="source model itself")
     cli_fails([good, "--inspect", "--check"], contains="not both")
     assert not out.exists()
+
+
+def test_image_size_must_be_given_when_the_input_does_not_fix_it(tmp_path):
+    model, _ = gemm_trans_b0(np.random.default_rng(0))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    onnx.save(model, tmp_path / "dyn.onnx")
+    cli_fails([tmp_path / "dyn.onnx", "-o", tmp_path / "p.onnx"], contains="pass --size HxW")
+    cli_fails([tmp_path / "dyn.onnx", "-o", tmp_path / "p.onnx", "--size", "6by5"], contains="--size must be HxW")
+    result = CliRunner().invoke(app, ["probe", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "p.onnx"), "--size", "6x5"])
+    assert result.exit_code == 0, result.output
+    from onnx_geom.probe_info import read_probe_info
+
+    assert read_probe_info(tmp_path / "p.onnx").input_shape == (6, 5, 3)
+
+
+def test_check_of_a_model_that_is_not_a_probe(good):
+    cli_fails(["--check", good], contains="not an onnx-geom probe")

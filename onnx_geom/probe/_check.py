@@ -17,7 +17,7 @@ import numpy as np
 from onnx import ModelProto, helper
 
 from onnx_geom.errors import InvalidModelError, ProbeCheckError
-from onnx_geom.probe._load import load_model
+from onnx_geom.probe._load import first_line, load_model
 from onnx_geom.probe._preprocess import preprocess_numpy
 from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, ProbeInfo, read_probe_info
 
@@ -93,7 +93,7 @@ def _session(model_bytes: bytes, level: str):
     try:
         return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     except Exception as err:
-        raise ProbeCheckError(f"onnxruntime cannot load the probe ({_first_line(err)}); the model may use ops "
+        raise ProbeCheckError(f"onnxruntime cannot load the probe ({first_line(err)}); the model may use ops "
                               "onnxruntime lacks.") from None
 
 
@@ -105,7 +105,7 @@ def _run(model_bytes: bytes, feeds: dict[str, np.ndarray], level: str = "ORT_DIS
     except Exception as err:
         hint = " (does the model have a fixed batch size? re-export it with a dynamic batch axis)" if len(next(iter(feeds.values()))) > 1 else ""
         raise ProbeCheckError(f"onnxruntime fails to run the model on {len(next(iter(feeds.values())))} images: "
-                              f"{_first_line(err)}{hint}.") from None
+                              f"{first_line(err)}{hint}.") from None
     return dict(zip(names, values))
 
 
@@ -182,7 +182,3 @@ def _difference(a: Any, b: Any) -> float | None:
         return None if None in parts else max(parts, default=0.0)
     return None
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__

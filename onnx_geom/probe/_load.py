@@ -18,7 +18,7 @@ from onnx import AttributeProto, GraphProto, ModelProto, TensorProto
 
 from onnx_geom.errors import InvalidModelError
 
-__all__ = ["load_model", "model_sha256", "iter_tensors"]
+__all__ = ["load_model", "model_sha256", "iter_tensors", "first_line"]
 
 
 def load_model(path: str | PathLike[str]) -> ModelProto:
@@ -35,7 +35,7 @@ def load_model(path: str | PathLike[str]) -> ModelProto:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # protobuf raises DecodeError, RuntimeWarning-like errors, ...
         raise InvalidModelError(
-            f"'{path}' is not an ONNX model or is truncated (it does not parse: {_first_line(err)}); "
+            f"'{path}' is not an ONNX model or is truncated (it does not parse: {first_line(err)}); "
             "check that it is a complete .onnx file."
         ) from None
     if not model.HasField("graph") or not model.graph.output:
@@ -47,7 +47,7 @@ def load_model(path: str | PathLike[str]) -> ModelProto:
         onnx.checker.check_model(str(path))
     except Exception as err:
         raise InvalidModelError(
-            f"'{path}' is not a valid ONNX model, perhaps truncated ({_first_line(err)}); re-export it."
+            f"'{path}' is not a valid ONNX model, perhaps truncated ({first_line(err)}); re-export it."
         ) from None
     _load_external_data(external)
     return model
@@ -125,6 +125,7 @@ def _load_external_data(external: list[tuple[TensorProto, Path, int, int | None]
         del tensor.external_data[:]
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for one-sentence errors."""
     text = str(err).strip().splitlines()
     return text[0][:200] if text else type(err).__name__

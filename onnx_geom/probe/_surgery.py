@@ -22,7 +22,7 @@ from onnx import ModelProto, TensorProto, helper
 from onnx_geom.errors import InvalidModelError
 from onnx_geom.probe._graph import all_tensor_names, rename_tensors, unique_name
 from onnx_geom.probe._heads import HeadCandidate, choose_head, find_heads
-from onnx_geom.probe._load import load_model, model_sha256
+from onnx_geom.probe._load import first_line, load_model, model_sha256
 from onnx_geom.probe._preprocess import image_spec, normalisation, preprocess_nodes
 from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, TAGS_KEY, ProbeInfo, write_probe_info
 
@@ -51,6 +51,9 @@ def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean
     graph = result.graph
     original = source_input(source)
     spec = image_spec(original, layout=layout, image_size=image_size)
+    if 0 < _default_opset(source) < 7:
+        raise InvalidModelError(f"the model uses opset {_default_opset(source)}, older than the 7 the probe's "
+                                "preprocessing needs; convert it with onnx.version_converter first.")
     mean_c, std_c = normalisation(preset, mean, std, channels=spec.hwc[2])
 
     taken = all_tensor_names(graph)
@@ -93,7 +96,7 @@ def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean
     try:
         onnx.checker.check_model(result)
     except Exception as err:
-        raise InvalidModelError(f"the probe built from this model is not valid ONNX ({str(err).splitlines()[0]}); "
+        raise InvalidModelError(f"the probe built from this model is not valid ONNX ({first_line(err)}); "
                                 "please report it with the model.") from None
     if check:
         from onnx_geom.probe._check import check_probe
