@@ -88,26 +88,26 @@ def choose_head(model: ModelProto, candidates: list[HeadCandidate], *, features:
             return matches[0]
         asked = ", ".join(f"{k} '{v}'" for k, v in (("features", features), ("logits", logits)) if v)
         problem = "no linear layer (Gemm or MatMul with constant weights) joins" if not matches else "several linear layers match"
-        raise HeadNotFoundError(f"{problem} {asked}; {_listing(candidates)}")
+        raise HeadNotFoundError(f"{problem} {asked}; {_listing([c for c in candidates if c.W is not None], reasons=False)}")
     chosen = [c for c in candidates if c.chosen]
     if chosen:
         return chosen[0]
     viable = [c for c in candidates if c.viable]
     if viable:
         raise HeadNotFoundError(
-            f"found {len(viable)} equally good head candidates ({_listing(viable, reasons=False)}); "
+            f"found {len(viable)} equally good head candidates ({_listing(viable, reasons=False, prefix="")}); "
             "pick one with --features TENSOR --logits TENSOR."
         )
     raise HeadNotFoundError(f"{_explain_no_head(GraphIndex(model.graph))}; {_listing(candidates)}")
 
 
-def _listing(candidates: list[HeadCandidate], *, reasons: bool = True) -> str:
+def _listing(candidates: list[HeadCandidate], *, reasons: bool = True, prefix: str = "candidates: ") -> str:
     if not candidates:
-        return "the graph has no Gemm or MatMul at all, and pass --features/--logits only name such a layer"
+        return "the graph has no usable Gemm or MatMul at all (--features/--logits can only name such a layer)"
     shown = [f"{c.node} [{c.spelling}] features '{c.features}' -> logits '{c.logits}'"
              + (f": {c.reason}" if reasons else "") for c in candidates[-6:]]
     more = f" (and {len(candidates) - 6} earlier)" if len(candidates) > 6 else ""
-    return ("candidates: " if reasons else "") + "; ".join(shown) + more
+    return prefix + "; ".join(shown) + more
 
 
 def _candidate(index: GraphIndex, position: int, ranks: dict[str, int]) -> HeadCandidate:
