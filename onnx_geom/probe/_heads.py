@@ -94,8 +94,9 @@ def choose_head(model: ModelProto, candidates: list[HeadCandidate], *, features:
         return chosen[0]
     viable = [c for c in candidates if c.viable]
     if viable:
+        listed = _listing(viable, reasons=False, prefix="")
         raise HeadNotFoundError(
-            f"found {len(viable)} equally good head candidates ({_listing(viable, reasons=False, prefix="")}); "
+            f"found {len(viable)} equally good head candidates ({listed}); "
             "pick one with --features TENSOR --logits TENSOR."
         )
     raise HeadNotFoundError(f"{_explain_no_head(GraphIndex(model.graph))}; {_listing(candidates)}")
