@@ -59,20 +59,22 @@ def torch_to_onnx(module: Any, example_input: Any, *, dynamo: bool = True, opset
     outputs ``output`` or ``output_0``, ``output_1``...)."""
     import torch
 
-    module = module.eval()
     if example_input.shape[0] == 1:  # a batch of 1 would be specialised to a static batch size
         example_input = torch.cat([example_input, example_input])
-    with torch.no_grad():
-        sample = module(example_input)
-    count = 1 if isinstance(sample, torch.Tensor) else len(sample)
-    output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+    was_training = module.training
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)
     try:
+        module.eval()  # inference behaviour of dropout and batch norm; the caller's mode is restored below
+        with torch.no_grad():
+            sample = module(example_input)
+        count = 1 if isinstance(sample, torch.Tensor) else len(sample)
+        output_names = ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
         return _export(module, example_input, output_names, dynamo=dynamo, opset=opset)
     finally:
         exporter_log.setLevel(level)
+        module.train(was_training)
 
 
 def _export(module: Any, example_input: Any, output_names: list[str], *, dynamo: bool, opset: int | None) -> ModelProto:

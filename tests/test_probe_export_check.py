@@ -44,11 +44,12 @@ def numpy_forward(net, x):
 def test_torch_to_probe_writes_one_self_contained_file(tmp_path, dynamo):
     from onnx_geom.export import torch_to_probe
 
-    net = TwoHeads()
+    net = TwoHeads().train()
     path = tmp_path / "net.probe.onnx"
     torch_to_probe(net, torch.rand(1, 3, 4, 4), path, head=net.fc, preset="cifar100", dynamo=dynamo,
                    tags={"method": "magnitude", "sparsity": 0.5})
     assert [p.name for p in tmp_path.iterdir()] == ["net.probe.onnx"]
+    assert net.training  # the caller's mode is restored
     model = onnx.load(path, load_external_data=False)
     assert all(t.data_location != TensorProto.EXTERNAL for t in model.graph.initializer)
     info = read_probe_info(path)
