@@ -178,3 +178,8 @@ def test_image_size_must_be_given_when_the_input_does_not_fix_it(tmp_path):
 
 def test_check_of_a_model_that_is_not_a_probe(good):
     cli_fails(["--check", good], contains="not an onnx-geom probe")
+
+
+def test_a_probe_is_not_probed_again(tmp_path, good):
+    assert CliRunner().invoke(app, ["probe", str(good), "-o", str(tmp_path / "p.onnx")]).exit_code == 0
+    cli_fails([tmp_path / "p.onnx", "-o", tmp_path / "pp.onnx"], contains="already an onnx-geom probe")

@@ -279,3 +279,19 @@ def test_gemm_without_bias_followed_by_add():
     images = images_for(model, 3)
     features, logits, _ = reference(preprocess(images, (0, 0, 0), (1, 1, 1), "NCHW"))
     assert_close(run(model, images)[LOGITS], logits, "logits")
+
+
+def test_head_tensors_already_named_logits_and_features_are_used_as_they_are():
+    from onnx_geom.probe._graph import rename_tensors
+
+    source, reference = keras_style(np.random.default_rng(9))
+    rename_tensors(source.graph, {"d2b": LOGITS, "dense/Relu": FEATURES})
+    model = probe(source)
+    assert "renamed" not in read_probe_info(model).head
+    assert [o.name for o in model.graph.output] == ["dense_1", LOGITS, FEATURES]
+    assert not [n for n in model.graph.node if n.op_type == "Identity" and n.output[0] in (LOGITS, FEATURES)]
+    images = images_for(model, 2)
+    features, logits, _ = reference(preprocess(images, (0, 0, 0), (1, 1, 1), "NHWC"))
+    out = run(model, images)
+    assert_close(out[FEATURES], features, "features")
+    assert_close(out[LOGITS], logits, "logits")

@@ -23,8 +23,8 @@ from onnx_geom.errors import InvalidModelError
 from onnx_geom.probe._graph import all_tensor_names, rename_tensors, unique_name
 from onnx_geom.probe._heads import HeadCandidate, choose_head, find_heads
 from onnx_geom.probe._load import first_line, load_model, model_sha256
-from onnx_geom.probe._preprocess import image_spec, normalisation, preprocess_nodes
-from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, TAGS_KEY, ProbeInfo, write_probe_info
+from onnx_geom.probe._preprocess import ImageSpec, image_spec, normalisation, preprocess_nodes
+from onnx_geom.probe_info import FEATURES, LOGITS, METADATA_KEY, PROBE_INPUT, TAGS_KEY, ProbeInfo, write_probe_info
 
 __all__ = ["probe", "save_probe", "source_input"]
 
@@ -45,10 +45,9 @@ def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean
     """
     path = None if isinstance(model, ModelProto) else Path(model)
     source = load_model(path) if path is not None else model
+    if any(prop.key == METADATA_KEY for prop in source.metadata_props):
+        raise InvalidModelError("this model is already an onnx-geom probe; probe its source model instead.")
     head = choose_head(source, find_heads(source), features=features, logits=logits)
-    result = ModelProto()
-    result.CopyFrom(source)
-    graph = result.graph
     original = source_input(source)
     spec = image_spec(original, layout=layout, image_size=image_size)
     if 0 < _default_opset(source) < 7:
@@ -56,34 +55,14 @@ def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean
                                 "preprocessing needs; convert it with onnx.version_converter first.")
     mean_c, std_c = normalisation(preset, mean, std, channels=spec.hwc[2])
 
-    taken = all_tensor_names(graph)
-    clashes = {name for name in (PROBE_INPUT, LOGITS, FEATURES) if name in taken}
-    keep = {head.features: FEATURES, head.logits: LOGITS}
-    renamed = {name: unique_name(f"{name}_source", taken) for name in clashes if keep.get(name) != name}
-    rename_tensors(graph, renamed)
-    feature_src, logit_src = renamed.get(head.features, head.features), renamed.get(head.logits, head.logits)
-    model_input = renamed.get(original.name, original.name)
-
-    nodes, inits = preprocess_nodes(PROBE_INPUT, model_input, spec, mean_c, std_c, taken)
-    new_input = helper.make_tensor_value_info(PROBE_INPUT, TensorProto.UINT8, [_BATCH, *spec.hwc])
-    inputs = [value for value in graph.input if value.name != model_input]
-    del graph.input[:]
-    graph.input.extend([new_input, *inputs])
-    graph.initializer.extend(inits)
-    old_nodes = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes + old_nodes)
-
-    _free_batch(graph, spec.batch)
-    outputs = {value.name for value in graph.output}
-    for name, src, dim in ((LOGITS, logit_src, head.K), (FEATURES, feature_src, head.D)):
-        if src != name:
-            op = "Identity" if head.dtype == "float32" else "Cast"
-            extra = {} if op == "Identity" else {"to": TensorProto.FLOAT}
-            graph.node.append(helper.make_node(op, [src], [name], name=unique_name(f"onnx_geom/{name}", taken), **extra))
-        if name not in outputs:
-            graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [_BATCH, dim]))
-    del graph.value_info[:]  # stale shapes (a static batch of 1) would clash with the dynamic batch
+    result = ModelProto()
+    result.CopyFrom(source)
+    taken = all_tensor_names(result.graph)
+    renamed = _rename_clashes(result.graph, head, taken)
+    _splice_prefix(result.graph, renamed.get(original.name, original.name), spec, mean_c, std_c, taken)
+    _free_batch(result.graph, spec.batch)
+    _add_outputs(result.graph, head, renamed, taken)
+    del result.graph.value_info[:]  # stale shapes (a static batch of 1) would clash with the dynamic batch
     if not any(op.domain in ("", "ai.onnx") for op in result.opset_import):
         result.opset_import.append(helper.make_opsetid("", 13))
 
@@ -103,6 +82,41 @@ def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean
 
         check_probe(result, source=source)
     return result
+
+
+def _rename_clashes(graph: onnx.GraphProto, head: HeadCandidate, taken: set[str]) -> dict[str, str]:
+    """Rename tensors that use the probe's fixed names (``images``, ``logits``, ``features``) to
+    ``<name>_source``, except the head's own float32 tensor already called so. Returns {old: new}."""
+    keep = {head.features: FEATURES, head.logits: LOGITS} if head.dtype == "float32" else {}
+    clashes = sorted(name for name in (PROBE_INPUT, LOGITS, FEATURES) if name in taken and keep.get(name) != name)
+    renamed = {name: unique_name(f"{name}_source", taken) for name in clashes}
+    rename_tensors(graph, renamed)
+    return renamed
+
+
+def _splice_prefix(graph: onnx.GraphProto, model_input: str, spec: ImageSpec, mean: Sequence[float], std: Sequence[float],
+                   taken: set[str]) -> None:
+    """Replace the graph input ``model_input`` by uint8 ``images`` and the preprocessing nodes that feed it."""
+    nodes, inits = preprocess_nodes(PROBE_INPUT, model_input, spec, mean, std, taken)
+    inputs = [value for value in graph.input if value.name != model_input]
+    del graph.input[:]
+    graph.input.extend([helper.make_tensor_value_info(PROBE_INPUT, TensorProto.UINT8, [_BATCH, *spec.hwc]), *inputs])
+    graph.initializer.extend(inits)
+    old_nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + old_nodes)
+
+
+def _add_outputs(graph: onnx.GraphProto, head: HeadCandidate, renamed: dict[str, str], taken: set[str]) -> None:
+    """Expose the head's input and output as float32 ``features`` (N, D) and ``logits`` (N, K), typed."""
+    outputs = {value.name for value in graph.output}
+    for name, src, dim in ((LOGITS, head.logits, head.K), (FEATURES, head.features, head.D)):
+        src = renamed.get(src, src)
+        if src != name:
+            op, extra = ("Identity", {}) if head.dtype == "float32" else ("Cast", {"to": TensorProto.FLOAT})
+            graph.node.append(helper.make_node(op, [src], [name], name=unique_name(f"onnx_geom/{name}", taken), **extra))
+        if name not in outputs:
+            graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [_BATCH, dim]))
 
 
 def source_input(model: ModelProto) -> onnx.ValueInfoProto:
