@@ -183,3 +183,11 @@ def test_check_of_a_model_that_is_not_a_probe(good):
 def test_a_probe_is_not_probed_again(tmp_path, good):
     assert CliRunner().invoke(app, ["probe", str(good), "-o", str(tmp_path / "p.onnx")]).exit_code == 0
     cli_fails([tmp_path / "p.onnx", "-o", tmp_path / "pp.onnx"], contains="already an onnx-geom probe")
+
+
+def test_models_over_the_single_file_limit_are_refused_up_front(monkeypatch, good):
+    import onnx_geom.probe._surgery as surgery
+
+    monkeypatch.setattr(surgery, "_TWO_GB", 64)  # stand-in for 2 GB: the test model is a few hundred bytes
+    with pytest.raises(InvalidModelError, match="larger than 2 GB"):
+        probe(good)

@@ -29,6 +29,7 @@ from onnx_geom.probe_info import FEATURES, LOGITS, METADATA_KEY, PROBE_INPUT, TA
 __all__ = ["probe", "save_probe", "source_input"]
 
 _BATCH = "N"
+_TWO_GB = 2**31
 
 
 def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean: Sequence[float] | None = None,
@@ -45,6 +46,9 @@ def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean
     """
     path = None if isinstance(model, ModelProto) else Path(model)
     source = load_model(path) if path is not None else model
+    if source.ByteSize() >= _TWO_GB:
+        raise InvalidModelError("the model is larger than 2 GB with its weights, and a probe is one self-contained "
+                                "file, which ONNX limits to 2 GB; probe a smaller (or float16) export of it.")
     if any(prop.key == METADATA_KEY for prop in source.metadata_props):
         raise InvalidModelError("this model is already an onnx-geom probe; probe its source model instead.")
     head = choose_head(source, find_heads(source), features=features, logits=logits)
@@ -132,7 +136,7 @@ def source_input(model: ModelProto) -> onnx.ValueInfoProto:
 def save_probe(model: ModelProto, path: str | PathLike[str]) -> Path:
     """Write ``model`` to ``path`` as one self-contained file (atomically: a failure leaves no partial file)."""
     path = Path(path)
-    if model.ByteSize() >= 2**31:
+    if model.ByteSize() >= _TWO_GB:
         raise InvalidModelError("the probe is larger than 2 GB, which one ONNX file cannot hold; prune or quantize the model.")
     if not path.parent.is_dir():
         raise InvalidModelError(f"the folder '{path.parent}' does not exist; create it or write the probe elsewhere.")
