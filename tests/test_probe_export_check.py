@@ -111,3 +111,13 @@ def test_a_model_with_a_fixed_batch_inside_is_reported_not_written(tmp_path):
     assert not (tmp_path / "p.onnx").exists()
     model = probe(tmp_path / "fixed.onnx", check=False)  # without the check it is built; running 1 image works
     check_probe(model, n=1)
+
+
+def test_probe_and_export_import_neither_torch_nor_the_cli():
+    import subprocess
+    import sys
+
+    code = ("import sys, onnx_geom.probe, onnx_geom.export;"
+            "bad=[m for m in sys.modules if m.startswith(('torch', 'onnx_geom.cli', 'onnx_geom.viewers'))];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    subprocess.run([sys.executable, "-c", code], check=True)
