@@ -191,3 +191,14 @@ def test_models_over_the_single_file_limit_are_refused_up_front(monkeypatch, goo
     monkeypatch.setattr(surgery, "_TWO_GB", 64)  # stand-in for 2 GB: the test model is a few hundred bytes
     with pytest.raises(InvalidModelError, match="larger than 2 GB"):
         probe(good)
+
+
+def test_a_bias_computed_at_run_time_is_not_a_head():
+    model, _ = gemm_trans_b0(np.random.default_rng(0))
+    gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
+    gemm.input[2] = "batch_bias"  # (N, 1): depends on the sample, so the layer is not z = f W^T + b
+    model.graph.node.insert(2, helper.make_node("ReduceMean", ["flat"], ["batch_bias"], axes=[1], keepdims=1))
+    [candidate] = find_heads(model)
+    assert not candidate.viable and "bias is not a constant" in candidate.reason
+    with pytest.raises(HeadNotFoundError, match="bias is not a constant"):
+        probe(model)

@@ -127,14 +127,15 @@ def _candidate(index: GraphIndex, position: int, ranks: dict[str, int]) -> HeadC
         problem = _weight_problem(weight, index.constant(node.input[0]))
         if problem:
             return _reject(cand, problem)
-        W = alpha * (weight if trans_b else weight.T)
+        W = alpha * (weight if trans_b else weight.T).astype(np.float64)
         bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
-        bias = beta * _bias_value(index, bias_name, W.shape[0]) if bias_name else np.zeros(W.shape[0])
+        bias = _bias_value(index, bias_name, W.shape[0]) if bias_name else np.zeros(W.shape[0])
+        bias = None if bias is None else beta * bias
     else:
         problem = _weight_problem(weight, index.constant(node.input[0]))
         if problem:
             return _reject(cand, problem)
-        W, bias = weight.T, np.zeros(weight.shape[1])
+        W, bias = weight.T.astype(np.float64), np.zeros(weight.shape[1])
     add = _bias_add(index, node.output[0], W.shape[0]) if bias is not None else None
     if add is not None:  # a bias added after the layer (MatMul + Add; Gemm without C + Add)
         cand.logits, bias = add[0], bias + add[1]
