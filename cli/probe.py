@@ -69,7 +69,9 @@ def _probe(model: Path, output: Path, *, as_json: bool, **options: Any) -> None:
         ("features", f"'{head['features']}'  D = {info.feature_dim}"),
         ("logits", f"'{head['logits']}'  K = {info.num_classes}"),
         ("input", f"uint8 N x {' x '.join(map(str, info.input_shape))} -> {info.layout} '{head['source_input']}'"),
-        ("preprocessing", f"x / 255, mean {_short(info.mean)}, std {_short(info.std)}"),
+        ("preprocessing", "cast, x / 255, (x - mean) / std per channel"),
+        ("mean", _short(info.mean)),
+        ("std", _short(info.std)),
         ("source", f"{info.producer or '?'}, opset {info.opset}, sha256 {info.source_sha256[:16]}..."),
         ("self-check", "passed (onnxruntime optimisation on and off)"),
     ]

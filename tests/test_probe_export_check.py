@@ -121,3 +121,17 @@ def test_probe_and_export_import_neither_torch_nor_the_cli():
             "bad=[m for m in sys.modules if m.startswith(('torch', 'onnx_geom.cli', 'onnx_geom.viewers'))];"
             "print(bad); sys.exit(1 if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_cli_prints_the_head_as_a_table_and_the_same_as_json(tmp_path):
+    source, _ = gemm_trans_b0(np.random.default_rng(0), n_classes=5)
+    onnx.save(source, tmp_path / "g.onnx")
+    args = ["probe", str(tmp_path / "g.onnx"), "-o", str(tmp_path / "p.onnx"), "--preset", "imagenet"]
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0, table.output
+    for piece in ("head [Gemm(transB=0, alpha=0.5, beta=2)]", "K = 5", "D = 3", "uint8 N x 4 x 4 x 3 -> NCHW 'x'",
+                  "(0.485, 0.456, 0.406)", "(0.229, 0.224, 0.225)", "self-check", "passed"):
+        assert piece in table.output, piece
+    as_json = json.loads(CliRunner().invoke(app, [*args, "--json"]).output)
+    assert as_json == {"probe": str(tmp_path / "p.onnx"), **read_probe_info(tmp_path / "p.onnx").to_json()}
+    assert (as_json["num_classes"], as_json["feature_dim"], as_json["layout"]) == (5, 3, "NCHW")
