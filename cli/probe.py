@@ -60,9 +60,6 @@ def _probe(model: Path, output: Path, *, as_json: bool, **options: Any) -> None:
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    table = Table(title=f"probe written to {output}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
     head = info.head
     rows = [
         ("head node", f"{head['node']} [{head['spelling']}]"),
@@ -75,9 +72,7 @@ def _probe(model: Path, output: Path, *, as_json: bool, **options: Any) -> None:
         ("source", f"{info.producer or '?'}, opset {info.opset}, sha256 {info.source_sha256[:16]}..."),
         ("self-check", "passed (onnxruntime optimisation on and off)"),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
-    out.print(table)
+    out.print(_key_value_table(f"probe written to {output}", rows))
 
 
 def _inspect(model: Path, as_json: bool) -> None:
@@ -107,16 +102,24 @@ def _check(model: Path, source: Optional[Path], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps({"probe": str(model), **report.to_json()}))
         return
-    table = Table(title=f"self-check of {model}: passed", show_header=False)
+    compared = ", ".join(report.outputs_compared) or "not compared (give --source MODEL.onnx)"
+    rows = [
+        ("images", f"{report.n} random uint8"),
+        ("onnxruntime levels", ", ".join(report.levels)),
+        ("|logits - (features W^T + b)|", f"max {report.max_logit_error:.3g} (tolerance {report.logit_tolerance:.3g})"),
+        ("optimisation on vs off", f"max difference {report.max_level_difference:.3g}"),
+        ("original outputs", f"{compared}; max difference {report.max_output_difference:.3g}"),
+    ]
+    out.print(_key_value_table(f"self-check of {model}: passed", rows))
+
+
+def _key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("images", f"{report.n} random uint8")
-    table.add_row("onnxruntime levels", ", ".join(report.levels))
-    table.add_row("|logits - (features W^T + b)|", f"max {report.max_logit_error:.3g} (tolerance {report.logit_tolerance:.3g})")
-    table.add_row("optimisation on vs off", f"max difference {report.max_level_difference:.3g}")
-    compared = ", ".join(report.outputs_compared) or "not compared (give --source MODEL.onnx)"
-    table.add_row("original outputs", f"{compared}; max difference {report.max_output_difference:.3g}")
-    out.print(table)
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
 
 
 def _floats(text: Optional[str], option: str) -> Optional[tuple[float, ...]]:

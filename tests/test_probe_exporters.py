@@ -34,6 +34,18 @@ def assert_close(got, expected, what):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * scale, err_msg=what)
 
 
+def assert_matches(model, reference, layout, *, n=3, mean=(0, 0, 0), std=(1, 1, 1)):
+    """The probe's features, logits and original outputs on n random images against the numpy ``reference``."""
+    images = images_for(model, n)
+    features, logits, outputs = reference(preprocess(images, mean, std, layout))
+    out = run(model, images)
+    assert_close(out[FEATURES], features, "features")
+    assert_close(out[LOGITS], logits, "logits")
+    for name, value in outputs.items():
+        assert_close(out[name], value, f"original output {name}")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- torch
 
 torch = pytest.importorskip("torch")
@@ -155,12 +167,7 @@ def test_keras_spelling_nhwc_matmul_add_softmax():
     info = read_probe_info(model)
     assert (info.layout, info.input_shape, info.head["spelling"]) == ("NHWC", (4, 4, 3), "MatMul+Add")
     assert info.head["node"] == "dense_1/MatMul" and info.mean == (0.485, 0.456, 0.406)
-    images = images_for(model, 4)
-    features, logits, outputs = reference(preprocess(images, info.mean, info.std, "NHWC"))
-    out = run(model, images)
-    assert_close(out[FEATURES], features, "features")
-    assert_close(out[LOGITS], logits, "logits")
-    assert_close(out["dense_1"], outputs["dense_1"], "original softmax output")
+    assert_matches(model, reference, "NHWC", n=4, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 
 @pytest.mark.parametrize("reshape", [True, False], ids=["reshape", "flatten"])
@@ -173,12 +180,7 @@ def test_gemm_trans_b0_with_alpha_beta_after_global_pool(reshape):
     np.testing.assert_allclose(info.W, 0.5 * B.T, rtol=1e-7)
     np.testing.assert_allclose(info.b, 2.0 * C[0], rtol=1e-7)
     assert info.head["spelling"] == "Gemm(transB=0, alpha=0.5, beta=2)"
-    images = images_for(model, 3)
-    features, logits, outputs = reference(preprocess(images, (0, 0, 0), (1, 1, 1), "NCHW"))
-    out = run(model, images)
-    assert_close(out[FEATURES], features, "features")
-    assert_close(out[LOGITS], logits, "logits")
-    assert_close(out["log_probs"], outputs["log_probs"], "original output")
+    assert_matches(model, reference, "NCHW")
 
 
 def test_clashing_names_are_renamed_and_the_probe_keeps_working(tmp_path):
@@ -233,12 +235,7 @@ def test_equivalent_spellings_of_the_same_head(respell):
     source, reference = keras_style(np.random.default_rng(6))
     respell(source)
     onnx.checker.check_model(source)
-    model = probe(source)
-    images = images_for(model, 3)
-    features, logits, _ = reference(preprocess(images, (0, 0, 0), (1, 1, 1), "NHWC"))
-    out = run(model, images)
-    assert_close(out[FEATURES], features, "features")
-    assert_close(out[LOGITS], logits, "logits")
+    assert_matches(probe(source), reference, "NHWC")
 
 
 def test_float16_model_gives_float32_outputs():
@@ -275,10 +272,7 @@ def test_gemm_without_bias_followed_by_add():
     source.graph.node.insert(3, helper.make_node("Add", ["unbiased", "C"], ["scores"]))  # ... and add it after
     [head] = [c for c in find_heads(source) if c.chosen]
     assert (head.spelling, head.logits) == ("Gemm(transB=0)+Add", "scores")
-    model = probe(source)
-    images = images_for(model, 3)
-    features, logits, _ = reference(preprocess(images, (0, 0, 0), (1, 1, 1), "NCHW"))
-    assert_close(run(model, images)[LOGITS], logits, "logits")
+    assert_matches(probe(source), reference, "NCHW")
 
 
 def test_head_tensors_already_named_logits_and_features_are_used_as_they_are():
@@ -290,8 +284,4 @@ def test_head_tensors_already_named_logits_and_features_are_used_as_they_are():
     assert "renamed" not in read_probe_info(model).head
     assert [o.name for o in model.graph.output] == ["dense_1", LOGITS, FEATURES]
     assert not [n for n in model.graph.node if n.op_type == "Identity" and n.output[0] in (LOGITS, FEATURES)]
-    images = images_for(model, 2)
-    features, logits, _ = reference(preprocess(images, (0, 0, 0), (1, 1, 1), "NHWC"))
-    out = run(model, images)
-    assert_close(out[FEATURES], features, "features")
-    assert_close(out[LOGITS], logits, "logits")
+    assert_matches(model, reference, "NHWC", n=2)
