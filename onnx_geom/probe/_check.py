@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from onnx import ModelProto, helper
 
-from onnx_geom.errors import InvalidModelError, ProbeCheckError
+from onnx_geom.errors import ProbeCheckError
 from onnx_geom.probe._load import first_line, load_model
 from onnx_geom.probe._preprocess import preprocess_numpy
 from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, ProbeInfo, read_probe_info
