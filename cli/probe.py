@@ -1,0 +1,144 @@
+"""``onnx-geom probe``: turn an ONNX classifier into a probe, list its head candidates, or check a probe.
+
+    onnx-geom probe model.onnx -o model.probe.onnx --preset cifar10
+    onnx-geom probe --inspect model.onnx
+    onnx-geom probe --check model.probe.onnx --source model.onnx
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from onnx_geom.cli._console import fail, out, user_errors
+
+
+def probe_command(
+    model: Annotated[Path, typer.Argument(help="The ONNX classifier (or, with --check, the probe).", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the probe (.onnx).")] = None,
+    preset: Annotated[str, typer.Option(help="Normalisation after scaling to [0,1]: none, cifar10, cifar100, imagenet.")] = "none",
+    mean: Annotated[Optional[str], typer.Option(help="Per-channel mean, comma-separated (overrides the preset).")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Per-channel std, comma-separated (overrides the preset).")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="The model's input layout: NCHW, NHWC or flat (default: detected).")] = None,
+    size: Annotated[Optional[str], typer.Option(help="Image size HxW when the model's input does not fix it, e.g. 224x224.")] = None,
+    features: Annotated[Optional[str], typer.Option(help="Tensor that holds the features (the head's input).")] = None,
+    logits: Annotated[Optional[str], typer.Option(help="Tensor that holds the logits (the head's pre-softmax output).")] = None,
+    inspect: Annotated[bool, typer.Option("--inspect", help="Only list the head candidates and why one was chosen.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="MODEL is a probe: run its self-check.")] = False,
+    source: Annotated[Optional[Path], typer.Option(help="With --check: the source model, to compare the original outputs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
+) -> None:
+    """Probe an ONNX classifier: uint8 images in; logits + features out; the head's W, b in its metadata."""
+    with user_errors():
+        if inspect and check:
+            raise fail("give either --inspect or --check, not both.")
+        if inspect:
+            _inspect(model, as_json)
+        elif check:
+            _check(model, source, as_json)
+        else:
+            if output is None:
+                raise fail("say where to write the probe with -o PROBE.onnx (or use --inspect / --check).")
+            _probe(model, output, preset=preset, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+                   layout=layout, image_size=_size(size), features=features, logits=logits, as_json=as_json)
+
+
+def _probe(model: Path, output: Path, *, as_json: bool, **options: Any) -> None:
+    from onnx_geom.probe import probe, save_probe
+    from onnx_geom.probe_info import read_probe_info
+
+    if output.exists() and model.exists() and output.resolve() == model.resolve():
+        raise fail("-o names the source model itself; write the probe to another file.")
+    result = probe(model, **options)
+    save_probe(result, output)
+    info = read_probe_info(result)
+    summary = {"probe": str(output), **info.to_json()}
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    head = info.head
+    rows = [
+        ("head node", f"{head['node']} [{head['spelling']}]"),
+        ("features", f"'{head['features']}'  D = {info.feature_dim}"),
+        ("logits", f"'{head['logits']}'  K = {info.num_classes}"),
+        ("input", f"uint8 N x {' x '.join(map(str, info.input_shape))} -> {info.layout} '{head['source_input']}'"),
+        ("preprocessing", "cast, x / 255, (x - mean) / std per channel"),
+        ("mean", _short(info.mean)),
+        ("std", _short(info.std)),
+        ("source", f"{info.producer or '?'}, opset {info.opset}, sha256 {info.source_sha256[:16]}..."),
+        ("self-check", "passed (onnxruntime optimisation on and off)"),
+    ]
+    out.print(_key_value_table(f"probe written to {output}", rows))
+
+
+def _inspect(model: Path, as_json: bool) -> None:
+    from onnx_geom.probe import find_heads, load_model
+
+    candidates = find_heads(load_model(model))
+    if as_json:
+        out.print_json(json.dumps({"model": str(model), "candidates": [c.describe() for c in candidates]}))
+        return
+    table = Table(title=f"head candidates in {model}")
+    for column in ("node", "spelling", "K", "D", "chosen"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("features -> logits", overflow="fold", ratio=1)
+    table.add_column("why", overflow="fold", ratio=2)
+    for c in candidates:
+        table.add_row(c.node, c.spelling, str(c.K or "?"), str(c.D or "?"), "[green]yes[/]" if c.chosen else "no",
+                      f"{c.features} -> {c.logits}", c.reason)
+    out.print(table)
+    if not candidates:
+        out.print("no Gemm or MatMul in the graph: it has no linear head.")
+
+
+def _check(model: Path, source: Optional[Path], as_json: bool) -> None:
+    from onnx_geom.probe import check_probe
+
+    report = check_probe(model, source=source)
+    if as_json:
+        out.print_json(json.dumps({"probe": str(model), **report.to_json()}))
+        return
+    compared = ", ".join(report.outputs_compared) or "not compared (give --source MODEL.onnx)"
+    rows = [
+        ("images", f"{report.n} random uint8"),
+        ("onnxruntime levels", ", ".join(report.levels)),
+        ("|logits - (features W^T + b)|", f"max {report.max_logit_error:.3g} (tolerance {report.logit_tolerance:.3g})"),
+        ("optimisation on vs off", f"max difference {report.max_level_difference:.3g}"),
+        ("original outputs", f"{compared}; max difference {report.max_output_difference:.3g}"),
+    ]
+    out.print(_key_value_table(f"self-check of {model}: passed", rows))
+
+
+def _key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _floats(text: Optional[str], option: str) -> Optional[tuple[float, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.replace(" ", "").split(","))
+    except ValueError:
+        raise fail(f"{option} must be numbers separated by commas, e.g. 0.485,0.456,0.406 (got '{text}').") from None
+
+
+def _size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise fail(f"--size must be HxW with positive integers, e.g. 224x224 (got '{text}').")
+    return int(parts[0]), int(parts[1])
+
+
+def _short(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"

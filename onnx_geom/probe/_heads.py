@@ -1,0 +1,251 @@
+"""Find the final linear classifier of an ONNX graph, whatever the exporter's spelling.
+
+A *candidate* is every ``Gemm`` and every ``MatMul`` (with the ``Add`` of its bias, if any). It is *viable*
+when its weight is a floating-point 2-D constant and its output reaches a graph output through only
+shape-preserving or monotone ops (Softmax, LogSoftmax, Identity, Reshape, Flatten, Squeeze, Cast, ArgMax,
+skl2onnx's ZipMap...). ``W`` (K, D) and ``b`` (K,) are normalised to ``logits = features @ W.T + b``.
+
+>>> [(c.node, c.spelling, c.K, c.D, c.chosen) for c in find_heads(model)]      # doctest: +SKIP
+[('/fc/Gemm', 'Gemm(transB=1)', 10, 512, True)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from onnx import ModelProto, NodeProto, helper
+
+from onnx_geom.errors import HeadNotFoundError
+from onnx_geom.probe._graph import GraphIndex
+
+__all__ = ["HeadCandidate", "find_heads", "choose_head", "PASS_THROUGH"]
+
+#: Ops through which the logits may reach a graph output (shape-preserving, monotone, or class lookups).
+PASS_THROUGH = frozenset({
+    "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Softmax", "LogSoftmax", "Sigmoid",
+    "ArgMax", "TopK", "ZipMap", "ArrayFeatureExtractor", "Normalizer",
+})
+#: Linear ops a walk back from an output may pass when explaining why no head was found.
+_LINEAR_POOLING = frozenset({"GlobalAveragePool", "AveragePool", "ReduceMean", "ReduceSum"})
+
+
+@dataclass
+class HeadCandidate:
+    """One linear layer that could be the classifier head.
+
+    ``features``/``logits``: tensor names of its input and (pre-softmax) output; ``W``: (K, D) and ``b``: (K,)
+    float32 when the weights are usable; ``reason`` says why it was chosen or rejected.
+    """
+
+    node: str
+    spelling: str
+    features: str
+    logits: str
+    K: int = 0
+    D: int = 0
+    W: np.ndarray | None = None
+    b: np.ndarray | None = None
+    viable: bool = False
+    chosen: bool = False
+    reason: str = ""
+    dtype: str = "float32"
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary (no weights): what ``--inspect`` shows."""
+        return {"node": self.node, "spelling": self.spelling, "features": self.features, "logits": self.logits,
+                "K": self.K, "D": self.D, "chosen": self.chosen, "reason": self.reason}
+
+
+def find_heads(model: ModelProto) -> list[HeadCandidate]:
+    """Every Gemm/MatMul of ``model``'s main graph as a :class:`HeadCandidate`, at most one ``chosen``.
+
+    The chosen one is the single viable candidate; when there are none or several, every candidate says why
+    it was not chosen, and :func:`choose_head` raises with that list.
+    """
+    index = GraphIndex(model.graph)
+    ranks = _known_ranks(model)
+    candidates = [_candidate(index, position, ranks) for position, node in enumerate(index.nodes)
+                  if node.op_type in ("Gemm", "MatMul") and node.domain in ("", "ai.onnx")]
+    viable = [c for c in candidates if c.viable]
+    if len(viable) == 1:
+        viable[0].chosen = True
+        viable[0].reason = "the only linear layer whose output reaches a model output through shape/monotone ops"
+    elif len(viable) > 1:
+        for c in viable:
+            c.reason = f"one of {len(viable)} equally good candidates; choose with --features/--logits"
+    return candidates
+
+
+def choose_head(model: ModelProto, candidates: list[HeadCandidate], *, features: str | None = None,
+                logits: str | None = None) -> HeadCandidate:
+    """The head to probe: the chosen candidate, or the one whose tensors match ``features``/``logits``."""
+    if features or logits:
+        matches = [c for c in candidates if c.W is not None and features in (None, c.features)
+                   and logits in (None, c.logits)]
+        if len(matches) == 1:
+            return matches[0]
+        asked = ", ".join(f"{k} '{v}'" for k, v in (("features", features), ("logits", logits)) if v)
+        problem = "no linear layer (Gemm or MatMul with constant weights) joins" if not matches else "several linear layers match"
+        raise HeadNotFoundError(f"{problem} {asked}; {_listing([c for c in candidates if c.W is not None], reasons=False)}")
+    chosen = [c for c in candidates if c.chosen]
+    if chosen:
+        return chosen[0]
+    viable = [c for c in candidates if c.viable]
+    if viable:
+        listed = _listing(viable, reasons=False, prefix="")
+        raise HeadNotFoundError(
+            f"found {len(viable)} equally good head candidates ({listed}); "
+            "pick one with --features TENSOR --logits TENSOR."
+        )
+    raise HeadNotFoundError(f"{_explain_no_head(GraphIndex(model.graph))}; {_listing(candidates)}")
+
+
+def _listing(candidates: list[HeadCandidate], *, reasons: bool = True, prefix: str = "candidates: ") -> str:
+    if not candidates:
+        return "the graph has no usable Gemm or MatMul at all (--features/--logits can only name such a layer)"
+    shown = [f"{c.node} [{c.spelling}] features '{c.features}' -> logits '{c.logits}'"
+             + (f": {c.reason}" if reasons else "") for c in candidates[-6:]]
+    more = f" (and {len(candidates) - 6} earlier)" if len(candidates) > 6 else ""
+    return prefix + "; ".join(shown) + more
+
+
+def _candidate(index: GraphIndex, position: int, ranks: dict[str, int]) -> HeadCandidate:
+    node = index.nodes[position]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    cand = HeadCandidate(node=index.label(position), spelling=node.op_type, features=node.input[0],
+                         logits=node.output[0])
+    weight = index.constant(node.input[1])
+    if node.op_type == "Gemm":
+        alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+        trans_a, trans_b = int(attrs.get("transA", 0)), int(attrs.get("transB", 0))
+        extras = [f"transB={trans_b}"] + [f"{k}={v:g}" for k, v in (("alpha", alpha), ("beta", beta)) if v != 1.0]
+        cand.spelling = f"Gemm({', '.join(extras)})"
+        if trans_a:
+            return _reject(cand, "transA=1, so its features would be the transpose of its input")
+        problem = _weight_problem(weight, index.constant(node.input[0]))
+        if problem:
+            return _reject(cand, problem)
+        W = alpha * (weight if trans_b else weight.T).astype(np.float64)
+        bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        bias = _bias_value(index, bias_name, W.shape[0]) if bias_name else np.zeros(W.shape[0])
+        bias = None if bias is None else beta * bias
+    else:
+        problem = _weight_problem(weight, index.constant(node.input[0]))
+        if problem:
+            return _reject(cand, problem)
+        W, bias = weight.T.astype(np.float64), np.zeros(weight.shape[1])
+    add = _bias_add(index, node.output[0], W.shape[0]) if bias is not None else None
+    if add is not None:  # a bias added after the layer (MatMul + Add; Gemm without C + Add)
+        cand.logits, bias = add[0], bias + add[1]
+        cand.spelling += "+Add"
+    if bias is None:
+        return _reject(cand, "its bias is not a constant of K values (it depends on the batch or is computed)")
+    cand.dtype = str(weight.dtype)
+    cand.W, cand.b = np.asarray(W, np.float32), np.asarray(bias, np.float32).reshape(-1)
+    cand.K, cand.D = cand.W.shape
+    rank = ranks.get(cand.features)
+    if rank is not None and rank != 2:
+        return _reject(cand, f"its input has rank {rank}, not (N, D): it is not a per-sample feature vector")
+    blocker = _blocker(index, cand.logits)
+    if blocker:
+        return _reject(cand, f"its output does not reach a model output through shape/monotone ops only ({blocker})")
+    cand.viable = True
+    return cand
+
+
+def _reject(cand: HeadCandidate, reason: str) -> HeadCandidate:
+    cand.reason = reason
+    return cand
+
+
+def _weight_problem(weight: np.ndarray | None, left: np.ndarray | None) -> str:
+    if weight is None:
+        return ("its left operand is the constant, so it is not a layer applied to features" if left is not None
+                else "its weight is computed at run time, not a constant")
+    if weight.ndim != 2:
+        return f"its weight has shape {tuple(weight.shape)}, not (D, K)"
+    if not np.issubdtype(weight.dtype, np.floating):
+        return f"its weight is {weight.dtype}, not floating point (quantized heads are not supported)"
+    return ""
+
+
+def _bias_value(index: GraphIndex, name: str, K: int) -> np.ndarray | None:
+    value = index.constant(name)
+    if value is None or not np.issubdtype(value.dtype, np.floating):
+        return None
+    if value.size == 1:
+        return np.full(K, float(value.reshape(())), dtype=np.float64)
+    if value.shape in ((K,), (1, K)):
+        return value.astype(np.float64).reshape(K)
+    return None
+
+
+def _bias_add(index: GraphIndex, tensor: str, K: int) -> tuple[str, np.ndarray] | None:
+    """(output, bias) of the ``Add`` of a constant bias that is the only consumer of ``tensor``."""
+    users = index.consumers.get(tensor, [])
+    if len(users) != 1 or tensor in index.outputs:
+        return None
+    add = index.nodes[users[0]]
+    if add.op_type != "Add" or len(add.input) != 2:
+        return None
+    other = add.input[1] if add.input[0] == tensor else add.input[0]
+    bias = _bias_value(index, other, K)
+    return None if bias is None else (add.output[0], bias)
+
+
+def _blocker(index: GraphIndex, tensor: str) -> str:
+    """'' when ``tensor`` reaches a graph output through PASS_THROUGH ops only, else what stops it."""
+    seen, frontier, stops = set(), [tensor], []
+    while frontier:
+        name = frontier.pop()
+        if name in index.outputs:
+            return ""
+        if name in seen:
+            continue
+        seen.add(name)
+        for position in index.consumers.get(name, []):
+            node: NodeProto = index.nodes[position]
+            if node.op_type in PASS_THROUGH:
+                frontier.extend(n for n in node.output if n)
+            else:
+                stops.append(f"next: {node.op_type} '{index.label(position)}'")
+    return ", ".join(dict.fromkeys(stops)) or "nothing uses it"
+
+
+def _explain_no_head(index: GraphIndex) -> str:
+    """Why the scores are not linear in any feature vector: walk back from the first output."""
+    output = index.outputs[0]
+    name, path = output, []
+    while name in index.producer:
+        position = index.producer[name]
+        node = index.nodes[position]
+        path.append(node.op_type)
+        if node.op_type not in PASS_THROUGH | _LINEAR_POOLING or not node.input:
+            break
+        name = node.input[0]
+    else:
+        return f"no final linear layer found: output '{output}' is not computed from a Gemm or MatMul"
+    chain = " -> ".join(reversed(path))
+    culprit = index.nodes[index.producer[name]]
+    if culprit.op_type in ("Gemm", "MatMul"):
+        return f"no usable final linear layer: output '{output}' comes from {chain}"
+    return (f"no final linear layer found: output '{output}' comes from {chain}, and {culprit.op_type} "
+            f"'{index.label(index.producer[name])}' is not a linear layer with constant weights, so the scores are "
+            "not linear in any feature vector")
+
+
+def _known_ranks(model: ModelProto) -> dict[str, int]:
+    """Tensor ranks from onnx shape inference, where it works (best effort; many graphs defeat it)."""
+    from onnx import shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:
+        return {}
+    ranks = {}
+    for value in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        if value.type.HasField("tensor_type") and value.type.tensor_type.HasField("shape"):
+            ranks[value.name] = len(value.type.tensor_type.shape.dim)
+    return ranks

@@ -1,0 +1,186 @@
+"""Graph surgery: any ONNX classifier -> probe (uint8 images in; logits + features out; head in metadata).
+
+The recipe: load -> find the head -> add the preprocessing prefix and the two outputs -> check -> save.
+
+>>> model = probe("classifier.onnx", preset="cifar10")     # doctest: +SKIP
+>>> save_probe(model, "classifier.probe.onnx")            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnx import ModelProto, TensorProto, helper
+
+from onnx_geom.errors import InvalidModelError
+from onnx_geom.probe._graph import all_tensor_names, rename_tensors, unique_name
+from onnx_geom.probe._heads import HeadCandidate, choose_head, find_heads
+from onnx_geom.probe._load import first_line, load_model, model_sha256
+from onnx_geom.probe._preprocess import ImageSpec, image_spec, normalisation, preprocess_nodes
+from onnx_geom.probe_info import FEATURES, LOGITS, METADATA_KEY, PROBE_INPUT, TAGS_KEY, ProbeInfo, write_probe_info
+
+__all__ = ["probe", "save_probe", "source_input"]
+
+_BATCH = "N"
+_TWO_GB = 2**31
+
+
+def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean: Sequence[float] | None = None,
+          std: Sequence[float] | None = None, layout: str | None = None, features: str | None = None,
+          logits: str | None = None, image_size: tuple[int, int] | None = None, check: bool = True) -> ModelProto:
+    """Turn the ONNX classifier ``model`` (a path or a ModelProto) into a probe and return it.
+
+    The probe takes uint8 ``images`` (N, H, W, C) and adds outputs ``logits`` (N, K) and ``features`` (N, D)
+    to the original ones; its ``onnx_geom.probe`` metadata holds the head ``W`` (K, D), ``b`` (K). ``preset``
+    (none|cifar10|cifar100|imagenet) or ``mean``/``std`` set the normalisation after scaling to [0, 1];
+    ``layout`` (NCHW|NHWC|flat) and ``image_size`` (H, W) override what is detected from the input;
+    ``features``/``logits`` name the head's tensors when detection cannot decide. With ``check`` the probe
+    is run on random images first (:func:`check_probe`) and ProbeCheckError is raised if it is wrong.
+    """
+    path = None if isinstance(model, ModelProto) else Path(model)
+    source = load_model(path) if path is not None else model
+    if source.ByteSize() >= _TWO_GB:
+        raise InvalidModelError("the model is larger than 2 GB with its weights, and a probe is one self-contained "
+                                "file, which ONNX limits to 2 GB; probe a smaller (or float16) export of it.")
+    if any(prop.key == METADATA_KEY for prop in source.metadata_props):
+        raise InvalidModelError("this model is already an onnx-geom probe; probe its source model instead.")
+    head = choose_head(source, find_heads(source), features=features, logits=logits)
+    original = source_input(source)
+    spec = image_spec(original, layout=layout, image_size=image_size)
+    if 0 < _default_opset(source) < 7:
+        raise InvalidModelError(f"the model uses opset {_default_opset(source)}, older than the 7 the probe's "
+                                "preprocessing needs; convert it with onnx.version_converter first.")
+    mean_c, std_c = normalisation(preset, mean, std, channels=spec.hwc[2])
+
+    result = ModelProto()
+    result.CopyFrom(source)
+    taken = all_tensor_names(result.graph)
+    renamed = _rename_clashes(result.graph, head, taken)
+    _splice_prefix(result.graph, renamed.get(original.name, original.name), spec, mean_c, std_c, taken)
+    _free_batch(result.graph, spec.batch)
+    _add_outputs(result.graph, head, renamed, taken)
+    del result.graph.value_info[:]  # stale shapes (a static batch of 1) would clash with the dynamic batch
+    if not any(op.domain in ("", "ai.onnx") for op in result.opset_import):
+        result.opset_import.append(helper.make_opsetid("", 13))
+
+    info = ProbeInfo(
+        W=head.W, b=head.b, input_shape=spec.hwc, layout=spec.layout, mean=mean_c, std=std_c,
+        source_sha256=model_sha256(path, source), producer=" ".join(filter(None, (source.producer_name, source.producer_version))),
+        opset=_default_opset(source), head=_head_json(head, original.name, renamed), tags=_tags(source),
+    )
+    write_probe_info(result, info)
+    try:
+        onnx.checker.check_model(result)
+    except Exception as err:
+        raise InvalidModelError(f"the probe built from this model is not valid ONNX ({first_line(err)}); "
+                                "please report it with the model.") from None
+    if check:
+        from onnx_geom.probe._check import check_probe
+
+        check_probe(result, source=source)
+    return result
+
+
+def _rename_clashes(graph: onnx.GraphProto, head: HeadCandidate, taken: set[str]) -> dict[str, str]:
+    """Rename tensors that use the probe's fixed names (``images``, ``logits``, ``features``) to
+    ``<name>_source``, except the head's own float32 tensor already called so. Returns {old: new}."""
+    keep = {head.features: FEATURES, head.logits: LOGITS} if head.dtype == "float32" else {}
+    clashes = sorted(name for name in (PROBE_INPUT, LOGITS, FEATURES) if name in taken and keep.get(name) != name)
+    renamed = {name: unique_name(f"{name}_source", taken) for name in clashes}
+    rename_tensors(graph, renamed)
+    return renamed
+
+
+def _splice_prefix(graph: onnx.GraphProto, model_input: str, spec: ImageSpec, mean: Sequence[float], std: Sequence[float],
+                   taken: set[str]) -> None:
+    """Replace the graph input ``model_input`` by uint8 ``images`` and the preprocessing nodes that feed it."""
+    nodes, inits = preprocess_nodes(PROBE_INPUT, model_input, spec, mean, std, taken)
+    inputs = [value for value in graph.input if value.name != model_input]
+    del graph.input[:]
+    graph.input.extend([helper.make_tensor_value_info(PROBE_INPUT, TensorProto.UINT8, [_BATCH, *spec.hwc]), *inputs])
+    graph.initializer.extend(inits)
+    old_nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + old_nodes)
+
+
+def _add_outputs(graph: onnx.GraphProto, head: HeadCandidate, renamed: dict[str, str], taken: set[str]) -> None:
+    """Expose the head's input and output as float32 ``features`` (N, D) and ``logits`` (N, K), typed."""
+    outputs = {value.name for value in graph.output}
+    for name, src, dim in ((LOGITS, head.logits, head.K), (FEATURES, head.features, head.D)):
+        src = renamed.get(src, src)
+        if src != name:
+            op, extra = ("Identity", {}) if head.dtype == "float32" else ("Cast", {"to": TensorProto.FLOAT})
+            graph.node.append(helper.make_node(op, [src], [name], name=unique_name(f"onnx_geom/{name}", taken), **extra))
+        if name not in outputs:
+            graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [_BATCH, dim]))
+
+
+def source_input(model: ModelProto) -> onnx.ValueInfoProto:
+    """The model's single real input (initializers listed as inputs by old exporters do not count)."""
+    constants = {tensor.name for tensor in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in constants]
+    if len(inputs) != 1:
+        names = ", ".join(f"'{v.name}'" for v in inputs) or "none"
+        raise InvalidModelError(f"the model has {len(inputs)} inputs ({names}); a probe needs exactly one image input.")
+    return inputs[0]
+
+
+def save_probe(model: ModelProto, path: str | PathLike[str]) -> Path:
+    """Write ``model`` to ``path`` as one self-contained file (atomically: a failure leaves no partial file)."""
+    path = Path(path)
+    if model.ByteSize() >= _TWO_GB:
+        raise InvalidModelError("the probe is larger than 2 GB, which one ONNX file cannot hold; prune or quantize the model.")
+    if not path.parent.is_dir():
+        raise InvalidModelError(f"the folder '{path.parent}' does not exist; create it or write the probe elsewhere.")
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(model.SerializeToString())
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+    return path
+
+
+def _free_batch(graph: onnx.GraphProto, batch: int | None) -> None:
+    """Make a static batch size in the original outputs dynamic (the probe's batch is dynamic)."""
+    if batch is None:
+        return
+    for value in graph.output:
+        dims = value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else []
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value == batch:
+            dims[0].dim_param = _BATCH
+
+
+def _default_opset(model: ModelProto) -> int:
+    return next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 0)
+
+
+def _head_json(head: HeadCandidate, source_input_name: str, renamed: dict[str, str]) -> dict[str, Any]:
+    info = {"node": head.node, "spelling": head.spelling, "features": head.features, "logits": head.logits,
+            "source_input": source_input_name, "weight_dtype": head.dtype}
+    if renamed:
+        info["renamed"] = dict(renamed)
+    return info
+
+
+def _tags(model: ModelProto) -> dict[str, Any]:
+    raw = next((p.value for p in model.metadata_props if p.key == TAGS_KEY), None)
+    if raw is None:
+        return {}
+    try:
+        tags = json.loads(raw)
+    except ValueError:
+        raise InvalidModelError(f"the model's '{TAGS_KEY}' metadata is not JSON; fix or remove it.") from None
+    if not isinstance(tags, dict):
+        raise InvalidModelError(f"the model's '{TAGS_KEY}' metadata is not a JSON object; write it as {{\"key\": value}}.")
+    return tags
