@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -38,17 +39,19 @@ def export_torch(model: Any, *, tags: dict[str, Any], input_shape: tuple[int, ..
 
     buffer = io.BytesIO()
     model.eval()
-    torch.onnx.export(
-        model,
-        (torch.zeros(input_shape),),
-        buffer,
-        dynamo=False,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=OPSET,
-        do_constant_folding=True,
-    )
+    with warnings.catch_warnings():  # the legacy exporter is deprecated, but one-file and fast for this graph
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (torch.zeros(input_shape),),
+            buffer,
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            do_constant_folding=True,
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     for node in proto.graph.node:
         node.doc_string = ""
