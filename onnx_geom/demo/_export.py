@@ -1,9 +1,12 @@
 """ONNX export of the zoo's models (torch legacy exporter, skl2onnx), their tags, and their accuracy in onnxruntime.
 
 >>> from onnx_geom.demo._train import DigitNet
->>> proto = export_torch(DigitNet(), tags={"method": "dense"})           # doctest: +SKIP
->>> json.loads(dict((p.key, p.value) for p in proto.metadata_props)[TAGS_KEY])["method"]   # doctest: +SKIP
-'dense'
+>>> proto = export_torch(DigitNet())
+>>> set_tags(proto, {"method": "dense"})
+>>> json.loads({p.key: p.value for p in proto.metadata_props}[TAGS_KEY])
+{'method': 'dense'}
+>>> onnx_logits(proto, np.zeros((3, 1, 32, 32), np.float32)).shape
+(3, 10)
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ def set_tags(proto: Any, tags: dict[str, Any]) -> None:
     prop.key, prop.value = TAGS_KEY, json.dumps(tags, sort_keys=True)
 
 
-def export_torch(model: Any, *, tags: dict[str, Any], input_shape: tuple[int, ...] = (1, 1, 32, 32)) -> Any:
+def export_torch(model: Any, *, input_shape: tuple[int, ...] = (1, 1, 32, 32)) -> Any:
     """One-file ONNX (legacy TorchScript exporter, opset 17) of ``model``: input ``input`` float32
-    ``(N, *input_shape[1:])``, output ``logits`` (N, K), batch dynamic, ``tags`` in its metadata."""
+    ``(N, *input_shape[1:])``, output ``logits`` (N, K), batch dynamic."""
     import onnx
     import torch
 
@@ -55,14 +58,13 @@ def export_torch(model: Any, *, tags: dict[str, Any], input_shape: tuple[int, ..
     proto = onnx.load_from_string(buffer.getvalue())
     for node in proto.graph.node:
         node.doc_string = ""
-    set_tags(proto, tags)
     onnx.checker.check_model(proto)
     return proto
 
 
-def export_sklearn(classifier: Any, *, tags: dict[str, Any], n_features: int) -> Any:
+def export_sklearn(classifier: Any, *, n_features: int) -> Any:
     """ONNX of a fitted scikit-learn classifier through skl2onnx: input ``input`` float32 (N, n_features),
-    outputs ``label`` (N,) and ``probabilities`` (N, K) (no ZipMap), ``tags`` in its metadata."""
+    outputs ``label`` (N,) and ``probabilities`` (N, K) (no ZipMap)."""
     import onnx
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
@@ -74,7 +76,6 @@ def export_sklearn(classifier: Any, *, tags: dict[str, Any], n_features: int) ->
         target_opset={"": OPSET, "ai.onnx.ml": 3},
     )
     proto.graph.name = type(classifier).__name__  # skl2onnx picks a random one; the zoo must be reproducible
-    set_tags(proto, tags)
     onnx.checker.check_model(proto)
     return proto
 

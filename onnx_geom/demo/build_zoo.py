@@ -137,19 +137,30 @@ def _mlp(x_flat: np.ndarray, y: np.ndarray, recipe: Recipe) -> Any:
     return clf
 
 
-def _entry(name: str, method: str, framework: str, target: float, weights: list[np.ndarray],
-           params: list[np.ndarray], proto: Any, accuracy: float, layout: str) -> dict[str, Any]:
+def _save(out: Path, name: str, proto: Any, *, method: str, framework: str, target: float, accuracy: float,
+          weights: list[np.ndarray], params: list[np.ndarray], layout: str) -> dict[str, Any]:
+    """Tag ``proto``, write it to ``out/<name>.onnx`` and return its manifest entry.
+
+    ``weights``: the prunable weight arrays (their zero fraction is the sparsity); ``params``: every parameter.
+    """
     from onnx_geom.demo._export import set_tags
     from onnx_geom.demo._prune import weight_sparsity
 
     sparsity = weight_sparsity(weights)
     set_tags(proto, {"method": method, "sparsity": sparsity, "framework": framework, "clean_accuracy": accuracy})
+    blob = proto.SerializeToString()
+    (out / f"{name}.onnx").write_bytes(blob)
     return {
         "name": name, "file": f"{name}.onnx", "method": method, "framework": framework,
         "sparsity": sparsity, "target_sparsity": target, "accuracy": accuracy,
         "params": int(sum(p.size for p in params)), "nonzero_params": int(sum(np.count_nonzero(p) for p in params)),
-        "layout": layout, "input_shape": [32, 32, 1],
+        "layout": layout, "input_shape": [32, 32, 1], "sha256": hashlib.sha256(blob).hexdigest(),
     }
+
+
+def _flat(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, 1) -> float32 (N, H * W) in [0, 1]."""
+    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0)
 
 
 def build_zoo(out_dir: str | Path, *, small: bool = False, log: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
@@ -173,28 +184,27 @@ def build_zoo(out_dir: str | Path, *, small: bool = False, log: Callable[[str], 
     with deterministic(threads=1):
         x, y = to_tensor(data.images[train_idx]), torch.from_numpy(data.labels[train_idx])
         for name, method, target, module in _cnn_variants(x, y, recipe):
-            proto = export_torch(module, tags={})
+            proto = export_torch(module)
             acc = float(np.mean(onnx_logits(proto, x_test).argmax(1) == test_labels))
             torch_acc = accuracy(module, torch.from_numpy(x_test), torch.from_numpy(test_labels))
             if abs(acc - torch_acc) > 1.5 / len(test_labels):
                 raise RuntimeError(f"{name}: accuracy {acc:.4f} in onnxruntime but {torch_acc:.4f} in torch")
-            weights = [w.detach().numpy() for w in prunable(module).values()]
-            params = [p.detach().numpy() for p in module.parameters()]
-            models.append(_entry(name, method, "pytorch", target, weights, params, proto, acc, "NCHW"))
-            (out / f"{name}.onnx").write_bytes(proto.SerializeToString())
+            models.append(_save(
+                out, name, proto, method=method, framework="pytorch", target=target, accuracy=acc, layout="NCHW",
+                weights=[w.detach().numpy() for w in prunable(module).values()],
+                params=[p.detach().numpy() for p in module.parameters()],
+            ))
             log(f"{name}: sparsity {models[-1]['sparsity']:.3f}, accuracy {acc:.4f}")
 
-    flat = lambda images: images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0)  # noqa: E731
-    clf = _mlp(flat(data.images[train_idx]), data.labels[train_idx], recipe)
-    proto = export_sklearn(clf, tags={}, n_features=32 * 32)
-    acc = float(np.mean(onnx_logits(proto, flat(test_images)).argmax(1) == test_labels))
-    params = [*clf.coefs_, *clf.intercepts_]
-    models.append(_entry("mlp_sklearn", "dense", "scikit-learn", 0.0, list(clf.coefs_), params, proto, acc, "flat"))
-    (out / "mlp_sklearn.onnx").write_bytes(proto.SerializeToString())
+    clf = _mlp(_flat(data.images[train_idx]), data.labels[train_idx], recipe)
+    proto = export_sklearn(clf, n_features=32 * 32)
+    acc = float(np.mean(onnx_logits(proto, _flat(test_images)).argmax(1) == test_labels))
+    models.append(_save(
+        out, "mlp_sklearn", proto, method="dense", framework="scikit-learn", target=0.0, accuracy=acc, layout="flat",
+        weights=list(clf.coefs_), params=[*clf.coefs_, *clf.intercepts_],
+    ))
     log(f"mlp_sklearn: accuracy {acc:.4f}")
 
-    for entry in models:
-        entry["sha256"] = hashlib.sha256((out / entry["file"]).read_bytes()).hexdigest()
     np.savez_compressed(out / "digits_test.npz", images=test_images, labels=test_labels, indices=data.indices[test_idx])
     manifest = {
         "version": 1,
@@ -218,7 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small", action="store_true", help="reduced build (fewer epochs and models) for tests")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    models = build_zoo(args.output, small=args.small, log=lambda line: print(line, flush=True))
+    try:
+        models = build_zoo(args.output, small=args.small, log=lambda line: print(line, flush=True))
+    except OSError as err:
+        raise SystemExit(f"cannot write the zoo to {args.output} ({err.strerror or err}); choose a writable folder with -o.") from None
     print(f"wrote {len(models)} models to {args.output} in {time.perf_counter() - start:.1f} s")
 
 
