@@ -112,14 +112,44 @@ def test_shipped_models_run_and_match_their_accuracy():
     assert accuracies["mlp_sklearn"] > 0.9
 
 
-def test_cnn_heads_are_linear_layers():
-    """The probe looks for a final Gemm/MatMul: every CNN's logits come straight out of a Gemm."""
+def _head(graph: onnx.GraphProto) -> tuple[str, np.ndarray, np.ndarray, bool]:
+    """(features tensor, W (K, D), b (K,), softmax after?) read by hand from the graph's last Gemm or MatMul+Add."""
+    producer = {out: node for node in graph.node for out in node.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    node, softmax = producer[[o.name for o in graph.output if o.name in ("logits", "probabilities")][0]], False
+    while node.op_type in ("Identity", "Softmax"):
+        softmax |= node.op_type == "Softmax"
+        node = producer[node.input[0]]
+    if node.op_type == "Gemm":
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs.get("transB") == 1 and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+        return node.input[0], inits[node.input[1]], inits[node.input[2]], softmax
+    assert node.op_type == "Add"
+    matmul = producer[node.input[0]]
+    assert matmul.op_type == "MatMul"
+    return matmul.input[0], inits[matmul.input[1]].T, inits[node.input[1]].reshape(-1), softmax  # Add broadcasts (1, K)
+
+
+def test_heads_are_linear_in_nonzero_features():
+    """What the probe will rely on: scores = f @ W.T + b (then maybe softmax), and no sample has f = 0."""
+    images, _ = load_test_split()
     for entry in load_manifest():
-        graph = onnx.load(str(zoo_dir() / entry["file"])).graph
-        producer = {out: node for node in graph.node for out in node.output}
+        model = onnx.load(str(zoo_dir() / entry["file"]))
         if entry["framework"] == "pytorch":
-            assert producer[graph.output[0].name].op_type == "Gemm", entry["name"]
-            assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]] == [1, 32, 32]
+            assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]] == [1, 32, 32]
+        features, W, b, softmax = _head(model.graph)
+        assert W.shape == (10, 64) and b.shape == (10,), entry["name"]
+        model.graph.output.append(onnx.helper.make_tensor_value_info(features, onnx.TensorProto.FLOAT, None))
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        x = images.astype(np.float32) / 255.0
+        x = x.reshape(len(x), -1) if entry["layout"] == "flat" else np.ascontiguousarray(np.moveaxis(x, -1, 1))
+        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x})))
+        f = outputs[features].astype(np.float64)
+        z = f @ W.T.astype(np.float64) + b
+        expected = np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True) if softmax else z
+        got = outputs["probabilities" if softmax else "logits"]
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max(), err_msg=entry["name"])
+        assert np.linalg.norm(f, axis=1).min() > 0, entry["name"]
 
 
 def _bilinear_up(image: np.ndarray, size: int) -> np.ndarray:
@@ -165,3 +195,16 @@ def test_loaders_refuse_bad_zoo_folders(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(DataError, match="not a zoo manifest"):
         load_manifest(tmp_path)
+
+
+def test_reading_the_zoo_needs_neither_torch_nor_sklearn():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from onnx_geom.demo import load_manifest, load_test_split, zoo_models;"
+        "load_manifest(); load_test_split(); zoo_models();"
+        "bad=[m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn', 'skl2onnx', 'onnx', 'onnxruntime')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
