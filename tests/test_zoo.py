@@ -24,15 +24,15 @@ METHODS = {"dense", "magnitude", "random", "l1_channel", "lth_rewind", "gmp", "s
 
 @pytest.fixture(scope="module")
 def small_zoos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two reduced builds into separate folders."""
+    """Two reduced builds into separate folders, one through the function, one through the command line."""
     pytest.importorskip("torch")
     pytest.importorskip("skl2onnx")
-    from onnx_geom.demo.build_zoo import build_zoo
+    from onnx_geom.demo.build_zoo import build_zoo, main
 
     a, b = tmp_path_factory.mktemp("zoo_a"), tmp_path_factory.mktemp("zoo_b")
     build_zoo(a, small=True)
-    build_zoo(b, small=True)
-    return a, b
+    main(["-o", str(b / "nested"), "--small"])
+    return a, b / "nested"
 
 
 def _weights(model: onnx.ModelProto) -> list[np.ndarray]:
@@ -146,7 +146,11 @@ def test_heads_are_linear_in_nonzero_features():
         outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x})))
         f = outputs[features].astype(np.float64)
         z = f @ W.T.astype(np.float64) + b
-        expected = np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True) if softmax else z
+        if softmax:
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            expected = e / e.sum(axis=1, keepdims=True)
+        else:
+            expected = z
         got = outputs["probabilities" if softmax else "logits"]
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max(), err_msg=entry["name"])
         assert np.linalg.norm(f, axis=1).min() > 0, entry["name"]

@@ -104,7 +104,8 @@ def main() -> None:
     rows = []
     for entry in manifest:
         accs = [_accuracy(args.zoo, entry, x, labels) for x in sets.values()]
-        rows.append([entry["name"], f"{entry['sparsity']:.3f}", *(f"{100 * a:.1f}" for a in accs), f"{100 * np.mean(accs[1:]):.1f}"])
+        mean = f"{100 * np.mean(accs[1:]):.1f}"
+        rows.append([entry["name"], f"{entry['sparsity']:.3f}", *(f"{100 * a:.1f}" for a in accs), mean])
     _print(["model", "sparsity", *sets, "mean corr."], rows, markdown=args.markdown)
 
 

@@ -27,6 +27,8 @@ from onnx_geom.errors import DataError, DataNotFoundError
 
 __all__ = ["zoo_dir", "load_manifest", "load_test_split", "zoo_models"]
 
+_REBUILD = "rebuild the zoo with `python -m onnx_geom.demo.build_zoo"
+
 
 def zoo_dir() -> Path:
     """The folder of the shipped zoo (ONNX files, ``digits_test.npz``, ``manifest.json``)."""
@@ -38,9 +40,7 @@ def _file(name: str, folder: str | Path | None) -> Path:
         raise DataError(f"the zoo manifest names the file {name!r}, which is not a plain file name; rebuild the zoo.")
     path = (zoo_dir() if folder is None else Path(folder)) / name
     if not path.is_file():
-        raise DataNotFoundError(
-            f"the demo zoo has no {path}; reinstall onnx-geom or rebuild it with `python -m onnx_geom.demo.build_zoo -o {path.parent}`."
-        )
+        raise DataNotFoundError(f"the demo zoo has no {path}; reinstall onnx-geom or {_REBUILD} -o {path.parent}`.")
     return path
 
 
@@ -52,7 +52,7 @@ def load_manifest(folder: str | Path | None = None) -> list[dict[str, Any]]:
     try:
         return list(json.loads(path.read_text())["models"])
     except (ValueError, KeyError, TypeError) as err:
-        raise DataError(f"{path} is not a zoo manifest ({err}); rebuild the zoo with `python -m onnx_geom.demo.build_zoo`.") from None
+        raise DataError(f"{path} is not a zoo manifest ({err}); {_REBUILD}`.") from None
 
 
 def load_test_split(folder: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -62,9 +62,12 @@ def load_test_split(folder: str | Path | None = None) -> tuple[np.ndarray, np.nd
         with np.load(path, allow_pickle=False) as data:
             images, labels = data["images"], data["labels"]
     except (ValueError, KeyError, OSError) as err:
-        raise DataError(f"{path} is not a zoo test split ({err}); rebuild the zoo with `python -m onnx_geom.demo.build_zoo`.") from None
+        raise DataError(f"{path} is not a zoo test split ({err}); {_REBUILD}`.") from None
     if images.dtype != np.uint8 or images.ndim != 4 or labels.shape != (len(images),):
-        raise DataError(f"{path} holds images {images.dtype} {images.shape} and labels {labels.shape}; expected uint8 (N, H, W, C) and (N,).")
+        raise DataError(
+            f"{path} holds images {images.dtype} {images.shape} and labels {labels.shape}, not uint8 (N, H, W, C) and (N,); "
+            f"{_REBUILD}`."
+        )
     return images, labels.astype(np.int64, copy=False)
 
 

@@ -72,7 +72,9 @@ def digits_32() -> Digits:
     return Digits(images, labels, np.arange(len(labels), dtype=np.int64))
 
 
-def stratified_split(labels: np.ndarray, *, test_fraction: float = TEST_FRACTION, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, *, test_fraction: float = TEST_FRACTION, seed: int = SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a stratified train/test split: ``round(test_fraction * n_c)`` test samples of each class.
 
     >>> train, test = stratified_split(np.repeat(np.arange(2), 10), test_fraction=0.2, seed=0)

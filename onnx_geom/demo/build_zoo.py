@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         models = build_zoo(args.output, small=args.small, log=lambda line: print(line, flush=True))
     except OSError as err:
-        raise SystemExit(f"cannot write the zoo to {args.output} ({err.strerror or err}); choose a writable folder with -o.") from None
+        reason = err.strerror or err
+        raise SystemExit(f"cannot write the zoo to {args.output} ({reason}); choose a writable folder with -o.") from None
     print(f"wrote {len(models)} models to {args.output} in {time.perf_counter() - start:.1f} s")
 
 
