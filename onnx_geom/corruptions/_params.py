@@ -96,7 +96,9 @@ PARAMS = {"cifar": CIFAR, "imagenet": IMAGENET}
 def zoom_factors(row: tuple[float, float, float]) -> np.ndarray:
     """The zoom factors of one ``zoom_blur`` row, exactly as the reference's ``np.arange(start, stop, step)``.
 
+    Floating point makes some rows include their stop value, in the references as here:
+
     >>> len(zoom_factors((1, 1.06, 0.01)))
-    6
+    7
     """
     return np.arange(*row)

@@ -33,7 +33,7 @@ def gaussian_noise(
     """Add N(0, c^2) noise to every value of ``images: (N, H, W, C)`` in [0, 1] units.
 
     >>> import numpy as np
-    >>> gaussian_noise(np.zeros((1, 16, 16, 1), np.uint8), 5, rng=1).max() > 0
+    >>> bool(gaussian_noise(np.zeros((1, 16, 16, 1), np.uint8), 5, rng=1).max() > 0)
     True
     """
     x, c, streams = _setup(images, severity, profile, rng, indices, "gaussian_noise")
@@ -47,7 +47,7 @@ def shot_noise(
     """Poisson noise: each value becomes ``Poisson(x * c) / c`` (fewer photons ``c`` = more noise).
 
     >>> import numpy as np
-    >>> shot_noise(np.full((1, 16, 16, 3), 200, np.uint8), 5, rng=1).std() > 0
+    >>> bool(shot_noise(np.full((1, 16, 16, 3), 200, np.uint8), 5, rng=1).std() > 0)
     True
     """
     x, c, streams = _setup(images, severity, profile, rng, indices, "shot_noise")
