@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
 
 
 def gaussian(x: np.ndarray, sigma: float, *, mode: str = "nearest", truncate: float = 4.0) -> np.ndarray:
@@ -39,17 +39,6 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     taps /= taps.sum()
     out = ndimage.correlate1d(disk, taps, axis=0, mode="mirror")
     return ndimage.correlate1d(out, taps, axis=1, mode="mirror")
-
-
-def correlate_reflect101(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """``cv2.filter2D`` of every channel of ``x: (N, H, W, C)`` with an odd square ``kernel``, border reflect-101.
-
-    Done with FFTs over the whole batch (the kernels here are up to 21x21).
-    """
-    r = kernel.shape[0] // 2
-    padded = np.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")  # numpy "reflect" is reflect-101
-    flipped = kernel[::-1, ::-1][None, :, :, None]
-    return signal.fftconvolve(padded, flipped, mode="valid", axes=(1, 2))
 
 
 def motion_offsets(radius: int, sigma: float, angles: np.ndarray, shape: tuple[int, int]) -> tuple:

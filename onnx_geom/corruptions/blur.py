@@ -11,10 +11,11 @@ Every function maps uint8 ``images: (N, H, W, C)`` to a uint8 batch of the same 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
-from onnx_geom.corruptions import _filters
+from onnx_geom.corruptions import _filters, _linear
 from onnx_geom.corruptions._common import check_images, check_severity, resolve_profile, sample_streams, to_float, to_uint8
 from onnx_geom.corruptions._params import PARAMS, zoom_factors
 
@@ -37,7 +38,7 @@ def gaussian_blur(
     True
     """
     images, _, _, sigma = _setup(images, severity, profile, "gaussian_blur")
-    return to_uint8(_filters.gaussian(to_float(images), sigma))
+    return to_uint8(_linear.apply(to_float(images), _linear.gaussian_operator(*images.shape[1:3], sigma)))
 
 
 def defocus_blur(
@@ -50,8 +51,12 @@ def defocus_blur(
     (2, 16, 16, 3)
     """
     images, _, _, (radius, alias) = _setup(images, severity, profile, "defocus_blur")
-    kernel = _filters.disk_kernel(radius, alias)
-    return to_uint8(_filters.correlate_reflect101(to_float(images), kernel))
+    return to_uint8(_linear.apply(to_float(images), _disk_operator(*images.shape[1:3], radius, alias)))
+
+
+@lru_cache(maxsize=32)
+def _disk_operator(h: int, w: int, radius: float, alias: float):
+    return _linear.disk_terms(_filters.disk_kernel(radius, alias), h, w, "mirror")
 
 
 def glass_blur(
@@ -71,17 +76,14 @@ def glass_blur(
     images, severity, _, (sigma, delta, iterations) = _setup(images, severity, profile, "glass_blur")
     n, h, w = images.shape[:3]
     streams = sample_streams(rng, "glass_blur", severity, indices, n)
-    x = to_uint8(_filters.gaussian(to_float(images), sigma))
+    blur = _linear.gaussian_operator(h, w, sigma)
+    x = to_uint8(_linear.apply(to_float(images), blur))
     hs, ws = np.arange(h - delta, delta, -1), np.arange(w - delta, delta, -1)
     if n and len(hs) and len(ws):
         offsets = np.stack([g.integers(-delta, delta, size=(iterations, len(hs), len(ws), 2)) for g in streams])
-        rows = np.arange(n)
         for it in range(iterations):
-            for i, row in enumerate(hs):
-                for j, col in enumerate(ws):
-                    dx, dy = offsets[:, it, i, j, 0], offsets[:, it, i, j, 1]
-                    x[rows, row, col] = x[rows, row + dy, col + dx]
-    return to_uint8(_filters.gaussian(to_float(x), sigma))
+            x = _scramble(x, hs, ws, offsets[:, it, ..., 1], offsets[:, it, ..., 0])
+    return to_uint8(_linear.apply(to_float(x), blur))
 
 
 def motion_blur(
@@ -118,9 +120,36 @@ def zoom_blur(
     (2, 16, 16, 1)
     """
     images, _, profile, row = _setup(images, severity, profile, "zoom_blur")
-    factors = zoom_factors(row)
-    x = to_float(images, np.float32)
-    out = np.zeros_like(x)
-    for factor in factors:
-        out += _filters.clipped_zoom(x, factor, centre=profile == "cifar")
-    return to_uint8((x + out) / (len(factors) + 1))
+    factors = tuple(float(f) for f in zoom_factors(row))
+    operator = _linear.zoom_blur_operator(*images.shape[1:3], factors, profile == "cifar")
+    return to_uint8(_linear.apply(to_float(images, np.float32), operator))
+
+
+def _scramble(x: np.ndarray, hs: np.ndarray, ws: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """One sequential sweep ``for h in hs: for w in ws: x[h, w] = x[h + dy, w + dx]`` for every sample at once.
+
+    ``x: (N, H, W, C)``; ``dy, dx: (N, len(hs), len(ws))``. A pixel reads the *new* value of its source if the
+    sweep wrote the source before, else the old one; following these links (pointer jumping, O(log) passes)
+    gives every pixel the old pixel it finally copies, so the sweep becomes one gather.
+    """
+    n, h, w = x.shape[:3]
+    grid_h, grid_w = np.meshgrid(hs, ws, indexing="ij")
+    target = (grid_h * w + grid_w).ravel()  # flat positions in visiting order
+    order = np.full(h * w, -1)
+    order[target] = np.arange(target.size)
+    source = ((grid_h + dy) * w + (grid_w + dx)).reshape(n, -1)  # (N, P) in visiting order
+    src_order = order[source]
+    follow = (src_order >= 0) & (src_order < np.arange(target.size))  # source written earlier in the sweep
+    rows = np.arange(n)[:, None]
+    # terminal[p]: old pixel read if the chain stops at p; link[p]: earlier visit whose result p copies, or -1
+    terminal = source.copy()
+    link = np.where(follow, src_order, -1)
+    while (link >= 0).any():
+        jump = link >= 0
+        safe = np.where(jump, link, 0)
+        terminal = np.where(jump, terminal[rows, safe], terminal)
+        link = np.where(jump, link[rows, safe], link)
+    flat = x.reshape(n, h * w, -1)
+    out = flat.copy()
+    out[:, target] = flat[rows, terminal]
+    return out.reshape(x.shape)

@@ -1,0 +1,69 @@
+"""Corrupt one batch of 32x32 images with all 19 corruptions x 5 severities: ours (batched) vs imagecorruptions.
+
+``python -m benchmarks corruptions`` (set ``BENCH_N`` for the batch size, default 256). The reference,
+``imagecorruptions-imaug``, runs image by image as its API does; both use the imagenet profile (the reference's
+constants) so they do the same work. Each side is warmed up once per corruption (numba compiles glass blur).
+Writes ``benchmarks/results/corruptions.md``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from onnx_geom.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+
+
+def images(n: int, size: int = 32) -> np.ndarray:
+    """A smooth random batch (natural-image-like statistics), uint8 ``(n, size, size, 3)``."""
+    raw = np.random.default_rng(0).normal(size=(n, size, size, 3))
+    smooth = ndimage.gaussian_filter(raw, (0, 1.5, 1.5, 0))
+    smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
+    return (smooth * 255).astype(np.uint8)
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    from imagecorruptions import corrupt as reference
+
+    n = int(os.environ.get("BENCH_N", "256"))
+    x = images(n)
+    rows = []
+    for name in CORRUPTIONS:
+        corrupt(x[:2], name, 1, profile="imagenet", rng=0)
+        reference(x[0], 1, name)
+        ours = sum(_time(lambda: corrupt(x, name, s, profile="imagenet", rng=0)) for s in SEVERITIES)
+        ref = sum(_time(lambda: [reference(im, s, name) for im in x]) for s in SEVERITIES)
+        rows.append((name, ref, ours))
+        print(f"{name:18s} reference {ref:7.3f} s  ours {ours:7.3f} s  x{ref / ours:6.1f}", flush=True)
+    total_ref, total_ours = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    print(f"{'total':18s} reference {total_ref:7.3f} s  ours {total_ours:7.3f} s  x{total_ref / total_ours:6.1f}")
+    lines = [
+        "# Corruptions: onnx-geom (batched) vs imagecorruptions-imaug (image by image)",
+        "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- machine: {os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), shared with other jobs;"
+        " figures are ratios taken in the same run",
+        f"- batch: {n} images of 32x32x3, all 19 corruptions x severities 1-5, imagenet profile on both sides",
+        "- command: `python -m benchmarks corruptions` (`BENCH_N` sets the batch size)",
+        "",
+        "| corruption | imagecorruptions (s) | onnx-geom (s) | speed-up |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {ref:.3f} | {ours:.3f} | {ref / ours:.1f}x |" for name, ref, ours in rows]
+    lines.append(f"| **all 95** | **{total_ref:.3f}** | **{total_ours:.3f}** | **{total_ref / total_ours:.1f}x** |")
+    out = Path(__file__).parent / "results" / "corruptions.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
