@@ -35,6 +35,9 @@ def _root(
 
 # Commands (each module defines one function and registers nothing itself).
 # -- registered below by the areas as they land --
+from onnx_geom.cli.corrupt import corrupt_command  # noqa: E402
+
+app.command("corrupt")(corrupt_command)
 
 
 def main() -> None:
