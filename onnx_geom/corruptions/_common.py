@@ -100,4 +100,4 @@ def to_uint8(x: np.ndarray, *, rounding: bool = False) -> np.ndarray:
     y = np.clip(x, 0, 1) * 255
     if rounding:
         y = np.rint(y)
-    return y.astype(np.uint8)
+    return y.astype(np.uint8, order="C")

@@ -6,11 +6,11 @@ batch it costs two GEMMs, which is what makes these corruptions fast.
 
 >>> import numpy as np
 >>> from scipy import ndimage
->>> x = np.random.default_rng(0).random((2, 20, 24, 3))
+>>> x = np.random.default_rng(0).integers(0, 256, (2, 20, 24, 3), dtype=np.uint8)
 >>> r = filter_matrix(20, np.array([0.25, 0.5, 0.25]), "nearest")
 >>> c = filter_matrix(24, np.array([0.25, 0.5, 0.25]), "nearest")
 >>> y = apply(x, operator(r[None], c[None]))
->>> bool(np.allclose(y, ndimage.correlate(x, np.outer([.25, .5, .25], [.25, .5, .25])[None, :, :, None], mode="nearest")))
+>>> bool(np.allclose(y, ndimage.correlate(x / 1.0, np.outer([.25, .5, .25], [.25, .5, .25])[None, :, :, None], mode="nearest")))
 True
 """
 
@@ -90,39 +90,55 @@ def disk_terms(kernel: np.ndarray, h: int, w: int, mode: str) -> Operator:
     return operator(rows, cols)
 
 
-class Operator(NamedTuple):
-    """``sum_k rows[k] X cols[k]^T``; ``dense`` is the whole map ``(H W, H' W')`` when that is cheaper."""
+TERM_BITS = 20  # weights of the two-stage path, as integers / 2**20
+DENSE_BITS = 40  # weights of the dense map (non-negative, rows summing to 1), as integers / 2**40
 
-    rows: np.ndarray  # (K, H', H)
-    cols: np.ndarray  # (K, W', W)
-    dense: np.ndarray | None
+
+class Operator(NamedTuple):
+    """``sum_k rows[k] X cols[k]^T``; ``dense`` is the whole map ``(H W, H' W')`` when that is cheaper.
+
+    The weights are stored as integers (in float64) so that products with uint8 images are exact: the result
+    cannot depend on the order a BLAS sums in, hence not on the batch an image is in.
+    """
+
+    rows: np.ndarray  # (K, H', H), integers / 2**TERM_BITS
+    cols: np.ndarray  # (K, W', W), integers / 2**TERM_BITS
+    dense: np.ndarray | None  # (H W, H' W'), integers / 2**DENSE_BITS
 
 
 def operator(rows: np.ndarray, cols: np.ndarray) -> Operator:
-    """Bundle the terms; small images with many terms get the dense map (one GEMM per batch)."""
+    """Bundle the terms; small images with many non-negative terms get the dense map (one GEMM per batch)."""
     k, h2, h = rows.shape
     w2, w = cols.shape[1:]
     dense = None
-    if k > 1 and h * w <= DENSE_MAX_MAP and k * (h2 * w + h2 * w2) > h2 * w2 * h * w / (h + w):
-        dense = np.einsum("kab,kcd->bdac", rows, cols).reshape(h * w, h2 * w2).astype(np.float32)
-    return Operator(rows, cols, dense)
+    if k * (h + w) > h * w and h * w <= DENSE_MAX_MAP and (rows >= 0).all() and (cols >= 0).all():
+        full = np.einsum("kab,kcd->bdac", rows, cols).reshape(h * w, h2 * w2)
+        dense = np.round(full * 2.0**DENSE_BITS)
+    scale = 2.0**TERM_BITS
+    return Operator(np.round(rows * scale), np.round(cols * scale), dense)
 
 
-def apply(x: np.ndarray, op: Operator) -> np.ndarray:
-    """Apply ``op`` to every sample and channel of ``x: (N, H, W, C)``; returns float32 ``(N, H', W', C)``."""
-    n, h, w, c = x.shape
+def apply(images: np.ndarray, op: Operator) -> np.ndarray:
+    """Apply ``op`` to every sample and channel of uint8 ``images: (N, H, W, C)``; float64 ``(N, H', W', C)``.
+
+    Exact integer arithmetic in float64 (partial sums stay below 2**53), then one division by a power of two.
+    """
+    if images.dtype != np.uint8:
+        raise TypeError("apply() needs uint8 images so that its arithmetic is exact")
+    n, h, w, c = images.shape
     k, h2, _ = op.rows.shape
     w2 = op.cols.shape[1]
     if op.dense is not None:
-        planar = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32).reshape(n * c, h * w)
-        return (planar @ op.dense).reshape(n, c, h2, w2).transpose(0, 2, 3, 1)
+        planar = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float64).reshape(n * c, h * w)
+        out = (planar @ op.dense).reshape(n, c, h2, w2).transpose(0, 2, 3, 1)
+        return out * 2.0**-DENSE_BITS
     if h * w > DENSE_MAX_PIXELS:
-        return _apply_sparse(x, op.rows, op.cols)
-    flat = np.ascontiguousarray(x.transpose(1, 0, 3, 2), dtype=np.float32).reshape(h, n * c * w)  # (H, N C W)
-    y = (op.rows.reshape(k * h2, h).astype(np.float32) @ flat).reshape(k, h2, n, c, w)
+        return _apply_sparse(images.astype(np.float64), op.rows, op.cols) * 2.0 ** (-2 * TERM_BITS)
+    flat = np.ascontiguousarray(images.transpose(1, 0, 3, 2), dtype=np.float64).reshape(h, n * c * w)  # (H, N C W)
+    y = (op.rows.reshape(k * h2, h) @ flat).reshape(k, h2, n, c, w)
     y = np.ascontiguousarray(y.transpose(1, 2, 3, 0, 4)).reshape(h2 * n * c, k * w)
-    z = y @ op.cols.transpose(0, 2, 1).reshape(k * w, w2).astype(np.float32)  # the product sums the terms
-    return z.reshape(h2, n, c, w2).transpose(1, 0, 3, 2)
+    z = y @ op.cols.transpose(0, 2, 1).reshape(k * w, w2)  # the product sums the terms
+    return z.reshape(h2, n, c, w2).transpose(1, 0, 3, 2) * 2.0 ** (-2 * TERM_BITS)
 
 
 def _apply_sparse(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -132,7 +148,7 @@ def _apply_sparse(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarr
     for r, col in zip(rows, cols):
         y = (sparse.csr_matrix(r) @ flat).reshape(-1, w)  # (H' N C, W)
         out = out + (sparse.csr_matrix(col) @ y.T).T
-    return np.asarray(out, dtype=np.float32).reshape(rows.shape[1], n, c, cols.shape[1]).transpose(1, 0, 3, 2)
+    return np.asarray(out).reshape(rows.shape[1], n, c, cols.shape[1]).transpose(1, 0, 3, 2)
 
 
 def gaussian_taps(sigma: float, truncate: float) -> np.ndarray:

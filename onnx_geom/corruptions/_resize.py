@@ -35,6 +35,8 @@ def resize(images: np.ndarray, size: tuple[int, int], resample: Image.Resampling
         return np.concatenate([resize(images[i : i + _CHUNK], size, resample) for i in range(0, len(images), _CHUNK)])
     n, h, w, c = images.shape
     new_w, new_h = size
+    if n == 0:
+        return np.empty((0, new_h, new_w, c), np.uint8)
     x = images
     if new_w != w:
         tall = _pil(np.ascontiguousarray(x).reshape(n * h, w, c)).resize((new_w, n * h), resample)

@@ -38,7 +38,7 @@ def gaussian_blur(
     True
     """
     images, _, _, sigma = _setup(images, severity, profile, "gaussian_blur")
-    return to_uint8(_linear.apply(to_float(images), _linear.gaussian_operator(*images.shape[1:3], sigma)))
+    return to_uint8(_linear.apply(images, _linear.gaussian_operator(*images.shape[1:3], sigma)) / 255)
 
 
 def defocus_blur(
@@ -51,7 +51,7 @@ def defocus_blur(
     (2, 16, 16, 3)
     """
     images, _, _, (radius, alias) = _setup(images, severity, profile, "defocus_blur")
-    return to_uint8(_linear.apply(to_float(images), _disk_operator(*images.shape[1:3], radius, alias)))
+    return to_uint8(_linear.apply(images, _disk_operator(*images.shape[1:3], radius, alias)) / 255)
 
 
 @lru_cache(maxsize=32)
@@ -77,13 +77,13 @@ def glass_blur(
     n, h, w = images.shape[:3]
     streams = sample_streams(rng, "glass_blur", severity, indices, n)
     blur = _linear.gaussian_operator(h, w, sigma)
-    x = to_uint8(_linear.apply(to_float(images), blur))
+    x = to_uint8(_linear.apply(images, blur) / 255)
     hs, ws = np.arange(h - delta, delta, -1), np.arange(w - delta, delta, -1)
     if n and len(hs) and len(ws):
         offsets = np.stack([g.integers(-delta, delta, size=(iterations, len(hs), len(ws), 2)) for g in streams])
         for it in range(iterations):
             x = _scramble(x, hs, ws, offsets[:, it, ..., 1], offsets[:, it, ..., 0])
-    return to_uint8(_linear.apply(to_float(x), blur))
+    return to_uint8(_linear.apply(x, blur) / 255)
 
 
 def motion_blur(
@@ -122,7 +122,7 @@ def zoom_blur(
     images, _, profile, row = _setup(images, severity, profile, "zoom_blur")
     factors = tuple(float(f) for f in zoom_factors(row))
     operator = _linear.zoom_blur_operator(*images.shape[1:3], factors, profile == "cifar")
-    return to_uint8(_linear.apply(to_float(images, np.float32), operator))
+    return to_uint8(_linear.apply(images, operator) / 255)
 
 
 def _scramble(x: np.ndarray, hs: np.ndarray, ws: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:

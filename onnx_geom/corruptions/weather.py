@@ -19,7 +19,13 @@ from onnx_geom.corruptions._common import check_images, check_severity, resolve_
 from onnx_geom.corruptions._fractal import draws_needed, next_power_of_2, plasma_fractal
 from onnx_geom.corruptions._params import PARAMS
 
-_GREY = np.array([0.2989, 0.5870, 0.1140])  # the reference's rgb2gray
+_GREY = (0.2989, 0.5870, 0.1140)  # the reference's rgb2gray
+_CV_GREY = (0.299, 0.587, 0.114)  # OpenCV's RGB2GRAY
+
+
+def _grey(rgb: np.ndarray, weights: tuple[float, float, float]) -> np.ndarray:
+    """``(..., 3) -> (..., 1)`` weighted sum, element by element (a BLAS product could depend on the batch)."""
+    return (rgb[..., 0] * weights[0] + rgb[..., 1] * weights[1] + rgb[..., 2] * weights[2])[..., None]
 
 
 def _setup(images, severity, profile, name, rng, indices):
@@ -80,7 +86,7 @@ def frost(
         top, left = int(g.integers(0, t.shape[0] - h)), int(g.integers(0, t.shape[1] - w))
         crops[i] = t[top : top + h, left : left + w]
     if c == 1:
-        crops = (crops @ _GREY)[..., None]
+        crops = _grey(crops, _GREY)
     out = np.clip(image_weight * images.astype(np.float64) + frost_weight * crops, 0, 255)
     return out.astype(np.uint8)
 
@@ -116,7 +122,7 @@ def snow(
     layer = _filters.motion_blur(layer, radius, sigma, angles)
     layer = (np.rint(layer * 255) / 255.0)[:, :h, :w]
     x = to_float(images, np.float32)
-    grey = x if ch == 1 else (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    grey = x if ch == 1 else _grey(x, _CV_GREY)
     x = weight * x + (1 - weight) * np.maximum(x, grey * 1.5 + 0.5)
     return to_uint8(x + layer + np.rot90(layer, k=2, axes=(1, 2)))
 
@@ -145,7 +151,7 @@ def spatter(
     if is_mud:
         m = _spatter.mud(liquid, threshold, intensity)[..., None]
         colour = np.array([63, 42, 20]) / 255.0 * m
-        return to_uint8(x * (1 - m) + (colour @ _GREY[:, None] if ch == 1 else colour))
+        return to_uint8(x * (1 - m) + (_grey(colour, _GREY) if ch == 1 else colour))
     m = _spatter.water(liquid)[..., None] * intensity
     colour = np.clip(m * (np.array([175, 238, 238]) / 255.0), 0, 1)
-    return to_uint8(x + (colour @ _GREY[:, None] if ch == 1 else colour))
+    return to_uint8(x + (_grey(colour, _GREY) if ch == 1 else colour))
