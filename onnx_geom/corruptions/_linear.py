@@ -115,7 +115,12 @@ def operator(rows: np.ndarray, cols: np.ndarray) -> Operator:
         full = np.einsum("kab,kcd->bdac", rows, cols).reshape(h * w, h2 * w2)
         dense = np.round(full * 2.0**DENSE_BITS)
     scale = 2.0**TERM_BITS
-    return Operator(np.round(rows * scale), np.round(cols * scale), dense)
+    rows_q, cols_q = np.round(rows * scale), np.round(cols * scale)
+    # largest partial sum of the second product for uint8 input: it must stay an exact float64 integer
+    bound = 255 * np.abs(rows_q).sum(axis=2).max(axis=1) @ np.abs(cols_q).sum(axis=2).max(axis=1)
+    if bound >= 2.0**53:
+        raise ValueError("operator weights too large for exact arithmetic")
+    return Operator(rows_q, cols_q, dense)
 
 
 def apply(images: np.ndarray, op: Operator) -> np.ndarray:
