@@ -21,13 +21,13 @@ from tests._corruption_data import smooth_images
 imagecorruptions = pytest.importorskip("imagecorruptions")
 reference = imagecorruptions.corrupt
 
-# Worst mean |ours - reference| per pixel over severities 1-5 measured on 8 smooth 32x32 images; bound = 0.05.
+# Worst mean |ours - reference| per pixel (grey levels) over severities 1-5, measured on 8 smooth 32x32 images.
+# Differences are off-by-one truncations of float results that sit on an integer (different rounding order).
 MEAN_ABS_DIFF = {
-    "brightness": 0.0, "contrast": 0.0, "saturate": 0.0, "jpeg_compression": 0.0, "pixelate": 0.0,
-    "gaussian_blur": 0.0, "zoom_blur": 0.0001, "defocus_blur": 0.035,
+    "brightness": 0.0026, "contrast": 0.0, "saturate": 0.0, "jpeg_compression": 0.0, "pixelate": 0.0,
+    "gaussian_blur": 0.0006, "zoom_blur": 0.0001, "defocus_blur": 0.0009,
     "elastic_transform": 0.0, "motion_blur": 0.001,
 }  # fmt: skip
-BOUND = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def _ref(x, name, severity):
 def test_deterministic_corruptions_match_the_reference(images, name):
     for severity in range(1, 6):
         diff = np.abs(corrupt(images, name, severity, profile="imagenet").astype(int) - _ref(images, name, severity))
-        assert diff.mean() <= max(MEAN_ABS_DIFF[name] * 1.5, 1e-9) + 1e-3 and diff.mean() <= BOUND, (severity, diff.mean())
+        assert diff.mean() <= MEAN_ABS_DIFF[name] + 1e-4, (severity, diff.mean())
         assert diff.max() <= 1
 
 
@@ -62,7 +62,7 @@ def test_elastic_matches_the_reference_with_the_same_displacement_field(images):
             warped = elastic_from_noise(to_float(im[None], np.float32), noise_dx[None], noise_dy[None], np.array([h, w]) * 0.01, alphas[severity - 1])
             ours.append(to_uint8(warped)[0])
         diff = np.abs(np.stack(ours).astype(int) - np.stack(ref))
-        assert diff.mean() <= BOUND and diff.max() <= 1
+        assert diff.mean() <= MEAN_ABS_DIFF["elastic_transform"] + 1e-4 and diff.max() <= 1
 
 
 def test_motion_blur_matches_the_reference_with_the_same_angle(images):
@@ -76,7 +76,7 @@ def test_motion_blur_matches_the_reference_with_the_same_angle(images):
             ref.append(reference(im, severity, "motion_blur"))
             ours.append(to_uint8(_filters.motion_blur(to_float(im[None]), radius, sigma, np.array([angle])))[0])
         diff = np.abs(np.stack(ours).astype(int) - np.stack(ref))
-        assert diff.mean() <= 0.002 and diff.max() <= 1
+        assert diff.mean() <= MEAN_ABS_DIFF["motion_blur"] + 1e-4 and diff.max() <= 1
 
 
 # (corruption, images, tolerance): |mean(ours - clean) - mean(ref - clean)| and the same for the std, both

@@ -92,7 +92,9 @@ def clipped_zoom(x: np.ndarray, factor: float, *, centre: bool, crop: bool = Tru
     h, w = x.shape[1:3]
     ch, cw = int(np.ceil(h / float(factor))), int(np.ceil(w / float(factor)))
     top, left = (h - ch) // 2, (w - cw) // 2
-    zoomed = ndimage.zoom(x[:, top : top + ch, left : left + cw], (1, factor, factor, 1), order=1)
+    crop_ = x[:, top : top + ch, left : left + cw]
+    # zoom each channel plane as a 3-D array: with order=1 a 4-D zoom would interpolate over 16 corners, not 8
+    zoomed = np.stack([ndimage.zoom(crop_[..., c], (1, factor, factor), order=1) for c in range(x.shape[3])], axis=-1)
     if not crop:
         return zoomed
     t0 = (zoomed.shape[1] - h) // 2 if centre else 0

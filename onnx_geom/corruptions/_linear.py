@@ -91,7 +91,8 @@ def disk_terms(kernel: np.ndarray, h: int, w: int, mode: str) -> Operator:
 
 
 TERM_BITS = 20  # weights of the two-stage path, as integers / 2**20
-DENSE_BITS = 40  # weights of the dense map (non-negative, rows summing to 1), as integers / 2**40
+DENSE_BITS = 15  # the dense map (non-negative, columns summing to 1) as hi / 2**15 + lo / 2**(15 + lo_bits), hi
+# and lo integers small enough that every partial sum with uint8 input stays below 2**24: float32 GEMMs are exact
 
 
 class Operator(NamedTuple):
@@ -103,7 +104,7 @@ class Operator(NamedTuple):
 
     rows: np.ndarray  # (K, H', H), integers / 2**TERM_BITS
     cols: np.ndarray  # (K, W', W), integers / 2**TERM_BITS
-    dense: np.ndarray | None  # (H W, H' W'), integers / 2**DENSE_BITS
+    dense: tuple[np.ndarray, np.ndarray, int] | None  # (hi, lo, lo_bits): float32 integer maps (H W, H' W')
 
 
 def operator(rows: np.ndarray, cols: np.ndarray) -> Operator:
@@ -111,9 +112,10 @@ def operator(rows: np.ndarray, cols: np.ndarray) -> Operator:
     k, h2, h = rows.shape
     w2, w = cols.shape[1:]
     dense = None
-    if k * (h + w) > h * w and h * w <= DENSE_MAX_MAP and (rows >= 0).all() and (cols >= 0).all():
+    if k > 1 and h * w <= DENSE_MAX_MAP:
         full = np.einsum("kab,kcd->bdac", rows, cols).reshape(h * w, h2 * w2)
-        dense = np.round(full * 2.0**DENSE_BITS)
+        if full.min() > -1e-9:  # non-negative up to the rounding of an SVD
+            dense = _split(np.clip(full, 0, None) * 2.0**DENSE_BITS)
     scale = 2.0**TERM_BITS
     rows_q, cols_q = np.round(rows * scale), np.round(cols * scale)
     # largest partial sum of the second product for uint8 input: it must stay an exact float64 integer
@@ -123,10 +125,21 @@ def operator(rows: np.ndarray, cols: np.ndarray) -> Operator:
     return Operator(rows_q, cols_q, dense)
 
 
+def _split(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """``scaled ~ hi + lo / 2**lo_bits`` with integer hi, lo whose uint8 products sum exactly in float32."""
+    hi = np.round(scaled)
+    rest = scaled - hi
+    lo_bits = int(np.floor(np.log2(2.0**24 / (255 * (np.abs(rest).sum(axis=0).max() + 1))))) - 1
+    lo = np.round(rest * 2.0**lo_bits)
+    assert 255 * hi.sum(axis=0).max() < 2.0**24 and 255 * np.abs(lo).sum(axis=0).max() < 2.0**24
+    return hi.astype(np.float32), lo.astype(np.float32), lo_bits
+
+
 def apply(images: np.ndarray, op: Operator) -> np.ndarray:
     """Apply ``op`` to every sample and channel of uint8 ``images: (N, H, W, C)``; float64 ``(N, H', W', C)``.
 
-    Exact integer arithmetic in float64 (partial sums stay below 2**53), then one division by a power of two.
+    Exact integer arithmetic (float32 for the dense map, float64 for the terms), then one division by a power of
+    two, so every image gets the same bytes whatever else is in the batch.
     """
     if images.dtype != np.uint8:
         raise TypeError("apply() needs uint8 images so that its arithmetic is exact")
@@ -134,9 +147,10 @@ def apply(images: np.ndarray, op: Operator) -> np.ndarray:
     k, h2, _ = op.rows.shape
     w2 = op.cols.shape[1]
     if op.dense is not None:
-        planar = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float64).reshape(n * c, h * w)
-        out = (planar @ op.dense).reshape(n, c, h2, w2).transpose(0, 2, 3, 1)
-        return out * 2.0**-DENSE_BITS
+        hi, lo, lo_bits = op.dense
+        planar = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32).reshape(n * c, h * w)
+        out = (planar @ hi).astype(np.float64) + (planar @ lo).astype(np.float64) * 2.0**-lo_bits
+        return out.reshape(n, c, h2, w2).transpose(0, 2, 3, 1) * 2.0**-DENSE_BITS
     if h * w > DENSE_MAX_PIXELS:
         return _apply_sparse(images.astype(np.float64), op.rows, op.cols) * 2.0 ** (-2 * TERM_BITS)
     flat = np.ascontiguousarray(images.transpose(1, 0, 3, 2), dtype=np.float64).reshape(h, n * c * w)  # (H, N C W)

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from onnx_geom.corruptions import _filters, _warp
-from onnx_geom.corruptions._color import hsv_to_rgb, rgb_to_hsv
+from onnx_geom.corruptions._color import hsv_to_rgb, rgb_to_hsv  # saturate keeps the round trip: exact
 from onnx_geom.corruptions._common import check_images, check_severity, resolve_profile, sample_streams, to_float, to_uint8
 from onnx_geom.corruptions._params import PARAMS
 from onnx_geom.corruptions._resize import resize
@@ -42,10 +42,12 @@ def brightness(
     images, _, _, c = _setup(images, severity, profile, "brightness")
     x = to_float(images)
     if x.shape[3] == 1:
-        return to_uint8(np.clip(x + c, 0, 1))
-    hsv = rgb_to_hsv(x)
-    hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
-    return to_uint8(hsv_to_rgb(hsv))
+        return to_uint8(x + c)
+    # With hue and saturation fixed every RGB component is proportional to the HSV value, and black (v = 0, so
+    # s = 0) becomes grey: the reference's RGB -> HSV -> RGB round trip without the round trip (rounding aside).
+    v = x.max(axis=3, keepdims=True)
+    brighter = np.minimum(v + c, 1.0)
+    return to_uint8(np.where(v > 0, x / np.where(v > 0, v, 1.0), 1.0) * brighter)
 
 
 def contrast(
