@@ -10,15 +10,31 @@ True
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+
+from onnx_geom.corruptions._linear import border_index
 
 
 def sample(x: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, mode: str) -> np.ndarray:
-    """``x: (N, H, W, C)`` read bilinearly at ``(ys, xs): (N, H, W)`` each, with scipy's border ``mode``."""
-    n = np.broadcast_to(np.arange(len(x), dtype=np.float64)[:, None, None], ys.shape)
-    coords = np.stack([n, ys, xs])
-    channels = [ndimage.map_coordinates(x[..., c], coords, order=1, mode=mode) for c in range(x.shape[3])]
-    return np.stack(channels, axis=-1)
+    """``x: (N, H, W, C)`` read bilinearly at ``(ys, xs): (N, H, W)`` each, with scipy's border ``mode``.
+
+    The same values as ``scipy.ndimage.map_coordinates(order=1)`` per image (borders by index reflection),
+    computed with four gathers over the whole batch and all channels at once.
+    """
+    n, h, w, c = x.shape
+    y0, x0 = np.floor(ys), np.floor(xs)
+    fy, fx = (ys - y0)[..., None], (xs - x0)[..., None]
+    y0, x0 = y0.astype(np.int64), x0.astype(np.int64)
+    rows = [border_index(y0, h, mode) * w, border_index(y0 + 1, h, mode) * w]
+    cols = [border_index(x0, w, mode), border_index(x0 + 1, w, mode)]
+    flat = x.reshape(n, h * w, c)
+    base = np.arange(n)[:, None, None]
+
+    def at(r, col):
+        return flat[base, r + col]
+
+    top = at(rows[0], cols[0]) * (1 - fx) + at(rows[0], cols[1]) * fx
+    bottom = at(rows[1], cols[0]) * (1 - fx) + at(rows[1], cols[1]) * fx
+    return top * (1 - fy) + bottom * fy
 
 
 def affine_points(h: int, w: int) -> np.ndarray:
