@@ -77,6 +77,15 @@ def main() -> None:
     ]
     lines += [f"| {name} | {ref:.3f} | {ours:.3f} | {ref / ours:.1f}x |" for name, ref, ours in rows]
     lines.append(f"| **all 95** | **{total_ref:.3f}** | **{total_ours:.3f}** | **{total_ref / total_ours:.1f}x** |")
+    lines += [
+        "",
+        "Where the reference spends its time on per-image Python work (frost reads a PNG per call, zoom blur calls",
+        "scipy once per zoom factor, fog, snow, brightness, pixelate) the batched versions win by 5-150x. Where the",
+        "work itself dominates it cannot: the noise corruptions are bound by drawing the random numbers (ours draws",
+        "them per image from its own seeded stream, so a sample's noise never depends on its batch), JPEG is",
+        "Pillow's encoder image by image on both sides, and defocus/gaussian blur run as exact integer matrix",
+        "products (bit-identical results whatever the batch) against OpenCV's and scipy's C filters.",
+    ]
     out = Path(__file__).parent / "results" / "corruptions.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

@@ -100,7 +100,8 @@ def jpeg_compression(
     out = np.empty_like(images)
     for i, image in enumerate(images):
         buffer = io.BytesIO()
-        Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).convert("RGB").save(buffer, "JPEG", quality=quality)
+        picture = Image.fromarray(image) if image.shape[2] == 3 else Image.fromarray(image[..., 0]).convert("RGB")
+        picture.save(buffer, "JPEG", quality=quality)
         decoded = Image.open(buffer)
         out[i] = np.asarray(decoded.convert("L"))[..., None] if image.shape[2] == 1 else np.asarray(decoded)
     return out
