@@ -65,20 +65,24 @@ def motion_offsets(radius: int, sigma: float, angles: np.ndarray, shape: tuple[i
 
 
 def motion_blur(x: np.ndarray, radius: int, sigma: float, angles: np.ndarray) -> np.ndarray:
-    """Blur every sample of ``x: (N, H, W, C)`` along its own line (``angles: (N,)`` degrees); edges replicate."""
+    """Blur every sample of ``x: (N, H, W, C)`` along its own line (``angles: (N,)`` degrees); edges replicate.
+
+    Sums the taps in float32, in the same order for every image (elementwise, so batch-independent).
+    """
     n, h, w = x.shape[:3]
     weights, dy, dx = motion_offsets(radius, sigma, angles, (h, w))
     pad = int(max(np.abs(dy).max(initial=0), np.abs(dx).max(initial=0)))
-    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(1, 2))  # (N, 2p+1, 2p+1, C, H, W)
+    planar = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+    padded = np.pad(planar, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, 2p+1, 2p+1, H, W)
     rows = np.arange(n)
-    out = np.zeros((n, x.shape[3], h, w), dtype=np.float64)
+    out = np.zeros(planar.shape, dtype=np.float32)
+    weights = weights.astype(np.float32)
     for tap in range(weights.shape[1]):
-        used = weights[:, tap] > 0
-        if not used.any():
+        if not (weights[:, tap] > 0).any():
             break
         # Output pixel (r, c) reads input (r + dy, c + dx): the reference's edge-filling shift by (-dy, -dx).
-        taps = windows[rows, pad + dy[:, tap], pad + dx[:, tap]]
+        taps = windows[rows, :, pad + dy[:, tap], pad + dx[:, tap]]  # (N, C, H, W)
         out += weights[:, tap, None, None, None] * taps
     return out.transpose(0, 2, 3, 1)
 
