@@ -35,8 +35,9 @@ def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     hi = np.floor(h * 6)
     f = h * 6 - hi
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    sector = (hi.astype(np.int64) % 6)[..., None]
-    choices = np.stack(
-        [np.stack(c, axis=-1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))]
-    )
-    return np.take_along_axis(choices, sector[None], axis=0)[0]
+    sector = hi.astype(np.int64) % 6
+    # per sector 0..5: (r, g, b) = (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q), as scikit-image selects them
+    r = np.choose(sector, (v, q, p, p, t, v))
+    g = np.choose(sector, (t, v, v, q, p, p))
+    b = np.choose(sector, (p, p, t, v, v, q))
+    return np.stack([r, g, b], axis=-1)

@@ -19,12 +19,12 @@ from onnx_geom.corruptions._common import check_images, check_severity, resolve_
 from onnx_geom.corruptions._params import PARAMS
 
 
-def _setup(images, severity, profile, rng, indices, name):
+def _setup(images, severity, profile, rng, indices, name, dtype=np.float64):
     images = check_images(images)
     severity = check_severity(severity)
     c = PARAMS[resolve_profile(profile, images)][name][severity - 1]
     streams = sample_streams(rng, name, severity, indices, len(images))
-    return to_float(images), c, streams
+    return to_float(images, dtype), c, streams
 
 
 def gaussian_noise(
@@ -36,9 +36,9 @@ def gaussian_noise(
     >>> bool(gaussian_noise(np.zeros((1, 16, 16, 1), np.uint8), 5, rng=1).max() > 0)
     True
     """
-    x, c, streams = _setup(images, severity, profile, rng, indices, "gaussian_noise")
-    noise = np.stack([g.normal(scale=c, size=x.shape[1:]) for g in streams]) if len(x) else 0.0
-    return to_uint8(x + noise)
+    x, c, streams = _setup(images, severity, profile, rng, indices, "gaussian_noise", np.float32)
+    noise = np.stack([g.standard_normal(x.shape[1:], dtype=np.float32) for g in streams]) if len(x) else 0.0
+    return to_uint8(x + np.float32(c) * noise)
 
 
 def shot_noise(
@@ -87,6 +87,6 @@ def speckle_noise(
     >>> int(speckle_noise(np.zeros((1, 16, 16, 3), np.uint8), 5, rng=0).max())   # black stays black
     0
     """
-    x, c, streams = _setup(images, severity, profile, rng, indices, "speckle_noise")
-    noise = np.stack([g.normal(scale=c, size=x.shape[1:]) for g in streams]) if len(x) else 0.0
-    return to_uint8(x + x * noise)
+    x, c, streams = _setup(images, severity, profile, rng, indices, "speckle_noise", np.float32)
+    noise = np.stack([g.standard_normal(x.shape[1:], dtype=np.float32) for g in streams]) if len(x) else 0.0
+    return to_uint8(x + x * (np.float32(c) * noise))
