@@ -12,12 +12,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import warnings
 import platform
 import time
+import warnings
 from pathlib import Path
 
-import numpy as np
 
 from onnx_geom.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from tests._corruption_data import smooth_images
@@ -80,7 +79,7 @@ def main() -> None:
     lines += [
         "",
         "Where the reference spends its time on per-image Python work (frost reads a PNG per call, zoom blur calls",
-        "scipy once per zoom factor, fog, snow, brightness, pixelate) the batched versions win by 5-150x. Where the",
+        "scipy once per zoom factor, fog, snow, brightness, pixelate) the batched versions win by 4-200x. Where the",
         "work itself dominates it cannot: the noise corruptions are bound by drawing the random numbers (ours draws",
         "them per image from its own seeded stream, so a sample's noise never depends on its batch), JPEG is",
         "Pillow's encoder image by image on both sides, and defocus/gaussian blur run as exact integer matrix",

@@ -29,7 +29,6 @@ PROFILES: tuple[str, ...] = ("cifar", "imagenet")
 MIN_SIZE = 16
 CIFAR_MAX_SIZE = 64
 
-RngLike = "None | int | np.random.Generator"
 
 
 def check_images(images: np.ndarray) -> np.ndarray:

@@ -82,7 +82,8 @@ def clipped_zoom_matrix(n: int, factor: float, *, centre: bool) -> np.ndarray:
 
 
 def disk_terms(kernel: np.ndarray, h: int, w: int, mode: str) -> Operator:
-    """The operator (rows ``(K, h, h)``, columns ``(K, w, w)``) of a 2-D correlation, one term per singular value of ``kernel``."""
+    """The operator of a 2-D correlation with ``kernel``: one term (rows ``(h, h)``, columns ``(w, w)``) per
+    singular value of the kernel."""
     u, s, vt = np.linalg.svd(kernel)
     keep = s > s[0] * 1e-10
     rows = np.stack([filter_matrix(h, u[:, k] * s[k], mode) for k in np.flatnonzero(keep)])
