@@ -19,7 +19,7 @@ import numpy as np
 from onnx_geom.errors import DataError, DataNotFoundError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on arrays would be ambiguous
 class Dataset:
     """``images`` uint8 ``(N, H, W, C)`` with C in (1, 3), ``labels`` int64 ``(N,)``, a name, class names if known.
 
