@@ -160,3 +160,14 @@ def test_severity_grows_as_in_the_reference(profile, name):
     for group in MONOTONE_GROUPS.get((profile, name), [SEVERITIES]):
         values = [distance[s] for s in group]
         assert all(b > a for a, b in zip(values, values[1:])), (group, values)
+
+
+def test_views_and_memory_maps_give_the_same_bytes(tmp_path):
+    big = smooth_images(3, 64, 64)
+    view = big[:, ::2, ::2]  # non-contiguous
+    dense = np.ascontiguousarray(view)
+    np.save(tmp_path / "x.npy", dense)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    for name in CORRUPTIONS:
+        expected = corrupt(dense, name, 3, rng=1)
+        assert (corrupt(view, name, 3, rng=1) == expected).all() and (corrupt(mapped, name, 3, rng=1) == expected).all()
