@@ -39,6 +39,10 @@ from onnx_geom.cli.probe import probe_command  # noqa: E402
 
 app.command("probe")(probe_command)
 
+from onnx_geom.cli.corrupt import corrupt_command  # noqa: E402
+
+app.command("corrupt")(corrupt_command)
+
 
 def main() -> None:
     """Console-script entry point."""

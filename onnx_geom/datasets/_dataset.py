@@ -1,0 +1,122 @@
+"""The one in-memory form of a data set, and the ``.npz`` reader and writer.
+
+>>> import numpy as np
+>>> ds = Dataset(np.zeros((2, 32, 32, 3), np.uint8), np.array([0, 1]), "toy", ("cat", "dog"))
+>>> ds.n, ds.image_shape, ds.labels.dtype
+(2, (32, 32, 3), dtype('int64'))
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from onnx_geom.errors import DataError, DataNotFoundError
+
+
+@dataclass(frozen=True, eq=False)  # eq on arrays would be ambiguous
+class Dataset:
+    """``images`` uint8 ``(N, H, W, C)`` with C in (1, 3), ``labels`` int64 ``(N,)``, a name, class names if known.
+
+    Integer labels of another dtype are converted to int64; anything else is a DataError.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    name: str = "dataset"
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        images, labels = self.images, self.labels
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3):
+            shape = getattr(images, "shape", None)
+            dtype = getattr(images, "dtype", type(images).__name__)
+            raise DataError(f"images must be a uint8 array (N, H, W, C) with C = 1 or 3, not {dtype} {shape}.")
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iu" or labels.ndim != 1:
+            raise DataError(f"labels must be a 1-D integer array, not {labels.dtype} with shape {labels.shape}.")
+        if len(labels) != len(images):
+            raise DataError(f"labels has {len(labels)} entries but images has {len(images)}; give one label per image.")
+        if len(labels) and labels.min() < 0:
+            raise DataError(f"labels must be >= 0, found {labels.min()}.")
+        object.__setattr__(self, "labels", labels.astype(np.int64, copy=False))
+        if self.class_names is not None:
+            names = tuple(str(c) for c in self.class_names)
+            if len(labels) and labels.max() >= len(names):
+                raise DataError(f"label {labels.max()} has no class name ({len(names)} names given).")
+            object.__setattr__(self, "class_names", names)
+
+    @property
+    def n(self) -> int:
+        """Number of images."""
+        return len(self.images)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)``."""
+        return tuple(int(s) for s in self.images.shape[1:])
+
+    def head(self, limit: int | None) -> Dataset:
+        """The first ``limit`` images (all if None)."""
+        if limit is None or limit >= self.n:
+            return self
+        return Dataset(self.images[:limit], self.labels[:limit], self.name, self.class_names)
+
+
+def atomic_path(path: Path) -> Path:
+    """A temporary name next to ``path`` (same folder, so the final rename is atomic)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """fsync ``tmp`` and rename it to ``path`` (a reader never sees a half-written file under ``path``)."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
+    """Write ``dataset`` to ``path`` (``.npz`` with images, labels, name, class_names), atomically.
+
+    >>> import numpy as np, tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "toy.npz"
+    >>> _ = save_npz(Dataset(np.zeros((2, 16, 16, 1), np.uint8), np.array([0, 1]), "toy"), p)
+    >>> read_npz(p).name
+    'toy'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = atomic_path(path)
+    names = np.array(dataset.class_names if dataset.class_names is not None else [], dtype=np.str_)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, images=dataset.images, labels=dataset.labels, name=np.array(dataset.name), class_names=names)
+        commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_npz(path: str | os.PathLike) -> Dataset:
+    """Read an ``.npz`` with ``images`` and ``labels`` (and optionally ``name``, ``class_names``); never unpickles."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"images", "labels"} - set(data.files)
+            if missing:
+                raise DataError(f"{path} has no {' or '.join(sorted(missing))} array; an .npz data set needs both.")
+            images, labels = data["images"], data["labels"]
+            name = str(data["name"]) if "name" in data.files else path.stem
+            names = tuple(data["class_names"].tolist()) if "class_names" in data.files else None
+    except FileNotFoundError:
+        raise DataNotFoundError(f"{path} does not exist.") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+        raise DataError(f"{path} is not a readable .npz file of plain arrays ({error}).") from None
+    return Dataset(images, labels, name, names or None)

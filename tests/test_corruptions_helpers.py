@@ -1,0 +1,133 @@
+"""The building blocks against independent implementations (OpenCV, scikit-image, Pillow, scipy, plain loops)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from onnx_geom.corruptions import _color, _filters, _fractal, _linear, _resize, _spatter, _warp, corrupt
+from onnx_geom.corruptions.blur import _scramble
+from tests._corruption_data import smooth_images
+
+cv2 = pytest.importorskip("cv2")
+
+
+def test_hsv_round_trip_matches_scikit_image():
+    skcolor = pytest.importorskip("skimage.color")
+    rgb = np.random.default_rng(0).random((500, 3))
+    rgb[:50] = rgb[:50, :1]  # greys
+    rgb[50:60, 1] = rgb[50:60, 0]  # ties between channels
+    assert np.allclose(_color.rgb_to_hsv(rgb), skcolor.rgb2hsv(rgb[None])[0], atol=1e-12)
+    hsv = skcolor.rgb2hsv(rgb[None])[0]
+    assert np.allclose(_color.hsv_to_rgb(hsv), skcolor.hsv2rgb(hsv[None])[0], atol=1e-12)
+
+
+@pytest.mark.parametrize("resample", [Image.Resampling.BOX, Image.Resampling.NEAREST])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_batch_resize_is_pillow_image_by_image(resample, channels):
+    x = smooth_images(5, 32, 30, channels)
+    for size in ((19, 20), (30, 32), (32, 32), (41, 13)):
+        ours = _resize.resize(x, size, resample)
+        for im, got in zip(x, ours):
+            pil = Image.fromarray(im[..., 0] if channels == 1 else im).resize(size, resample)
+            assert (got[..., 0] if channels == 1 else got).tolist() == np.asarray(pil).tolist()
+
+
+@pytest.mark.parametrize("delta", [1, 2, 4])
+def test_glass_scramble_equals_the_sequential_loop(delta):
+    rng = np.random.default_rng(delta)
+    x = rng.integers(0, 256, (4, 24, 20, 3), dtype=np.uint8)
+    hs, ws = np.arange(24 - delta, delta, -1), np.arange(20 - delta, delta, -1)
+    d = rng.integers(-delta, delta, (4, len(hs), len(ws), 2))
+    expected = x.copy()
+    for n in range(4):
+        for i, h in enumerate(hs):
+            for j, w in enumerate(ws):
+                expected[n, h, w] = expected[n, h + d[n, i, j, 1], w + d[n, i, j, 0]]
+    assert (_scramble(x, hs, ws, d[..., 1], d[..., 0]) == expected).all()
+
+
+def test_plasma_fractal_is_the_reference_given_the_same_uniforms(monkeypatch):
+    ref = pytest.importorskip("imagecorruptions.corruptions")
+    u = np.random.default_rng(1).uniform(-1, 1, (1, _fractal.draws_needed(32)))
+    used = [0]
+
+    def uniform(low, high, shape):  # the reference draws U(-wibble, wibble): hand it ours, scaled
+        k = int(np.prod(shape))
+        out = u[0, used[0] : used[0] + k].reshape(shape) * high
+        used[0] += k
+        return out
+
+    monkeypatch.setattr(ref.np.random, "uniform", uniform)
+    expected = ref.plasma_fractal(32, 1.7)
+    assert used[0] == u.shape[1]
+    assert np.allclose(_fractal.plasma_fractal(u, 32, 1.7)[0], expected, atol=1e-6)
+
+
+def test_disk_kernel_is_the_references():
+    ref = pytest.importorskip("imagecorruptions.corruptions")
+    for radius, alias in [(0.3, 0.4), (1.5, 0.1), (3, 0.1), (8, 0.5), (10, 0.5)]:
+        assert np.allclose(_filters.disk_kernel(radius, alias), ref.disk(radius, alias), atol=1e-7)
+
+
+def test_linear_operators_equal_scipy():
+    x = smooth_images(3, 30, 26)
+    f = x.astype(np.float64)
+    blur = _linear.apply(x, _linear.gaussian_operator(30, 26, 1.7))
+    assert np.allclose(blur, ndimage.gaussian_filter(f, (0, 1.7, 1.7, 0), mode="nearest"), atol=1e-4)
+    kernel = _filters.disk_kernel(4, 0.5)
+    disk = _linear.apply(x, _linear.disk_terms(kernel, 30, 26, "mirror"))
+    # the weights are integers / 2**20 (exact arithmetic): about 1e-4 grey levels off the float result
+    assert np.allclose(disk, ndimage.correlate(f, kernel[None, :, :, None], mode="mirror"), atol=1e-3)
+    for factor, centre in [(1.07, True), (1.26, False)]:
+        op = _linear.operator(_linear.clipped_zoom_matrix(30, factor, centre=centre)[None], _linear.clipped_zoom_matrix(26, factor, centre=centre)[None])
+        ch, cw = int(np.ceil(30 / factor)), int(np.ceil(26 / factor))
+        t, left = (30 - ch) // 2, (26 - cw) // 2
+        z = ndimage.zoom(f[:, t : t + ch, left : left + cw], (1, factor, factor, 1), order=1)
+        t0, t1 = ((z.shape[1] - 30) // 2, (z.shape[2] - 26) // 2) if centre else (0, 0)
+        assert np.allclose(_linear.apply(x, op), z[:, t0 : t0 + 30, t1 : t1 + 26], atol=1e-4)
+
+
+def test_canny_and_equalize_hist_match_opencv():
+    rng = np.random.default_rng(0)
+    liquid = ndimage.gaussian_filter(rng.normal(0.65, 0.3, (12, 32, 32)), (0, 1, 1), mode="nearest")
+    liquid[liquid < 0.69] = 0
+    layer = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
+    edges = _spatter.canny(layer, 50, 150)
+    assert edges.any()
+    for ours, img in zip(edges, layer):
+        assert (ours == (cv2.Canny(img, 50, 150) > 0)).all()
+    levels = rng.integers(0, 21, (6, 32, 32)).astype(np.uint8)
+    levels[0] = 7  # a flat image
+    for ours, img in zip(_spatter.equalize_hist(levels), levels):
+        assert (ours == cv2.equalizeHist(img)).all()
+
+
+def test_affine_warp_matches_opencv_within_its_fixed_point():
+    x = smooth_images(3, 32, 32).astype(np.float32) / 255
+    moved = _warp.affine_points(32, 32)[None] + np.random.default_rng(0).uniform(-2.5, 2.5, (3, 3, 2)).astype(np.float32)
+    ours = _warp.affine_warp(x, moved)
+    for i in range(3):
+        m = cv2.getAffineTransform(_warp.affine_points(32, 32), moved[i])
+        ref = cv2.warpAffine(x[i], m, (32, 32), borderMode=cv2.BORDER_REFLECT_101)
+        assert np.abs(ours[i] - ref).max() < 0.02  # OpenCV rounds coordinates to 1/32 pixel
+
+
+def test_cifar_constants_by_hand():
+    grey = np.full((64, 32, 32, 3), 128, np.uint8)
+    noise = corrupt(grey, "gaussian_noise", 1, profile="cifar", rng=0).astype(float) - 128
+    assert abs(noise.std() - 0.04 * 255) < 0.1  # std 0.04 in [0, 1] units, truncation adds no spread
+    x = np.zeros((1, 16, 16, 1), np.uint8)
+    x[0, :8] = 200  # mean 100: contrast 0.75 maps 200 -> 175, 0 -> 25
+    assert sorted(np.unique(corrupt(x, "contrast", 1, profile="cifar")).tolist()) == [25, 175]
+    assert int(corrupt(np.zeros((1, 16, 16, 1), np.uint8), "brightness", 5, profile="cifar").max()) == int(0.3 * 255)
+
+
+def test_cifar_pixelate_is_box_down_and_box_up():
+    x = smooth_images(3)
+    ours = corrupt(x, "pixelate", 4, profile="cifar")
+    for im, got in zip(x, ours):
+        small = Image.fromarray(im).resize((24, 24), Image.Resampling.BOX)
+        assert (np.asarray(small.resize((32, 32), Image.Resampling.BOX)) == got).all()
