@@ -31,7 +31,8 @@ from onnx_geom.store import CLEAN, Study, Unit, UnitAlreadyComplete
 
 __all__ = ["sweep", "SweepData", "accuracy_table", "Progress"]
 
-#: progress(event, unit, count): ("plan", None, units to compute), ("images", None, images run through a model),
+#: progress(event, unit, count): ("plan", None, units to compute), ("plan_images", None, images to run through
+#: models in all), ("images", None, images just run through a model),
 #: ("unit", unit, 0) when a unit is complete, ("skip", unit, 0) when another process holds it.
 Progress = Callable[[str, "Unit | None", int], None]
 Corrupt = Callable[..., np.ndarray]
@@ -49,8 +50,13 @@ class SweepData:
 
 # --- the one place that calls onnx_geom.datasets and onnx_geom.corruptions ---------------------------------------
 def _load_dataset(path: str | os.PathLike[str]) -> Any:
-    from onnx_geom.datasets import load
-
+    try:
+        from onnx_geom.datasets import load
+    except ImportError:  # until onnx_geom.datasets is installed: .npz files only
+        if str(path).endswith(".npz") and Path(path).is_file():
+            with np.load(path, allow_pickle=False) as npz:
+                return SweepData(npz["images"], npz["labels"], Path(path).stem)
+        raise DataError(f"this install cannot read {path} (no onnx_geom.datasets); pass an .npz with images and labels.") from None
     return load(path)
 
 
@@ -61,13 +67,19 @@ def _open_folder(path: str | os.PathLike[str]) -> Any:
 
 
 def _default_corrupt() -> Corrupt:
-    from onnx_geom.corruptions import corrupt
+    try:
+        from onnx_geom.corruptions import corrupt
+    except ImportError:
+        raise DataError("this install has no onnx_geom.corruptions to make corrupted sets; pass --corrupted DIR or --corruptions none.") from None
 
     return corrupt
 
 
 def _all_corruptions() -> list[str]:
-    from onnx_geom.corruptions import CORRUPTIONS
+    try:
+        from onnx_geom.corruptions import CORRUPTIONS
+    except ImportError:
+        raise DataError("this install has no onnx_geom.corruptions to make corrupted sets; pass --corrupted DIR or --corruptions none.") from None
 
     return list(CORRUPTIONS)
 
@@ -190,8 +202,9 @@ def sweep(
 
     plan = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in severities]
     todo = [(c, s, [m for m in models if not study.is_complete(Unit(m, c, s))]) for c, s in plan]
-    report("plan", None, sum(len(names) for _, _, names in todo))
     n = len(clean.labels)
+    report("plan", None, sum(len(names) for _, _, names in todo))
+    report("plan_images", None, n * sum(len(names) for _, _, names in todo))
     computed: list[str] = []
     locked: list[str] = []
     raced = 0

@@ -73,7 +73,7 @@ def test_sweep_equals_direct_onnxruntime(work, expected, tmp_path):
             sevs = [s for c, s in PLAN if c == corruption]
             acc = np.mean([np.mean(expected[Unit(model, corruption, s)]["logits"].argmax(1) == labels) for s in sevs])
             assert summary["accuracy"][model][corruption] == pytest.approx(acc)
-    assert events[0] == ("plan", None, 14) and sum(c for e, _, c in events if e == "images") == 14 * 30
+    assert events[:2] == [("plan", None, 14), ("plan_images", None, 14 * 30)] and sum(c for e, _, c in events if e == "images") == 14 * 30
     assert summary["units"]["already_complete"] == 0 and len(summary["units"]["computed"]) == 14
     assert summary["device"] == "cpu" and summary["images"] == 30
     study = Study.open(tmp_path / "s")
