@@ -214,3 +214,40 @@ def test_corrupted_folder_gives_the_same_units(work, expected, tmp_path, monkeyp
     folder.labels = folder.labels[::-1].copy()
     with pytest.raises(DataError, match="made from other data"):
         run(work, tmp_path / "t", corrupted_dir="fake", corruptions=None, corrupt=None)
+
+
+def test_real_corruptions_on_the_fly_equal_a_written_folder(tmp_path):
+    """Needs onnx_geom.datasets and onnx_geom.corruptions (the corrupt branch); skipped until they are installed."""
+    datasets = pytest.importorskip("onnx_geom.datasets")
+    pytest.importorskip("onnx_geom.corruptions")
+    onnx.save(make_probe(shape=(32, 32, 3))[0], tmp_path / "p.onnx")
+    rng = np.random.default_rng(0)
+    data = datasets.Dataset(rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), rng.integers(0, 4, 12), "toy")
+    datasets.write_corrupted(data, tmp_path / "C", corruptions=["fog", "shot_noise"], severities=(1, 2, 3, 4, 5), seed=0)
+    sweep({"p": tmp_path / "p.onnx"}, data, tmp_path / "fly", corruptions=["fog", "shot_noise"], severities=[2, 4], device="cpu", batch_size=5)
+    sweep({"p": tmp_path / "p.onnx"}, data, tmp_path / "disk", corrupted_dir=tmp_path / "C", severities=[2, 4], device="cpu")
+    fly, disk = Study.open(tmp_path / "fly"), Study.open(tmp_path / "disk")
+    assert fly.units() == disk.units() and len(fly.units()) == 5
+    for unit in fly.units():
+        np.testing.assert_array_equal(fly.read(unit, "features"), disk.read(unit, "features"))
+
+
+def test_plain_model_is_probed_on_the_fly(tmp_path):
+    """Needs onnx_geom.probe (the probe branch); skipped until it is installed."""
+    pytest.importorskip("onnx_geom.probe")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    W, b = rng.normal(size=(6 * 6 * 3, 5)).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("Gemm", ["flat", "W", "b"], ["y"])], "plain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "plain.onnx")
+    images, labels = rng.integers(0, 256, (9, 6, 6, 3), dtype=np.uint8), rng.integers(0, 5, 9)
+    sweep({"plain": tmp_path / "plain.onnx"}, (images, labels), tmp_path / "s", corruptions=[], device="cpu")
+    study = Study.open(tmp_path / "s")
+    x = np.moveaxis(images / 255.0, -1, 1).reshape(9, -1)  # the probe's default preset: scale to [0, 1] only
+    np.testing.assert_allclose(study.read(Unit("plain", "clean", 0), "logits"), x @ W + b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(study.head("plain")[0], W.T)
