@@ -185,7 +185,13 @@ def sweep(
         raise DataError("no models were given; pass at least one probe or ONNX model.")
     if folder is not None:
         _check_folder(folder, clean, corruptions, severities)
-    corrupt = corrupt or (_default_corrupt() if folder is None and corruptions else None)
+    if corrupt is None and folder is None and corruptions:
+        unknown = [c for c in corruptions if c not in _all_corruptions()]
+        if unknown:
+            raise DataError(f"unknown corruption(s) {', '.join(unknown)}; choose from {', '.join(_all_corruptions())}.")
+        corrupt = _default_corrupt()
+    if folder is None and corruptions:  # one image through the first corruption: bad profile or size fail now
+        corrupt(clean.images[:1], corruptions[0], severities[0], profile=profile, rng=seed, indices=np.arange(1))
 
     sessions = {name: ProbeSession.open(src, device=device, fp16=fp16, batch_size=batch_size, verbose=verbose, name=name) for name, src in models.items()}
     for name, session in sessions.items():

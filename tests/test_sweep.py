@@ -151,6 +151,12 @@ def test_data_that_does_not_fit_the_probe(work, tmp_path, images, labels, messag
     assert not (tmp_path / "s").exists()  # refused before anything was written
 
 
+def test_unknown_corruption_is_refused_before_writing(work, tmp_path):
+    with pytest.raises(DataError, match="unknown corruption|no onnx_geom.corruptions"):
+        run(work, tmp_path / "s", corruptions=["fgo"], corrupt=None)
+    assert not (tmp_path / "s").exists()
+
+
 def test_unreadable_or_foreign_study(work, tmp_path):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "zarr.json").write_text("garbage")
