@@ -101,6 +101,12 @@ def test_sigkill_then_rerun_recomputes_only_what_was_missing(work, expected, tmp
     assert sorted(summary["units"]["computed"]) == sorted({str(u) for u in expected} - complete)
     assert summary["units"]["already_complete"] == len(complete)
     assert_study_equals(tmp_path / "s", expected)
+    run(work, tmp_path / "uninterrupted")  # same options as the child: the arrays must be bit for bit the same
+    resumed, whole = Study.open(tmp_path / "s"), Study.open(tmp_path / "uninterrupted")
+    assert resumed.units() == whole.units()
+    for unit in whole.units():
+        for name in ("features", "logits"):
+            np.testing.assert_array_equal(resumed.read(unit, name), whole.read(unit, name))
 
 
 def test_two_concurrent_runs_do_not_corrupt_the_study(work, expected, tmp_path):
