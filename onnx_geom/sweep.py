@@ -176,7 +176,7 @@ def sweep(
     if corruptions is None:
         corruptions = list(folder.corruptions) if folder is not None else _all_corruptions()
     corruptions = [c for c in dict.fromkeys(corruptions) if c != CLEAN]
-    severities = sorted({int(s) for s in severities})
+    severities = sorted({int(s) for s in severities}) if corruptions else []  # the study records only what runs
     if corruptions and not severities:
         raise DataError("no severities were given; pass some of 1..5.")
     if any(s < 1 for s in severities):

@@ -92,3 +92,19 @@ def test_run_with_real_corruptions(files):
     images = corruptions.corrupt(data["images"], "gaussian_noise", 2, rng=3, indices=np.arange(25))
     logits = ort.InferenceSession(str(files / "other.onnx"), providers=["CPUExecutionProvider"]).run(["logits"], {"images": images})[0]
     assert json.loads(stdout)["accuracy"]["other"]["gaussian_noise"] == pytest.approx(np.mean(logits.argmax(1) == data["labels"]))
+
+
+def test_info_shows_incomplete_and_missing_units(files):
+    from onnx_geom.store import Study, Unit
+
+    result, _ = invoke("run", files / "other.onnx", "--data", files / "data.npz", "-o", files / "study", "--corruptions", "none", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    study = Study.open(files / "study", mode="a")
+    study._grow_plan(["fog"], [1])  # as if a run with --corruptions fog --severities 1 had been stopped
+    with pytest.raises(RuntimeError), study.writing(Unit("other", "fog", 1), {"features": ((25, 5), "float32")}):
+        raise RuntimeError("stopped")
+    result, stdout = invoke("info", files / "study")
+    assert result.exit_code == 0
+    assert "incomplete: other/fog/1 (process" in stdout and "fog/1" in stdout.split("incomplete")[0]
+    info = json.loads(invoke("info", files / "study", "--json")[1])
+    assert info["models"]["other"]["missing"] == ["other/fog/1"] and info["incomplete"][0]["unit"] == "other/fog/1"
