@@ -105,6 +105,6 @@ def test_info_shows_incomplete_and_missing_units(files):
         raise RuntimeError("stopped")
     result, stdout = invoke("info", files / "study")
     assert result.exit_code == 0
-    assert "incomplete: other/fog/1 (process" in stdout and "fog/1" in stdout.split("incomplete")[0]
+    assert "incomplete: other/fog/1 (process" in stdout and "fog/1" in stdout.split("incomplete:")[0]
     info = json.loads(invoke("info", files / "study", "--json")[1])
     assert info["models"]["other"]["missing"] == ["other/fog/1"] and info["incomplete"][0]["unit"] == "other/fog/1"
