@@ -193,13 +193,17 @@ class ProbeSession:
         images = np.ascontiguousarray(images, dtype=np.uint8)
         if self.device == "cpu":
             features, logits = self.session.run([FEATURES, LOGITS], {PROBE_INPUT: images})
-        else:
-            binding = self.session.io_binding()
-            binding.bind_cpu_input(PROBE_INPUT, images)  # one host-to-device copy per batch
-            binding.bind_output(FEATURES, "cuda")
-            binding.bind_output(LOGITS, "cuda")
-            self.session.run_with_iobinding(binding)
-            features, logits = binding.copy_outputs_to_cpu()  # one device-to-host copy per output
+            return np.asarray(features, np.float32), np.asarray(logits, np.float32)
+        return self._run_bound(images, "cuda")
+
+    def _run_bound(self, images: np.ndarray, device_type: str) -> tuple[np.ndarray, np.ndarray]:
+        """IO binding: the batch is copied to ``device_type`` once, each output fetched once."""
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(PROBE_INPUT, images)
+        binding.bind_output(FEATURES, device_type)
+        binding.bind_output(LOGITS, device_type)
+        self.session.run_with_iobinding(binding)
+        features, logits = binding.copy_outputs_to_cpu()
         return np.asarray(features, np.float32), np.asarray(logits, np.float32)
 
 

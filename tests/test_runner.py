@@ -28,6 +28,16 @@ def test_cpu_session_matches_numpy(tmp_path):
     assert np.concatenate(logits).dtype == np.float32
 
 
+def test_io_binding_path_gives_the_same_outputs():
+    """The CUDA path's IO binding, exercised with CPU buffers (the same calls; only the device differs)."""
+    model, weights = make_probe()
+    session = ProbeSession.open(model, device="cpu")
+    feats, logits = session._run_bound(IMAGES, "cpu")
+    ref_f, ref_z = reference(IMAGES, weights)
+    np.testing.assert_allclose(feats, ref_f, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, ref_z, rtol=1e-5, atol=1e-5)
+
+
 def test_auto_resolves_to_a_working_device():
     model, _ = make_probe()
     session = ProbeSession.open(model, device="auto")
