@@ -43,6 +43,11 @@ from onnx_geom.cli.corrupt import corrupt_command  # noqa: E402
 
 app.command("corrupt")(corrupt_command)
 
+from onnx_geom.cli.run import info_command, run_command  # noqa: E402
+
+app.command("run")(run_command)
+app.command("info")(info_command)
+
 
 def main() -> None:
     """Console-script entry point."""
