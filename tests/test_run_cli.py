@@ -18,10 +18,11 @@ RUNNER = CliRunner()
 
 @pytest.fixture
 def files(tmp_path):
-    onnx.save(make_probe(seed=1)[0], tmp_path / "dense.probe.onnx")
-    onnx.save(make_probe(seed=2, features=5)[0], tmp_path / "other.onnx")
+    shape = (16, 16, 3)  # the smallest size the corruptions accept
+    onnx.save(make_probe(seed=1, shape=shape)[0], tmp_path / "dense.probe.onnx")
+    onnx.save(make_probe(seed=2, shape=shape, features=5)[0], tmp_path / "other.onnx")
     rng = np.random.default_rng(4)
-    np.savez(tmp_path / "data.npz", images=rng.integers(0, 256, (25, 6, 6, 3), dtype=np.uint8), labels=rng.integers(0, 4, 25))
+    np.savez(tmp_path / "data.npz", images=rng.integers(0, 256, (25, *shape), dtype=np.uint8), labels=rng.integers(0, 4, 25))
     return tmp_path
 
 
