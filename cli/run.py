@@ -107,21 +107,33 @@ def run_command(
             _print_summary(summary)
 
 
+_WIDE = 4  # more corruptions than this: one compact row per model instead of one column per corruption
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     accuracy = summary["accuracy"]
     corruptions = list(dict.fromkeys(c for per in accuracy.values() for c in per if c != "clean"))
+    compact = len(corruptions) > _WIDE
     out.print(f"top-1 accuracy, % (mean over severities), {summary['images']} images", highlight=False, soft_wrap=True)
     table = Table()
     table.add_column("model")
-    for name in ["clean", *corruptions, *(["mean corrupted"] if corruptions else [])]:
+    shown = ["clean"] + ([] if compact else corruptions)
+    extra = (["mean corrupted"] if corruptions else []) + (["worst corruption"] if compact else [])
+    for name in [*shown, *extra]:
         table.add_column(name, justify="right")
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
     for model, per in accuracy.items():
-        cells = [per.get(c) for c in ["clean", *corruptions]]
-        corrupted = [per[c] for c in corruptions if c in per]
+        cells = [pct(per.get(c)) for c in shown]
+        corrupted = {c: per[c] for c in corruptions if c in per}
         if corruptions:
-            cells.append(sum(corrupted) / len(corrupted) if corrupted else None)
-        table.add_row(escape(model), *("-" if v is None else f"{100 * v:.2f}" for v in cells))
+            cells.append(pct(sum(corrupted.values()) / len(corrupted) if corrupted else None))
+        if compact:
+            worst = min(corrupted, key=corrupted.__getitem__, default=None)
+            cells.append(f"{escape(worst)} {pct(corrupted[worst])}" if worst else "-")
+        table.add_row(escape(model), *cells)
     out.print(table)
+    if compact:
+        out.print("per corruption: `onnx-geom compare STUDY` or `--json`", highlight=False, markup=False)
     units = summary["units"]
     out.print(
         f"{len(units['computed'])} units computed, {units['already_complete']} already complete, on {summary['device']} "
