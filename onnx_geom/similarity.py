@@ -269,8 +269,10 @@ def minimum_spanning_tree(D: np.ndarray) -> list[tuple[int, int, float]]:
     from scipy.sparse.csgraph import minimum_spanning_tree as _mst
 
     D = _check_distance(D)
-    tiny = np.finfo(np.float64).tiny  # stands in for 0 so that scipy keeps the edge; order is preserved
-    graph = np.triu(np.where(D > 0, D, tiny), k=1)
+    # scipy reads a 0 as "no edge": shift every edge by the same positive constant, which changes the weight
+    # of every spanning tree by the same amount (M - 1 edges each), so the minimal tree is the same.
+    shift = D[D > 0].min() if (D > 0).any() else 1.0
+    graph = np.triu(D + shift, k=1)
     tree = _mst(graph).tocoo()
     edges = sorted((min(int(i), int(j)), max(int(i), int(j))) for i, j in zip(tree.row, tree.col))
     return [(i, j, float(D[i, j])) for i, j in edges]
