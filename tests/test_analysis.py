@@ -1,0 +1,107 @@
+"""Study-level metrics and comparison, against the pure functions and independent loops."""
+
+import json
+
+import numpy as np
+import pytest
+from geometry_fakes import Unit, make_study
+
+from onnx_geom.analysis import compare_study, compute_metrics, sample_records
+from onnx_geom.errors import DataError, StudyError
+from onnx_geom.geometry import sample_geometry
+from onnx_geom.similarity import linear_cka
+
+
+def test_compute_metrics_writes_every_unit_once_and_summarises():
+    study = make_study()
+    seen = []
+    rows = compute_metrics(study, progress=lambda unit, done, total: seen.append((unit, done, total)))
+    units = study.units()
+    assert len(rows) == len(units) == 3 * 7 and len(seen) == len(units) and seen[-1][1:] == (21, 21)
+    assert all(study.is_complete(u, group="geometry") for u in units)
+    unit = Unit("mag90", "motion_blur", 3)
+    f, (W, b) = study.read(unit, "features").astype(np.float64), study.head("mag90")
+    z = f @ W.T.astype(np.float64) + b
+    row = next(r for r in rows if (r["model"], r["corruption"], r["severity"]) == unit)
+    assert row["accuracy"] == pytest.approx(np.mean(z.argmax(1) == study.labels))
+    assert row["median_length"] == pytest.approx(np.median(np.linalg.norm(f, axis=1)), rel=1e-6)
+    assert rows[0]["corruption"] == "clean"
+    # Resumable: a second run computes nothing and returns the same numbers.
+    before = len(study.writes)
+    assert compute_metrics(study) == rows and len(study.writes) == before
+
+
+def test_compute_metrics_resumes_after_partial_run():
+    study = make_study()
+    for unit in study.units()[:5]:  # an earlier run that stopped after five units
+        W, b = study.head(unit.model)
+        study.write_group(unit, "geometry", sample_geometry(study.read(unit, "features"), W, b, study.labels))
+    seen = []
+    compute_metrics(study, progress=lambda unit, done, total: seen.append(total))
+    assert seen == [16] * 16 and len(study.writes) == 21 and len(set(study.writes)) == 21
+
+
+def test_compute_metrics_names_the_unit_on_bad_data():
+    study = make_study(k=3)
+    study.labels[0] = 7
+    with pytest.raises(StudyError, match="unit dense/clean/0: labels must lie in 0..2"):
+        compute_metrics(study)
+
+
+def test_sample_records_stream_every_unit():
+    study = make_study(n=30)
+    compute_metrics(study)
+    chunks = list(sample_records(study))
+    assert len(chunks) == 21 and all(len(c["margin"]) == 30 for c in chunks)
+    first = chunks[0]
+    assert (first["model"][0], first["corruption"][0], first["severity"][0]) == ("dense", "clean", 0)
+    np.testing.assert_array_equal(first["label"], study.labels)
+
+
+def test_compare_study_tables_against_independent_numbers(tmp_path):
+    study = make_study()
+    compute_metrics(study)
+    cmp = compare_study(study)
+    assert cmp.reference == "dense" and cmp.models == ["dense", "mag50", "mag90"]
+    pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag90"))
+    X = study.read(Unit("dense", "clean", 0), "features").astype(np.float64)
+    Y = study.read(Unit("mag90", "clean", 0), "features").astype(np.float64)
+    assert pair["cka"] == pytest.approx(linear_cka(X, Y), rel=1e-5)
+    # Agreement over every unit, by a plain loop.
+    same = total = 0
+    for unit in study.units(model="dense"):
+        other = Unit("mag90", unit.corruption, unit.severity)
+        za = study.read(unit, "features").astype(np.float64) @ study.head("dense")[0].T.astype(np.float64) + study.head("dense")[1]
+        zb = study.read(other, "features").astype(np.float64) @ study.head("mag90")[0].T.astype(np.float64) + study.head("mag90")[1]
+        same += int(np.sum(za.argmax(1) == zb.argmax(1))); total += len(za)
+    assert pair["agreement"] == pytest.approx(same / total)
+    assert cmp.distance.shape == (3, 3) and cmp.embedding.shape == (3, 2) and len(cmp.mst) == 2
+    assert cmp.distance[0, 2] == pytest.approx(pair["geometric_distance"])
+    assert cmp.corruptions == ["defocus_blur", "gaussian_noise", "motion_blur"]
+    blur = cmp.redundancy[0, 2]
+    assert blur > cmp.redundancy[0, 1] and blur > cmp.redundancy[1, 2]
+    summary = {r["model"]: r for r in cmp.summary}
+    assert summary["dense"]["mce"] == pytest.approx(1.0)
+
+    paths = cmp.write(tmp_path / "out")
+    names = sorted(p.name for p in paths)
+    assert "comparison.json" in names and "pairs.csv" in names and "sample_counts.csv" in names
+    data = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert data["samples"]["robust"] == cmp.samples["robust"]
+    header = (tmp_path / "out" / "accuracy.csv").read_text().splitlines()[0]
+    assert header == "model,corruption,severity,accuracy"
+
+
+def test_compare_study_options_and_errors():
+    study = make_study()
+    with pytest.raises(StudyError, match="run `onnx-geom metrics STUDY` first"):
+        compare_study(study)
+    compute_metrics(study)
+    cmp = compare_study(study, reference="mag50", distance="kappa", cka_samples=50)
+    assert cmp.reference == "mag50" and "mag50" not in cmp.samples["fragile_to_pruning"]
+    kappa = next(p["kappa"] for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
+    assert cmp.distance[0, 1] == pytest.approx(1 - kappa)
+    with pytest.raises(DataError, match="reference model 'nope'"):
+        compare_study(study, reference="nope")
+    with pytest.raises(DataError, match="unknown distance"):
+        compare_study(study, distance="euclid")
