@@ -35,6 +35,11 @@ def _root(
 
 # Commands (each module defines one function and registers nothing itself).
 # -- registered below by the areas as they land --
+from onnx_geom.cli.metrics import metrics  # noqa: E402
+from onnx_geom.cli.compare import compare  # noqa: E402
+
+app.command("metrics")(metrics)
+app.command("compare")(compare)
 
 
 def main() -> None:

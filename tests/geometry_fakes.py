@@ -88,3 +88,21 @@ def make_study(seed=0, *, models=None, corruptions=("gaussian_noise", "defocus_b
                     f = f * (1 - 0.1 * severity)
                 study.add_unit(Unit(model, corruption, severity), f, f @ W.T + b)
     return study
+
+
+def install_fake_store(monkeypatch, studies):
+    """Make ``from onnx_geom.store import Study`` give a fake whose ``open(path)`` returns ``studies[path]``."""
+    import sys
+    import types
+
+    class Study:
+        @staticmethod
+        def open(path, mode="r"):
+            key = str(path)
+            if key not in studies:
+                raise StudyNotFoundError(f"no study at {path}; run `onnx-geom sweep` to create one.")
+            return studies[key]
+
+    module = types.ModuleType("onnx_geom.store")
+    module.Study, module.Unit = Study, Unit
+    monkeypatch.setitem(sys.modules, "onnx_geom.store", module)
