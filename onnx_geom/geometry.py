@@ -81,7 +81,7 @@ def sample_geometry(features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: 
 
     Parameters
     ----------
-    features : (N, D) penultimate features (any float dtype; read in chunks, accumulated in float64).
+    features : (N, D) penultimate features (any float dtype, or a lazy array that slices; read in chunks).
     W : (K, D) head weights, ``b`` : (K,) head bias, in the ``z = f @ W.T + b`` convention.
     labels : (N,) integer true classes in ``0..K-1``.
     chunk : rows processed at a time; memory is O(chunk * (D + K)) beyond the outputs.
@@ -95,10 +95,12 @@ def sample_geometry(features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: 
 
     Notes
     -----
-    The logits are recomputed in float64 from the features and the head, so ``pred`` and the sign of the
-    margin come from the same numbers: the margin is negative exactly when the sample is misclassified, and
-    exactly 0 on a tie (where ``argmax`` picks the lowest class index). A zero feature vector (or a zero
-    class row) has cosine 0 by convention (angle 90 degrees).
+    The logits are recomputed from the features and the head, so ``pred`` and the sign of the margin come
+    from the same numbers: the margin is negative exactly when the sample is misclassified, and exactly 0 on a
+    tie (where ``argmax`` picks the lowest class index). The D-long dot products run through BLAS in the
+    features' own precision (float32 features: about 1e-7 relative error, the resolution of the float32
+    outputs and of the probe's own logits); everything across classes (logits, cosines, margins) is float64.
+    A zero feature vector (or a zero class row) has cosine 0 by convention (angle 90 degrees).
     """
     features = np.asarray(features)
     W64 = np.asarray(W, dtype=np.float64)
@@ -109,20 +111,24 @@ def sample_geometry(features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: 
         raise DataError(f"chunk must be a positive number of rows, got {chunk}.")
     n, k = features.shape[0], W64.shape[0]
     out = {name: np.empty((n, k) if name == "cos" else n, dtype) for name, dtype in GEOMETRY_ARRAYS.items()}
+    work = np.float64 if features.dtype == np.float64 else np.float32
+    WT = np.ascontiguousarray(W64.T, dtype=work)
     w_norm = np.linalg.norm(W64, axis=1)
     w_safe = np.where(w_norm > 0, w_norm, 1.0)
     pair_norm = _boundary_norms(W64)
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
-        f = np.asarray(features[sl], dtype=np.float64)
-        if not np.isfinite(f).all():
-            raise DataError(f"features rows {sl.start}..{sl.stop - 1} hold NaN or infinite values; "
-                            "the model produced invalid outputs for these samples.")
+        f = np.asarray(features[sl], dtype=work)
+        length = np.sqrt(np.einsum("ij,ij->i", f, f).astype(np.float64))
+        if not np.isfinite(length).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(length))[0])
+            raise DataError(f"features row {bad} holds NaN or infinite values; "
+                            "the model produced invalid outputs for this sample.")
         y = labels[sl].astype(np.int64)
-        z = f @ W64.T + b64
-        length = np.sqrt(np.einsum("ij,ij->i", f, f))
+        dot = (f @ WT).astype(np.float64)  # (n, K) f . W_c
+        z = dot + b64
         denom = np.where(length > 0, length, 1.0)[:, None] * w_safe[None, :]
-        cos = np.clip((z - b64) / denom, -1.0, 1.0)
+        cos = np.clip(dot / denom, -1.0, 1.0)
         cos[:, w_norm == 0] = 0.0
         pred = z.argmax(axis=1)
         rows = np.arange(z.shape[0])

@@ -97,7 +97,10 @@ def test_chunking_does_not_change_results_and_dtypes_follow_the_layout():
         part = sample_geometry(f, W, b, y, chunk=chunk)
         for key, dtype in GEOMETRY_ARRAYS.items():
             assert part[key].dtype == dtype
-            np.testing.assert_array_equal(part[key], whole[key])
+            if dtype == np.float32:  # BLAS may block the sums differently per chunk size
+                np.testing.assert_allclose(part[key], whole[key], rtol=1e-6, atol=1e-5)
+            else:
+                np.testing.assert_array_equal(part[key], whole[key])
     assert whole["cos"].shape == (101, 3)
 
 
