@@ -1,0 +1,150 @@
+"""Global geometry: parallel coordinates, one axis per class direction (angle to each W_c), then angle to the
+true class, length and margin. All samples are drawn as a density image (computed once per unit); the
+selected samples as lines on top. A box over an axis selects the samples whose value lies in it (brushing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from vispy import scene
+from vispy.visuals.transforms import STTransform
+
+from onnx_geom.errors import OnnxGeomError
+from onnx_geom.viewers.colors import class_colors, colormap
+from onnx_geom.viewers.views.base import MUTED, TEXT, View
+
+STEPS = 16            # density columns between two axes
+ROWS = 256            # density rows
+DENSITY_SAMPLES = 200_000
+MAX_LINES = 2000
+
+
+def axis_values(geom: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, K + 3): angle to every class direction (deg), angle to the true class, length, margin."""
+    angles = np.degrees(np.arccos(np.clip(np.asarray(geom["cos"], np.float32), -1, 1)))
+    return np.column_stack([angles, geom["angle_true"], geom["length"], geom["margin"]]).astype(np.float32)
+
+
+def normalise(values: np.ndarray, *, shared: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Scale each column to 0..1 between its 0.5th and 99.5th percentiles (the first ``shared`` columns share
+    one range, so class angles compare across axes); returns (scaled (N, A), ranges (2, A))."""
+    lo, hi = np.percentile(values, [0.5, 99.5], axis=0)
+    if shared:
+        lo[:shared], hi[:shared] = lo[:shared].min(), hi[:shared].max()
+    hi = np.where(hi > lo, hi, lo + 1)
+    return ((values - lo) / (hi - lo)).astype(np.float32), np.stack([lo, hi])
+
+
+def density_image(scaled: np.ndarray, *, steps: int = STEPS, rows: int = ROWS) -> np.ndarray:
+    """(rows, (A-1)*steps + 1) counts of the polylines through ``scaled`` (N, A) in 0..1, rasterised by
+    sampling each segment at ``steps`` columns."""
+    n, a = scaled.shape
+    width = (a - 1) * steps + 1
+    counts = np.zeros(rows * width, np.int64)
+    t = np.arange(steps, dtype=np.float32) / steps
+    for k in range(a - 1):
+        y = scaled[:, k:k + 1] * (1 - t) + scaled[:, k + 1:k + 2] * t                        # (N, steps)
+        r = np.clip((y * (rows - 1)).round().astype(np.int64), 0, rows - 1)
+        cols = k * steps + np.arange(steps)
+        counts += np.bincount((r * width + cols).ravel(), minlength=rows * width)
+    r = np.clip((scaled[:, -1] * (rows - 1)).round().astype(np.int64), 0, rows - 1)
+    counts += np.bincount(r * width + width - 1, minlength=rows * width)
+    return counts.reshape(rows, width)
+
+
+class GlobalView(View):
+    name = "global"
+    aspect, flip = None, (False, False)
+    title = "Global geometry"
+
+    def __init__(self, data, selection, viewbox) -> None:
+        super().__init__(data, selection, viewbox)
+        self.colors = class_colors(data.n_classes)
+        self.axis_names = [f"to {c}" for c in data.class_names] + ["angle", "length", "margin"]
+        self.n_axes = len(self.axis_names)
+        self.image = scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene,
+                                         interpolation="linear")
+        self.lines = scene.visuals.Line(parent=viewbox.scene, connect="segments", width=1.2)
+        self.lines.set_gl_state("translucent", depth_test=False)
+        grid = np.array([[k, y] for k in range(self.n_axes) for y in (0, 1)], np.float32)
+        scene.visuals.Line(grid, connect="segments", color=(0.3, 0.3, 0.3, 1), parent=viewbox.scene)
+        self.names = scene.visuals.Text([n if len(n) < 13 else n[:12] for n in self.axis_names],
+                                        pos=[(k, -0.03) for k in range(self.n_axes)], color=TEXT, font_size=7,
+                                        anchor_x="left", rotation=40, parent=viewbox.scene)
+        self.ticks = scene.visuals.Text("", color=MUTED, font_size=6, anchor_x="left", parent=viewbox.scene)
+        viewbox.camera.set_range(x=(-0.5, self.n_axes - 0.5), y=(-0.35, 1.08), z=(0, 1), margin=0)
+        self.scaled = np.zeros((0, self.n_axes), np.float32)
+        self.uploads = 0
+        self._unit = None
+        self._shown = np.zeros(0, np.int64)
+        self.subscribe("models", "condition")
+        self.subscribe("indices", callback=lambda _s: self.update_highlight())
+        self.reset()
+
+    def reset(self) -> None:
+        if not self.selection.models:
+            return
+        unit = (self.selection.models[0], *self.selection.condition)
+        if unit != self._unit:
+            self._upload(unit)
+        self.update_highlight()
+
+    def _upload(self, unit) -> None:
+        self._unit = unit
+        try:
+            values = axis_values(self.data.geometry(*unit))
+        except OnnxGeomError as error:
+            self.status = str(error)
+            self.scaled = np.zeros((0, self.n_axes), np.float32)
+            self.image.visible = False
+            return
+        self.status = ""
+        k = self.data.n_classes
+        self.scaled, ranges = normalise(values, shared=k)
+        sub = self.scaled
+        if len(sub) > DENSITY_SAMPLES:
+            sub = sub[np.random.default_rng(0).choice(len(sub), DENSITY_SAMPLES, replace=False)]
+        counts = density_image(np.clip(sub, 0, 1))
+        shade = np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)
+        self.image.set_data(colormap(shade, "density"))
+        self.image.transform = STTransform(scale=(1.0 / STEPS, 1.0 / (ROWS - 1)), translate=(-0.5 / STEPS, 0))
+        self.image.visible = True
+        self.uploads += 1
+        axes = [0, k, k + 1, k + 2]
+        self.ticks.text = [f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}" for y in (0, 1) for v in ranges[y, axes]]
+        self.ticks.pos = [(a + 0.05, y) for y in (0, 1) for a in axes]
+
+    def update_highlight(self) -> None:
+        idx = self.selection.indices
+        idx = idx[idx < len(self.scaled)][:MAX_LINES]
+        if idx.size:
+            x = np.arange(self.n_axes, dtype=np.float32)
+            start = np.stack([np.broadcast_to(x[:-1], (idx.size, self.n_axes - 1)), self.scaled[idx, :-1]], -1)
+            end = np.stack([np.broadcast_to(x[1:], (idx.size, self.n_axes - 1)), self.scaled[idx, 1:]], -1)
+            seg = np.stack([start, end], axis=2).reshape(-1, 2)
+            colors = np.repeat(self.colors[self.data.labels[idx]], 2 * (self.n_axes - 1), axis=0)
+            colors[:, 3] = 0.9 if idx.size < 50 else 0.4
+            self.lines.set_data(seg.astype(np.float32), color=colors)
+        self.lines.visible = bool(idx.size)
+        self._shown = idx
+
+    def highlighted(self) -> np.ndarray:
+        return self._shown if self.lines.visible else np.zeros(0, np.int64)
+
+    def subtitle(self) -> str:
+        n = len(self.scaled)
+        return f"density of {n:,} samples" if n else ""
+
+    def pick_box(self, lo, hi) -> bool:
+        k = int(round((lo[0] + hi[0]) / 2))
+        if not 0 <= k < self.n_axes or len(self.scaled) == 0:
+            return False
+        v = self.scaled[:, k]
+        self.selection.indices = np.flatnonzero((v >= lo[1]) & (v <= hi[1]))
+        return True
+
+    def hover(self, xy, radius) -> str:
+        k = int(round(xy[0]))
+        if 0 <= k < self.n_axes and abs(xy[0] - k) < 0.15:
+            return f"axis {self.axis_names[k]}; drag a box (shift) over it to select samples"
+        return ""
