@@ -37,9 +37,11 @@ def _root(
 # -- registered below by the areas as they land --
 from onnx_geom.cli.metrics import metrics  # noqa: E402
 from onnx_geom.cli.compare import compare  # noqa: E402
+from onnx_geom.cli.view import view  # noqa: E402
 
 app.command("metrics")(metrics)
 app.command("compare")(compare)
+app.command("view")(view)
 
 
 def main() -> None:

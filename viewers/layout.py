@@ -14,7 +14,7 @@ from onnx_geom.viewers.selection import Selection
 from onnx_geom.viewers.views import VIEWS
 from onnx_geom.viewers.views.base import MUTED, TEXT
 
-PANELS = tuple(VIEWS)
+PANELS = tuple(VIEWS)      # the same names as onnx_geom.viewers.PANELS
 COLUMNS = 3
 
 
@@ -34,7 +34,7 @@ def initial_selection(data: ViewerData, *, fragile: int = 8) -> Selection:
 
 def _panel(grid, row: int, col: int, view_cls, title_size: float):
     cell = grid.add_grid(row=row, col=col, margin=4, spacing=0)
-    title = scene.Label(view_cls.title, color=TEXT, font_size=title_size, bold=True, anchor_x="left")
+    title = scene.Label(view_cls.title, color=TEXT, font_size=title_size, bold=True)
     title.height_max = 22
     cell.add_widget(title, row=0, col=0, col_span=2)
     axes = getattr(view_cls, "axes", None)

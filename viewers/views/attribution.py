@@ -28,8 +28,8 @@ class AttributionView(View):
                                              interpolation="nearest") for _ in range(3)]
         for overlay in self.overlays:
             overlay.set_gl_state("translucent", depth_test=False)
-        self.captions = scene.visuals.Text("", color=TEXT, font_size=7, anchor_y="bottom", parent=viewbox.scene)
-        self.info = scene.visuals.Text("", color=TEXT, font_size=7, anchor_y="top", pos=(1.075, 2.3),
+        self.captions = scene.visuals.Text("", color=TEXT, font_size=7, anchor_y="top", parent=viewbox.scene)
+        self.info = scene.visuals.Text("", color=TEXT, font_size=7, anchor_y="bottom", pos=(1.075, 2.28),
                                        parent=viewbox.scene)
         self.message = scene.visuals.Text("", color=MUTED, font_size=8, pos=(1.075, 1.1), parent=viewbox.scene)
         viewbox.camera.set_range(x=(-0.1, 2.25), y=(-0.2, 2.75), z=(0, 1), margin=0)

@@ -56,7 +56,7 @@ class View:
         return np.zeros(0, np.int64)
 
     # interaction defaults: nothing to pick
-    def pick_point(self, xy: np.ndarray, radius: np.ndarray) -> bool:
+    def pick_point(self, xy: np.ndarray, radius: np.ndarray, extend: bool = False) -> bool:
         return False
 
     def pick_box(self, lo: np.ndarray, hi: np.ndarray) -> bool:

@@ -72,7 +72,7 @@ class GlobalView(View):
                                         pos=[(k, -0.03) for k in range(self.n_axes)], color=TEXT, font_size=7,
                                         anchor_x="left", rotation=40, parent=viewbox.scene)
         self.ticks = scene.visuals.Text("", color=MUTED, font_size=6, anchor_x="left", parent=viewbox.scene)
-        viewbox.camera.set_range(x=(-0.5, self.n_axes - 0.5), y=(-0.35, 1.08), z=(0, 1), margin=0)
+        viewbox.camera.set_range(x=(-0.3, self.n_axes - 0.1), y=(-0.35, 1.08), z=(0, 1), margin=0)
         self.scaled = np.zeros((0, self.n_axes), np.float32)
         self.uploads = 0
         self._unit = None

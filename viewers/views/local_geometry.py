@@ -115,11 +115,11 @@ class LocalView(View):
         return idx[idx < len(self.points)] if self.marked.visible else np.zeros(0, np.int64)
 
     # -- picking -------------------------------------------------------------------------------------------
-    def pick_point(self, xy, radius) -> bool:
+    def pick_point(self, xy, radius, extend: bool = False) -> bool:
         i = nearest(self.points, xy, radius)
         if i is None:
             return False
-        self.selection.indices = [i]
+        self.selection.indices = np.append(self.selection.indices, i) if extend else [i]
         self.selection.focus = i
         return True
 

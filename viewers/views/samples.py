@@ -12,7 +12,7 @@ from onnx_geom.viewers.views.base import MUTED, TEXT, View
 
 COLUMNS = 3
 ROWS = 3
-PITCH = (1.25, 1.6)     # tile + caption, in tile units
+PITCH = (1.45, 1.75)     # tile + caption, in tile units
 
 
 class SamplesView(View):
@@ -24,7 +24,7 @@ class SamplesView(View):
         super().__init__(data, selection, viewbox)
         self.tiles = [scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene,
                                           interpolation="nearest") for _ in range(COLUMNS * ROWS)]
-        self.captions = scene.visuals.Text("", color=TEXT, font_size=6, anchor_y="top", parent=viewbox.scene)
+        self.captions = scene.visuals.Text("", color=TEXT, font_size=6, anchor_y="bottom", parent=viewbox.scene)
         self.frame = scene.visuals.Line(parent=viewbox.scene, color="#E69F00", width=3, connect="segments")
         self.message = scene.visuals.Text("", color=MUTED, font_size=8, pos=(COLUMNS / 2, 1.0), parent=viewbox.scene)
         viewbox.camera.set_range(x=(-0.05, COLUMNS * PITCH[0]), y=(-0.1, ROWS * PITCH[1]), z=(0, 1), margin=0)
@@ -55,13 +55,13 @@ class SamplesView(View):
         names = data.class_names
         for k, i in enumerate(self.shown):
             x, y = _corner(k)
-            text = f"#{i} {names[data.labels[i]][:10]}"
+            text = f"#{i} {names[data.labels[i]][:12]}"
             if geom is not None:
-                ok = "ok" if geom["correct"][i] else "wrong"
-                text += (f" -> {names[int(geom['pred'][i])][:10]} ({ok})\n"
-                         f"angle {geom['angle_true'][i]:.0f}  len {geom['length'][i]:.1f}  m {geom['margin'][i]:.1f}")
+                ok = "right" if geom["correct"][i] else "WRONG"
+                text += (f"\n{ok}: {names[int(geom['pred'][i])][:12]}\n"
+                         f"a {geom['angle_true'][i]:.0f}° l {geom['length'][i]:.1f} m {geom['margin'][i]:.1f}")
             captions.append(text)
-            positions.append((x + 0.5, y + 1.04))
+            positions.append((x + 0.5, y + 1.03))
         thumbs = data.thumbnails(self.shown)
         if thumbs is not None:
             self._mosaic(thumbs)

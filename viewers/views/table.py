@@ -56,7 +56,9 @@ class TableView(View):
         self.image.transform = STTransform(scale=(1.0 / CELL, 1.0 / CELL))
         self._labels(m, c)
         self.frame = scene.visuals.Line(parent=viewbox.scene, color="black", width=2, connect="segments")
-        viewbox.camera.set_range(x=(-0.38 * max(c, 8), c + 0.2), y=(-0.45 * max(c, 8) - 1, m + 1.2), z=(0, 1), margin=0)
+        self.frame.set_gl_state("translucent", depth_test=False)
+        self.frame.order = 10
+        viewbox.camera.set_range(x=(-0.38 * max(c, 8), c + 0.2), y=(-2.4, m + 1.0), z=(0, 1), margin=0)
         self.subscribe("models", "condition")
         self.reset()
 
@@ -79,9 +81,9 @@ class TableView(View):
             scene.visuals.Text(text, pos=[(j + 0.5, i + 0.5) for i in range(m) for j in range(c)], color=colors,
                                font_size=6, parent=self.viewbox.scene)
         lo, hi = self.range
-        scene.visuals.Text(f"accuracy {100 * lo:.0f}% (dark) .. {100 * hi:.0f}% (yellow), models sorted by "
-                           "mean corruption accuracy", pos=(0, m + 0.7), anchor_x="left", color=MUTED,
-                           font_size=6, parent=self.viewbox.scene)
+        scene.visuals.Text(f"accuracy {100 * lo:.0f}% (dark) .. {100 * hi:.0f}% (yellow)\nrows: best mean "
+                           "corruption accuracy first", pos=(0, m + 0.3), anchor_x="left", anchor_y="bottom",
+                           color=MUTED, font_size=6, parent=self.viewbox.scene)
 
     def reset(self) -> None:
         sel = self.selection
