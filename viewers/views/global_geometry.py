@@ -119,8 +119,9 @@ class GlobalView(View):
         idx = idx[idx < len(self.scaled)][:MAX_LINES]
         if idx.size:
             x = np.arange(self.n_axes, dtype=np.float32)
-            start = np.stack([np.broadcast_to(x[:-1], (idx.size, self.n_axes - 1)), self.scaled[idx, :-1]], -1)
-            end = np.stack([np.broadcast_to(x[1:], (idx.size, self.n_axes - 1)), self.scaled[idx, 1:]], -1)
+            y = np.clip(self.scaled[idx], -0.03, 1.03)      # outliers end at the frame, like the density
+            start = np.stack([np.broadcast_to(x[:-1], (idx.size, self.n_axes - 1)), y[:, :-1]], -1)
+            end = np.stack([np.broadcast_to(x[1:], (idx.size, self.n_axes - 1)), y[:, 1:]], -1)
             seg = np.stack([start, end], axis=2).reshape(-1, 2)
             colors = np.repeat(self.colors[self.data.labels[idx]], 2 * (self.n_axes - 1), axis=0)
             colors[:, 3] = 0.9 if idx.size < 50 else 0.4
