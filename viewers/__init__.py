@@ -17,15 +17,15 @@ PANELS = ("table", "similarity", "samples", "local", "global", "attribution")
 
 
 def screenshot(study_or_data, out_png, *, panel=None, size=(1280, 800), selection=None):
-    """Render the viewer headless to a PNG; see :func:`onnx_geom.viewers.screenshot.screenshot`."""
-    from onnx_geom.viewers.screenshot import screenshot as _screenshot
+    """Render the viewer headless to a PNG; see :func:`onnx_geom.viewers.headless.screenshot`."""
+    from onnx_geom.viewers.headless import screenshot as _screenshot
 
     return _screenshot(study_or_data, out_png, panel=panel, size=size, selection=selection)
 
 
 def render(study_or_data, *, panel=None, size=(1280, 800), selection=None):
-    """(H, W, 4) uint8 image of the viewer; see :func:`onnx_geom.viewers.screenshot.render`."""
-    from onnx_geom.viewers.screenshot import render as _render
+    """(H, W, 4) uint8 image of the viewer; see :func:`onnx_geom.viewers.headless.render`."""
+    from onnx_geom.viewers.headless import render as _render
 
     return _render(study_or_data, panel=panel, size=size, selection=selection)
 
