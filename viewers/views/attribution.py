@@ -91,7 +91,7 @@ class AttributionView(View):
         self.tiles[0].transform = STTransform(scale=(scale, scale))
         base = maps["base"]
         i = self.selection.focus
-        self.info.text = (f"#{i} {self.data.class_names[self.data.labels[i]]}: angle {base['angle_true']:.1f} deg, "
+        self.info.text = (f"#{i} {self.data.class_names[self.data.labels[i]]}, clean image: angle {base['angle_true']:.1f} deg, "
                           f"length {base['length']:.2f}, margin {base['margin']:.2f}\n"
                           "occluding a patch: orange = value drops, purple = rises")
         self.captions.text = captions

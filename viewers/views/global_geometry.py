@@ -16,6 +16,7 @@ from onnx_geom.viewers.views.base import MUTED, TEXT, View
 STEPS = 16            # density columns between two axes
 ROWS = 256            # density rows
 DENSITY_SAMPLES = 200_000
+LINES_UP_TO = 20_000  # fewer samples than this: every polyline is drawn (translucent); more: a density image
 MAX_LINES = 2000
 
 
@@ -64,7 +65,9 @@ class GlobalView(View):
         self.n_axes = len(self.axis_names)
         self.image = scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene,
                                          interpolation="linear")
-        self.lines = scene.visuals.Line(parent=viewbox.scene, connect="segments", width=1.2)
+        self.all_lines = scene.visuals.Line(parent=viewbox.scene, connect="segments", width=1)
+        self.all_lines.set_gl_state("translucent", depth_test=False)
+        self.lines = scene.visuals.Line(parent=viewbox.scene, connect="segments", width=2)
         self.lines.set_gl_state("translucent", depth_test=False)
         grid = np.array([[k, y] for k in range(self.n_axes) for y in (0, 1)], np.float32)
         scene.visuals.Line(grid, connect="segments", color=(0.3, 0.3, 0.3, 1), parent=viewbox.scene)
@@ -101,14 +104,18 @@ class GlobalView(View):
         self.status = ""
         k = self.data.n_classes
         self.scaled, ranges = normalise(values, shared=k)
-        sub = self.scaled
-        if len(sub) > DENSITY_SAMPLES:
-            sub = sub[np.random.default_rng(0).choice(len(sub), DENSITY_SAMPLES, replace=False)]
-        counts = density_image(np.clip(sub, 0, 1))
-        shade = np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)
-        self.image.set_data(colormap(shade, "density"))
-        self.image.transform = STTransform(scale=(1.0 / STEPS, 1.0 / (ROWS - 1)), translate=(-0.5 / STEPS, 0))
-        self.image.visible = True
+        n = len(self.scaled)
+        self.image.visible = n > LINES_UP_TO
+        self.all_lines.visible = n <= LINES_UP_TO
+        if n <= LINES_UP_TO:
+            alpha = float(np.clip(150.0 / max(n, 1), 0.04, 0.5))
+            self.all_lines.set_data(self._segments(np.arange(n)), color=(0.35, 0.35, 0.35, alpha))
+        else:
+            sub = self.scaled[np.random.default_rng(0).choice(n, min(n, DENSITY_SAMPLES), replace=False)]
+            counts = density_image(np.clip(sub, 0, 1))
+            shade = np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)
+            self.image.set_data(colormap(shade, "density"))
+            self.image.transform = STTransform(scale=(1.0 / STEPS, 1.0 / (ROWS - 1)), translate=(-0.5 / STEPS, 0))
         self.uploads += 1
         axes = [0, k, k + 1, k + 2]
         self.ticks.text = [f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}" for y in (0, 1) for v in ranges[y, axes]]
@@ -118,23 +125,27 @@ class GlobalView(View):
         idx = self.selection.indices
         idx = idx[idx < len(self.scaled)][:MAX_LINES]
         if idx.size:
-            x = np.arange(self.n_axes, dtype=np.float32)
-            y = np.clip(self.scaled[idx], -0.03, 1.03)      # outliers end at the frame, like the density
-            start = np.stack([np.broadcast_to(x[:-1], (idx.size, self.n_axes - 1)), y[:, :-1]], -1)
-            end = np.stack([np.broadcast_to(x[1:], (idx.size, self.n_axes - 1)), y[:, 1:]], -1)
-            seg = np.stack([start, end], axis=2).reshape(-1, 2)
+            seg = self._segments(idx)
             colors = np.repeat(self.colors[self.data.labels[idx]], 2 * (self.n_axes - 1), axis=0)
             colors[:, 3] = 0.9 if idx.size < 50 else 0.4
-            self.lines.set_data(seg.astype(np.float32), color=colors)
+            self.lines.set_data(seg, color=colors)
         self.lines.visible = bool(idx.size)
         self._shown = idx
+
+    def _segments(self, idx: np.ndarray) -> np.ndarray:
+        """(2 * S * (A - 1), 2) line segments of the polylines of samples ``idx``."""
+        x = np.arange(self.n_axes, dtype=np.float32)
+        y = np.clip(self.scaled[idx], -0.03, 1.03)          # outliers end at the frame
+        start = np.stack([np.broadcast_to(x[:-1], (idx.size, self.n_axes - 1)), y[:, :-1]], -1)
+        end = np.stack([np.broadcast_to(x[1:], (idx.size, self.n_axes - 1)), y[:, 1:]], -1)
+        return np.stack([start, end], axis=2).reshape(-1, 2).astype(np.float32)
 
     def highlighted(self) -> np.ndarray:
         return self._shown if self.lines.visible else np.zeros(0, np.int64)
 
     def subtitle(self) -> str:
         n = len(self.scaled)
-        return f"density of {n:,} samples" if n else ""
+        return ("" if not n else f"{n:,} samples" if n <= LINES_UP_TO else f"density of {n:,} samples")
 
     def pick_box(self, lo, hi) -> bool:
         k = int(round((lo[0] + hi[0]) / 2))

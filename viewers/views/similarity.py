@@ -40,8 +40,8 @@ class SimilarityView(View):
         span = float(np.ptp(self.points, axis=0).max()) if len(self.points) > 1 else 1.0
         span = span or 1.0
         labels = [model_label(m, {}) for m in data.models]
-        scene.visuals.Text(labels, pos=self.points + [0.0, 0.07 * span], color=TEXT, font_size=7,
-                           anchor_y="bottom", parent=viewbox.scene)
+        scene.visuals.Text(labels, pos=self.points + [0.06 * span, 0.0], color=TEXT, font_size=7,
+                           anchor_x="left", parent=viewbox.scene)
         corner_legend(viewbox, self.groups, palette, right=False)
         lo, hi = self.points.min(0), self.points.max(0)
         pad = 0.2 * span
