@@ -37,20 +37,25 @@ def normalise(values: np.ndarray, *, shared: int = 0) -> tuple[np.ndarray, np.nd
 
 
 def density_image(scaled: np.ndarray, *, steps: int = STEPS, rows: int = ROWS) -> np.ndarray:
-    """(rows, (A-1)*steps + 1) counts of the polylines through ``scaled`` (N, A) in 0..1, rasterised by
-    sampling each segment at ``steps`` columns."""
+    """(rows, (A-1)*steps + 1) counts of the polylines through ``scaled`` (N, A), rasterised by sampling each
+    segment at ``steps`` columns; the parts of a line outside 0..1 are left out."""
     n, a = scaled.shape
     width = (a - 1) * steps + 1
     counts = np.zeros(rows * width, np.int64)
     t = np.arange(steps, dtype=np.float32) / steps
     for k in range(a - 1):
         y = scaled[:, k:k + 1] * (1 - t) + scaled[:, k + 1:k + 2] * t                        # (N, steps)
-        r = np.clip((y * (rows - 1)).round().astype(np.int64), 0, rows - 1)
-        cols = k * steps + np.arange(steps)
-        counts += np.bincount((r * width + cols).ravel(), minlength=rows * width)
-    r = np.clip((scaled[:, -1] * (rows - 1)).round().astype(np.int64), 0, rows - 1)
-    counts += np.bincount(r * width + width - 1, minlength=rows * width)
+        cols = np.broadcast_to(k * steps + np.arange(steps), y.shape)
+        counts += _count(y, cols, rows, width)
+    counts += _count(scaled[:, -1], np.full(n, width - 1), rows, width)
     return counts.reshape(rows, width)
+
+
+def _count(y: np.ndarray, cols: np.ndarray, rows: int, width: int) -> np.ndarray:
+    """Pixel counts of points at heights ``y`` (0..1; outside is dropped, not piled on the frame) in ``cols``."""
+    inside = (y >= 0) & (y <= 1)
+    r = (y[inside] * (rows - 1)).round().astype(np.int64)
+    return np.bincount(r * width + cols[inside], minlength=rows * width)
 
 
 class GlobalView(View):
@@ -112,7 +117,7 @@ class GlobalView(View):
             self.all_lines.set_data(self._segments(np.arange(n)), color=(0.35, 0.35, 0.35, alpha))
         else:
             sub = self.scaled[np.random.default_rng(0).choice(n, min(n, DENSITY_SAMPLES), replace=False)]
-            counts = density_image(np.clip(sub, 0, 1))
+            counts = density_image(sub)
             shade = np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)
             self.image.set_data(colormap(shade, "density"))
             self.image.transform = STTransform(scale=(1.0 / STEPS, 1.0 / (ROWS - 1)), translate=(-0.5 / STEPS, 0))

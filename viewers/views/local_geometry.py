@@ -68,7 +68,10 @@ class LocalView(View):
         self.points = _positions(geom)
         n = len(self.points)
         alpha = float(np.clip(3000.0 / max(n, 1), 0.08, 0.85))
-        size = 7.0 if n < 5000 else 4.0 if n < 100_000 else 2.5
+        size = 7.0 if n < 5000 else 4.0 if n < 100_000 else 3.0
+        # Antialiasing pads every marker by 6 px on each axis; at pixel-sized points it only costs fill rate
+        # (about 3x the frame time at 1M points on Mesa llvmpipe), so it fades out with the number of points.
+        self.cloud.antialias = 1.0 if n < 5000 else 0.5 if n < 100_000 else 0.0
         self.cloud.set_data(self.points, face_color=self.colors[self.data.labels] * [1, 1, 1, alpha],
                             edge_width=0, size=size)
         self.uploads += 1

@@ -57,8 +57,8 @@ class SamplesView(View):
             x, y = _corner(k)
             text = f"#{i} {names[data.labels[i]][:12]}"
             if geom is not None:
-                ok = "right" if geom["correct"][i] else "WRONG"
-                text += (f"\n{ok}: {names[int(geom['pred'][i])][:12]}\n"
+                ok = "correct" if geom["correct"][i] else "WRONG"
+                text += (f"\npred {names[int(geom['pred'][i])][:12]} ({ok})\n"
                          f"a {geom['angle_true'][i]:.0f}° l {geom['length'][i]:.1f} m {geom['margin'][i]:.1f}")
             captions.append(text)
             positions.append((x + 0.5, y + 1.03))

@@ -45,7 +45,7 @@ class SimilarityView(View):
         corner_legend(viewbox, self.groups, palette, right=False)
         lo, hi = self.points.min(0), self.points.max(0)
         pad = 0.2 * span
-        viewbox.camera.set_range(x=(lo[0] - pad, hi[0] + pad), y=(lo[1] - pad, hi[1] + pad), z=(0, 1), margin=0)
+        viewbox.camera.set_range(x=(lo[0] - pad, hi[0] + 2.2 * pad), y=(lo[1] - pad, hi[1] + pad), z=(0, 1), margin=0)
         self.subscribe("models")
         self.reset()
 
