@@ -10,8 +10,7 @@ import typer
 
 from onnx_geom.cli._console import err, out, user_errors
 from onnx_geom.errors import DataError
-
-PANELS = ("table", "similarity", "samples", "local", "global", "attribution")
+from onnx_geom.viewers import PANELS      # numpy only: VisPy and Qt load inside the command
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -3,7 +3,6 @@ and the linking of views driven through the canvas' own mouse events."""
 
 import numpy as np
 import pytest
-from PIL import Image
 from scipy import ndimage
 
 from onnx_geom.errors import DataError
@@ -19,24 +18,8 @@ def data():
     return ViewerData.synthetic(600, 5, models=("dense", "magnitude-50", "magnitude-90"), seed=0)
 
 
-@pytest.fixture(scope="module")
-def window_png(data, tmp_path_factory):
-    return np.asarray(Image.open(screenshot(data, tmp_path_factory.mktemp("shots") / "all.png")))
-
-
 def _near(image, rgb, tol=0.06):
     return np.abs(image[..., :3] / 255.0 - np.asarray(rgb)[None, None, :3]).max(axis=-1) < tol
-
-
-def test_whole_window_has_six_filled_panels(window_png):
-    img = window_png
-    assert img.shape == (800, 1280, 4)
-    for r in range(2):
-        for c in range(3):
-            cell = img[r * 400 + 40:(r + 1) * 400 - 20, c * 426 + 20:(c + 1) * 426 - 20, :3]
-            inked = (cell < 200).any(axis=-1).mean()
-            assert inked > 0.01, (r, c, inked)            # every panel drew something
-    assert len(np.unique(img[..., :3].reshape(-1, 3), axis=0)) > 500
 
 
 def test_local_panel_draws_every_class_in_its_own_colour(data):
@@ -119,6 +102,13 @@ def test_attribution_says_so_when_the_probe_is_missing(data):
         data.feature_fns, data.probe_notes = fns, notes
 
 
+def test_panel_names_agree_between_the_api_and_the_layout():
+    from onnx_geom.viewers import PANELS
+    from onnx_geom.viewers.views import VIEWS
+
+    assert tuple(VIEWS) == PANELS
+
+
 def test_screenshot_refuses_unknown_panel_and_size(data, tmp_path):
     with pytest.raises(DataError, match="unknown panel"):
         screenshot(data, tmp_path / "x.png", panel="nope")
@@ -127,8 +117,9 @@ def test_screenshot_refuses_unknown_panel_and_size(data, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
-@pytest.fixture()
-def live(data):
+@pytest.fixture(scope="module")
+def _canvas(data):
+    """One whole window for the module (the first frame compiles every shader: seconds on llvmpipe)."""
     from onnx_geom.viewers._backend import use_backend
 
     use_backend("egl")
@@ -139,11 +130,31 @@ def live(data):
     canvas, views = build_canvas(data, sel, size=(1280, 800))
     interaction = Interaction(canvas, views)
     canvas.render()                      # lays the grid out
-    yield sel, canvas, views
+    yield sel, canvas, views, interaction
     interaction.close()
     for view in views.values():
         view.close()
     canvas.close()
+
+
+@pytest.fixture()
+def live(_canvas):
+    sel = _canvas[0]
+    sel.indices, sel.models, sel.condition = [], ("dense",), ("fog", 3)
+    return _canvas
+
+
+def test_whole_window_has_six_filled_panels(live):
+    sel, canvas, views, _ = live
+    sel.indices = [1, 5, 9]
+    img = canvas.render()
+    assert img.shape == (800, 1280, 4)
+    for name, view in views.items():
+        box = view.viewbox
+        o = canvas.scene.node_transform(box).inverse.map([[0, 0], list(box.size)])[:, :2].astype(int)
+        cell = img[o[0, 1] + 2:o[1, 1] - 2, o[0, 0] + 2:o[1, 0] - 2, :3]
+        assert (cell < 200).any(axis=-1).mean() > 0.01, name            # every panel drew something
+        assert len(np.unique(cell.reshape(-1, 3), axis=0)) > 30, name
 
 
 def _drag(canvas, view, a, b, mods, via=()):
@@ -161,7 +172,7 @@ def _drag(canvas, view, a, b, mods, via=()):
 def test_box_in_local_view_highlights_the_same_samples_everywhere(live, data):
     from vispy.util import keys
 
-    sel, canvas, views = live
+    sel, canvas, views, interaction = live
     local = views["local"]
     uploads = (local.uploads, views["global"].uploads)
     _drag(canvas, local, (0.25, 0.25), (0.7, 0.75), (keys.SHIFT,))
@@ -185,7 +196,7 @@ def test_lasso_selects_the_points_inside_the_drawn_polygon(live, data):
     from matplotlib.path import Path as MplPath
     from vispy.util import keys
 
-    sel, canvas, views = live
+    sel, canvas, views, interaction = live
     local = views["local"]
     path = _drag(canvas, local, (0.2, 0.2), (0.2, 0.8), (keys.CONTROL,), via=[(0.8, 0.3), (0.6, 0.9)])
     to_scene = canvas.scene.node_transform(local.viewbox.scene)
@@ -200,7 +211,7 @@ def test_lasso_selects_the_points_inside_the_drawn_polygon(live, data):
 def test_clicks_in_table_and_model_map_choose_models_and_condition(live, data):
     from vispy.util import keys
 
-    sel, canvas, views = live
+    sel, canvas, views, interaction = live
     table = views["table"]
     to_canvas = table.viewbox.scene.node_transform(canvas.scene)
     row = int(np.flatnonzero(table.order == data.models.index("magnitude-90"))[0])
@@ -214,3 +225,19 @@ def test_clicks_in_table_and_model_map_choose_models_and_condition(live, data):
     canvas.events.mouse_release(pos=pos, button=1, modifiers=(keys.SHIFT,))
     assert sel.models == ("magnitude-90", data.models[0])      # shift adds a second model: shift view
     assert views["local"].pairs.visible and views["local"].ends.visible
+
+
+def test_hover_shows_the_sample_under_the_mouse(live, data):
+    sel, canvas, views, interaction = live
+    local = views["local"]
+    geom = data.geometry("dense", "fog", 3)
+    i = int(np.argmin(np.abs(geom["angle_true"] - np.median(geom["angle_true"]))
+                      + np.abs(geom["length"] - np.median(geom["length"]))))
+    pos = local.viewbox.scene.node_transform(canvas.scene).map([[geom["angle_true"][i], geom["length"][i]]])[0, :2]
+    text = interaction.show_tooltip(pos)
+    j = int(text.split()[0][1:])                     # "#<index> ..." the nearest sample within 8 px
+    near = np.hypot(*(local.viewbox.scene.node_transform(canvas.scene).map(
+        [[geom["angle_true"][j], geom["length"][j]]])[0, :2] - pos))
+    assert near <= 8 and f"margin {geom['margin'][j]:.2f}" in text
+    assert interaction.tip_box.visible
+    assert interaction.show_tooltip((2, 2)) == ""          # outside every panel

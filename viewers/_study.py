@@ -103,11 +103,10 @@ def read_study(cls, study, *, reference: str | None = None):
     data.mst = [(int(i), int(j), float(w)) for i, j, w in comparison.mst]
     clean = np.full(len(models), np.nan)
     table = np.full((len(models), len(corruptions), len(severities)), np.nan)
-    row = {m: i for i, m in enumerate(comparison.models)}
     for rec in comparison.accuracy:
-        i = models.index(rec["model"]) if rec["model"] in row else None
-        if i is None:
+        if rec["model"] not in models:
             continue
+        i = models.index(rec["model"])
         if rec["corruption"] == "clean":
             clean[i] = rec["accuracy"]
         elif rec["corruption"] in corruptions and rec["severity"] in severities:

@@ -10,16 +10,14 @@ kept in memory, so a study of 1,000,000 samples and hundreds of units opens at o
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from onnx_geom.errors import OnnxGeomError, StudyError
+from onnx_geom.errors import StudyError
 
 __all__ = ["ViewerData", "GEOMETRY_KEYS", "CLEAN"]
 
@@ -163,13 +161,3 @@ class ViewerData:
         return make_synthetic(cls, n, k, models=list(models), seed=seed, corruptions=list(corruptions),
                               severities=[int(s) for s in severities], dim=dim, image_size=image_size)
 
-
-def study_path(study) -> Path | None:
-    """The folder of a study object or path, when known."""
-    if isinstance(study, (str, os.PathLike)):
-        return Path(study)
-    return Path(study.path) if getattr(study, "path", None) is not None else None
-
-
-def describe_error(error: OnnxGeomError) -> str:
-    return str(error).rstrip(".")

@@ -20,8 +20,11 @@ class Interaction:
 
     def __init__(self, canvas, views: dict) -> None:
         self.canvas, self.views = canvas, views
+        self.tip_box = scene.visuals.Rectangle(center=(0, 0), width=1, height=1, color=(1, 1, 0.9, 0.92),
+                                               border_color="#888888", parent=canvas.scene)
+        self.tip_box.visible = False
         self.tooltip = scene.visuals.Text("", parent=canvas.scene, color="#111111", font_size=8, anchor_x="left",
-                                          anchor_y="bottom")
+                                          anchor_y="top")
         self.outline = scene.visuals.Line(parent=canvas.scene, color="#D55E00", width=1.5)
         self.outline.set_gl_state("translucent", depth_test=False)
         self.outline.visible = False
@@ -103,7 +106,13 @@ class Interaction:
         text = view.hover(self._scene(tr, pos)[0], self._radius(tr, pos)) if view is not None else ""
         if text != self.tooltip.text or text:
             self.tooltip.text = text
-            x = min(pos[0] + 12, self.canvas.size[0] - 260)
-            self.tooltip.pos = (x, pos[1] - 8)
+            lines = text.split("\n")
+            width, height = 6.5 * max(len(line) for line in lines) + 10, 14 * len(lines) + 8
+            x = min(pos[0] + 14, self.canvas.size[0] - width - 4)
+            y = min(pos[1] + 14, self.canvas.size[1] - height - 4)
+            self.tooltip.pos = (x + 5, y + 4)
+            self.tip_box.center = (x + width / 2, y + height / 2)
+            self.tip_box.width, self.tip_box.height = width, height
+            self.tip_box.visible = bool(text)
             self.canvas.update()
         return text
