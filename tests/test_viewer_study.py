@@ -122,3 +122,10 @@ def test_cli_refuses_bad_panel_and_size(study_dir, tmp_path):
         result = CliRunner().invoke(app, ["view", str(study_dir), "--screenshot", str(tmp_path / "x.png"), *extra])
         assert result.exit_code == 1 and message in result.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_window_without_a_display_is_a_sentence_not_a_crash(study_dir, monkeypatch):
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, ["view", str(study_dir)])
+    assert result.exit_code == 1 and "no display" in result.output and "--screenshot" in result.output

@@ -6,13 +6,29 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+from onnx_geom.errors import DeviceError
 from onnx_geom.viewers._backend import use_backend
 
 NONE = "(none)"
 
 
+def check_display(environ=os.environ, platform: str = sys.platform) -> None:
+    """Refuse, with a sentence, to open a window where Qt would abort the process for want of a display.
+
+    >>> check_display({"DISPLAY": ":0"}, "linux")
+    """
+    if platform.startswith("linux") and not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+                                             or environ.get("QT_QPA_PLATFORM")):
+        raise DeviceError("there is no display to open the viewer window on; use `--screenshot out.png` for a "
+                          "headless image, or run under Xvfb (xvfb-run onnx-geom view STUDY).")
+
+
 def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
     """Build (not show) the main window for ``data``; returns it (``.canvas``, ``.views``, ``.selection``)."""
+    check_display()
     use_backend("pyside6")
     from PySide6 import QtWidgets
     from vispy import app
@@ -104,7 +120,7 @@ def show(study_path, *, size: tuple[int, int] = (1500, 900)) -> None:
 
     from onnx_geom.viewers.data import ViewerData
 
-    use_backend("pyside6")
+    check_display()
     data = study_path if isinstance(study_path, ViewerData) else ViewerData.from_study(study_path)
     window = make_window(data, size=size)
     window.show()
