@@ -94,8 +94,8 @@ def main() -> None:
     sel_frame = float(np.median([f for _, f in t_select]))
     rows = [
         ("synthetic geometry of one unit (1M samples)", t_data),
-        ("build local view + first upload", t_build),
-        ("first frame (EGL render + read back)", t_first),
+        ("build local view (arrays handed to VisPy)", t_build),
+        ("first frame (upload, shader compile, render, read back)", t_first),
         (f"steady frame, median of {FRAMES}", steady),
         ("selection change: update (1,000 highlighted)", sel_update),
         ("selection change: next frame", sel_frame),
@@ -122,8 +122,10 @@ def main() -> None:
         f"{1 / steady:.2f}).",
         "",
         "A selection change re-uploads only the highlight layer (checked: the cloud's upload counter did not move).",
-        "With software OpenGL (Mesa llvmpipe) the frame time is CPU-bound; on a GPU the same frame is expected to be "
-        "far below 16 ms (60 fps) but no GPU machine was available to this run, so that figure is not measured here.",
+        "Markers: 3 px discs without antialiasing padding, translucent, no depth test; matplotlib: `s=2.5` "
+        "(about 2 px) discs with the same colours and alpha.",
+        "With software OpenGL (Mesa llvmpipe) the frame time is CPU-bound. Frames per second on a GPU (goal: 60 at "
+        "1M points) were not measured: no GPU machine was lent to this task.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

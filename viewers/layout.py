@@ -76,8 +76,9 @@ def build_canvas(data: ViewerData, selection: Selection, *, panels: list[str] | 
         view.title_label = title
         views[name] = view
     refresh_titles(views)
-    for view in views.values():
-        view.subscribe("models", "condition", "indices", "focus", callback=lambda _s, v=views: refresh_titles(v))
+    # one subscription (held by the first view, so closing the views removes it) refreshes every title
+    next(iter(views.values())).subscribe("models", "condition", "indices", "focus", "shift_from_clean",
+                                         callback=lambda _s: refresh_titles(views))
     return canvas, views
 
 

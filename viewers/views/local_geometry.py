@@ -113,6 +113,18 @@ class LocalView(View):
                            edge_width=1.5, size=7)
         self.pairs.visible = self.ends.visible = True
 
+    def subtitle(self) -> str:
+        sel = self.selection
+        if not sel.models:
+            return ""
+        condition = "clean" if sel.condition[0] == "clean" else f"{sel.condition[0]} {sel.condition[1]}"
+        pair = sel.shift_pair()
+        if pair is None:
+            return f"{sel.models[0]}, {condition}"
+        if pair[0][0] != pair[1][0]:
+            return f"{pair[0][0]} -> {pair[1][0]}, {condition}"
+        return f"{sel.models[0]}, clean -> {condition}"
+
     def highlighted(self) -> np.ndarray:
         idx = self.selection.indices
         return idx[idx < len(self.points)] if self.marked.visible else np.zeros(0, np.int64)
