@@ -76,6 +76,7 @@ def display():
     proc.wait(timeout=10)
 
 
+@pytest.mark.slow  # a fresh Python, Qt and a GL context under Xvfb: about 10 s on a shared 2-core machine
 def test_window_links_a_box_selection_across_views_and_controls(display, tmp_path):
     env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
     env.pop("EGL_PLATFORM", None)
