@@ -55,7 +55,8 @@ def naive_geometry(f: np.ndarray, W: np.ndarray, b: np.ndarray, y: np.ndarray) -
     pred = z.argmax(1)
     normals = W[y][:, None, :] - W[None, :, :]  # (N, K, D)
     gaps = z[np.arange(len(y)), y][:, None] - z
-    dist = gaps / np.linalg.norm(normals, axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = gaps / np.linalg.norm(normals, axis=2)
     dist[np.arange(len(y)), y] = np.inf
     return {"length": length, "cos": cos, "angle_true": np.degrees(np.arccos(np.clip(cos[np.arange(len(y)), y], -1, 1))),
             "margin": dist.min(1), "pred": pred, "correct": pred == y}
