@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from onnx_geom.cli._console import err, out, user_errors
+from onnx_geom.cli._console import err, fail, out, user_errors
 
 
 def _vs_reference(cmp) -> list[dict[str, Any]]:
@@ -44,7 +44,10 @@ def compare(
 
         cmp = compare_study(Study.open(study), reference=reference, distance=distance)
         if output is not None:
-            paths = cmp.write(output)
+            try:
+                paths = cmp.write(output)
+            except OSError as error:
+                raise fail(f"cannot write the tables to {output} ({error.strerror or error}); choose another folder.") from None
             err.print(f"wrote {len(paths)} files to {output}")
         if as_json:
             print(json.dumps(cmp.to_json()))

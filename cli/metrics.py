@@ -64,7 +64,11 @@ def metrics(
 
         for path, writer in ((csv_path, write_columns_csv), (parquet_path, write_columns_parquet)):
             if path is not None:
-                count = writer(path, sample_records(handle))
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    count = writer(path, sample_records(handle))
+                except OSError as error:
+                    raise fail(f"cannot write {path} ({error.strerror or error}); choose another path.") from None
                 err.print(f"wrote {count} rows to {path}")
         if as_json:
             print(json.dumps(rows, indent=1))

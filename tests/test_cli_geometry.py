@@ -83,3 +83,15 @@ def test_compare_writes_tables_and_prints_headlines(study, tmp_path):
     assert np.isfinite(np.array(data["distance"])).all()
     bad = CliRunner().invoke(app, ["compare", str(path), "--reference", "zzz"])
     assert bad.exit_code == 1 and "reference model 'zzz'" in bad.output
+
+
+def test_unwritable_outputs_are_one_clear_line(study, tmp_path):
+    path, _ = study
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(app, ["metrics", str(path), "--csv", str(blocker / "sub" / "s.csv")])
+    assert result.exit_code == 1 and "cannot write" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["compare", str(path), "-o", str(blocker / "cmp")])
+    assert result.exit_code == 1 and "cannot write" in result.output and "Traceback" not in result.output
+    ok = CliRunner().invoke(app, ["metrics", str(path), "--csv", str(tmp_path / "new" / "dir" / "s.csv")])
+    assert ok.exit_code == 0 and (tmp_path / "new" / "dir" / "s.csv").exists()
