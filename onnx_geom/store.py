@@ -1,0 +1,488 @@
+"""The study: one directory that is a Zarr v3 group, written in atomic units, readable with plain zarr.
+
+>>> import numpy as np, tempfile
+>>> from onnx_geom.store import Study, Unit
+>>> path = tempfile.mkdtemp() + "/study"
+>>> study = Study.create(path, images=np.zeros((4, 2, 2, 3), np.uint8), labels=np.array([0, 1, 0, 1]),
+...                      dataset_name="toy", class_names=["a", "b"])
+>>> from onnx_geom.probe_info import ProbeInfo
+>>> study.add_model("m", ProbeInfo(W=np.ones((2, 3), np.float32), b=np.zeros(2, np.float32),
+...                                input_shape=(2, 2, 3), layout="NCHW", mean=(0.0,) * 3, std=(1.0,) * 3))
+>>> unit = Unit("m", "clean", 0)
+>>> with study.writing(unit, {"features": ((4, 3), "float32")}) as writer:
+...     writer.append(features=np.ones((4, 3), np.float32))
+>>> Study.open(path).units()
+[Unit(model='m', corruption='clean', severity=0)]
+
+Layout (docs/architecture.md, docs/store.md)::
+
+    /                                   attrs: onnx_geom_version, dataset {...}, corruptions, severities, profile, seed
+    /labels  /images                    int64 (N,), uint8 (N, H, W, C)
+    /models/<model>/W, b                float32 (K, D), (K,); attrs: probe, probe_path, tags
+    /models/<model>/<corruption>/<severity>/           a unit: features (N, D), logits (N, K); attrs complete
+    /models/<model>/<corruption>/<severity>/geometry/  a group inside a unit; attrs complete
+
+Atomicity: a unit (or a group inside it) is marked ``complete: false`` first, its arrays are written, and only
+then is it marked ``complete: true`` (zarr writes every metadata file atomically). Readers see complete units
+only. Concurrency: a writer holds an exclusive ``flock`` on the directory of the unit it writes (released by
+the kernel when the process dies, even on SIGKILL), and short metadata changes take the same lock on the
+study's root directory; a second process that finds a unit locked gets :class:`StudyLockedError` naming the
+process that holds it. Locks are advisory and need a local file system (or one whose ``flock`` works).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from onnx_geom.errors import StudyError, StudyLockedError, StudyNotFoundError
+
+__all__ = ["Study", "Unit", "UnitWriter", "UnitAlreadyComplete", "CLEAN", "STUDY_FORMAT", "describe", "fingerprint"]
+
+CLEAN = "clean"
+#: Marks a Zarr group as an onnx-geom study (root attribute ``onnx_geom_version``).
+STUDY_FORMAT = 1
+_CHUNK_BYTES = 4 << 20
+_LOCK_WAIT_S = 30.0
+
+
+class Unit(NamedTuple):
+    """One model x corruption x severity; ``Unit(m, "clean", 0)`` is the clean set."""
+
+    model: str
+    corruption: str
+    severity: int
+
+    def key(self) -> str:
+        return f"models/{self.model}/{self.corruption}/{self.severity}"
+
+    def __str__(self) -> str:
+        return f"{self.model}/{self.corruption}/{self.severity}"
+
+
+class UnitAlreadyComplete(Exception):
+    """Raised by :meth:`Study.writing` when another process completed the unit before this one claimed it."""
+
+
+def _row_chunks(shape: Sequence[int], itemsize: int) -> tuple[int, ...]:
+    """Chunks of whole rows, about 4 MiB each: ``(rows, *shape[1:])``."""
+    row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * itemsize)
+    rows = int(min(max(shape[0], 1), max(1, _CHUNK_BYTES // row_bytes)))
+    return (rows, *shape[1:])
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not name or "/" in name or name.startswith(".") or name != name.strip():
+        raise StudyError(f"{kind} name {name!r} cannot be used in a study; use letters, digits, '-', '_' or '.' (not first).")
+
+
+@contextlib.contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    """Turn disk full / permission errors into one sentence."""
+    try:
+        yield
+    except StudyError:
+        raise
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise StudyError(f"no space left on the device while {what}; free some space and run again (completed units are kept).") from None
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise StudyError(f"permission denied while {what}; choose a study folder you can write to.") from None
+        raise StudyError(f"could not finish {what} ({err.strerror or err}); completed units are kept, run again.") from None
+
+
+@contextlib.contextmanager
+def _flock(directory: Path, *, wait_s: float, holder: str) -> Iterator[None]:
+    """Exclusive advisory lock on a directory; StudyLockedError if not obtained within ``wait_s`` seconds."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StudyLockedError(holder) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _writer_stamp() -> dict[str, Any]:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": now}
+
+
+def fingerprint(images: Any, labels: np.ndarray, *, rows: int = 4096) -> str:
+    """sha256 of the labels and images (streamed in blocks of ``rows``), to recognise the data of a study."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(labels, dtype="<i8").tobytes())
+    for start in range(0, len(images), rows):
+        digest.update(np.ascontiguousarray(images[start : start + rows], dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+class UnitWriter:
+    """Appends rows to the arrays of one unit being written; whole chunks are flushed as they fill.
+
+    Get one from :meth:`Study.writing`; call :meth:`append` with one keyword per array, in order of rows.
+    """
+
+    def __init__(self, group: Any, spec: Mapping[str, tuple[Sequence[int], str]]) -> None:
+        self._arrays: dict[str, Any] = {}
+        self._pending: dict[str, list[np.ndarray]] = {}
+        self._done: dict[str, int] = {}
+        for name, (shape, dtype) in spec.items():
+            shape = tuple(int(s) for s in shape)
+            chunks = _row_chunks(shape, np.dtype(dtype).itemsize)
+            self._arrays[name] = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, overwrite=True)
+            self._pending[name], self._done[name] = [], 0
+
+    def append(self, **arrays: np.ndarray) -> None:
+        """Add the next rows of each named array (``features=(B, D)``, ...)."""
+        for name, rows in arrays.items():
+            if name not in self._arrays:
+                raise KeyError(f"this unit has no array {name!r}; it has {sorted(self._arrays)}")
+            self._pending[name].append(np.asarray(rows))
+            self._flush(name, final=False)
+
+    def _flush(self, name: str, *, final: bool) -> None:
+        array, pending = self._arrays[name], self._pending[name]
+        buffered = sum(len(p) for p in pending)
+        step = array.chunks[0]
+        ready = buffered if final else (buffered // step) * step
+        if ready == 0:
+            return
+        block = np.concatenate(pending) if len(pending) > 1 else pending[0]
+        start = self._done[name]
+        if start + ready > array.shape[0]:
+            raise StudyError(f"more rows were given for '{name}' than its {array.shape[0]} rows; this is a bug in the caller.")
+        array[start : start + ready] = block[:ready]
+        self._done[name] = start + ready
+        self._pending[name] = [block[ready:]] if ready < len(block) else []
+
+    def close(self) -> None:
+        """Flush what is buffered and check that every row of every array was written."""
+        for name, array in self._arrays.items():
+            self._flush(name, final=True)
+            if self._done[name] != array.shape[0]:
+                raise StudyError(f"only {self._done[name]} of {array.shape[0]} rows of '{name}' were written; the unit stays incomplete.")
+
+
+class Study:
+    """A study folder opened for reading (``mode="r"``) or writing (``mode="a"``). See the module docstring."""
+
+    def __init__(self, root: Any, path: Path, mode: str) -> None:
+        self._root, self.path, self.mode = root, path, mode
+
+    # ----------------------------------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], mode: str = "r") -> "Study":
+        """Open an existing study; :class:`StudyNotFoundError` if there is none at ``path``."""
+        import zarr
+
+        if mode not in ("r", "a"):
+            raise ValueError(f"mode must be 'r' or 'a', not {mode!r}")
+        path = Path(path)
+        if not path.is_dir():
+            raise StudyNotFoundError(f"no study at {path}; create one with `onnx-geom run ... -o {path}`.")
+        if not (path / "zarr.json").is_file():
+            raise StudyError(f"{path} is not an onnx-geom study (no zarr.json inside); point at the folder given to `onnx-geom run -o`.")
+        try:
+            root = zarr.open_group(zarr.storage.LocalStore(path, read_only=(mode == "r")), mode="r" if mode == "r" else "r+")
+            attrs = root.attrs.asdict()
+        except (ValueError, TypeError, KeyError, OSError) as err:
+            raise StudyError(f"the study at {path} is unreadable ({type(err).__name__}: {err}); it may be damaged.") from None
+        if "onnx_geom_version" not in attrs or "dataset" not in attrs:
+            raise StudyError(f"{path} is a Zarr group but not an onnx-geom study (no onnx_geom_version attribute).")
+        return cls(root, path, mode)
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        images: Any,
+        labels: Any,
+        dataset_name: str,
+        class_names: Sequence[str] = (),
+        corruptions: Sequence[str] = (),
+        severities: Sequence[int] = (),
+        profile: str | None = None,
+        seed: int = 0,
+        exist_ok: bool = False,
+    ) -> "Study":
+        """Create a study holding ``images`` uint8 (N, H, W, C) and ``labels`` int (N,), opened in mode "a".
+
+        With ``exist_ok=True`` an existing study made from the same data, profile and seed is opened instead
+        (its lists of corruptions and severities grow to include the new ones); other data is an error.
+        """
+        import zarr
+
+        from onnx_geom import __version__
+
+        path = Path(path)
+        labels = np.asarray(labels)
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise StudyError(f"images must be uint8 (N, H, W, C), got {images.dtype} {tuple(images.shape)}.")
+        if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
+            raise StudyError(f"labels must be integers (N,) with N = {len(images)} images, got {labels.dtype} {labels.shape}.")
+        digest = fingerprint(images, labels)
+        with _os_errors(f"creating the study at {path}"):
+            path.mkdir(parents=True, exist_ok=True)
+            with _flock(path, wait_s=_LOCK_WAIT_S, holder=f"another process is creating the study at {path}; try again later."):
+                if (path / "zarr.json").exists():
+                    if not exist_ok:
+                        raise StudyError(f"a study already exists at {path}; open it, or choose another folder.")
+                    study = cls.open(path, mode="a")
+                    study._check_same(digest, len(labels), profile, seed)
+                    study._grow_plan(corruptions, severities)
+                    return study
+                if any(path.iterdir()):
+                    raise StudyError(f"{path} exists and is not empty; choose a new folder for the study.")
+                root = zarr.open_group(zarr.storage.LocalStore(path), mode="w")
+                root.create_array("labels", data=labels.astype(np.int64), chunks=(max(1, len(labels)),))
+                out = root.create_array("images", shape=images.shape, dtype=np.uint8, chunks=_row_chunks(images.shape, 1))
+                step = out.chunks[0]
+                for start in range(0, len(images), step):
+                    out[start : start + step] = np.asarray(images[start : start + step], dtype=np.uint8)
+                root.require_group("models")
+                root.attrs.update(
+                    {
+                        "onnx_geom_version": __version__,
+                        "format": STUDY_FORMAT,
+                        "dataset": {
+                            "name": str(dataset_name),
+                            "n": int(len(labels)),
+                            "image_shape": [int(s) for s in images.shape[1:]],
+                            "class_names": [str(c) for c in class_names],
+                            "sha256": digest,
+                        },
+                        "corruptions": list(dict.fromkeys(str(c) for c in corruptions)),
+                        "severities": sorted({int(s) for s in severities}),
+                        "profile": profile,
+                        "seed": int(seed),
+                    }
+                )
+        return cls(root, path, "a")
+
+    def _check_same(self, digest: str, n: int, profile: str | None, seed: int) -> None:
+        data = self.attrs["dataset"]
+        if data.get("sha256") != digest:
+            raise StudyError(
+                f"the study at {self.path} was made from other data ({data.get('name')!r}, {data.get('n')} images, "
+                f"this run has {n}); use the same data and --limit, or a new study folder."
+            )
+        if self.attrs.get("profile") != profile or int(self.attrs.get("seed", 0)) != int(seed):
+            raise StudyError(
+                f"the study at {self.path} was made with profile {self.attrs.get('profile')!r} and seed {self.attrs.get('seed')}, "
+                f"this run asks for {profile!r} and {seed}; use the same, or a new study folder."
+            )
+
+    def _grow_plan(self, corruptions: Sequence[str], severities: Sequence[int]) -> None:
+        attrs = self.attrs
+        merged_c = list(dict.fromkeys([*attrs.get("corruptions", []), *map(str, corruptions)]))
+        merged_s = sorted({*attrs.get("severities", []), *map(int, severities)})
+        if merged_c != attrs.get("corruptions") or merged_s != attrs.get("severities"):
+            self._root.attrs.update({"corruptions": merged_c, "severities": merged_s})
+
+    def _writable(self) -> None:
+        if self.mode != "a":
+            raise StudyError(f"the study at {self.path} was opened read-only; open it with mode='a' to write.")
+
+    @contextlib.contextmanager
+    def _study_lock(self) -> Iterator[None]:
+        with _flock(self.path, wait_s=_LOCK_WAIT_S, holder=f"another process has held the study at {self.path} for {_LOCK_WAIT_S:.0f} s; try again later."):
+            yield
+
+    # ----------------------------------------------------------------------------------------- reading
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self._root.attrs.asdict())
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self._root["labels"][:], dtype=np.int64)
+
+    @property
+    def images(self) -> Any:
+        """The clean images, a lazy zarr array uint8 (N, H, W, C): ``study.images[idx]`` is numpy."""
+        return self._root["images"]
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(name for name, _ in self._root["models"].groups() if "W" in self._model_group(name))
+
+    def _model_group(self, model: str) -> Any:
+        try:
+            return self._root[f"models/{model}"]
+        except KeyError:
+            raise StudyNotFoundError(f"the study at {self.path} has no model {model!r}; it has {self._model_names()}.") from None
+
+    def _model_names(self) -> list[str]:
+        return sorted(name for name, _ in self._root["models"].groups())
+
+    def head(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """The model's head ``(W (K, D), b (K,))``, in ``logits = features @ W.T + b``."""
+        group = self._model_group(model)
+        return np.asarray(group["W"][:], np.float32), np.asarray(group["b"][:], np.float32)
+
+    def model_attrs(self, model: str) -> dict[str, Any]:
+        return dict(self._model_group(model).attrs.asdict())
+
+    def _unit_group(self, unit: Unit, group: str | None = None) -> Any | None:
+        key = unit.key() + (f"/{group}" if group else "")
+        try:
+            return self._root[key]
+        except (KeyError, FileNotFoundError):
+            return None
+
+    def is_complete(self, unit: Unit, group: str | None = None) -> bool:
+        """Whether ``unit`` (or the group ``group`` inside it) is completely written."""
+        if group is not None and not self.is_complete(unit):
+            return False
+        node = self._unit_group(unit, group)
+        return bool(node is not None and node.attrs.get("complete") is True)
+
+    def _all_units(self) -> Iterator[tuple[Unit, Any]]:
+        for model in self.models:
+            for corruption, cgroup in sorted(self._root[f"models/{model}"].groups()):
+                for severity, sgroup in sorted(cgroup.groups(), key=lambda kv: kv[0]):
+                    if severity.isdigit():
+                        yield Unit(model, corruption, int(severity)), sgroup
+
+    def units(self, model: str | None = None, group: str | None = None) -> list[Unit]:
+        """Complete units, sorted (``group="geometry"``: those whose geometry is complete too)."""
+        found = []
+        for unit, node in self._all_units():
+            if model is not None and unit.model != model or node.attrs.get("complete") is not True:
+                continue
+            if group is None or self.is_complete(unit, group):
+                found.append(unit)
+        return sorted(found)
+
+    def incomplete_units(self) -> list[tuple[Unit, dict[str, Any]]]:
+        """Units that were started but not completed, with their ``writer`` stamp (pid, host, started)."""
+        return sorted((unit, dict(node.attrs.get("writer", {}))) for unit, node in self._all_units() if node.attrs.get("complete") is not True)
+
+    def read(self, unit: Unit, name: str) -> np.ndarray:
+        """An array of a complete unit: ``"features"``, ``"logits"``, or ``"<group>/<array>"`` (e.g. ``"geometry/margin"``)."""
+        group = name.rsplit("/", 1)[0] if "/" in name else None
+        if not self.is_complete(unit, group):
+            what = f"{group} of unit {unit}" if group else f"unit {unit}"
+            raise StudyNotFoundError(f"{what} is not complete in the study at {self.path}; run the sweep (or metrics) again.")
+        try:
+            return np.asarray(self._root[f"{unit.key()}/{name}"][:])
+        except KeyError:
+            raise StudyNotFoundError(f"unit {unit} has no array {name!r}.") from None
+
+    # ----------------------------------------------------------------------------------------- writing
+    def add_model(self, name: str, info: Any, *, probe_path: str = "", tags: Mapping[str, Any] | None = None) -> None:
+        """Record a model's head and probe metadata (``info``: a ProbeInfo); the same model again is a no-op.
+
+        A different model under a name the study already holds is a :class:`StudyError`.
+        """
+        self._writable()
+        _check_name("model", name)
+        W, b = np.asarray(info.W, np.float32), np.asarray(info.b, np.float32)
+        with _os_errors(f"adding model {name!r} to the study at {self.path}"), self._study_lock():
+            models = self._root["models"]
+            if name in self._model_names() and "W" in models[name]:
+                old_W, old_b = self.head(name)
+                if old_W.shape != W.shape or not (np.array_equal(old_W, W) and np.array_equal(old_b, b)):
+                    raise StudyError(f"the study at {self.path} already holds a different model named {name!r}; rename it (name=path) or use a new study.")
+                return
+            group = models.require_group(name)
+            group.attrs.update({"probe": info.to_json(), "probe_path": str(probe_path), "tags": dict(tags if tags is not None else info.tags)})
+            group.create_array("b", data=b, overwrite=True)
+            group.create_array("W", data=W, overwrite=True)  # W last: a model is listed once W exists
+
+    @contextlib.contextmanager
+    def writing(self, unit: Unit, spec: Mapping[str, tuple[Sequence[int], str]], *, group: str | None = None) -> Iterator[UnitWriter]:
+        """Write a unit (or the group ``group`` inside a complete unit) atomically, claiming it first.
+
+        ``spec`` maps array names to ``(shape, dtype)``. Raises :class:`StudyLockedError` if another process is
+        writing it, :class:`UnitAlreadyComplete` if it was completed meanwhile. Marked complete only when the
+        ``with`` block ends without an error and every row was written.
+        """
+        self._writable()
+        _check_name("corruption", unit.corruption)
+        if unit.model not in self.models:
+            raise StudyNotFoundError(f"add model {unit.model!r} to the study before writing its units.")
+        if group is not None and not self.is_complete(unit):
+            raise StudyNotFoundError(f"unit {unit} is not complete; its {group} cannot be written yet.")
+        key = unit.key() + (f"/{group}" if group else "")
+        what = f"{group} of unit {unit}" if group else f"unit {unit}"
+        with _os_errors(f"writing {what} to the study at {self.path}"):
+            node = self._root.require_group(key)
+            holder = self._holder_sentence(node, what)
+            with _flock(self.path / key, wait_s=0.0, holder=holder):
+                node = self._root[key]
+                if node.attrs.get("complete") is True:
+                    raise UnitAlreadyComplete(str(unit))
+                node.attrs.update({"complete": False, "writer": _writer_stamp()})
+                if group is None and "geometry" in node:
+                    del node["geometry"]  # derived from the old arrays: stale
+                writer = UnitWriter(node, spec)
+                yield writer
+                writer.close()
+                node.attrs.update({"complete": True})
+
+    def _holder_sentence(self, node: Any, what: str) -> str:
+        stamp = node.attrs.get("writer") or {}
+        who = f"process {stamp.get('pid')} on {stamp.get('host')} (since {stamp.get('started')})" if stamp else "another process"
+        return f"{what} is being written by {who}; that process keeps it, this one moves on."
+
+    def write_group(self, unit: Unit, group: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write ``arrays`` as the group ``group`` of a complete unit, atomically (arrays first, then complete)."""
+        _check_name("group", group)
+        arrays = {name: np.asarray(a) for name, a in arrays.items()}
+        with self.writing(unit, {n: (a.shape, a.dtype.str) for n, a in arrays.items()}, group=group) as writer:
+            writer.append(**arrays)
+
+    def write_unit(self, unit: Unit, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write a whole unit at once (``{"features": (N, D), "logits": (N, K)}``), atomically."""
+        arrays = {name: np.asarray(a) for name, a in arrays.items()}
+        with self.writing(unit, {n: (a.shape, a.dtype.str) for n, a in arrays.items()}) as writer:
+            writer.append(**arrays)
+
+    def clean_partial_files(self) -> int:
+        """Remove ``*.partial`` files left by a process killed mid-write; returns how many."""
+        self._writable()
+        count = 0
+        for partial in self.path.rglob("*.partial"):
+            partial.unlink(missing_ok=True)
+            count += 1
+        return count
+
+    def __repr__(self) -> str:
+        return f"Study({str(self.path)!r}, mode={self.mode!r})"
+
+
+def describe(study: Study) -> dict[str, Any]:
+    """A JSON-able summary of what a study holds: dataset, models, complete and incomplete units."""
+    attrs = study.attrs
+    incomplete = study.incomplete_units()
+    return {
+        "path": str(study.path),
+        "dataset": {k: v for k, v in attrs["dataset"].items() if k != "class_names"},
+        "corruptions": attrs.get("corruptions", []),
+        "severities": attrs.get("severities", []),
+        "profile": attrs.get("profile"),
+        "seed": attrs.get("seed"),
+        "models": {m: {"complete_units": len(study.units(model=m)), "tags": study.model_attrs(m).get("tags", {})} for m in study.models},
+        "incomplete": [{"unit": str(u), **w} for u, w in incomplete],
+    }

@@ -1,0 +1,205 @@
+"""The study store: layout readable with plain zarr, atomic units, locks, clear errors."""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import zarr
+
+from onnx_geom.errors import StudyError, StudyLockedError, StudyNotFoundError
+from onnx_geom.probe_info import ProbeInfo
+from onnx_geom.store import Study, Unit, UnitAlreadyComplete
+
+RNG = np.random.default_rng(0)
+IMAGES = RNG.integers(0, 256, size=(10, 4, 4, 3), dtype=np.uint8)
+LABELS = np.arange(10) % 3
+INFO = ProbeInfo(W=RNG.normal(size=(3, 5)).astype(np.float32), b=RNG.normal(size=3).astype(np.float32),
+                 input_shape=(4, 4, 3), layout="NCHW", mean=(0.0,) * 3, std=(1.0,) * 3, tags={"sparsity": 0.5})
+
+
+def make(tmp_path, **kw):
+    study = Study.create(tmp_path / "s", images=IMAGES, labels=LABELS, dataset_name="toy", class_names=["a", "b", "c"],
+                         corruptions=["clean", "fog"], severities=[0, 1], seed=3, **kw)
+    study.add_model("m", INFO, probe_path="m.onnx")
+    return study
+
+
+def arrays(seed=1):
+    rng = np.random.default_rng(seed)
+    return {"features": rng.normal(size=(10, 5)).astype(np.float32), "logits": rng.normal(size=(10, 3)).astype(np.float32)}
+
+
+def test_layout_is_plain_zarr(tmp_path):
+    study = make(tmp_path)
+    data = arrays()
+    study.write_unit(Unit("m", "fog", 1), data)
+    root = zarr.open_group(str(tmp_path / "s"), mode="r")  # no onnx-geom involved
+    assert root.attrs["dataset"]["n"] == 10 and root.attrs["dataset"]["image_shape"] == [4, 4, 3]
+    assert root.attrs["seed"] == 3 and root.attrs["corruptions"] == ["clean", "fog"]
+    np.testing.assert_array_equal(root["images"][:], IMAGES)
+    np.testing.assert_array_equal(root["labels"][:], LABELS)
+    assert root["labels"].dtype == np.int64
+    np.testing.assert_array_equal(root["models/m/W"][:], INFO.W)
+    np.testing.assert_array_equal(root["models/m/b"][:], INFO.b)
+    assert root["models/m"].attrs["tags"] == {"sparsity": 0.5}
+    assert root["models/m/fog/1"].attrs["complete"] is True
+    np.testing.assert_array_equal(root["models/m/fog/1/features"][:], data["features"])
+    np.testing.assert_array_equal(root["models/m/fog/1/logits"][:], data["logits"])
+
+
+def test_reader_api(tmp_path):
+    make(tmp_path).write_unit(Unit("m", "clean", 0), arrays())
+    study = Study.open(tmp_path / "s")
+    assert study.models == ["m"] and study.units() == [Unit("m", "clean", 0)]
+    W, b = study.head("m")
+    np.testing.assert_array_equal(W, INFO.W)
+    assert study.model_attrs("m")["probe"]["num_classes"] == 3
+    np.testing.assert_array_equal(study.images[[1, 3]], IMAGES[[1, 3]])
+    np.testing.assert_array_equal(study.read(Unit("m", "clean", 0), "logits"), arrays()["logits"])
+    with pytest.raises(StudyError, match="read-only"):
+        study.write_unit(Unit("m", "fog", 1), arrays())
+
+
+def test_streamed_rows_with_uneven_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr("onnx_geom.store._CHUNK_BYTES", 3 * 5 * 4)  # 3 rows a chunk
+    study, data = make(tmp_path), arrays()
+    with study.writing(Unit("m", "fog", 1), {"features": ((10, 5), "float32")}) as writer:
+        for lo, hi in [(0, 2), (2, 7), (7, 8), (8, 10)]:
+            writer.append(features=data["features"][lo:hi])
+    assert zarr.open_array(str(tmp_path / "s/models/m/fog/1/features"), mode="r").chunks == (3, 5)
+    np.testing.assert_array_equal(study.read(Unit("m", "fog", 1), "features"), data["features"])
+
+
+def test_incomplete_unit_is_invisible_and_rewritten(tmp_path):
+    study = make(tmp_path)
+    unit = Unit("m", "fog", 1)
+    with pytest.raises(RuntimeError), study.writing(unit, {"features": ((10, 5), "float32")}) as writer:
+        writer.append(features=arrays()["features"][:4])
+        raise RuntimeError("killed")
+    assert not study.is_complete(unit) and study.units() == []
+    assert [u for u, _ in study.incomplete_units()] == [unit]
+    with pytest.raises(StudyNotFoundError, match="not complete"):
+        study.read(unit, "features")
+    with pytest.raises(StudyError, match="only 4 of 10 rows"), study.writing(unit, {"features": ((10, 5), "float32")}) as writer:
+        writer.append(features=arrays()["features"][:4])
+    assert not study.is_complete(unit)
+    study.write_unit(unit, arrays(2))
+    np.testing.assert_array_equal(study.read(unit, "features"), arrays(2)["features"])
+    with pytest.raises(UnitAlreadyComplete):
+        study.write_unit(unit, arrays(3))
+    np.testing.assert_array_equal(study.read(unit, "features"), arrays(2)["features"])
+
+
+def test_geometry_group(tmp_path):
+    study = make(tmp_path)
+    unit = Unit("m", "clean", 0)
+    with pytest.raises(StudyNotFoundError, match="not complete"):
+        study.write_group(unit, "geometry", {"margin": np.zeros(10, np.float32)})
+    study.write_unit(unit, arrays())
+    assert study.units(group="geometry") == []
+    margin = np.linspace(-1, 1, 10).astype(np.float32)
+    study.write_group(unit, "geometry", {"margin": margin, "correct": margin > 0})
+    assert study.units(group="geometry") == [unit] and study.is_complete(unit, "geometry")
+    np.testing.assert_array_equal(study.read(unit, "geometry/margin"), margin)
+    assert study.read(unit, "geometry/correct").dtype == bool
+
+
+def test_second_writer_is_told_who_holds_the_unit(tmp_path):
+    study = make(tmp_path)
+    other = Study.open(tmp_path / "s", mode="a")
+    unit = Unit("m", "fog", 1)
+    with study.writing(unit, {"features": ((10, 5), "float32")}) as writer:
+        with pytest.raises(StudyLockedError, match=r"being written by process \d+ on"):
+            other.write_unit(unit, arrays())
+        writer.append(features=arrays()["features"])
+    assert study.is_complete(unit)
+
+
+def test_lock_from_another_process_released_on_kill(tmp_path):
+    make(tmp_path)
+    code = textwrap.dedent(f"""
+        import sys, time, numpy as np
+        from onnx_geom.store import Study, Unit
+        s = Study.open({str(tmp_path / "s")!r}, mode="a")
+        with s.writing(Unit("m", "fog", 1), {{"features": ((10, 5), "float32")}}):
+            print("held", flush=True); time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        study = Study.open(tmp_path / "s", mode="a")
+        with pytest.raises(StudyLockedError, match=f"process {proc.pid}"):
+            study.write_unit(Unit("m", "fog", 1), arrays())
+    finally:
+        proc.kill()
+        proc.wait()
+    study.write_unit(Unit("m", "fog", 1), arrays())  # the kernel released the dead writer's lock
+    assert study.units() == [Unit("m", "fog", 1)]
+
+
+def test_open_errors(tmp_path):
+    with pytest.raises(StudyNotFoundError, match="no study") as info:
+        Study.open(tmp_path / "missing")
+    assert isinstance(info.value, FileNotFoundError)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(StudyError, match="not an onnx-geom study"):
+        Study.open(tmp_path / "plain")
+    zarr.open_group(str(tmp_path / "other"), mode="w")
+    with pytest.raises(StudyError, match="not an onnx-geom study"):
+        Study.open(tmp_path / "other")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "zarr.json").write_text("{not json")
+    with pytest.raises(StudyError, match="unreadable"):
+        Study.open(tmp_path / "broken")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("mine")
+    with pytest.raises(StudyError, match="not empty"):
+        Study.create(tmp_path / "full", images=IMAGES, labels=LABELS, dataset_name="toy")
+
+
+def test_reopen_checks_data_and_grows_plan(tmp_path):
+    make(tmp_path)
+    kw = dict(images=IMAGES, labels=LABELS, dataset_name="toy", seed=3, exist_ok=True)
+    study = Study.create(tmp_path / "s", corruptions=["snow"], severities=[5], **kw)
+    assert study.attrs["corruptions"] == ["clean", "fog", "snow"] and study.attrs["severities"] == [0, 1, 5]
+    with pytest.raises(StudyError, match="other data"):
+        Study.create(tmp_path / "s", **{**kw, "labels": LABELS[::-1].copy()})
+    with pytest.raises(StudyError, match="seed 3"):
+        Study.create(tmp_path / "s", **{**kw, "seed": 4})
+    with pytest.raises(StudyError, match="already exists"):
+        Study.create(tmp_path / "s", **{**kw, "exist_ok": False})
+    other = ProbeInfo(W=INFO.W + 1, b=INFO.b, input_shape=(4, 4, 3), layout="NCHW", mean=(0.0,), std=(1.0,))
+    study.add_model("m", INFO)  # same model again: fine
+    with pytest.raises(StudyError, match="different model named 'm'"):
+        study.add_model("m", other)
+
+
+def test_disk_full_keeps_complete_units(tmp_path, monkeypatch):
+    study = make(tmp_path)
+    study.write_unit(Unit("m", "clean", 0), arrays())
+    import zarr.storage._local as local
+
+    real_put, calls = local._put, {"n": 0}
+
+    def put(path, value, exclusive=False):
+        calls["n"] += 1
+        if path.name != "zarr.json" and calls["n"] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_put(path, value, exclusive=exclusive)
+
+    monkeypatch.setattr(local, "_put", put)
+    monkeypatch.setattr("onnx_geom.store._CHUNK_BYTES", 2 * 5 * 4)
+    with pytest.raises(StudyError, match="no space left on the device while writing unit m/fog/1"):
+        study.write_unit(Unit("m", "fog", 1), arrays(5))
+    monkeypatch.setattr(local, "_put", real_put)
+    again = Study.open(tmp_path / "s")
+    assert again.units() == [Unit("m", "clean", 0)]
+    np.testing.assert_array_equal(again.read(Unit("m", "clean", 0), "features"), arrays()["features"])
+    meta = json.loads((tmp_path / "s/models/m/fog/1/zarr.json").read_text())
+    assert meta["attributes"]["complete"] is False
