@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from geometry_fakes import install_fake_store, make_study
+from geometry_study import make_study
 from typer.testing import CliRunner
 
 from onnx_geom.cli.app import app
@@ -15,8 +15,7 @@ from onnx_geom.cli.app import app
 def study(monkeypatch, tmp_path):
     from onnx_geom.cli import _console
     monkeypatch.setattr(_console.out, "width", 200)
-    s = make_study(n=40)
-    install_fake_store(monkeypatch, {str(tmp_path / "study"): s})
+    s = make_study(tmp_path / "study")
     return tmp_path / "study", s
 
 
@@ -28,13 +27,13 @@ def test_metrics_json_csv_and_table(study, tmp_path):
     assert len(rows) == 21 and {"accuracy", "median_margin"} <= set(rows[0])
     with open(tmp_path / "samples.csv") as handle:
         table = list(csv.DictReader(handle))
-    assert len(table) == 21 * 40
+    assert len(table) == 21 * 120
     first = table[0]
     assert (first["model"], first["corruption"], first["severity"], first["sample"]) == ("dense", "clean", "0", "0")
     unit = s.units(group="geometry")[0]
     assert float(first["margin"]) == pytest.approx(float(s.read(unit, "geometry/margin")[0]), rel=1e-6)
     assert first["correct"] in ("true", "false")
-    assert sum(r["correct"] == "true" for r in table[:40]) / 40 == pytest.approx(rows[0]["accuracy"])
+    assert sum(r["correct"] == "true" for r in table[:120]) / 120 == pytest.approx(rows[0]["accuracy"])
     human = CliRunner().invoke(app, ["metrics", str(path)])
     assert human.exit_code == 0 and "motion_blur" in human.stdout and "1,3" in human.stdout
     fog = [r["accuracy"] for r in rows if (r["model"], r["corruption"]) == ("mag90", "gaussian_noise")]
@@ -48,7 +47,7 @@ def test_metrics_parquet(study, tmp_path):
     result = CliRunner().invoke(app, ["metrics", str(path), "--parquet", str(tmp_path / "s.parquet")])
     assert result.exit_code == 0, result.output
     table = pq.read_table(tmp_path / "s.parquet")
-    assert table.num_rows == 21 * 40 and table.column("model")[0].as_py() == "dense"
+    assert table.num_rows == 21 * 120 and table.column("model")[0].as_py() == "dense"
 
 
 def test_metrics_parquet_without_pyarrow_is_one_clear_line(study, tmp_path, monkeypatch):
