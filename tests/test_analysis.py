@@ -106,3 +106,23 @@ def test_compare_study_options_and_errors(tmp_path):
         compare_study(study, reference="nope")
     with pytest.raises(DataError, match="unknown distance"):
         compare_study(study, distance="euclid")
+
+
+def test_two_processes_computing_metrics_on_one_study(tmp_path):
+    import subprocess
+    import sys
+
+    make_study(tmp_path / "s")
+    code = ("import sys; from onnx_geom.store import Study; from onnx_geom.analysis import compute_metrics;"
+            "print(len(compute_metrics(Study.open(sys.argv[1], mode='a'))))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    study = Study.open(tmp_path / "s")
+    assert len(study.units(group="geometry")) == 21
+    for unit in study.units():
+        W, b = study.head(unit.model)
+        want = sample_geometry(study.read(unit, "features"), W, b, study.labels)
+        np.testing.assert_array_equal(study.read(unit, "geometry/correct"), want["correct"])
+        np.testing.assert_allclose(study.read(unit, "geometry/margin"), want["margin"], rtol=1e-6)
