@@ -94,3 +94,16 @@ def test_unwritable_outputs_are_one_clear_line(study, tmp_path):
     assert result.exit_code == 1 and "cannot write" in result.output and "Traceback" not in result.output
     ok = CliRunner().invoke(app, ["metrics", str(path), "--csv", str(tmp_path / "new" / "dir" / "s.csv")])
     assert ok.exit_code == 0 and (tmp_path / "new" / "dir" / "s.csv").exists()
+
+
+def test_empty_study_and_non_study_folder_are_one_clear_line(tmp_path):
+    from onnx_geom.store import Study
+
+    Study.create(tmp_path / "empty", images=np.zeros((3, 1, 1, 1), np.uint8), labels=np.zeros(3, int),
+                 dataset_name="none")
+    result = CliRunner().invoke(app, ["metrics", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "has no complete unit yet" in result.output
+    (tmp_path / "plain").mkdir()
+    for command in ("metrics", "compare"):
+        result = CliRunner().invoke(app, [command, str(tmp_path / "plain")])
+        assert result.exit_code == 1 and "not an onnx-geom study" in result.output and "Traceback" not in result.output
