@@ -126,3 +126,20 @@ def test_two_processes_computing_metrics_on_one_study(tmp_path):
         want = sample_geometry(study.read(unit, "features"), W, b, study.labels)
         np.testing.assert_array_equal(study.read(unit, "geometry/correct"), want["correct"])
         np.testing.assert_allclose(study.read(unit, "geometry/margin"), want["margin"], rtol=1e-6)
+
+
+def test_compare_study_with_a_unit_missing_for_one_model(tmp_path):
+    import zarr
+
+    study = make_study(tmp_path / "s", geometry=True)
+    zarr.open_group(tmp_path / "s", mode="a")[Unit("mag90", "gaussian_noise", 3).key()].attrs["complete"] = False
+    cmp = compare_study(Study.open(tmp_path / "s"))
+    assert ("mag90", "gaussian_noise", 3) not in {(r["model"], r["corruption"], r["severity"]) for r in cmp.accuracy}
+    assert len(cmp.accuracy) == 20
+    # Pairs use the 6 units all three models share: agreement by a plain loop over them.
+    shared = [u for u in study.units(model="dense") if (u.corruption, u.severity) != ("gaussian_noise", 3)]
+    same = sum(int(np.sum(study.read(u, "geometry/pred") == study.read(Unit("mag50", u.corruption, u.severity), "geometry/pred")))
+               for u in shared)
+    pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
+    assert pair["agreement"] == pytest.approx(same / (len(shared) * 120))
+    assert "gaussian_noise" in cmp.corruptions  # redundancy still uses the severities every corruption has
