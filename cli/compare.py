@@ -58,5 +58,6 @@ def compare(
         groups = [{**g, "members": ", ".join(g["members"])} for g in cmp.groups]
         out.print(records_table("corruptions that behave alike", groups, ("group", "name", "members")))
         mst = [{"model_a": cmp.models[i], "model_b": cmp.models[j], cmp.distance_name: w} for i, j, w in cmp.mst]
-        out.print(records_table(f"minimum spanning tree ({cmp.distance_name} distance)", mst, ("model_a", "model_b", cmp.distance_name)))
+        if mst:
+            out.print(records_table(f"spanning tree ({cmp.distance_name})", mst, ("model_a", "model_b", cmp.distance_name)))
         out.print(f"robust samples (right under every model and corruption): {len(cmp.samples['robust'])}")
