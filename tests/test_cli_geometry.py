@@ -19,6 +19,12 @@ def study(monkeypatch, tmp_path):
     return tmp_path / "study", s
 
 
+@pytest.fixture
+def measured(tmp_path):
+    """A study whose geometry is already computed."""
+    return tmp_path / "measured", make_study(tmp_path / "measured", geometry=True)
+
+
 def test_metrics_json_csv_and_table(study, tmp_path):
     path, s = study
     result = CliRunner().invoke(app, ["metrics", str(path), "--json", "--csv", str(tmp_path / "samples.csv")])
@@ -41,9 +47,9 @@ def test_metrics_json_csv_and_table(study, tmp_path):
     assert f"{sum(fog) / 2:.4g}" in line
 
 
-def test_metrics_parquet(study, tmp_path):
+def test_metrics_parquet(measured, tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
-    path, _ = study
+    path, _ = measured
     result = CliRunner().invoke(app, ["metrics", str(path), "--parquet", str(tmp_path / "s.parquet")])
     assert result.exit_code == 0, result.output
     table = pq.read_table(tmp_path / "s.parquet")
@@ -66,10 +72,10 @@ def test_missing_study_is_one_clear_line(study, tmp_path):
         assert result.exit_code == 1 and "no study at" in result.output and "Traceback" not in result.output
 
 
-def test_compare_writes_tables_and_prints_headlines(study, tmp_path):
-    path, s = study
-    assert CliRunner().invoke(app, ["compare", str(path)]).exit_code == 1  # no geometry yet: clear message
-    CliRunner().invoke(app, ["metrics", str(path), "--json"])
+def test_compare_writes_tables_and_prints_headlines(study, measured, tmp_path):
+    unmeasured = CliRunner().invoke(app, ["compare", str(study[0])])
+    assert unmeasured.exit_code == 1 and "run `onnx-geom metrics STUDY` first" in unmeasured.output
+    path, s = measured
     result = CliRunner().invoke(app, ["compare", str(path), "-o", str(tmp_path / "cmp"), "--reference", "mag50"])
     assert result.exit_code == 0, result.output
     assert "against the reference mag50" in result.stdout and "robust samples" in result.stdout
@@ -84,8 +90,8 @@ def test_compare_writes_tables_and_prints_headlines(study, tmp_path):
     assert bad.exit_code == 1 and "reference model 'zzz'" in bad.output
 
 
-def test_unwritable_outputs_are_one_clear_line(study, tmp_path):
-    path, _ = study
+def test_unwritable_outputs_are_one_clear_line(measured, tmp_path):
+    path, _ = measured
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = CliRunner().invoke(app, ["metrics", str(path), "--csv", str(blocker / "sub" / "s.csv")])
