@@ -35,8 +35,11 @@ def compare(
     distance: Annotated[str, typer.Option(help="Distance for the model map: geometry, cka, kappa or agreement.")] = "geometry",
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole comparison as JSON on stdout.")] = False,
 ) -> None:
-    """Compare models (CKA, error consistency, agreement, geometric distance, MDS map and its MST), group the
-    corruptions that behave alike, and find robust and fragile samples."""
+    """Compare models, group the corruptions that behave alike, find robust and fragile samples.
+
+    Models: linear CKA, error consistency (kappa), agreement, geometric distance; a 2-D map (classical MDS) and
+    its minimum spanning tree.
+    """
     with user_errors():
         from onnx_geom.analysis import compare_study
         from onnx_geom.cli._records import records_table
