@@ -35,6 +35,10 @@ def _root(
 
 # Commands (each module defines one function and registers nothing itself).
 # -- registered below by the areas as they land --
+from onnx_geom.cli.run import info_command, run_command  # noqa: E402
+
+app.command("run")(run_command)
+app.command("info")(info_command)
 from onnx_geom.cli.metrics import metrics  # noqa: E402
 from onnx_geom.cli.compare import compare  # noqa: E402
 

@@ -253,7 +253,7 @@ class Study:
                     return study
                 if any(path.iterdir()):
                     raise StudyError(f"{path} exists and is not empty; choose a new folder for the study.")
-                root = zarr.open_group(zarr.storage.LocalStore(path), mode="w")
+                root = zarr.open_group(zarr.storage.LocalStore(path), mode="w-")  # "w" would replace the locked folder
                 root.create_array("labels", data=labels.astype(np.int64), chunks=(max(1, len(labels)),))
                 out = root.create_array("images", shape=images.shape, dtype=np.uint8, chunks=_row_chunks(images.shape, 1))
                 step = out.chunks[0]
@@ -427,7 +427,10 @@ class Study:
         key = unit.key() + (f"/{group}" if group else "")
         what = f"{group} of unit {unit}" if group else f"unit {unit}"
         with _os_errors(f"writing {what} to the study at {self.path}"):
-            node = self._root.require_group(key)
+            node = self._unit_group(unit, group)
+            if node is None:
+                with self._study_lock():  # two processes may create the same group at once
+                    node = self._root.require_group(key)
             holder = self._holder_sentence(node, what)
             with _flock(self.path / key, wait_s=0.0, holder=holder):
                 node = self._root[key]
@@ -473,16 +476,22 @@ class Study:
 
 
 def describe(study: Study) -> dict[str, Any]:
-    """A JSON-able summary of what a study holds: dataset, models, complete and incomplete units."""
+    """A JSON-able summary of a study: dataset, plan, per model its complete and missing units, incomplete ones."""
     attrs = study.attrs
-    incomplete = study.incomplete_units()
+    plan = [Unit("", CLEAN, 0)] + [Unit("", c, s) for c in attrs.get("corruptions", []) if c != CLEAN for s in attrs.get("severities", []) if s != 0]
+    models = {}
+    for model in study.models:
+        complete = study.units(model=model)
+        missing = [str(u._replace(model=model)) for u in plan if u._replace(model=model) not in set(complete)]
+        models[model] = {"complete": len(complete), "missing": missing, "tags": study.model_attrs(model).get("tags", {})}
     return {
         "path": str(study.path),
         "dataset": {k: v for k, v in attrs["dataset"].items() if k != "class_names"},
-        "corruptions": attrs.get("corruptions", []),
-        "severities": attrs.get("severities", []),
+        "corruptions": [c for c in attrs.get("corruptions", []) if c != CLEAN],
+        "severities": [s for s in attrs.get("severities", []) if s != 0],
         "profile": attrs.get("profile"),
         "seed": attrs.get("seed"),
-        "models": {m: {"complete_units": len(study.units(model=m)), "tags": study.model_attrs(m).get("tags", {})} for m in study.models},
-        "incomplete": [{"unit": str(u), **w} for u, w in incomplete],
+        "planned_per_model": len(plan),
+        "models": models,
+        "incomplete": [{"unit": str(u), **w} for u, w in study.incomplete_units()],
     }

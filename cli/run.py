@@ -1,0 +1,165 @@
+"""``onnx-geom run`` (probes x corruptions -> study) and ``onnx-geom info`` (what a study holds).
+
+    onnx-geom run dense.onnx pruned=pruned90.onnx --data cifar-10-batches-py -o study --corruptions fog,snow
+    onnx-geom run *.probe.onnx --data cifar-10-batches-py --corrupted CIFAR-10-C -o study --device cuda --fp16
+    onnx-geom info study
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from onnx_geom.cli._console import err, fail, out, user_errors
+
+
+def _model_names(specs: list[str]) -> dict[str, Path]:
+    """``NAME=PATH`` or ``PATH`` (named after the file: ``resnet.probe.onnx`` -> ``resnet``); names unique."""
+    models: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        file = Path(path if sep else spec)
+        name = name if sep else file.name.removesuffix(".onnx").removesuffix(".probe")
+        if name in models:
+            raise fail(f"two models are named {name!r} ({models[name]} and {file}); name them with NAME=PATH.")
+        models[name] = file
+    return models
+
+
+def _severities(text: str) -> list[int]:
+    try:
+        values: set[int] = set()
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            values.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise fail(f"--severities {text!r} is not a list like 1,3,5 or a range like 1-5.") from None
+    if not values or min(values) < 1 or max(values) > 5:
+        raise fail(f"--severities {text!r} must pick from 1..5.")
+    return sorted(values)
+
+
+def _corruptions(text: str) -> list[str] | None:
+    if text == "all":
+        return None
+    return [] if text == "none" else [c.strip() for c in text.split(",") if c.strip()]
+
+
+class _Speed(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        return Text(f"{task.speed or 0:>9,.0f} images/s")
+
+
+class _Bar:
+    """The sweep's progress callback as a rich bar: units done, images/s, ETA."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.task, self.units, self.done = progress, progress.add_task("sweep", total=None, units="0/?"), 0, 0
+
+    def __call__(self, event: str, unit: Any, count: int) -> None:
+        if event == "plan":
+            self.units = count
+        elif event == "plan_images":
+            self.progress.update(self.task, total=count)
+        elif event == "images":
+            self.progress.update(self.task, advance=count)
+        elif event in ("unit", "skip"):
+            self.done += 1
+        self.progress.update(self.task, units=f"{self.done}/{self.units}")
+
+
+def run_command(
+    models: Annotated[list[str], typer.Argument(help="Probes or plain ONNX classifiers (probed on the fly), as PATH or NAME=PATH.", show_default=False)],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Clean data: CIFAR python folder, .npz or image folder.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The study folder (created, or resumed).", show_default=False)],
+    corrupted: Annotated[Optional[Path], typer.Option(help="A CIFAR-10-C style folder to read corrupted sets from (default: made on the fly).")] = None,
+    corruptions: Annotated[str, typer.Option(help="Comma-separated corruptions, 'all' or 'none' (clean only).")] = "all",
+    severities: Annotated[str, typer.Option(help="Severities: a list (1,3,5) or a range (1-5).")] = "1-5",
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N images.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per batch (default: 256 on the CPU, 2048 on a GPU, fewer for large images).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or tensorrt; auto uses CUDA when it really works, else the CPU.")] = "auto",
+    fp16: Annotated[bool, typer.Option("--fp16", help="Run a float16 copy of each probe (GPU only; features stay float32).")] = False,
+    profile: Annotated[Optional[str], typer.Option(help="Corruption constants: cifar or imagenet (default: by image size).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the on-the-fly corruptions (per sample, whatever the batch).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show onnxruntime's own log messages.")] = False,
+) -> None:
+    """Run probes over clean data and every corruption x severity into a study (resumable: run again to finish)."""
+    with user_errors():
+        from onnx_geom.sweep import sweep
+
+        named, chosen, sevs = _model_names(models), _corruptions(corruptions), _severities(severities)
+        columns = (TextColumn("units {task.fields[units]}"), BarColumn(), TaskProgressColumn(), _Speed(), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=True) as progress:
+            summary = sweep(named, data, output, corruptions=chosen, severities=sevs, corrupted_dir=corrupted, limit=limit,
+                            batch_size=batch_size, device=device, fp16=fp16, profile=profile, seed=seed,
+                            progress=_Bar(progress), verbose=verbose)  # fmt: skip
+        if as_json:
+            out.print_json(json.dumps(summary))
+        else:
+            _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    accuracy = summary["accuracy"]
+    corruptions = list(dict.fromkeys(c for per in accuracy.values() for c in per if c != "clean"))
+    table = Table(title=f"top-1 accuracy (mean over severities), {summary['images']} images", title_justify="left")
+    table.add_column("model")
+    for name in ["clean", *corruptions, *(["mean corrupted"] if corruptions else [])]:
+        table.add_column(name, justify="right")
+    for model, per in accuracy.items():
+        cells = [per.get(c) for c in ["clean", *corruptions]]
+        corrupted = [per[c] for c in corruptions if c in per]
+        if corruptions:
+            cells.append(sum(corrupted) / len(corrupted) if corrupted else None)
+        table.add_row(escape(model), *("-" if v is None else f"{100 * v:.2f}" for v in cells))
+    out.print(table)
+    units = summary["units"]
+    out.print(
+        f"{len(units['computed'])} units computed, {units['already_complete']} already complete, on {summary['device']} "
+        f"({', '.join(summary['providers'])}{', fp16' if summary['fp16'] else ''}, batch {summary['batch_size']}), "
+        f"{summary['images_per_s']:,.0f} images/s, {summary['seconds']:.1f} s; study: {escape(summary['study'])}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for message in units["locked"]:
+        err.print(f"[yellow]skipped:[/] {escape(message)} Run again later to finish.", highlight=False, soft_wrap=True)
+
+
+def info_command(
+    study: Annotated[Path, typer.Argument(help="The study folder.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON instead of tables.")] = False,
+) -> None:
+    """Print what a study holds: data, plan, complete and missing units per model, units left incomplete."""
+    with user_errors():
+        from onnx_geom.store import Study, describe
+
+        summary = describe(Study.open(study))
+        if as_json:
+            out.print_json(json.dumps(summary))
+            return
+        data = summary["dataset"]
+        out.print(
+            f"study {escape(summary['path'])}: {escape(str(data['name']))}, {data['n']} images {'x'.join(map(str, data['image_shape']))}; "
+            f"{len(summary['corruptions'])} corruptions x severities {summary['severities']}, profile {summary['profile']}, seed {summary['seed']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        table = Table(title=f"units per model (of {summary['planned_per_model']} planned)", title_justify="left")
+        for name, justify in [("model", "left"), ("complete", "right"), ("missing", "left"), ("tags", "left")]:
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for model, row in summary["models"].items():
+            missing = row["missing"]
+            shown = ", ".join(u.split("/", 1)[1] for u in missing[:4]) + (f" (+{len(missing) - 4})" if len(missing) > 4 else "")
+            table.add_row(escape(model), str(row["complete"]), escape(shown) or "-", escape(json.dumps(row["tags"])) if row["tags"] else "")
+        out.print(table)
+        for entry in summary["incomplete"]:
+            who = f"process {entry.get('pid')} on {entry.get('host')} since {entry.get('started')}" if "pid" in entry else "unknown writer"
+            out.print(f"incomplete: {escape(entry['unit'])} ({who}); being written now, or left by a stopped run (run again to finish)", highlight=False, soft_wrap=True)

@@ -1,0 +1,235 @@
+"""Run probes with onnxruntime: one session per probe, on the CPU, CUDA (with IO binding) or TensorRT.
+
+>>> session = ProbeSession.open("probe.onnx", device="auto")          # doctest: +SKIP
+>>> session.device, session.batch_size                                # doctest: +SKIP
+('cpu', 256)
+>>> features, logits = session.run(images)     # images uint8 (N, H, W, C) -> (N, D), (N, K) float32  # doctest: +SKIP
+
+``device="auto"`` creates a CUDA session when onnxruntime offers one and keeps it only if the session really got
+the CUDA provider (a missing CUDA library makes onnxruntime fall back silently); otherwise the CPU. An explicit
+``"cuda"`` or ``"tensorrt"`` that does not work is a :class:`DeviceError`. TensorRT is never chosen by ``auto``
+(it builds an engine per probe, minutes each); ask for it. ``fp16=True`` runs a float16 copy of the probe whose
+inputs and outputs stay as they were (uint8 in, float32 out); GPU only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from onnx_geom.errors import DataError, DeviceError, InvalidModelError
+from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, ProbeInfo
+
+__all__ = ["DEVICES", "ProbeSession", "load_probe", "default_batch_size", "to_fp16", "check_data", "run_batches"]
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def default_batch_size(device: str, image_shape: tuple[int, ...]) -> int:
+    """A batch that suits the device: 256 (CPU) or 2048 (GPU) images of 32x32x3, fewer for larger images."""
+    pixels = int(np.prod(image_shape))
+    if device == "cpu":
+        return int(max(8, min(256, (1 << 21) // pixels)))
+    return int(max(16, min(2048, (1 << 25) // pixels)))
+
+
+def _check_external_data(model: Any, folder: Path) -> None:
+    """Refuse external-data locations that leave the model's folder."""
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    root = folder.resolve()
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            target = (root / location).resolve()
+            if root != target and root not in target.parents:
+                raise InvalidModelError(f"tensor {tensor.name!r} points to external data outside the model's folder ({location}); refusing to read it.")
+
+
+def load_probe(source: "str | os.PathLike[str] | Any") -> tuple[Any, ProbeInfo]:
+    """``(onnx.ModelProto, ProbeInfo)`` of a probe, or of a plain ONNX classifier probed with the probe's defaults.
+
+    ``source`` is a path or an ``onnx.ModelProto``; external data is loaded (and must stay in the model's folder).
+    """
+    import onnx
+
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidModelError(f"no model file at {path}; give the path of a .onnx file.")
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as err:  # onnx raises DecodeError and friends
+            raise InvalidModelError(f"{path} is not a readable ONNX model ({type(err).__name__}); check the file.") from None
+        _check_external_data(model, path.parent)
+        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    else:
+        model, path = source, None
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        return model, ProbeInfo.from_metadata(props)
+    except InvalidModelError:
+        if "onnx_geom.probe" in props:
+            raise
+    try:
+        from onnx_geom.probe import probe
+    except ImportError:
+        raise InvalidModelError(f"{path or 'the model'} is not a probe and this install has no onnx_geom.probe to make one; run `onnx-geom probe` first.") from None
+    probed = probe(model)
+    return probed, ProbeInfo.from_metadata({p.key: p.value for p in probed.metadata_props})
+
+
+def to_fp16(model: Any) -> Any:
+    """A float16 copy of a probe whose inputs and outputs keep their types (uint8 in, float32 out)."""
+    # onnxruntime's converter retargets Cast-to-float nodes (the probe's uint8 front); onnxconverter-common's does not.
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(model, keep_io_types=True)
+
+
+def _quiet(verbose: bool) -> Any:
+    import onnxruntime as ort
+
+    level = 0 if verbose else 4
+    ort.set_default_logger_severity(level)
+    options = ort.SessionOptions()
+    options.log_severity_level = level
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def _session(model_bytes: bytes, device: str, verbose: bool) -> Any:
+    import onnxruntime as ort
+
+    wanted = _PROVIDERS[device]
+    if wanted[0] not in ort.get_available_providers():
+        raise DeviceError(f"{device} was asked for but this onnxruntime has no {wanted[0]}; install onnxruntime-gpu or use --device cpu.")
+    chatter = io.StringIO()  # onnxruntime prints "EP Error ... Falling back" to stdout itself
+    try:
+        with contextlib.redirect_stdout(sys.stdout if verbose else chatter):
+            session = ort.InferenceSession(model_bytes, _quiet(verbose), providers=wanted)
+    except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph classes
+        if device == "cpu":
+            raise InvalidModelError(f"onnxruntime cannot load the probe ({str(err).splitlines()[0][:300]}).") from None
+        raise DeviceError(f"{device} was asked for but onnxruntime could not start it ({str(err).splitlines()[0][:200]}); use --device cpu.") from None
+    if session.get_providers()[0] != wanted[0]:
+        raise DeviceError(f"{device} was asked for but onnxruntime fell back to {session.get_providers()[0]} (CUDA/cuDNN libraries missing?); use --device cpu or install the [cuda] extra.")
+    return session
+
+
+def _check_interface(session: Any, name: str) -> None:
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if PROBE_INPUT not in inputs or inputs[PROBE_INPUT].type != "tensor(uint8)" or not {FEATURES, LOGITS} <= outputs:
+        raise InvalidModelError(f"{name} does not have the probe interface (uint8 input 'images', outputs 'features' and 'logits'); re-create it with `onnx-geom probe`.")
+
+
+@dataclass
+class ProbeSession:
+    """One onnxruntime session of one probe, with the device it really got. Make one with :meth:`open`."""
+
+    session: Any
+    info: ProbeInfo
+    device: str
+    name: str
+    batch_size: int
+    fp16: bool = False
+
+    @classmethod
+    def open(
+        cls,
+        source: "str | os.PathLike[str] | Any",
+        *,
+        device: str = "auto",
+        fp16: bool = False,
+        batch_size: int | None = None,
+        verbose: bool = False,
+        name: str | None = None,
+    ) -> "ProbeSession":
+        """Open ``source`` (a probe, or a plain classifier probed on the fly) on ``device`` (see the module doc)."""
+        if device not in DEVICES:
+            raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+        label = name or (Path(source).name if isinstance(source, (str, os.PathLike)) else "the probe")
+        model, info = load_probe(source)
+        chosen = device
+        if device == "auto":
+            chosen = _auto_device(verbose)
+        if fp16:
+            if chosen == "cpu":
+                raise DeviceError("fp16 runs on a GPU only and this run is on the CPU; drop --fp16 or use --device cuda.")
+            model = to_fp16(model)
+        session = _session(model.SerializeToString(), chosen, verbose)
+        _check_interface(session, label)
+        size = batch_size or default_batch_size(chosen, info.input_shape)
+        if size < 1:
+            raise DataError(f"the batch size must be at least 1, not {size}.")
+        return cls(session, info, chosen, label, size, fp16)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``images`` uint8 (B, H, W, C) -> ``(features (B, D), logits (B, K))`` float32, one call."""
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        if self.device == "cpu":
+            features, logits = self.session.run([FEATURES, LOGITS], {PROBE_INPUT: images})
+        else:
+            binding = self.session.io_binding()
+            binding.bind_cpu_input(PROBE_INPUT, images)  # one host-to-device copy per batch
+            binding.bind_output(FEATURES, "cuda")
+            binding.bind_output(LOGITS, "cuda")
+            self.session.run_with_iobinding(binding)
+            features, logits = binding.copy_outputs_to_cpu()  # one device-to-host copy per output
+        return np.asarray(features, np.float32), np.asarray(logits, np.float32)
+
+
+_AUTO: dict[str, str] = {}
+
+
+def _auto_device(verbose: bool) -> str:
+    """"cuda" when a CUDA session really gets the CUDA provider, else "cpu" (decided once per process)."""
+    if "device" not in _AUTO:
+        from onnx import TensorProto, helper
+
+        x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in "xy")
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "device_check", [x], [y])
+        tiny = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+        try:
+            _session(tiny.SerializeToString(), "cuda", verbose)
+            _AUTO["device"] = "cuda"
+        except DeviceError:
+            _AUTO["device"] = "cpu"
+    return _AUTO["device"]
+
+
+def check_data(info: ProbeInfo, image_shape: tuple[int, ...], labels: np.ndarray, name: str) -> None:
+    """DataError when the images or labels do not fit the probe ``name``."""
+    expected = tuple(int(s) for s in info.input_shape)
+    if tuple(image_shape) != expected:
+        (h, w, c), (eh, ew, ec) = image_shape, expected
+        what = "channels" if (h, w) == (eh, ew) else "size"
+        raise DataError(f"the images are {h}x{w}x{c} but probe {name!r} takes {eh}x{ew}x{ec} (different {what}); resize the data or use the matching model.")
+    if len(labels) and (labels.min() < 0 or labels.max() >= info.num_classes):
+        raise DataError(f"the labels run from {labels.min()} to {labels.max()} but probe {name!r} has {info.num_classes} classes; use the data the model was trained for.")
+
+
+def run_batches(session: ProbeSession, read: Callable[[int, int], np.ndarray], n: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Stream ``n`` images read by ``read(start, stop)`` through ``session``: yields ``(start, features, logits)``."""
+    for start in range(0, n, session.batch_size):
+        stop = min(n, start + session.batch_size)
+        features, logits = session.run(read(start, stop))
+        yield start, features, logits

@@ -1,0 +1,264 @@
+"""Sweep probes x (clean + corruptions x severities) into a study, resumably.
+
+>>> summary = sweep({"dense": "dense.onnx", "pruned": "pruned.onnx"}, "cifar-10-batches-py", "study",
+...                 corruptions=["fog", "snow"], severities=[1, 3, 5])          # doctest: +SKIP
+>>> summary["accuracy"]["pruned"]["fog"]       # mean over severities 1, 3, 5    # doctest: +SKIP
+0.81
+
+Each corrupted batch is made once (on the fly from the clean images, seeded per sample, or read from a
+CIFAR-10-C style folder) and run through every model that still needs that unit; batches stream, so memory
+does not grow with the data. Units already complete are skipped; units another process is writing are
+skipped and reported (``summary["units"]["locked"]``). A killed sweep leaves only incomplete units, which the
+next run recomputes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnx_geom.errors import DataError, StudyLockedError
+from onnx_geom.runner import ProbeSession, check_data
+from onnx_geom.store import CLEAN, Study, Unit, UnitAlreadyComplete
+
+__all__ = ["sweep", "SweepData", "accuracy_table", "Progress"]
+
+#: progress(event, unit, count): ("plan", None, units to compute), ("plan_images", None, images to run through
+#: models in all), ("images", None, images just run through a model),
+#: ("unit", unit, 0) when a unit is complete, ("skip", unit, 0) when another process holds it.
+Progress = Callable[[str, "Unit | None", int], None]
+Corrupt = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class SweepData:
+    """The clean data of a sweep: ``images`` uint8 (N, H, W, C), ``labels`` int64 (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    name: str = "data"
+    class_names: tuple[str, ...] = ()
+
+
+# --- the one place that calls onnx_geom.datasets and onnx_geom.corruptions ---------------------------------------
+def _load_dataset(path: str | os.PathLike[str]) -> Any:
+    try:
+        from onnx_geom.datasets import load
+    except ImportError:  # until onnx_geom.datasets is installed: .npz files only
+        if str(path).endswith(".npz") and Path(path).is_file():
+            with np.load(path, allow_pickle=False) as npz:
+                return SweepData(npz["images"], npz["labels"], Path(path).stem)
+        raise DataError(f"this install cannot read {path} (no onnx_geom.datasets); pass an .npz with images and labels.") from None
+    return load(path)
+
+
+def _open_folder(path: str | os.PathLike[str]) -> Any:
+    from onnx_geom.datasets import CorruptedFolder
+
+    return CorruptedFolder(path)
+
+
+def _default_corrupt() -> Corrupt:
+    try:
+        from onnx_geom.corruptions import corrupt
+    except ImportError:
+        raise DataError("this install has no onnx_geom.corruptions to make corrupted sets; pass --corrupted DIR or --corruptions none.") from None
+
+    return corrupt
+
+
+def _all_corruptions() -> list[str]:
+    try:
+        from onnx_geom.corruptions import CORRUPTIONS
+    except ImportError:
+        raise DataError("this install has no onnx_geom.corruptions to make corrupted sets; pass --corrupted DIR or --corruptions none.") from None
+
+    return list(CORRUPTIONS)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+def _as_data(data: Any, limit: int | None) -> SweepData:
+    """A path, a Dataset-like object (.images, .labels, .name, .class_names) or an (images, labels) pair."""
+    if isinstance(data, (str, os.PathLike)):
+        data = _load_dataset(data)
+    if isinstance(data, tuple) and len(data) == 2:
+        images, labels, name, classes = data[0], data[1], "data", ()
+    else:
+        images, labels = data.images, data.labels
+        name, classes = getattr(data, "name", "data"), getattr(data, "class_names", None) or ()
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DataError(f"images must be uint8 (N, H, W, C) with C = 1 or 3, got {images.dtype} {images.shape}.")
+    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in "iu":
+        raise DataError(f"labels must be integers, one per image ({len(images)}), got {labels.dtype} {labels.shape}.")
+    if limit is not None:
+        if limit < 1:
+            raise DataError(f"--limit must be at least 1, not {limit}.")
+        images, labels = images[:limit], labels[:limit]
+    return SweepData(images, labels.astype(np.int64), str(name), tuple(str(c) for c in classes))
+
+
+def _prefetched(read: Callable[[int, int], np.ndarray], n: int, step: int) -> Iterator[np.ndarray]:
+    """Batches ``read(start, stop)`` of ``n`` images, the next one made in a thread while this one runs."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        bounds = [(start, min(n, start + step)) for start in range(0, n, step)]
+        pending = pool.submit(read, *bounds[0]) if bounds else None
+        for i in range(len(bounds)):
+            batch = pending.result()
+            pending = pool.submit(read, *bounds[i + 1]) if i + 1 < len(bounds) else None
+            yield batch
+
+
+def _check_folder(folder: Any, data: SweepData, corruptions: Sequence[str], severities: Sequence[int]) -> None:
+    n = len(data.labels)
+    if folder.n < n:
+        raise DataError(f"{folder.path} holds {folder.n} images per severity but the clean data has {n}; use --limit {folder.n} or the matching folder.")
+    for severity in severities:
+        if not np.array_equal(folder.read_labels(severity, 0, n), data.labels):
+            raise DataError(f"the labels of {folder.path} (severity {severity}) differ from the clean data's; the folder was made from other data.")
+    for corruption in corruptions:
+        shape = folder.array(corruption).shape[1:]
+        if tuple(shape) != data.images.shape[1:]:
+            raise DataError(f"{corruption}.npy in {folder.path} holds {shape} images but the clean data is {data.images.shape[1:]}.")
+
+
+def accuracy_table(study: Study, models: Sequence[str], plan: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    """Top-1 accuracy of every complete unit of ``plan``: ``{model: {corruption: {severity: acc}}}``."""
+    labels = study.labels
+    table: dict[str, dict[str, dict[int, float]]] = {}
+    for model in models:
+        for corruption, severity in plan:
+            unit = Unit(model, corruption, severity)
+            if study.is_complete(unit):
+                logits = study.read(unit, "logits")
+                table.setdefault(model, {}).setdefault(corruption, {})[severity] = float(np.mean(logits.argmax(axis=1) == labels))
+    return table
+
+
+def sweep(
+    models: Mapping[str, Any],
+    data: Any,
+    study_path: str | os.PathLike[str],
+    *,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    corrupted_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    fp16: bool = False,
+    profile: str | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    corrupt: Corrupt | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Run every model over clean data and every corruption x severity; write the units to ``study_path``.
+
+    ``models`` maps names to probes (paths or ``onnx.ModelProto``; plain classifiers are probed on the fly).
+    ``data`` is a data path, a Dataset-like object or an ``(images, labels)`` pair. Corrupted sets come from
+    ``corrupted_dir`` (CIFAR-10-C layout) or are made on the fly by ``corrupt`` (default
+    :func:`onnx_geom.corruptions.corrupt`, seeded with ``seed``, ``profile``). ``corruptions`` defaults to
+    all those of the folder, or all 19. Returns a JSON-able summary (see the module doc).
+    """
+    started = time.perf_counter()
+    report = progress or (lambda event, unit, count: None)
+    clean = _as_data(data, limit)
+    folder = _open_folder(corrupted_dir) if corrupted_dir is not None else None
+    if corruptions is None:
+        corruptions = list(folder.corruptions) if folder is not None else _all_corruptions()
+    corruptions = [c for c in dict.fromkeys(corruptions) if c != CLEAN]
+    severities = sorted({int(s) for s in severities})
+    if corruptions and not severities:
+        raise DataError("no severities were given; pass some of 1..5.")
+    if any(s < 1 for s in severities):
+        raise DataError(f"severities must be 1 or more (clean is always run), got {severities}.")
+    if not models:
+        raise DataError("no models were given; pass at least one probe or ONNX model.")
+    if folder is not None:
+        _check_folder(folder, clean, corruptions, severities)
+    corrupt = corrupt or (_default_corrupt() if folder is None and corruptions else None)
+
+    sessions = {name: ProbeSession.open(src, device=device, fp16=fp16, batch_size=batch_size, verbose=verbose, name=name) for name, src in models.items()}
+    for name, session in sessions.items():
+        check_data(session.info, clean.images.shape[1:], clean.labels, name)
+    step = min(s.batch_size for s in sessions.values())
+
+    study = Study.create(
+        study_path, images=clean.images, labels=clean.labels, dataset_name=clean.name, class_names=clean.class_names,
+        corruptions=[CLEAN, *corruptions], severities=[0, *severities],
+        profile="folder" if folder is not None else (profile or "auto"), seed=seed, exist_ok=True,
+    )  # fmt: skip
+    for name, src in models.items():
+        study.add_model(name, sessions[name].info, probe_path=str(src) if isinstance(src, (str, os.PathLike)) else "")
+
+    plan = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in severities]
+    todo = [(c, s, [m for m in models if not study.is_complete(Unit(m, c, s))]) for c, s in plan]
+    n = len(clean.labels)
+    report("plan", None, sum(len(names) for _, _, names in todo))
+    report("plan_images", None, n * sum(len(names) for _, _, names in todo))
+    computed: list[str] = []
+    locked: list[str] = []
+    raced = 0
+    images_run = 0
+
+    def reader(corruption: str, severity: int) -> Callable[[int, int], np.ndarray]:
+        if corruption == CLEAN:
+            return lambda a, b: clean.images[a:b]
+        if folder is not None:
+            return lambda a, b: folder.read(corruption, severity, a, b)
+        return lambda a, b: corrupt(clean.images[a:b], corruption, severity, profile=profile, rng=seed, indices=np.arange(a, b))
+
+    for corruption, severity, names in todo:
+        if not names:
+            continue
+        with contextlib.ExitStack() as stack:
+            writers = {}
+            for m in names:
+                unit = Unit(m, corruption, severity)
+                info = sessions[m].info
+                spec = {"features": ((n, info.feature_dim), "float32"), "logits": ((n, info.num_classes), "float32")}
+                try:
+                    writers[m] = stack.enter_context(study.writing(unit, spec))
+                except StudyLockedError as err:
+                    locked.append(str(err))
+                    report("skip", unit, 0)
+                except UnitAlreadyComplete:
+                    raced += 1
+                    report("skip", unit, 0)
+            if not writers:
+                continue
+            for batch in _prefetched(reader(corruption, severity), n, step):
+                for m, writer in writers.items():
+                    features, logits = sessions[m].run(batch)
+                    writer.append(features=features, logits=logits)
+                images_run += len(batch) * len(writers)
+                report("images", None, len(batch) * len(writers))
+        for m in writers:
+            computed.append(str(Unit(m, corruption, severity)))
+            report("unit", Unit(m, corruption, severity), 0)
+
+    seconds = time.perf_counter() - started
+    table = accuracy_table(study, list(models), plan)
+    any_session = next(iter(sessions.values()))
+    return {
+        "study": str(Path(study_path)),
+        "device": any_session.device,
+        "providers": any_session.providers,
+        "fp16": fp16,
+        "batch_size": step,
+        "images": n,
+        "units": {"planned": len(plan) * len(models), "computed": computed, "already_complete": len(plan) * len(models) - sum(len(x) for *_, x in todo) + raced, "locked": locked},
+        "seconds": round(seconds, 3),
+        "images_per_s": round(images_run / seconds, 1) if seconds > 0 else 0.0,
+        "accuracy": {m: {c: float(np.mean(list(by_sev.values()))) for c, by_sev in per.items()} for m, per in table.items()},
+        "accuracy_by_severity": {m: {c: {str(s): a for s, a in by_sev.items()} for c, by_sev in per.items()} for m, per in table.items()},
+    }

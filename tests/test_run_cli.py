@@ -1,0 +1,94 @@
+"""`onnx-geom run` and `onnx-geom info`: JSON and tables, clear one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+from _probes import make_probe
+from onnx_geom.cli.app import app
+
+RUNNER = CliRunner()
+
+
+@pytest.fixture
+def files(tmp_path):
+    onnx.save(make_probe(seed=1)[0], tmp_path / "dense.probe.onnx")
+    onnx.save(make_probe(seed=2, features=5)[0], tmp_path / "other.onnx")
+    rng = np.random.default_rng(4)
+    np.savez(tmp_path / "data.npz", images=rng.integers(0, 256, (25, 6, 6, 3), dtype=np.uint8), labels=rng.integers(0, 4, 25))
+    return tmp_path
+
+
+def direct_accuracy(model_path, data_path):
+    data = np.load(data_path)
+    logits = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(["logits"], {"images": data["images"]})[0]
+    return float(np.mean(logits.argmax(1) == data["labels"]))
+
+
+def invoke(*args):
+    result = RUNNER.invoke(app, [str(a) for a in args])
+    return result, result.stdout
+
+
+def test_run_json_then_info(files):
+    result, stdout = invoke("run", files / "dense.probe.onnx", f"pruned={files / 'other.onnx'}", "--data", files / "data.npz",
+                            "-o", files / "study", "--corruptions", "none", "--device", "cpu", "--batch-size", "10", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(stdout)
+    assert summary["accuracy"]["dense"]["clean"] == pytest.approx(direct_accuracy(files / "dense.probe.onnx", files / "data.npz"))
+    assert summary["accuracy"]["pruned"]["clean"] == pytest.approx(direct_accuracy(files / "other.onnx", files / "data.npz"))
+    result, stdout = invoke("info", files / "study", "--json")
+    info = json.loads(stdout)
+    assert info["models"]["dense"]["complete"] == 1 and info["models"]["pruned"]["missing"] == [] and info["dataset"]["n"] == 25
+    result, stdout = invoke("info", files / "study")
+    assert result.exit_code == 0 and "dense" in stdout and "pruned" in stdout and "25 images" in stdout
+
+
+def test_run_table(files):
+    result, stdout = invoke("run", files / "other.onnx", "--data", files / "data.npz", "-o", files / "study", "--corruptions", "none", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    acc = 100 * direct_accuracy(files / "other.onnx", files / "data.npz")
+    assert "other" in stdout and f"{acc:.2f}" in stdout and "1 units computed" in stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--device", "cuda"], "cuda was asked for"),
+        (["--severities", "0-7"], "must pick from 1..5"),
+        (["--limit", "0"], "--limit must be at least 1"),
+    ],
+)
+def test_run_errors_are_one_sentence(files, extra, message):
+    result, _ = invoke("run", files / "other.onnx", "--data", files / "data.npz", "-o", files / "study", "--corruptions", "none", *extra)
+    if "cuda" in extra and ort.get_device() == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers():
+        from onnx_geom.runner import _auto_device
+
+        if _auto_device(False) == "cuda":
+            pytest.skip("CUDA works here")
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_duplicate_names_and_missing_study(files):
+    result, _ = invoke("run", files / "other.onnx", f"other={files / 'dense.probe.onnx'}", "--data", files / "data.npz", "-o", files / "s")
+    assert result.exit_code == 1 and "two models are named 'other'" in result.output
+    result, _ = invoke("info", files / "nowhere")
+    assert result.exit_code == 1 and "no study at" in result.output and "Traceback" not in result.output
+
+
+def test_run_with_real_corruptions(files):
+    corruptions = pytest.importorskip("onnx_geom.corruptions")
+    result, stdout = invoke("run", files / "other.onnx", "--data", files / "data.npz", "-o", files / "study", "--corruptions",
+                            "gaussian_noise", "--severities", "2", "--device", "cpu", "--seed", "3", "--batch-size", "7", "--json")
+    assert result.exit_code == 0, result.output
+    data = np.load(files / "data.npz")
+    images = corruptions.corrupt(data["images"], "gaussian_noise", 2, rng=3, indices=np.arange(25))
+    logits = ort.InferenceSession(str(files / "other.onnx"), providers=["CPUExecutionProvider"]).run(["logits"], {"images": images})[0]
+    assert json.loads(stdout)["accuracy"]["other"]["gaussian_noise"] == pytest.approx(np.mean(logits.argmax(1) == data["labels"]))
