@@ -33,6 +33,7 @@ def compare(
     reference: Annotated[Optional[str], typer.Option("--reference", "-r", help="The reference model (default: the one tagged dense, else the first).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", file_okay=False, help="Write every table (CSV) and comparison.json into this folder.")] = None,
     distance: Annotated[str, typer.Option(help="Distance for the model map: geometry, cka, kappa or agreement.")] = "geometry",
+    threshold: Annotated[float, typer.Option(min=0.0, max=2.0, help="Cut of the corruption clustering, in 1 - correlation: lower makes smaller, tighter groups.")] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole comparison as JSON on stdout.")] = False,
 ) -> None:
     """Compare models, group the corruptions that behave alike, find robust and fragile samples.
@@ -45,7 +46,7 @@ def compare(
         from onnx_geom.cli._records import records_table
         from onnx_geom.store import Study
 
-        cmp = compare_study(Study.open(study), reference=reference, distance=distance)
+        cmp = compare_study(Study.open(study), reference=reference, distance=distance, threshold=threshold)
         if output is not None:
             try:
                 paths = cmp.write(output)

@@ -84,6 +84,8 @@ def test_compare_writes_tables_and_prints_headlines(study, measured, tmp_path):
     assert ref_line.split("│")[2].strip() == "1"  # the reference's CKA with itself
     assert (tmp_path / "cmp" / "mst.csv").read_text().count("\n") == 3  # header + M - 1 edges
     data = json.loads(CliRunner().invoke(app, ["compare", str(path), "--json"]).stdout)
+    one = json.loads(CliRunner().invoke(app, ["compare", str(path), "--json", "--threshold", "2"]).stdout)
+    assert len(one["groups"]) == 1 and len(data["groups"]) > 1
     assert data["reference"] == "dense" and len(data["embedding"]) == 3
     assert np.isfinite(np.array(data["distance"])).all()
     bad = CliRunner().invoke(app, ["compare", str(path), "--reference", "zzz"])
