@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from onnx_geom.cli._console import err, out, user_errors
+from onnx_geom.cli._console import err, fail, out, user_errors
 
 
 def _vs_reference(cmp) -> list[dict[str, Any]]:
@@ -33,18 +33,25 @@ def compare(
     reference: Annotated[Optional[str], typer.Option("--reference", "-r", help="The reference model (default: the one tagged dense, else the first).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", file_okay=False, help="Write every table (CSV) and comparison.json into this folder.")] = None,
     distance: Annotated[str, typer.Option(help="Distance for the model map: geometry, cka, kappa or agreement.")] = "geometry",
+    threshold: Annotated[float, typer.Option(min=0.0, max=2.0, help="Cut of the corruption clustering, in 1 - correlation: lower makes smaller, tighter groups.")] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole comparison as JSON on stdout.")] = False,
 ) -> None:
-    """Compare models (CKA, error consistency, agreement, geometric distance, MDS map and its MST), group the
-    corruptions that behave alike, and find robust and fragile samples."""
+    """Compare models, group the corruptions that behave alike, find robust and fragile samples.
+
+    Models: linear CKA, error consistency (kappa), agreement, geometric distance; a 2-D map (classical MDS) and
+    its minimum spanning tree.
+    """
     with user_errors():
         from onnx_geom.analysis import compare_study
         from onnx_geom.cli._records import records_table
         from onnx_geom.store import Study
 
-        cmp = compare_study(Study.open(study), reference=reference, distance=distance)
+        cmp = compare_study(Study.open(study), reference=reference, distance=distance, threshold=threshold)
         if output is not None:
-            paths = cmp.write(output)
+            try:
+                paths = cmp.write(output)
+            except OSError as error:
+                raise fail(f"cannot write the tables to {output} ({error.strerror or error}); choose another folder.") from None
             err.print(f"wrote {len(paths)} files to {output}")
         if as_json:
             print(json.dumps(cmp.to_json()))
@@ -55,5 +62,6 @@ def compare(
         groups = [{**g, "members": ", ".join(g["members"])} for g in cmp.groups]
         out.print(records_table("corruptions that behave alike", groups, ("group", "name", "members")))
         mst = [{"model_a": cmp.models[i], "model_b": cmp.models[j], cmp.distance_name: w} for i, j, w in cmp.mst]
-        out.print(records_table(f"minimum spanning tree ({cmp.distance_name} distance)", mst, ("model_a", "model_b", cmp.distance_name)))
+        if mst:
+            out.print(records_table(f"spanning tree ({cmp.distance_name})", mst, ("model_a", "model_b", cmp.distance_name)))
         out.print(f"robust samples (right under every model and corruption): {len(cmp.samples['robust'])}")

@@ -30,7 +30,7 @@ def _by_corruption(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def metrics(
-    study: Annotated[Path, typer.Argument(help="The study folder written by `onnx-geom sweep`.")],
+    study: Annotated[Path, typer.Argument(help="The study folder written by `onnx-geom run -o STUDY`.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-unit summaries as JSON on stdout.")] = False,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", dir_okay=False, help="Also write the per-sample table (one row per model x unit x sample) as CSV.")] = None,
     parquet_path: Annotated[Optional[Path], typer.Option("--parquet", dir_okay=False, help="Also write the per-sample table as Parquet (needs pyarrow).")] = None,
@@ -59,12 +59,16 @@ def metrics(
 
             rows = compute_metrics(handle, progress=progress)
         if not rows:
-            raise fail(f"{study} has no complete unit yet; run `onnx-geom sweep` first.")
+            raise fail(f"{study} has no complete unit yet; run `onnx-geom run ... -o STUDY` first.")
         from onnx_geom.cli._records import records_table, write_columns_csv, write_columns_parquet
 
         for path, writer in ((csv_path, write_columns_csv), (parquet_path, write_columns_parquet)):
             if path is not None:
-                count = writer(path, sample_records(handle))
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    count = writer(path, sample_records(handle))
+                except OSError as error:
+                    raise fail(f"cannot write {path} ({error.strerror or error}); choose another path.") from None
                 err.print(f"wrote {count} rows to {path}")
         if as_json:
             print(json.dumps(rows, indent=1))

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from onnx_geom.comparison import Comparison, compare_study
-from onnx_geom.errors import DataError, StudyError
+from onnx_geom.errors import DataError, StudyError, StudyLockedError
 from onnx_geom.geometry import sample_geometry
+from onnx_geom.store import UnitAlreadyComplete
 
 __all__ = [
     "SAMPLE_COLUMNS",
@@ -46,7 +47,8 @@ def compute_metrics(study, *, progress: Progress | None = None, chunk: int = 409
     ``study``: an :class:`onnx_geom.store.Study` opened for writing. Each unit's group is written atomically
     through ``study.write_group(unit, "geometry", ...)``, so an interrupted run resumes where it stopped and a
     unit whose geometry is complete is never recomputed. ``progress(unit, done, total)`` is called after each
-    unit computed. Returns :func:`metric_summaries` of the study afterwards.
+    unit computed. Two processes may run it on the same study: a unit another process is writing (or has just
+    completed) is left to that process. Returns :func:`metric_summaries` of the study afterwards.
     """
     labels = np.asarray(study.labels)
     todo = [u for u in study.units() if not study.is_complete(u, group="geometry")]
@@ -60,7 +62,10 @@ def compute_metrics(study, *, progress: Progress | None = None, chunk: int = 409
             geom = sample_geometry(features, W, b, labels, chunk=chunk)
         except DataError as error:
             raise StudyError(f"unit {_unit_name(unit)}: {error}") from None
-        study.write_group(unit, "geometry", geom)
+        try:
+            study.write_group(unit, "geometry", geom)
+        except (StudyLockedError, UnitAlreadyComplete):
+            pass  # another process is writing (or has written) this unit's geometry: it keeps it
         if progress is not None:
             progress(unit, done, len(todo))
     return metric_summaries(study)

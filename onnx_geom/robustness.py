@@ -96,9 +96,10 @@ def _mce(cells: Mapping[tuple[str, int], float], ref: Mapping[tuple[str, int], f
 
 
 def _standardise(v: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance (float64 statistics), returned as float32; a constant vector gives zeros."""
     v = np.where(np.isfinite(v), v, 0.0)
     std = v.std()
-    return (v - v.mean()) / std if std > 0 else np.zeros_like(v)
+    return ((v - v.mean()) / std if std > 0 else np.zeros_like(v)).astype(np.float32)
 
 
 def corruption_effects(correct: Mapping[Key, np.ndarray], shift: Mapping[Key, Mapping[str, np.ndarray]] | None = None,
@@ -108,7 +109,7 @@ def corruption_effects(correct: Mapping[Key, np.ndarray], shift: Mapping[Key, Ma
     For every model x severity of corruption c: the per-sample correctness and, when ``shift`` is given
     (keyed like ``correct``, values from :func:`onnx_geom.geometry.shifts` against the same model's clean
     data), the change in margin and in angle to the true class; each block standardised (zero mean, unit
-    variance; a constant block becomes zeros), laid end to end in a fixed (model, severity) order. Only the
+    variance; a constant block becomes zeros; float32), laid end to end in a fixed (model, severity) order. Only the
     (model, severity) pairs that every corruption has are used, so the vectors line up.
     """
     by_c: dict[str, set[tuple[str, int]]] = {}
@@ -157,7 +158,7 @@ def corruption_redundancy(effects: Mapping[str, np.ndarray], *, threshold: float
     if not names:
         return {"corruptions": [], "similarity": np.zeros((0, 0)), "linkage": np.zeros((0, 4)), "groups": []}
     V = np.stack([np.asarray(effects[c], np.float64) for c in names])
-    V = V - V.mean(axis=1, keepdims=True)
+    V -= V.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(V, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         S = (V @ V.T) / np.outer(norms, norms)

@@ -172,6 +172,23 @@ def agreement(pred_a: np.ndarray, pred_b: np.ndarray) -> float:
     return float(np.mean(a == b))
 
 
+def _standardised_blocks(geoms: Sequence[Mapping[str, np.ndarray]], quantities: Sequence[str]):
+    """Yield one (M, N) float64 block per quantity, standardised over all models and samples together."""
+    if not geoms:
+        raise DataError("geometric vectors need at least one model's geometry.")
+    for q in quantities:
+        try:
+            stack = np.stack([np.asarray(g[q], np.float64).ravel() for g in geoms])
+        except KeyError:
+            raise DataError(f"a geometry lacks {q!r}; pass the dicts returned by sample_geometry.") from None
+        except ValueError:
+            raise DataError(f"the models' {q!r} arrays cover different numbers of samples; use the same samples.") from None
+        stack[~np.isfinite(stack)] = 0.0
+        stack -= stack.mean()
+        std = stack.std()
+        yield stack / std if std > 0 else stack
+
+
 def geometric_vectors(geoms: Sequence[Mapping[str, np.ndarray]], *,
                       quantities: Sequence[str] = GEOMETRIC_QUANTITIES) -> np.ndarray:
     """Standardised per-sample geometric vectors of M models: (M, N * Q) float64.
@@ -185,20 +202,7 @@ def geometric_vectors(geoms: Sequence[Mapping[str, np.ndarray]], *,
     visible while quantities in degrees and in feature units weigh alike), then the model's Q quantities over
     its N samples are laid end to end. Non-finite margins (a head with identical class rows) count as 0.
     """
-    if not geoms:
-        raise DataError("geometric vectors need at least one model's geometry.")
-    blocks = []
-    for q in quantities:
-        try:
-            stack = np.stack([np.asarray(g[q], np.float64).ravel() for g in geoms])
-        except KeyError:
-            raise DataError(f"a geometry lacks {q!r}; pass the dicts returned by sample_geometry.") from None
-        except ValueError:
-            raise DataError(f"the models' {q!r} arrays cover different numbers of samples; use the same samples.") from None
-        stack = np.where(np.isfinite(stack), stack, 0.0)
-        std = stack.std()
-        blocks.append((stack - stack.mean()) / (std if std > 0 else 1.0))
-    return np.concatenate(blocks, axis=1)
+    return np.concatenate(list(_standardised_blocks(geoms, quantities)), axis=1)
 
 
 def geometric_distance(geoms: Sequence[Mapping[str, np.ndarray]], *,
@@ -210,11 +214,15 @@ def geometric_distance(geoms: Sequence[Mapping[str, np.ndarray]], *,
     array([[0., 0.],
            [0., 0.]])
 
-    ``d(m, n) = sqrt(mean_k (v_m[k] - v_n[k])^2)`` over the entries of :func:`geometric_vectors`.
+    ``d(m, n) = sqrt(mean_k (v_m[k] - v_n[k])^2)`` over the entries of :func:`geometric_vectors`, accumulated
+    one quantity at a time (memory: one (M, N) block, not the whole (M, N * Q) matrix).
     """
-    V = geometric_vectors(geoms, quantities=quantities)
-    sq = np.einsum("ij,ij->i", V, V)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (V @ V.T), 0.0) / V.shape[1]
+    d2, width = 0.0, 0
+    for block in _standardised_blocks(geoms, quantities):
+        sq = np.einsum("ij,ij->i", block, block)
+        d2 = d2 + (sq[:, None] + sq[None, :] - 2.0 * (block @ block.T))
+        width += block.shape[1]
+    d2 = np.maximum(d2, 0.0) / width
     np.fill_diagonal(d2, 0.0)
     return np.sqrt(d2)
 

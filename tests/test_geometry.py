@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.distance import cosine
 
 from onnx_geom.errors import DataError
@@ -142,3 +144,20 @@ def test_shifts_are_differences_against_the_reference():
     assert not shifts(ga, ga)["flipped"].any()
     with pytest.raises(DataError, match="different samples"):
         shifts(ga, {k: v[:10] for k, v in gb.items()})
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(n=st.integers(1, 30), d=st.integers(1, 12), k=st.integers(2, 8), seed=st.integers(0, 2**32 - 1),
+       scale=st.sampled_from([1e-3, 1.0, 1e3]))
+def test_properties_on_random_heads(n, d, k, seed, scale):
+    rng = np.random.default_rng(seed)
+    f = (rng.normal(size=(n, d)) * scale).astype(np.float32)
+    W = rng.normal(size=(k, d)).astype(np.float32); b = rng.normal(size=k).astype(np.float32) * scale
+    y = rng.integers(0, k, size=n)
+    g = sample_geometry(f, W, b, y, chunk=7)
+    z = f.astype(np.float64) @ W.T.astype(np.float64) + b
+    recon = np.linalg.norm(W.astype(np.float64), axis=1) * g["length"][:, None].astype(np.float64) * g["cos"] + b
+    np.testing.assert_allclose(recon, z, atol=1e-5 * (np.abs(z).max() + 1e-30))
+    np.testing.assert_array_equal(g["margin"] < 0, ~g["correct"])
+    np.testing.assert_array_equal(g["pred"], z.argmax(axis=1))
+    assert (g["angle_true"] >= 0).all() and (g["angle_true"] <= 180).all()
