@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from onnx_geom.analysis import compute_metrics
 from onnx_geom.cli.app import app
 from onnx_geom.errors import StudyError
-from onnx_geom.probe_info import ProbeInfo
+from onnx_geom.probe_info import ProbeInfo, write_probe_info
 from onnx_geom.store import Study, Unit
 from onnx_geom.viewers import ViewerData
 
@@ -33,7 +33,9 @@ def _probe(path, A, W, b):
     graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", H, H, 3])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", K]),
                                helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", D])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    write_probe_info(model, ProbeInfo(W=W, b=b, input_shape=(H, H, 3), layout="NHWC", mean=(0.0,) * 3, std=(1.0,) * 3))
+    onnx.save(model, path)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +131,17 @@ def test_window_without_a_display_is_a_sentence_not_a_crash(study_dir, monkeypat
         monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(app, ["view", str(study_dir)])
     assert result.exit_code == 1 and "no display" in result.output and "--screenshot" in result.output
+
+
+def test_a_damaged_probe_file_is_one_sentence_when_attribution_asks(tmp_path):
+    from onnx_geom.errors import OnnxGeomError
+    from onnx_geom.viewers._study import _probe
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not an onnx model")
+    fn, note = _probe(None, {"probe_path": str(bad)})
+    assert note == ""                                   # the file exists: loaded only when a sample is picked
+    with pytest.raises(OnnxGeomError) as info:
+        fn(np.zeros((1, H, H, 3), np.uint8))
+    assert "\n" not in str(info.value).strip() and "bad.onnx" in str(info.value)
+    assert _probe(None, {})[1] == "the study does not name this model's probe file"

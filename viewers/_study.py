@@ -14,18 +14,11 @@ _KEYS = ("length", "angle_true", "angle_pred", "margin", "cos", "pred", "correct
 
 
 def _feature_fn(probe_path: Path):
-    """uint8 images (n, H, W, C) -> features (n, D) through the probe's ``features`` output (onnxruntime)."""
-    import onnxruntime as ort
+    """uint8 images (n, H, W, C) -> features (n, D) through the core runner (GPU when usable, else CPU)."""
+    from onnx_geom.runner import ProbeSession
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(probe_path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-
-    def features(images: np.ndarray) -> np.ndarray:
-        return session.run(["features"], {name: np.ascontiguousarray(images, np.uint8)})[0]
-
-    return features
+    session = ProbeSession.open(probe_path, device="auto", name=probe_path.name)
+    return lambda images: session.run(images)[0]
 
 
 def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Any, str]:
@@ -44,6 +37,8 @@ def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Any, str]:
         if "fn" not in state:
             try:
                 state["fn"] = _feature_fn(path)
+            except OnnxGeomError:
+                raise
             except Exception as error:     # onnxruntime raises its own classes for unreadable files
                 raise StudyError(f"probe file {path} could not be loaded ({error}); re-create it with "
                                  "`onnx-geom probe`.") from None
