@@ -23,8 +23,10 @@ class Interaction:
         self.tip_box = scene.visuals.Rectangle(center=(0, 0), width=1, height=1, color=(1, 1, 0.9, 0.92),
                                                border_color="#888888", parent=canvas.scene)
         self.tip_box.visible = False
+        # canvas pixels run downwards, so a text anchored at its "bottom" hangs below its position
         self.tooltip = scene.visuals.Text("", parent=canvas.scene, color="#111111", font_size=8, anchor_x="left",
-                                          anchor_y="top")
+                                          anchor_y="bottom")
+        self.tip_box.order, self.tooltip.order = 100, 101      # above every panel
         self.outline = scene.visuals.Line(parent=canvas.scene, color="#D55E00", width=1.5)
         self.outline.set_gl_state("translucent", depth_test=False)
         self.outline.visible = False
