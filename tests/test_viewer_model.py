@@ -157,3 +157,13 @@ def test_data_model_and_selection_never_import_qt_or_vispy():
             "from onnx_geom.viewers import ViewerData; ViewerData.synthetic(20, 3);"
             "bad=[m for m in sys.modules if m.startswith(('vispy','PySide6'))]; print(bad); sys.exit(bool(bad))")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_many_classes_give_four_global_axes_without_reading_cosines():
+    from onnx_geom.viewers.views.global_geometry import axis_values
+
+    geom = {"angle_true": np.array([10.0, 20]), "angle_pred": np.array([5.0, 20]), "length": np.array([1.0, 2]),
+            "margin": np.array([0.5, -0.1])}                        # no "cos": it must not be touched
+    np.testing.assert_allclose(axis_values(geom, class_axes=False), [[10, 5, 1, 0.5], [20, 20, 2, -0.1]], rtol=1e-6)
+    cos = np.array([[1.0, 0.0], [0.5, -1.0]])
+    np.testing.assert_allclose(axis_values({**geom, "cos": cos})[:, :2], [[0, 90], [60, 180]], atol=1e-4)

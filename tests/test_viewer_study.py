@@ -145,3 +145,12 @@ def test_a_damaged_probe_file_is_one_sentence_when_attribution_asks(tmp_path):
         fn(np.zeros((1, H, H, 3), np.uint8))
     assert "\n" not in str(info.value).strip() and "bad.onnx" in str(info.value)
     assert _probe(None, {})[1] == "the study does not name this model's probe file"
+
+
+def test_geometry_arrays_are_read_only_when_asked_for(study_dir):
+    data = ViewerData.from_study(study_dir)
+    geom = data.geometry("mag-50", "snow", 2)
+    assert geom._arrays == {}                                   # nothing read yet
+    np.testing.assert_array_equal(geom["margin"], Study.open(study_dir).read(Unit("mag-50", "snow", 2), "geometry/margin"))
+    assert set(geom._arrays) == {"margin"} and set(geom) == {"length", "angle_true", "angle_pred", "margin", "cos",
+                                                              "pred", "correct"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,9 @@ def read_study(cls, study, *, reference: str | None = None):
         class_names = [str(c) for c in range(k)]
     by_key = {(u.model, u.corruption, int(u.severity)): u for u in study.units(group="geometry")}
 
-    def loader(model: str, corruption: str, severity: int) -> dict[str, np.ndarray]:
+    def loader(model: str, corruption: str, severity: int) -> "LazyGeometry":
         unit = by_key[(model, corruption, severity)]
-        return {key: np.asarray(study.read(unit, f"geometry/{key}")) for key in _KEYS}
+        return LazyGeometry(lambda key: np.asarray(study.read(unit, f"geometry/{key}")))
 
     tags, heads, fns, notes = {}, {}, {}, {}
     for m in models:
@@ -108,6 +109,27 @@ def read_study(cls, study, *, reference: str | None = None):
             table[i, corruptions.index(rec["corruption"]), severities.index(rec["severity"])] = rec["accuracy"]
     data.set_accuracy(clean, table)
     return data
+
+
+class LazyGeometry(Mapping):
+    """A unit's geometry arrays, each read from the study on first access (the (N, K) cosines of a
+    1000-class study are 4 GB at 1M samples; views that never ask for them never read them)."""
+
+    def __init__(self, read) -> None:
+        self._read, self._arrays = read, {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in _KEYS:
+            raise KeyError(key)
+        if key not in self._arrays:
+            self._arrays[key] = self._read(key)
+        return self._arrays[key]
+
+    def __iter__(self):
+        return iter(_KEYS)
+
+    def __len__(self) -> int:
+        return len(_KEYS)
 
 
 def _images(study):

@@ -18,10 +18,14 @@ ROWS = 256            # density rows
 DENSITY_SAMPLES = 200_000
 LINES_UP_TO = 20_000  # fewer samples than this: every polyline is drawn (translucent); more: a density image
 MAX_LINES = 2000
+MAX_CLASS_AXES = 12   # more classes: no per-class axes (unreadable, and the (N, K) cosines stay unread)
 
 
-def axis_values(geom: dict[str, np.ndarray]) -> np.ndarray:
-    """(N, K + 3): angle to every class direction (deg), angle to the true class, length, margin."""
+def axis_values(geom, *, class_axes: bool = True) -> np.ndarray:
+    """(N, K + 3): angle to every class direction (deg), angle to the true class, length, margin; without
+    ``class_axes`` (N, 4): angle to the true class, angle to the predicted class, length, margin."""
+    if not class_axes:
+        return np.column_stack([geom["angle_true"], geom["angle_pred"], geom["length"], geom["margin"]]).astype(np.float32)
     angles = np.degrees(np.arccos(np.clip(np.asarray(geom["cos"], np.float32), -1, 1)))
     return np.column_stack([angles, geom["angle_true"], geom["length"], geom["margin"]]).astype(np.float32)
 
@@ -66,7 +70,10 @@ class GlobalView(View):
     def __init__(self, data, selection, viewbox) -> None:
         super().__init__(data, selection, viewbox)
         self.colors = class_colors(data.n_classes)
-        self.axis_names = [f"to {c}" for c in data.class_names] + ["angle", "length", "margin"]
+        self.class_axes = data.n_classes <= MAX_CLASS_AXES
+        self.shared = data.n_classes if self.class_axes else 0
+        self.axis_names = ([f"to {c}" for c in data.class_names] + ["angle", "length", "margin"] if self.class_axes
+                           else ["angle", "angle pred", "length", "margin"])
         self.n_axes = len(self.axis_names)
         self.image = scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene,
                                          interpolation="linear")
@@ -100,15 +107,14 @@ class GlobalView(View):
     def _upload(self, unit) -> None:
         self._unit = unit
         try:
-            values = axis_values(self.data.geometry(*unit))
+            values = axis_values(self.data.geometry(*unit), class_axes=self.class_axes)
         except OnnxGeomError as error:
             self.status = str(error)
             self.scaled = np.zeros((0, self.n_axes), np.float32)
             self.image.visible = False
             return
         self.status = ""
-        k = self.data.n_classes
-        self.scaled, ranges = normalise(values, shared=k)
+        self.scaled, ranges = normalise(values, shared=self.shared)
         n = len(self.scaled)
         self.image.visible = n > LINES_UP_TO
         self.all_lines.visible = n <= LINES_UP_TO
@@ -122,7 +128,8 @@ class GlobalView(View):
             self.image.set_data(colormap(shade, "density"))
             self.image.transform = STTransform(scale=(1.0 / STEPS, 1.0 / (ROWS - 1)), translate=(-0.5 / STEPS, 0))
         self.uploads += 1
-        axes = [0, k, k + 1, k + 2]
+        k = self.shared                # the class axes share one range: label the first of them only
+        axes = [0, *range(max(k, 1), self.n_axes)]
         self.ticks.text = [f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}" for y in (0, 1) for v in ranges[y, axes]]
         self.ticks.pos = [(a + 0.05, y) for y in (0, 1) for a in axes]
 
