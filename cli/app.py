@@ -33,20 +33,21 @@ def _root(
     """Probe models, corrupt data, sweep, measure geometry, compare and view."""
 
 
-# Commands (each module defines one function and registers nothing itself).
-# -- registered below by the areas as they land --
+# One module per command; each defines its function and registers nothing itself.
+from onnx_geom.cli.compare import compare  # noqa: E402
+from onnx_geom.cli.corrupt import corrupt_command  # noqa: E402
+from onnx_geom.cli.metrics import metrics  # noqa: E402
 from onnx_geom.cli.probe import probe_command  # noqa: E402
+from onnx_geom.cli.run import info_command, run_command  # noqa: E402
+from onnx_geom.cli.view import view  # noqa: E402
 
 app.command("probe")(probe_command)
-
-from onnx_geom.cli.corrupt import corrupt_command  # noqa: E402
-
 app.command("corrupt")(corrupt_command)
-
-from onnx_geom.cli.run import info_command, run_command  # noqa: E402
-
 app.command("run")(run_command)
 app.command("info")(info_command)
+app.command("metrics")(metrics)
+app.command("compare")(compare)
+app.command("view")(view)
 
 
 def main() -> None:

@@ -1,1 +1,37 @@
-"""The VisPy viewer of a study (installed as ``onnx_geom.viewers``); it only reads what the core wrote."""
+"""The VisPy viewer of a study (installed as ``onnx_geom.viewers``); it only reads what the core wrote.
+
+>>> from onnx_geom.viewers import ViewerData, screenshot
+>>> screenshot(ViewerData.synthetic(5000, 10), "view.png", panel="local")    # doctest: +SKIP
+
+``screenshot`` renders without a display (EGL); ``show`` opens the Qt window. VisPy is imported lazily.
+"""
+
+from __future__ import annotations
+
+from onnx_geom.viewers.data import ViewerData
+from onnx_geom.viewers.selection import Selection
+
+__all__ = ["ViewerData", "Selection", "screenshot", "render", "show", "PANELS"]
+
+PANELS = ("table", "similarity", "samples", "local", "global", "attribution")
+
+
+def screenshot(study_or_data, out_png, *, panel=None, size=(1280, 800), selection=None):
+    """Render the viewer headless to a PNG; see :func:`onnx_geom.viewers.headless.screenshot`."""
+    from onnx_geom.viewers.headless import screenshot as _screenshot
+
+    return _screenshot(study_or_data, out_png, panel=panel, size=size, selection=selection)
+
+
+def render(study_or_data, *, panel=None, size=(1280, 800), selection=None):
+    """(H, W, 4) uint8 image of the viewer; see :func:`onnx_geom.viewers.headless.render`."""
+    from onnx_geom.viewers.headless import render as _render
+
+    return _render(study_or_data, panel=panel, size=size, selection=selection)
+
+
+def show(study_path, *, size=(1500, 900)):
+    """Open the interactive window; see :func:`onnx_geom.viewers.window.show`."""
+    from onnx_geom.viewers.window import show as _show
+
+    return _show(study_path, size=size)

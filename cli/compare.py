@@ -1,0 +1,67 @@
+"""``onnx-geom compare STUDY``: accuracy, model similarity, corruption redundancy and fragile samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from onnx_geom.cli._console import err, fail, out, user_errors
+
+
+def _vs_reference(cmp) -> list[dict[str, Any]]:
+    """Each model against the reference: the pair metrics, fragile-to-pruning count, mean fragile per unit."""
+    counts: dict[str, list[int]] = {}
+    for r in cmp.samples["counts"]:
+        if r["kind"] == "fragile_to_corruption":
+            counts.setdefault(r["model"], []).append(r["count"])
+    rows = []
+    for model in cmp.models:
+        pair = next((p for p in cmp.pairs if {p["model_a"], p["model_b"]} == {model, cmp.reference}), {})
+        per_unit = counts.get(model, [])
+        rows.append({"model": model, "cka": pair.get("cka", 1.0), "kappa": pair.get("kappa", 1.0),
+                     "agreement": pair.get("agreement", 1.0), "geom_dist": pair.get("geometric_distance", 0.0),
+                     "fragile_pruning": len(cmp.samples["fragile_to_pruning"].get(model, [])),
+                     "fragile_corr_per_unit": sum(per_unit) / len(per_unit) if per_unit else float("nan")})
+    return rows
+
+
+def compare(
+    study: Annotated[Path, typer.Argument(help="The study folder, with its geometry (`onnx-geom metrics`).")],
+    reference: Annotated[Optional[str], typer.Option("--reference", "-r", help="The reference model (default: the one tagged dense, else the first).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", file_okay=False, help="Write every table (CSV) and comparison.json into this folder.")] = None,
+    distance: Annotated[str, typer.Option(help="Distance for the model map: geometry, cka, kappa or agreement.")] = "geometry",
+    threshold: Annotated[float, typer.Option(min=0.0, max=2.0, help="Cut of the corruption clustering, in 1 - correlation: lower makes smaller, tighter groups.")] = 0.5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole comparison as JSON on stdout.")] = False,
+) -> None:
+    """Compare models, group the corruptions that behave alike, find robust and fragile samples.
+
+    Models: linear CKA, error consistency (kappa), agreement, geometric distance; a 2-D map (classical MDS) and
+    its minimum spanning tree.
+    """
+    with user_errors():
+        from onnx_geom.analysis import compare_study
+        from onnx_geom.cli._records import records_table
+        from onnx_geom.store import Study
+
+        cmp = compare_study(Study.open(study), reference=reference, distance=distance, threshold=threshold)
+        if output is not None:
+            try:
+                paths = cmp.write(output)
+            except OSError as error:
+                raise fail(f"cannot write the tables to {output} ({error.strerror or error}); choose another folder.") from None
+            err.print(f"wrote {len(paths)} files to {output}")
+        if as_json:
+            print(json.dumps(cmp.to_json()))
+            return
+        out.print(records_table("robustness", cmp.summary, list(cmp.summary[0])))
+        out.print(records_table(f"against the reference {cmp.reference}", _vs_reference(cmp),
+                                ("model", "cka", "kappa", "agreement", "geom_dist", "fragile_pruning", "fragile_corr_per_unit")))
+        groups = [{**g, "members": ", ".join(g["members"])} for g in cmp.groups]
+        out.print(records_table("corruptions that behave alike", groups, ("group", "name", "members")))
+        mst = [{"model_a": cmp.models[i], "model_b": cmp.models[j], cmp.distance_name: w} for i, j, w in cmp.mst]
+        if mst:
+            out.print(records_table(f"spanning tree ({cmp.distance_name})", mst, ("model_a", "model_b", cmp.distance_name)))
+        out.print(f"robust samples (right under every model and corruption): {len(cmp.samples['robust'])}")

@@ -1,0 +1,76 @@
+"""``onnx-geom metrics STUDY``: per-sample geometry of every complete unit, stored in the study; summaries."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from onnx_geom.cli._console import err, fail, out, user_errors
+
+_SUMMARY = ("model", "corruption", "severities", "accuracy", "mean_length", "mean_angle", "mean_margin")
+
+
+def _by_corruption(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model x corruption: the mean over severities of each unit's accuracy and means (equal N per unit)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["corruption"]), []).append(row)
+    merged = []
+    for (model, corruption), group in groups.items():
+        record = {"model": model, "corruption": corruption,
+                  "severities": ",".join(str(r["severity"]) for r in group)}
+        for key in _SUMMARY[3:]:
+            record[key] = sum(r[key] for r in group) / len(group)
+        merged.append(record)
+    return merged
+
+
+def metrics(
+    study: Annotated[Path, typer.Argument(help="The study folder written by `onnx-geom run -o STUDY`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the per-unit summaries as JSON on stdout.")] = False,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", dir_okay=False, help="Also write the per-sample table (one row per model x unit x sample) as CSV.")] = None,
+    parquet_path: Annotated[Optional[Path], typer.Option("--parquet", dir_okay=False, help="Also write the per-sample table as Parquet (needs pyarrow).")] = None,
+) -> None:
+    """Compute length, angles, margin and correctness per sample for every unit and store them in the study.
+
+    Resumable: units whose geometry is already stored are skipped. Prints accuracy and mean length, angle to
+    the true class and margin per model x corruption (averaged over severities).
+    """
+    with user_errors():
+        if parquet_path is not None and importlib.util.find_spec("pyarrow") is None:
+            raise fail("--parquet needs pyarrow, which is not installed; `pip install pyarrow`, or use --csv PATH.")
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from onnx_geom.analysis import compute_metrics, sample_records
+        from onnx_geom.store import Study
+
+        handle = Study.open(study, mode="a")
+        columns = (TextColumn("geometry"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=True, disable=as_json) as bar:
+            task = bar.add_task("", total=None)
+
+            def progress(unit, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total, description=f"{unit.model}/{unit.corruption}/{unit.severity}")
+
+            rows = compute_metrics(handle, progress=progress)
+        if not rows:
+            raise fail(f"{study} has no complete unit yet; run `onnx-geom run ... -o STUDY` first.")
+        from onnx_geom.cli._records import records_table, write_columns_csv, write_columns_parquet
+
+        for path, writer in ((csv_path, write_columns_csv), (parquet_path, write_columns_parquet)):
+            if path is not None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    count = writer(path, sample_records(handle))
+                except OSError as error:
+                    raise fail(f"cannot write {path} ({error.strerror or error}); choose another path.") from None
+                err.print(f"wrote {count} rows to {path}")
+        if as_json:
+            print(json.dumps(rows, indent=1))
+        else:
+            out.print(records_table(f"geometry of {study}", _by_corruption(rows), _SUMMARY))

@@ -1,0 +1,200 @@
+"""Compare the models and corruptions of a study: accuracy, similarity, a map of models, redundancy, samples.
+
+>>> from onnx_geom.store import Study                                   # doctest: +SKIP
+>>> cmp = compare_study(Study.open("runs/cifar"), reference="dense")   # doctest: +SKIP
+>>> cmp.write("runs/cifar-compare")                                    # doctest: +SKIP
+
+Needs the geometry of the units (``onnx-geom metrics`` / :func:`onnx_geom.analysis.compute_metrics`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnx_geom.errors import DataError, StudyError
+from onnx_geom.geometry import shifts
+from onnx_geom.records import jsonable, matrix_records, write_csv, write_json
+from onnx_geom.robustness import (
+    CLEAN, accuracy_table, corruption_effects, corruption_redundancy, robustness_summary, sample_sets,
+)
+from onnx_geom.similarity import (
+    agreement, cka_matrix, classical_mds, cohen_kappa, geometric_distance, minimum_spanning_tree,
+)
+
+__all__ = ["DISTANCES", "Comparison", "compare_study", "default_reference"]
+
+#: The distances a model map can be drawn from.
+DISTANCES = ("geometry", "cka", "kappa", "agreement")
+_READ = ("correct", "pred", "angle_true", "length", "margin")
+
+
+@dataclass
+class Comparison:
+    """Every comparison table of a study; records are lists of dicts (DataFrame-friendly).
+
+    ``distance`` (M, M) is the matrix named ``distance_name`` between ``models``; ``embedding`` (M, 2) its
+    classical MDS; ``mst`` the edges ``(i, j, weight)`` of its minimum spanning tree. ``redundancy`` (C, C) is
+    the similarity of ``corruptions`` and ``linkage`` their average-linkage tree (scipy format).
+    """
+
+    models: list[str]
+    reference: str
+    tags: dict[str, dict[str, Any]]
+    accuracy: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    pairs: list[dict[str, Any]]
+    distance_name: str
+    distance: np.ndarray
+    embedding: np.ndarray
+    mst: list[tuple[int, int, float]]
+    corruptions: list[str]
+    redundancy: np.ndarray
+    linkage: np.ndarray
+    groups: list[dict[str, Any]]
+    samples: dict[str, Any] = field(repr=False)
+
+    def tables(self) -> dict[str, list[dict[str, Any]]]:
+        """The CSV tables by file stem."""
+        tags = lambda m: {k: v for k, v in self.tags.get(m, {}).items() if isinstance(v, (str, int, float))}  # noqa: E731
+        return {
+            "accuracy": self.accuracy,
+            "summary": self.summary,
+            "pairs": self.pairs,
+            "distance": matrix_records(self.models, self.distance, key="model"),
+            "embedding": [{"model": m, "x": float(x), "y": float(y), **tags(m)}
+                          for m, (x, y) in zip(self.models, self.embedding)],
+            "mst": [{"model_a": self.models[i], "model_b": self.models[j], "weight": w} for i, j, w in self.mst],
+            "redundancy": matrix_records(self.corruptions, self.redundancy, key="corruption"),
+            "groups": [{**g, "members": ";".join(g["members"])} for g in self.groups],
+            "sample_counts": self.samples["counts"],
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, JSON-safe (NaN -> null), including the sample index lists."""
+        return jsonable({
+            "models": self.models, "reference": self.reference, "tags": self.tags,
+            "accuracy": self.accuracy, "summary": self.summary, "pairs": self.pairs,
+            "distance_name": self.distance_name, "distance": self.distance, "embedding": self.embedding,
+            "mst": [list(e) for e in self.mst], "corruptions": self.corruptions, "redundancy": self.redundancy,
+            "linkage": self.linkage, "groups": self.groups, "samples": self.samples,
+        })
+
+    def write(self, directory: str | os.PathLike) -> list[Path]:
+        """Write ``<table>.csv`` for each of :meth:`tables` and ``comparison.json``; returns the paths."""
+        out = Path(directory)
+        if out.exists() and not out.is_dir():
+            raise DataError(f"{out} is a file; give a folder for the comparison tables.")
+        paths = [write_csv(out / f"{name}.csv", records) for name, records in self.tables().items()]
+        paths.append(write_json(out / "comparison.json", self.to_json()))
+        return paths
+
+
+def default_reference(models: list[str], tags: dict[str, dict[str, Any]]) -> str:
+    """The first model tagged dense (``method`` dense/none/baseline, or ``sparsity`` 0), else the first model.
+
+    >>> default_reference(["a", "b"], {"b": {"sparsity": 0.0}})
+    'b'
+    """
+    for m in models:
+        t = tags.get(m, {})
+        if str(t.get("method", "")).lower() in ("dense", "none", "baseline") or t.get("sparsity") in (0, 0.0, "0"):
+            return m
+    return models[0]
+
+
+def _load(study) -> tuple[dict[tuple, dict[str, np.ndarray]], dict[str, Any]]:
+    geoms: dict[tuple, dict[str, np.ndarray]] = {}
+    clean_units: dict[str, Any] = {}
+    for unit in study.units(group="geometry"):
+        key = (unit.model, unit.corruption, int(unit.severity))
+        geoms[key] = {name: np.asarray(study.read(unit, f"geometry/{name}")) for name in _READ}
+        geoms[key]["pred"] = geoms[key]["pred"].astype(np.int32)
+        if unit.corruption == CLEAN:
+            clean_units[unit.model] = unit
+    if not geoms:
+        raise StudyError("no unit of this study has its geometry yet; run `onnx-geom metrics STUDY` first.")
+    return geoms, clean_units
+
+
+def _pair_table(models, geoms, common, cka) -> tuple[list[dict[str, Any]], np.ndarray]:
+    joined = {m: {q: np.concatenate([geoms[(m, c, s)][q] for c, s in common]) for q in _READ} for m in models}
+    gdist = geometric_distance([joined[m] for m in models])
+    pairs = []
+    for i, j in itertools.combinations(range(len(models)), 2):
+        a, b = joined[models[i]], joined[models[j]]
+        pairs.append({"model_a": models[i], "model_b": models[j], "cka": float(cka[i, j]),
+                      "kappa": cohen_kappa(a["correct"], b["correct"]), "agreement": agreement(a["pred"], b["pred"]),
+                      "geometric_distance": float(gdist[i, j])})
+    return pairs, gdist
+
+
+def _distance(name: str, models: list[str], pairs: list[dict[str, Any]], gdist: np.ndarray) -> np.ndarray:
+    if name == "geometry":
+        return gdist
+    index = {m: i for i, m in enumerate(models)}
+    D = np.zeros((len(models), len(models)))
+    for p in pairs:
+        value = 1.0 - p[name]
+        if not np.isfinite(value):
+            raise DataError(f"the {name} of {p['model_a']} and {p['model_b']} is undefined (constant features?); "
+                            "choose another distance.")
+        D[index[p["model_a"]], index[p["model_b"]]] = D[index[p["model_b"]], index[p["model_a"]]] = max(value, 0.0)
+    return D
+
+
+def compare_study(study, *, reference: str | None = None, distance: str = "geometry", cka_samples: int = 10_000,
+                  threshold: float = 0.5, seed: int = 0) -> Comparison:
+    """Compare every model and corruption of a study whose units have their geometry.
+
+    - accuracy per model x corruption x severity; per model the clean and mean corruption accuracy, the
+      relative drop and the mCE / relative mCE against ``reference``;
+    - per model pair: linear CKA of the clean features (on at most ``cka_samples`` samples drawn with
+      ``seed``), Cohen's kappa of correctness and prediction agreement (over every unit the two share with
+      all models), and the geometric distance (:func:`onnx_geom.similarity.geometric_distance`);
+    - a model map: classical MDS and minimum spanning tree of ``distance`` (``geometry``, or ``cka`` /
+      ``kappa`` / ``agreement`` as ``1 - value``);
+    - corruption redundancy from per-sample correctness and margin/angle shifts against each model's clean
+      data, clustered and cut at ``threshold`` (:func:`onnx_geom.robustness.corruption_redundancy`);
+    - robust / fragile-to-pruning / fragile-to-corruption samples against ``reference``.
+    ``reference`` defaults to the model tagged dense (:func:`default_reference`).
+    """
+    if distance not in DISTANCES:
+        raise DataError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}.")
+    geoms, clean_units = _load(study)
+    models = sorted({m for m, _, _ in geoms})
+    tags = {m: dict(study.model_attrs(m).get("tags") or {}) for m in models}
+    if reference is None:
+        reference = default_reference(models, tags)
+    elif reference not in models:
+        raise DataError(f"reference model {reference!r} has no geometry in this study; "
+                        f"choose one of {', '.join(models)}.")
+    missing = [m for m in models if m not in clean_units]
+    if missing:
+        raise StudyError(f"model(s) {', '.join(missing)} have no clean unit with geometry; "
+                         "sweep the clean data and run `onnx-geom metrics` first.")
+
+    correct = {k: g["correct"] for k, g in geoms.items()}
+    table = accuracy_table(correct)
+    summary = robustness_summary(table, reference=reference)
+    common = sorted(set.intersection(*({(c, s) for mm, c, s in geoms if mm == m} for m in models)),
+                    key=lambda cs: (cs[0] != CLEAN, cs))
+    n = len(next(iter(correct.values())))
+    rows = np.sort(np.random.default_rng(seed).choice(n, cka_samples, replace=False)) if n > cka_samples else slice(None)
+    cka = cka_matrix([np.asarray(study.read(clean_units[m], "features"))[rows] for m in models])
+    pairs, gdist = _pair_table(models, geoms, common, cka)
+    D = _distance(distance, models, pairs, gdist)
+
+    shift = {k: shifts(geoms[(k[0], CLEAN, 0)], g) for k, g in geoms.items() if k[1] != CLEAN}
+    red = corruption_redundancy(corruption_effects(correct, shift), threshold=threshold)
+    return Comparison(
+        models=models, reference=reference, tags=tags, accuracy=table, summary=summary, pairs=pairs,
+        distance_name=distance, distance=D, embedding=classical_mds(D, k=2), mst=minimum_spanning_tree(D),
+        corruptions=red["corruptions"], redundancy=red["similarity"], linkage=red["linkage"],
+        groups=red["groups"], samples=sample_sets(correct, reference=reference),
+    )

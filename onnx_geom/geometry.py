@@ -1,0 +1,176 @@
+"""Per-sample geometry of penultimate features relative to the class directions of a linear head.
+
+The logits of a probe are ``z_c = W_c . f + b_c = ||W_c|| ||f|| cos(theta_c) + b_c`` (DESIGN.md section 7), so
+the length of ``f``, its angle to every class direction and its signed distance to the decision boundaries
+say everything the softmax sees.
+
+>>> import numpy as np
+>>> W = np.array([[1.0, 0.0], [0.0, 1.0]]); b = np.zeros(2)
+>>> g = sample_geometry(np.array([[3.0, 1.0], [1.0, 2.0]]), W, b, np.array([0, 0]))
+>>> g["length"].round(3), g["angle_true"].round(1), g["margin"].round(3), g["correct"]
+(array([3.162, 2.236], dtype=float32), array([18.4, 63.4], dtype=float32), array([ 1.414, -0.707], dtype=float32), array([ True, False]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from onnx_geom.errors import DataError
+
+__all__ = ["GEOMETRY_ARRAYS", "sample_geometry", "shifts"]
+
+#: The arrays of a unit's ``geometry`` group (docs/architecture.md) and their dtypes.
+GEOMETRY_ARRAYS = {
+    "length": np.float32,
+    "angle_true": np.float32,
+    "angle_pred": np.float32,
+    "margin": np.float32,
+    "cos": np.float32,
+    "pred": np.int64,
+    "correct": np.bool_,
+}
+
+
+def _check_inputs(features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: np.ndarray) -> None:
+    if features.ndim != 2:
+        raise DataError(f"features must be a 2-D array (N, D), got shape {features.shape}.")
+    if W.ndim != 2 or W.shape[1] != features.shape[1]:
+        raise DataError(f"W must have shape (K, D={features.shape[1]}) to match the features, got {W.shape}.")
+    if b.shape != (W.shape[0],):
+        raise DataError(f"b must have shape (K={W.shape[0]},) to match W, got {b.shape}.")
+    if labels.shape != (features.shape[0],):
+        raise DataError(f"labels must have shape (N={features.shape[0]},), one per feature row, got {labels.shape}.")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"labels must be integers, got dtype {labels.dtype}.")
+    if labels.size and (labels.min() < 0 or labels.max() >= W.shape[0]):
+        raise DataError(f"labels must lie in 0..{W.shape[0] - 1} (one per class of the head), "
+                        f"found {labels.min()}..{labels.max()}.")
+    if not (np.isfinite(W).all() and np.isfinite(b).all()):
+        raise DataError("the head W, b holds NaN or infinite values; re-export the model.")
+
+
+def _boundary_norms(W: np.ndarray) -> np.ndarray:
+    """``||W_i - W_j||`` for every pair of classes: (K, K) float64, via the Gram matrix (no K x K x D array)."""
+    gram = W @ W.T
+    sq = np.diag(gram)
+    return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0))
+
+
+def _margin(z: np.ndarray, y: np.ndarray, pair_norm: np.ndarray) -> np.ndarray:
+    """Signed distance to the nearest boundary of the true class: (n,) float64 from logits z (n, K)."""
+    rows = np.arange(z.shape[0])
+    gap = z[rows, y][:, None] - z  # z_y - z_j, (n, K)
+    denom = pair_norm[y]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Identical class directions: the boundary is never crossed (+/-inf) or everywhere (0 gap -> 0).
+        dist = np.where(denom > 0, gap / np.where(denom > 0, denom, 1.0), np.sign(gap) * np.inf)
+    dist = np.where(np.isnan(dist), 0.0, dist)
+    dist[rows, y] = np.inf
+    return dist.min(axis=1)  # a one-class head has no boundary: +inf
+
+
+def sample_geometry(features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: np.ndarray, *,
+                    chunk: int = 4096) -> dict[str, np.ndarray]:
+    """Length, angles, cosines, margin, prediction and correctness of every sample.
+
+    >>> W = np.eye(3); g = sample_geometry(np.array([[2.0, 0.0, 0.0]]), W, np.zeros(3), np.array([1]))
+    >>> g["angle_true"], g["angle_pred"], g["pred"], g["margin"].round(4)
+    (array([90.], dtype=float32), array([0.], dtype=float32), array([0]), array([-1.4142], dtype=float32))
+
+    Parameters
+    ----------
+    features : (N, D) penultimate features (any float dtype, or a lazy array that slices; read in chunks).
+    W : (K, D) head weights, ``b`` : (K,) head bias, in the ``z = f @ W.T + b`` convention.
+    labels : (N,) integer true classes in ``0..K-1``.
+    chunk : rows processed at a time; memory is O(chunk * (D + K)) beyond the outputs.
+
+    Returns
+    -------
+    dict with ``length`` (N,) ``||f||``; ``angle_true`` (N,) and ``angle_pred`` (N,) in degrees between ``f``
+    and ``W_y`` / ``W_pred``; ``cos`` (N, K) cosine to every class direction; ``margin`` (N,) the signed
+    distance ``min_{j != y} ((W_y - W_j) . f + b_y - b_j) / ||W_y - W_j||``; ``pred`` (N,) int64
+    ``argmax z``; ``correct`` (N,) bool. Float arrays are float32 (the study layout).
+
+    Notes
+    -----
+    The logits are recomputed from the features and the head, so ``pred`` and the sign of the margin come
+    from the same numbers: the margin is negative exactly when the sample is misclassified, and exactly 0 on a
+    tie (where ``argmax`` picks the lowest class index). The D-long dot products run through BLAS in the
+    features' own precision (float32 features: about 1e-7 relative error, the resolution of the float32
+    outputs and of the probe's own logits); everything across classes (logits, cosines, margins) is float64.
+    A zero feature vector (or a zero class row) has cosine 0 by convention (angle 90 degrees).
+    """
+    features = np.asarray(features)
+    W64 = np.asarray(W, dtype=np.float64)
+    b64 = np.asarray(b, dtype=np.float64)
+    labels = np.asarray(labels)
+    _check_inputs(features, W64, b64, labels)
+    if chunk < 1:
+        raise DataError(f"chunk must be a positive number of rows, got {chunk}.")
+    n, k = features.shape[0], W64.shape[0]
+    out = {name: np.empty((n, k) if name == "cos" else n, dtype) for name, dtype in GEOMETRY_ARRAYS.items()}
+    work = np.float64 if features.dtype == np.float64 else np.float32
+    WT = np.ascontiguousarray(W64.T, dtype=work)
+    w_norm = np.linalg.norm(W64, axis=1)
+    w_safe = np.where(w_norm > 0, w_norm, 1.0)
+    pair_norm = _boundary_norms(W64)
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        f = np.asarray(features[sl], dtype=work)
+        length = np.sqrt(np.einsum("ij,ij->i", f, f).astype(np.float64))
+        if not np.isfinite(length).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(length))[0])
+            raise DataError(f"features row {bad} holds NaN or infinite values; "
+                            "the model produced invalid outputs for this sample.")
+        y = labels[sl].astype(np.int64)
+        dot = (f @ WT).astype(np.float64)  # (n, K) f . W_c
+        z = dot + b64
+        denom = np.where(length > 0, length, 1.0)[:, None] * w_safe[None, :]
+        cos = np.clip(dot / denom, -1.0, 1.0)
+        cos[:, w_norm == 0] = 0.0
+        pred = z.argmax(axis=1)
+        rows = np.arange(z.shape[0])
+        out["length"][sl] = length
+        out["cos"][sl] = cos
+        out["angle_true"][sl] = np.degrees(np.arccos(cos[rows, y]))
+        out["angle_pred"][sl] = np.degrees(np.arccos(cos[rows, pred]))
+        out["margin"][sl] = _margin(z, y, pair_norm)
+        out["pred"][sl] = pred
+        out["correct"][sl] = pred == y
+    return out
+
+
+def shifts(geom_a: Mapping[str, np.ndarray], geom_b: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-sample change from a reference ``geom_a`` (dense model, or clean data) to ``geom_b``.
+
+    >>> a = {"angle_true": np.array([10.0]), "length": np.array([2.0]), "margin": np.array([1.0]),
+    ...      "correct": np.array([True])}
+    >>> b = {"angle_true": np.array([30.0]), "length": np.array([1.5]), "margin": np.array([-0.5]),
+    ...      "correct": np.array([False])}
+    >>> shifts(a, b)["delta_margin"], shifts(a, b)["flipped"]
+    (array([-1.5], dtype=float32), array([ True]))
+
+    Both are dicts as returned by :func:`sample_geometry` over the same N samples. Returns ``delta_angle``,
+    ``delta_length``, ``delta_margin`` (N,) float32, each ``b - a`` (angle to the true class), and ``flipped``
+    (N,) bool, True where the correctness differs.
+    """
+    need = ("angle_true", "length", "margin", "correct")
+    for name, geom in (("geom_a", geom_a), ("geom_b", geom_b)):
+        missing = [key for key in need if key not in geom]
+        if missing:
+            raise DataError(f"{name} lacks {', '.join(missing)}; pass the dict returned by sample_geometry.")
+    n_a, n_b = np.shape(geom_a["margin"]), np.shape(geom_b["margin"])
+    if n_a != n_b:
+        raise DataError(f"the two geometries cover different samples ({n_a} vs {n_b}); compare the same samples.")
+
+    def delta(key: str) -> np.ndarray:
+        return (np.asarray(geom_b[key], np.float64) - np.asarray(geom_a[key], np.float64)).astype(np.float32)
+
+    return {
+        "delta_angle": delta("angle_true"),
+        "delta_length": delta("length"),
+        "delta_margin": delta("margin"),
+        "flipped": np.asarray(geom_a["correct"], bool) != np.asarray(geom_b["correct"], bool),
+    }

@@ -1,0 +1,225 @@
+"""Accuracy tables, corruption redundancy and robust / fragile samples (pure functions over arrays).
+
+Inputs are mappings keyed by ``(model, corruption, severity)`` (a store ``Unit`` works as the key; clean data
+is ``("m", "clean", 0)``) whose values are per-sample arrays over the same N samples.
+
+>>> correct = {("a", "clean", 0): np.array([1, 1, 1, 0], bool), ("a", "fog", 1): np.array([1, 0, 1, 0], bool)}
+>>> accuracy_table(correct)
+[{'model': 'a', 'corruption': 'clean', 'severity': 0, 'accuracy': 0.75}, {'model': 'a', 'corruption': 'fog', 'severity': 1, 'accuracy': 0.5}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from onnx_geom.errors import DataError
+
+__all__ = [
+    "CLEAN",
+    "CORRUPTION_FAMILIES",
+    "accuracy_table",
+    "robustness_summary",
+    "corruption_effects",
+    "corruption_redundancy",
+    "sample_sets",
+]
+
+CLEAN = "clean"
+#: The four families of Hendrycks & Dietterich (2019), used to name groups of corruptions.
+CORRUPTION_FAMILIES = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"),
+    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur"),
+    "weather": ("snow", "frost", "fog", "brightness", "spatter"),
+    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate"),
+}
+
+Key = tuple[str, str, int]
+
+
+def accuracy_table(correct: Mapping[Key, np.ndarray]) -> list[dict[str, Any]]:
+    """One record ``{model, corruption, severity, accuracy}`` per key, sorted (clean first per model)."""
+    rows = [
+        {"model": m, "corruption": c, "severity": int(s), "accuracy": float(np.mean(np.asarray(v, bool)))}
+        for (m, c, s), v in correct.items()
+    ]
+    return sorted(rows, key=lambda r: (r["model"], r["corruption"] != CLEAN, r["corruption"], r["severity"]))
+
+
+def robustness_summary(table: Sequence[Mapping[str, Any]], *, reference: str | None = None) -> list[dict[str, Any]]:
+    """Per model: clean accuracy, mean corruption accuracy, relative drop, and optionally mCE and relative mCE.
+
+    >>> t = [{"model": "m", "corruption": "clean", "severity": 0, "accuracy": 0.9},
+    ...      {"model": "m", "corruption": "fog", "severity": 1, "accuracy": 0.6}]
+    >>> round(robustness_summary(t)[0]["relative_drop"], 6)
+    0.333333
+
+    ``table``: records from :func:`accuracy_table`. ``mean_corruption_accuracy`` averages over every
+    corruption x severity (clean excluded); ``relative_drop = (clean - mean) / clean``. With ``reference``
+    (a model in the table), the mCE of Hendrycks & Dietterich: ``CE_c = sum_s E_{c,s} / sum_s E^ref_{c,s}``
+    averaged over corruptions, and the relative mCE ``sum_s (E_{c,s} - E_clean) / sum_s (E^ref_{c,s} -
+    E^ref_clean)``; a corruption on which the reference makes no error (or loses nothing) gives NaN.
+    """
+    acc: dict[str, dict[tuple[str, int], float]] = {}
+    for r in table:
+        acc.setdefault(r["model"], {})[(r["corruption"], int(r["severity"]))] = float(r["accuracy"])
+    if reference is not None and reference not in acc:
+        raise DataError(f"reference model {reference!r} is not in the table; choose one of {', '.join(sorted(acc))}.")
+    out = []
+    for model in sorted(acc):
+        cells = acc[model]
+        clean = cells.get((CLEAN, 0), float("nan"))
+        corrupted = [v for (c, _), v in cells.items() if c != CLEAN]
+        mean = float(np.mean(corrupted)) if corrupted else float("nan")
+        row = {"model": model, "clean_accuracy": clean, "mean_corruption_accuracy": mean,
+               "relative_drop": (clean - mean) / clean if clean > 0 else float("nan")}
+        if reference is not None:
+            row["mce"], row["relative_mce"] = _mce(cells, acc[reference])
+        out.append(row)
+    return out
+
+
+def _mce(cells: Mapping[tuple[str, int], float], ref: Mapping[tuple[str, int], float]) -> tuple[float, float]:
+    ce, rel = [], []
+    err_clean, ref_clean = 1 - cells.get((CLEAN, 0), np.nan), 1 - ref.get((CLEAN, 0), np.nan)
+    for corruption in sorted({c for c, _ in cells if c != CLEAN}):
+        sevs = [s for c, s in cells if c == corruption and (c, s) in ref]
+        err = np.array([1 - cells[(corruption, s)] for s in sevs])
+        err_ref = np.array([1 - ref[(corruption, s)] for s in sevs])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ce.append(err.sum() / err_ref.sum() if err_ref.sum() > 0 else np.nan)
+            drop_ref = (err_ref - ref_clean).sum()
+            rel.append((err - err_clean).sum() / drop_ref if drop_ref > 0 else np.nan)
+    return (float(np.mean(ce)) if ce else float("nan"), float(np.mean(rel)) if rel else float("nan"))
+
+
+def _standardise(v: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance (float64 statistics), returned as float32; a constant vector gives zeros."""
+    v = np.where(np.isfinite(v), v, 0.0)
+    std = v.std()
+    return ((v - v.mean()) / std if std > 0 else np.zeros_like(v)).astype(np.float32)
+
+
+def corruption_effects(correct: Mapping[Key, np.ndarray], shift: Mapping[Key, Mapping[str, np.ndarray]] | None = None,
+                       ) -> dict[str, np.ndarray]:
+    """Each corruption's per-sample effect across models and severities, as one vector per corruption.
+
+    For every model x severity of corruption c: the per-sample correctness and, when ``shift`` is given
+    (keyed like ``correct``, values from :func:`onnx_geom.geometry.shifts` against the same model's clean
+    data), the change in margin and in angle to the true class; each block standardised (zero mean, unit
+    variance; a constant block becomes zeros; float32), laid end to end in a fixed (model, severity) order. Only the
+    (model, severity) pairs that every corruption has are used, so the vectors line up.
+    """
+    by_c: dict[str, set[tuple[str, int]]] = {}
+    for m, c, s in correct:
+        if c != CLEAN:
+            by_c.setdefault(c, set()).add((m, int(s)))
+    if not by_c:
+        return {}
+    common = sorted(set.intersection(*by_c.values()))
+    if not common:
+        raise DataError("no model x severity is shared by every corruption; run the same sweep for all of them.")
+    out = {}
+    for c in sorted(by_c):
+        parts = []
+        for m, s in common:
+            parts.append(_standardise(np.asarray(correct[(m, c, s)], np.float64)))
+            if shift is not None:
+                parts += [_standardise(np.asarray(shift[(m, c, s)][q], np.float64)) for q in ("delta_margin", "delta_angle")]
+        out[c] = np.concatenate(parts)
+    return out
+
+
+def _group_name(members: Sequence[str]) -> str:
+    families = {next((f for f, names in CORRUPTION_FAMILIES.items() if c in names), "other") for c in members}
+    return families.pop() if len(families) == 1 else "mixed"
+
+
+def corruption_redundancy(effects: Mapping[str, np.ndarray], *, threshold: float = 0.5) -> dict[str, Any]:
+    """Corruption x corruption similarity, hierarchical clustering and the groups that behave alike.
+
+    >>> e = {"a": np.array([1.0, 2, 3, 4]), "b": np.array([1.0, 2, 3, 5]), "c": np.array([4.0, 1, 3, 1])}
+    >>> [g["members"] for g in corruption_redundancy(e)["groups"]]
+    [['a', 'b'], ['c']]
+
+    ``effects``: one vector per corruption (from :func:`corruption_effects`). Similarity is the Pearson
+    correlation of the vectors; clustering is average linkage on ``1 - similarity`` (scipy), cut at distance
+    ``threshold`` (so a group's members correlate by more than ``1 - threshold`` on average). Groups are
+    named by their family (noise, blur, weather, digital) when all members share one, else ``mixed``.
+    Returns ``corruptions`` (C names), ``similarity`` (C, C), ``linkage`` (C-1, 4) and ``groups`` (dicts
+    with ``group``, ``name``, ``members``; largest first).
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    names = sorted(effects)
+    if not names:
+        return {"corruptions": [], "similarity": np.zeros((0, 0)), "linkage": np.zeros((0, 4)), "groups": []}
+    V = np.stack([np.asarray(effects[c], np.float64) for c in names])
+    V -= V.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(V, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        S = (V @ V.T) / np.outer(norms, norms)
+    S = np.where(np.outer(norms, norms) > 0, S, 0.0)
+    np.fill_diagonal(S, 1.0)
+    S = np.clip(S, -1.0, 1.0)
+    if len(names) == 1:
+        return {"corruptions": names, "similarity": S, "linkage": np.zeros((0, 4)),
+                "groups": [{"group": 1, "name": _group_name(names), "members": names}]}
+    Z = linkage(squareform(1.0 - S, checks=False), method="average")
+    labels = fcluster(Z, t=threshold, criterion="distance")
+    clusters: dict[int, list[str]] = {}
+    for name, label in zip(names, labels):
+        clusters.setdefault(int(label), []).append(name)
+    ordered = sorted(clusters.values(), key=lambda ms: (-len(ms), ms[0]))
+    groups = [{"group": i + 1, "name": _group_name(ms), "members": ms} for i, ms in enumerate(ordered)]
+    return {"corruptions": names, "similarity": S, "linkage": Z, "groups": groups}
+
+
+def sample_sets(correct: Mapping[Key, np.ndarray], *, reference: str) -> dict[str, Any]:
+    """Robust samples, samples fragile to pruning and samples fragile to corruption, with counts and indices.
+
+    >>> c = {("ref", "clean", 0): np.array([1, 1, 0], bool), ("p", "clean", 0): np.array([1, 0, 0], bool),
+    ...      ("ref", "fog", 1): np.array([1, 1, 0], bool), ("p", "fog", 1): np.array([1, 0, 1], bool)}
+    >>> s = sample_sets(c, reference="ref")
+    >>> s["robust"], s["fragile_to_pruning"]["p"], s["fragile_to_corruption"]["ref"]["fog"][1]
+    ([0], [1], [])
+
+    - ``robust``: indices correct under every model and every unit (clean and corrupted);
+    - ``fragile_to_pruning[model]`` (every model but the reference): the reference is right and the model is
+      wrong on clean data;
+    - ``fragile_to_corruption[model][corruption][severity]``: the model is right on clean data and wrong
+      under that corruption at that severity;
+    - ``counts``: records ``{model, kind, corruption, severity, count}`` of all the above.
+    Index lists are sorted Python ints.
+    """
+    models = sorted({m for m, _, _ in correct})
+    if reference not in models:
+        raise DataError(f"reference model {reference!r} is not in the study; choose one of {', '.join(models)}.")
+    clean = {}
+    for m in models:
+        if (m, CLEAN, 0) not in correct:
+            raise DataError(f"model {m!r} has no clean unit; run the sweep on clean data first.")
+        clean[m] = np.asarray(correct[(m, CLEAN, 0)], bool)
+    robust = np.logical_and.reduce([np.asarray(v, bool) for v in correct.values()])
+    counts: list[dict[str, Any]] = [{"model": "*", "kind": "robust", "corruption": "*", "severity": -1,
+                                     "count": int(robust.sum())}]
+    pruning = {}
+    for m in models:
+        if m != reference:
+            idx = np.flatnonzero(clean[reference] & ~clean[m])
+            pruning[m] = idx.tolist()
+            counts.append({"model": m, "kind": "fragile_to_pruning", "corruption": CLEAN, "severity": 0,
+                           "count": int(idx.size)})
+    corruption: dict[str, dict[str, dict[int, list[int]]]] = {m: {} for m in models}
+    for (m, c, s), v in sorted(correct.items(), key=lambda kv: (kv[0][0], kv[0][1], int(kv[0][2]))):
+        if c == CLEAN:
+            continue
+        idx = np.flatnonzero(clean[m] & ~np.asarray(v, bool))
+        corruption[m].setdefault(c, {})[int(s)] = idx.tolist()
+        counts.append({"model": m, "kind": "fragile_to_corruption", "corruption": c, "severity": int(s),
+                       "count": int(idx.size)})
+    return {"reference": reference, "robust": np.flatnonzero(robust).tolist(), "fragile_to_pruning": pruning,
+            "fragile_to_corruption": corruption, "counts": counts}

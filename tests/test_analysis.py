@@ -1,0 +1,145 @@
+"""Study-level metrics and comparison, against the pure functions and independent loops."""
+
+import json
+
+import numpy as np
+import pytest
+from geometry_study import count_writes, make_study
+
+from onnx_geom.analysis import compare_study, compute_metrics, sample_records
+from onnx_geom.errors import DataError, StudyError
+from onnx_geom.geometry import sample_geometry
+from onnx_geom.similarity import linear_cka
+from onnx_geom.store import Study, Unit
+
+
+def test_compute_metrics_writes_every_unit_once_and_summarises(tmp_path, monkeypatch):
+    study = make_study(tmp_path / "s")
+    writes = count_writes(monkeypatch, study)
+    seen = []
+    rows = compute_metrics(study, progress=lambda unit, done, total: seen.append((unit, done, total)))
+    units = study.units()
+    assert len(rows) == len(units) == 3 * 7 and len(seen) == len(units) and seen[-1][1:] == (21, 21)
+    assert all(study.is_complete(u, group="geometry") for u in units)
+    unit = Unit("mag90", "motion_blur", 3)
+    f, (W, b) = study.read(unit, "features").astype(np.float64), study.head("mag90")
+    z = f @ W.T.astype(np.float64) + b
+    row = next(r for r in rows if (r["model"], r["corruption"], r["severity"]) == unit)
+    assert row["accuracy"] == pytest.approx(np.mean(z.argmax(1) == study.labels))
+    assert row["median_length"] == pytest.approx(np.median(np.linalg.norm(f, axis=1)), rel=1e-6)
+    assert rows[0]["corruption"] == "clean"
+    # Resumable: a second run computes nothing and returns the same numbers.
+    before = len(writes)
+    assert compute_metrics(Study.open(tmp_path / "s", mode="a")) == rows and len(writes) == before
+    assert Study.open(tmp_path / "s").units(group="geometry") == units  # readable by a fresh reader
+
+
+def test_compute_metrics_resumes_after_partial_run(tmp_path, monkeypatch):
+    study = make_study(tmp_path / "s")
+    writes = count_writes(monkeypatch, study)
+    for unit in study.units()[:5]:  # an earlier run that stopped after five units
+        W, b = study.head(unit.model)
+        study.write_group(unit, "geometry", sample_geometry(study.read(unit, "features"), W, b, study.labels))
+    seen = []
+    compute_metrics(study, progress=lambda unit, done, total: seen.append(total))
+    assert seen == [16] * 16 and len(writes) == 21 and len(set(writes)) == 21
+
+
+def test_compute_metrics_names_the_unit_on_bad_data(tmp_path, monkeypatch):
+    study = make_study(tmp_path / "s")
+    monkeypatch.setattr(Study, "labels", property(lambda self: np.array([7] + [0] * 119)))
+    with pytest.raises(StudyError, match="unit dense/clean/0: labels must lie in 0..3"):
+        compute_metrics(study)
+
+
+def test_sample_records_stream_every_unit(tmp_path):
+    study = make_study(tmp_path / "s", geometry=True)
+    chunks = list(sample_records(study))
+    assert len(chunks) == 21 and all(len(c["margin"]) == 120 for c in chunks)
+    first = chunks[0]
+    assert (first["model"][0], first["corruption"][0], first["severity"][0]) == ("dense", "clean", 0)
+    np.testing.assert_array_equal(first["label"], study.labels)
+
+
+def test_compare_study_tables_against_independent_numbers(tmp_path):
+    study = make_study(tmp_path / "s", geometry=True)
+    cmp = compare_study(study)
+    assert cmp.reference == "dense" and cmp.models == ["dense", "mag50", "mag90"]
+    pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag90"))
+    X = study.read(Unit("dense", "clean", 0), "features").astype(np.float64)
+    Y = study.read(Unit("mag90", "clean", 0), "features").astype(np.float64)
+    assert pair["cka"] == pytest.approx(linear_cka(X, Y), rel=1e-5)
+    # Agreement over every unit, by a plain loop.
+    same = total = 0
+    for unit in study.units(model="dense"):
+        other = Unit("mag90", unit.corruption, unit.severity)
+        za = study.read(unit, "features").astype(np.float64) @ study.head("dense")[0].T.astype(np.float64) + study.head("dense")[1]
+        zb = study.read(other, "features").astype(np.float64) @ study.head("mag90")[0].T.astype(np.float64) + study.head("mag90")[1]
+        same += int(np.sum(za.argmax(1) == zb.argmax(1))); total += len(za)
+    assert pair["agreement"] == pytest.approx(same / total)
+    assert cmp.distance.shape == (3, 3) and cmp.embedding.shape == (3, 2) and len(cmp.mst) == 2
+    assert cmp.distance[0, 2] == pytest.approx(pair["geometric_distance"])
+    assert cmp.corruptions == ["defocus_blur", "gaussian_noise", "motion_blur"]
+    blur = cmp.redundancy[0, 2]
+    assert blur > cmp.redundancy[0, 1] and blur > cmp.redundancy[1, 2]
+    summary = {r["model"]: r for r in cmp.summary}
+    assert summary["dense"]["mce"] == pytest.approx(1.0)
+
+    paths = cmp.write(tmp_path / "out")
+    names = sorted(p.name for p in paths)
+    assert "comparison.json" in names and "pairs.csv" in names and "sample_counts.csv" in names
+    data = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert data["samples"]["robust"] == cmp.samples["robust"]
+    header = (tmp_path / "out" / "accuracy.csv").read_text().splitlines()[0]
+    assert header == "model,corruption,severity,accuracy"
+
+
+def test_compare_study_options_and_errors(tmp_path):
+    with pytest.raises(StudyError, match="run `onnx-geom metrics STUDY` first"):
+        compare_study(make_study(tmp_path / "plain"))
+    study = make_study(tmp_path / "s", geometry=True)
+    cmp = compare_study(study, reference="mag50", distance="kappa", cka_samples=50)
+    assert cmp.reference == "mag50" and "mag50" not in cmp.samples["fragile_to_pruning"]
+    kappa = next(p["kappa"] for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
+    assert cmp.distance[0, 1] == pytest.approx(1 - kappa)
+    with pytest.raises(DataError, match="reference model 'nope'"):
+        compare_study(study, reference="nope")
+    with pytest.raises(DataError, match="unknown distance"):
+        compare_study(study, distance="euclid")
+
+
+def test_two_processes_computing_metrics_on_one_study(tmp_path):
+    import subprocess
+    import sys
+
+    make_study(tmp_path / "s")
+    code = ("import sys; from onnx_geom.store import Study; from onnx_geom.analysis import compute_metrics;"
+            "print(len(compute_metrics(Study.open(sys.argv[1], mode='a'))))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    study = Study.open(tmp_path / "s")
+    assert len(study.units(group="geometry")) == 21
+    for unit in study.units():
+        W, b = study.head(unit.model)
+        want = sample_geometry(study.read(unit, "features"), W, b, study.labels)
+        np.testing.assert_array_equal(study.read(unit, "geometry/correct"), want["correct"])
+        np.testing.assert_allclose(study.read(unit, "geometry/margin"), want["margin"], rtol=1e-6)
+
+
+def test_compare_study_with_a_unit_missing_for_one_model(tmp_path):
+    import zarr
+
+    study = make_study(tmp_path / "s", geometry=True)
+    zarr.open_group(tmp_path / "s", mode="a")[Unit("mag90", "gaussian_noise", 3).key()].attrs["complete"] = False
+    cmp = compare_study(Study.open(tmp_path / "s"))
+    assert ("mag90", "gaussian_noise", 3) not in {(r["model"], r["corruption"], r["severity"]) for r in cmp.accuracy}
+    assert len(cmp.accuracy) == 20
+    # Pairs use the 6 units all three models share: agreement by a plain loop over them.
+    shared = [u for u in study.units(model="dense") if (u.corruption, u.severity) != ("gaussian_noise", 3)]
+    same = sum(int(np.sum(study.read(u, "geometry/pred") == study.read(Unit("mag50", u.corruption, u.severity), "geometry/pred")))
+               for u in shared)
+    pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
+    assert pair["agreement"] == pytest.approx(same / (len(shared) * 120))
+    assert "gaussian_noise" in cmp.corruptions  # redundancy still uses the severities every corruption has

@@ -1,0 +1,117 @@
+"""`onnx-geom metrics` and `onnx-geom compare` end to end on a study."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from geometry_study import make_study
+from typer.testing import CliRunner
+
+from onnx_geom.cli.app import app
+
+
+@pytest.fixture
+def study(monkeypatch, tmp_path):
+    from onnx_geom.cli import _console
+    monkeypatch.setattr(_console.out, "width", 200)
+    s = make_study(tmp_path / "study")
+    return tmp_path / "study", s
+
+
+@pytest.fixture
+def measured(tmp_path):
+    """A study whose geometry is already computed."""
+    return tmp_path / "measured", make_study(tmp_path / "measured", geometry=True)
+
+
+def test_metrics_json_csv_and_table(study, tmp_path):
+    path, s = study
+    result = CliRunner().invoke(app, ["metrics", str(path), "--json", "--csv", str(tmp_path / "samples.csv")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 21 and {"accuracy", "median_margin"} <= set(rows[0])
+    with open(tmp_path / "samples.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == 21 * 120
+    first = table[0]
+    assert (first["model"], first["corruption"], first["severity"], first["sample"]) == ("dense", "clean", "0", "0")
+    unit = s.units(group="geometry")[0]
+    assert float(first["margin"]) == pytest.approx(float(s.read(unit, "geometry/margin")[0]), rel=1e-6)
+    assert first["correct"] in ("true", "false")
+    assert sum(r["correct"] == "true" for r in table[:120]) / 120 == pytest.approx(rows[0]["accuracy"])
+    human = CliRunner().invoke(app, ["metrics", str(path)])
+    assert human.exit_code == 0 and "motion_blur" in human.stdout and "1,3" in human.stdout
+    fog = [r["accuracy"] for r in rows if (r["model"], r["corruption"]) == ("mag90", "gaussian_noise")]
+    line = next(x for x in human.stdout.splitlines() if "mag90" in x and "gaussian_noise" in x)
+    assert f"{sum(fog) / 2:.4g}" in line
+
+
+def test_metrics_parquet(measured, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    path, _ = measured
+    result = CliRunner().invoke(app, ["metrics", str(path), "--parquet", str(tmp_path / "s.parquet")])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "s.parquet")
+    assert table.num_rows == 21 * 120 and table.column("model")[0].as_py() == "dense"
+
+
+def test_metrics_parquet_without_pyarrow_is_one_clear_line(study, tmp_path, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))
+    path, s = study
+    result = CliRunner().invoke(app, ["metrics", str(path), "--parquet", str(tmp_path / "s.parquet")])
+    assert result.exit_code == 1 and "needs pyarrow" in result.output and "Traceback" not in result.output
+    assert not s.units(group="geometry")  # nothing computed before the refusal
+
+
+def test_missing_study_is_one_clear_line(study, tmp_path):
+    for command in ("metrics", "compare"):
+        result = CliRunner().invoke(app, [command, str(tmp_path / "nope")])
+        assert result.exit_code == 1 and "no study at" in result.output and "Traceback" not in result.output
+
+
+def test_compare_writes_tables_and_prints_headlines(study, measured, tmp_path):
+    unmeasured = CliRunner().invoke(app, ["compare", str(study[0])])
+    assert unmeasured.exit_code == 1 and "run `onnx-geom metrics STUDY` first" in unmeasured.output
+    path, s = measured
+    result = CliRunner().invoke(app, ["compare", str(path), "-o", str(tmp_path / "cmp"), "--reference", "mag50"])
+    assert result.exit_code == 0, result.output
+    assert "against the reference mag50" in result.stdout and "robust samples" in result.stdout
+    after = result.stdout.split("against the reference mag50")[1]
+    ref_line = next(x for x in after.splitlines() if x.startswith("│ mag50"))
+    assert ref_line.split("│")[2].strip() == "1"  # the reference's CKA with itself
+    assert (tmp_path / "cmp" / "mst.csv").read_text().count("\n") == 3  # header + M - 1 edges
+    data = json.loads(CliRunner().invoke(app, ["compare", str(path), "--json"]).stdout)
+    one = json.loads(CliRunner().invoke(app, ["compare", str(path), "--json", "--threshold", "2"]).stdout)
+    assert len(one["groups"]) == 1 and len(data["groups"]) > 1
+    assert data["reference"] == "dense" and len(data["embedding"]) == 3
+    assert np.isfinite(np.array(data["distance"])).all()
+    bad = CliRunner().invoke(app, ["compare", str(path), "--reference", "zzz"])
+    assert bad.exit_code == 1 and "reference model 'zzz'" in bad.output
+
+
+def test_unwritable_outputs_are_one_clear_line(measured, tmp_path):
+    path, _ = measured
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(app, ["metrics", str(path), "--csv", str(blocker / "sub" / "s.csv")])
+    assert result.exit_code == 1 and "cannot write" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["compare", str(path), "-o", str(blocker / "cmp")])
+    assert result.exit_code == 1 and "cannot write" in result.output and "Traceback" not in result.output
+    ok = CliRunner().invoke(app, ["metrics", str(path), "--csv", str(tmp_path / "new" / "dir" / "s.csv")])
+    assert ok.exit_code == 0 and (tmp_path / "new" / "dir" / "s.csv").exists()
+
+
+def test_empty_study_and_non_study_folder_are_one_clear_line(tmp_path):
+    from onnx_geom.store import Study
+
+    Study.create(tmp_path / "empty", images=np.zeros((3, 1, 1, 1), np.uint8), labels=np.zeros(3, int),
+                 dataset_name="none")
+    result = CliRunner().invoke(app, ["metrics", str(tmp_path / "empty")])
+    assert result.exit_code == 1 and "has no complete unit yet" in result.output
+    (tmp_path / "plain").mkdir()
+    for command in ("metrics", "compare"):
+        result = CliRunner().invoke(app, [command, str(tmp_path / "plain")])
+        assert result.exit_code == 1 and "not an onnx-geom study" in result.output and "Traceback" not in result.output

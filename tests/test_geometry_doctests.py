@@ -1,0 +1,13 @@
+"""The usage examples in the docstrings of the geometry/comparison modules are correct (hand-worked values)."""
+
+import doctest
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("name", ["geometry", "similarity", "robustness", "records", "analysis", "comparison"])
+def test_docstring_examples(name):
+    module = importlib.import_module(f"onnx_geom.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

@@ -1,0 +1,97 @@
+"""Accuracy tables, mCE, corruption redundancy and sample sets against hand-worked values and loops."""
+
+import numpy as np
+import pytest
+
+from onnx_geom.errors import DataError
+from onnx_geom.robustness import (
+    accuracy_table, corruption_effects, corruption_redundancy, robustness_summary, sample_sets,
+)
+
+
+def _table(acc):
+    return [{"model": m, "corruption": c, "severity": s, "accuracy": a} for (m, c, s), a in acc.items()]
+
+
+def test_summary_and_mce_hand_worked():
+    acc = {("ref", "clean", 0): 0.9, ("ref", "fog", 1): 0.8, ("ref", "fog", 2): 0.6,
+           ("ref", "snow", 1): 0.5, ("ref", "snow", 2): 0.5,
+           ("p", "clean", 0): 0.8, ("p", "fog", 1): 0.8, ("p", "fog", 2): 0.7,
+           ("p", "snow", 1): 0.4, ("p", "snow", 2): 0.2}
+    rows = {r["model"]: r for r in robustness_summary(_table(acc), reference="ref")}
+    # p: mean corruption accuracy (0.8 + 0.7 + 0.4 + 0.2) / 4 = 0.525; drop (0.8 - 0.525) / 0.8
+    assert rows["p"]["mean_corruption_accuracy"] == pytest.approx(0.525)
+    assert rows["p"]["relative_drop"] == pytest.approx(0.34375)
+    # CE_fog = (0.2 + 0.3) / (0.2 + 0.4) = 5/6; CE_snow = (0.6 + 0.8) / (0.5 + 0.5) = 1.4
+    assert rows["p"]["mce"] == pytest.approx((5 / 6 + 1.4) / 2)
+    # rel: fog (0.0 + 0.1) / (0.1 + 0.3) = 0.25; snow (0.4 + 0.6) / (0.4 + 0.4) = 1.25
+    assert rows["p"]["relative_mce"] == pytest.approx((0.25 + 1.25) / 2)
+    assert rows["ref"]["mce"] == pytest.approx(1.0)
+    with pytest.raises(DataError, match="reference model 'x'"):
+        robustness_summary(_table(acc), reference="x")
+
+
+def test_accuracy_table_counts():
+    rng = np.random.default_rng(0)
+    correct = {("m", c, s): rng.random(33) < 0.6 for c, s in [("clean", 0), ("fog", 2), ("fog", 1)]}
+    rows = accuracy_table(correct)
+    assert [(r["corruption"], r["severity"]) for r in rows] == [("clean", 0), ("fog", 1), ("fog", 2)]
+    for r in rows:
+        assert r["accuracy"] == sum(correct[("m", r["corruption"], r["severity"])]) / 33
+
+
+def test_sample_sets_against_loops():
+    rng = np.random.default_rng(1)
+    n = 200
+    keys = [(m, c, s) for m in ("dense", "p50", "p90") for c, s in [("clean", 0), ("fog", 1), ("fog", 3), ("snow", 1)]]
+    correct = {k: rng.random(n) < 0.85 for k in keys}
+    sets = sample_sets(correct, reference="dense")
+    assert sets["robust"] == [i for i in range(n) if all(correct[k][i] for k in keys)]
+    for m in ("p50", "p90"):
+        want = [i for i in range(n) if correct[("dense", "clean", 0)][i] and not correct[(m, "clean", 0)][i]]
+        assert sets["fragile_to_pruning"][m] == want
+    assert "dense" not in sets["fragile_to_pruning"]
+    for m, c, s in keys:
+        if c != "clean":
+            want = [i for i in range(n) if correct[(m, "clean", 0)][i] and not correct[(m, c, s)][i]]
+            assert sets["fragile_to_corruption"][m][c][s] == want
+    counted = {(r["model"], r["kind"], r["corruption"], r["severity"]): r["count"] for r in sets["counts"]}
+    assert counted[("*", "robust", "*", -1)] == len(sets["robust"])
+    assert counted[("p90", "fragile_to_corruption", "fog", 3)] == len(sets["fragile_to_corruption"]["p90"]["fog"][3])
+    with pytest.raises(DataError, match="no clean unit"):
+        sample_sets({("a", "fog", 1): np.ones(3, bool)}, reference="a")
+
+
+def test_redundancy_groups_blurs_and_noises():
+    rng = np.random.default_rng(2)
+    n, models, sevs = 300, ["a", "b"], [1, 2]
+    blur_base = {(m, s): rng.random(n) for m in models for s in sevs}
+    noise_base = {(m, s): rng.random(n) for m in models for s in sevs}
+    correct = {(m, "clean", 0): np.ones(n, bool) for m in models}
+    for name, base in [("defocus_blur", blur_base), ("motion_blur", blur_base), ("zoom_blur", blur_base),
+                       ("gaussian_noise", noise_base), ("shot_noise", noise_base)]:
+        for m in models:
+            for s in sevs:
+                correct[(m, name, s)] = base[(m, s)] + 0.1 * rng.random(n) > 0.5
+    effects = corruption_effects(correct)
+    assert len(effects["zoom_blur"]) == n * 4
+    red = corruption_redundancy(effects)
+    groups = {g["name"]: g["members"] for g in red["groups"]}
+    assert groups == {"blur": ["defocus_blur", "motion_blur", "zoom_blur"], "noise": ["gaussian_noise", "shot_noise"]}
+    S, names = red["similarity"], red["corruptions"]
+    i, j = names.index("defocus_blur"), names.index("motion_blur")
+    assert S[i, j] == pytest.approx(np.corrcoef(effects["defocus_blur"], effects["motion_blur"])[0, 1])
+    assert red["linkage"].shape == (len(names) - 1, 4)
+
+
+def test_effects_include_geometric_shifts_and_mixed_groups_are_named_mixed():
+    rng = np.random.default_rng(3)
+    n = 50
+    correct = {("a", c, s): rng.random(n) < 0.5 for c, s in [("clean", 0), ("fog", 1), ("contrast", 1)]}
+    shift = {k: {"delta_margin": rng.normal(size=n), "delta_angle": rng.normal(size=n)} for k in correct}
+    effects = corruption_effects(correct, shift)
+    assert effects["fog"].shape == (3 * n,)
+    d = shift[("a", "fog", 1)]["delta_margin"]
+    np.testing.assert_allclose(effects["fog"][n:2 * n], (d - d.mean()) / d.std())
+    red = corruption_redundancy(effects, threshold=2.0)  # everything in one group
+    assert red["groups"] == [{"group": 1, "name": "mixed", "members": ["contrast", "fog"]}]

@@ -1,0 +1,249 @@
+"""Headless rendering (EGL, Mesa llvmpipe is enough): screenshots of the window and each panel, their structure,
+and the linking of views driven through the canvas' own mouse events."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from onnx_geom.errors import DataError
+from onnx_geom.viewers import Selection, ViewerData, render, screenshot
+from onnx_geom.viewers.attribution import occlusion
+from onnx_geom.viewers.colors import class_colors, colormap
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def data():
+    return ViewerData.synthetic(600, 5, models=("dense", "magnitude-50", "magnitude-90"), seed=0)
+
+
+def _near(image, rgb, tol=0.06):
+    return np.abs(image[..., :3] / 255.0 - np.asarray(rgb)[None, None, :3]).max(axis=-1) < tol
+
+
+def test_local_panel_draws_every_class_in_its_own_colour(data):
+    img = render(data, panel="local", selection=Selection(models=("dense",)))
+    alpha = np.clip(3000 / data.n_samples, 0.08, 0.85)
+    counts = []
+    for rgba in class_colors(data.n_classes):
+        blended = alpha * rgba[:3] + (1 - alpha) * 1.0       # translucent over white, no depth test
+        counts.append(int(_near(img, blended, 0.05).sum()))
+    assert min(counts) > 200, counts
+
+
+def test_table_panel_has_one_cell_per_model_and_condition_in_the_right_colour(data):
+    img = render(data, panel="table", selection=Selection(models=()))
+    rgb = img[..., :3].astype(float)
+    saturated = (rgb.max(-1) - rgb.min(-1)) > 40
+    labels, n = ndimage.label(saturated)
+    sizes = ndimage.sum(saturated, labels, range(1, n + 1))
+    cells = [i + 1 for i, s in enumerate(sizes) if s > 400]
+    m, c = len(data.models), len(data.conditions)
+    assert len(cells) == m * c
+    # reading order of the cells = rows (best model first) x conditions; colour = viridis(accuracy)
+    centres = ndimage.center_of_mass(saturated, labels, cells)
+    order = sorted(range(len(cells)), key=lambda i: (round(centres[i][0] / 20), centres[i][1]))
+    values = np.concatenate([data.clean_accuracy[:, None], data.accuracy.reshape(m, -1)], axis=1)
+    mean = values[:, 1:].mean(axis=1)
+    values = values[np.argsort(-mean, kind="stable")].ravel()
+    expected = colormap((values - values.min()) / (values.max() - values.min()))[:, :3]
+    for k, i in enumerate(order):
+        got = np.median(rgb[labels == cells[i]], axis=0) / 255
+        np.testing.assert_allclose(got, expected[k], atol=0.04, err_msg=f"cell {k}")
+
+
+def test_attribution_panel_shows_one_heatmap_cell_per_patch(data):
+    from onnx_geom.viewers._backend import use_backend
+
+    use_backend("egl")
+    from onnx_geom.viewers.layout import build_canvas
+
+    sel = Selection(models=("dense",), indices=[11])
+    canvas, views = build_canvas(data, sel, panels=["attribution"], size=(900, 700))
+    view = views["attribution"]
+    img = canvas.render()
+    W, b = data.heads["dense"]
+    ref = occlusion(data.images[11], int(data.labels[11]), data.feature_fns["dense"], W, b)
+    gh, gw = ref["margin"].shape
+    assert (gh, gw) == (8, 8) and view.grid_shape() == (8, 8)
+    np.testing.assert_allclose(view.maps["margin"], ref["margin"])
+    # the Δmargin tile covers the scene square (1.15, 1.2)..(2.15, 2.2); each patch's cell is drawn there in
+    # the diverging colour of its change, 80% over the grey image: check every cell at its first image pixel
+    to_canvas = view.viewbox.scene.node_transform(canvas.scene)
+    image = data.images[11]
+    h, w = image.shape[:2]
+    vmax = np.abs(ref["margin"]).max()
+    patch = h // gh
+    for r in range(gh):
+        for c in range(gw):
+            u, v = (c * patch + 0.5) / w, (r * patch + 0.5) / h
+            x, y = to_canvas.map([[1.15 + u, 1.2 + v]])[0, :2]
+            grey = 0.6 + 0.4 * image[r * patch, c * patch].mean() / 255
+            over = colormap(np.array([0.5 + 0.5 * ref["margin"][r, c] / vmax]), "diverging")[0, :3]
+            expected = 0.8 * over + 0.2 * grey
+            np.testing.assert_allclose(img[int(y), int(x), :3] / 255, expected, atol=0.03, err_msg=f"cell {r},{c}")
+    canvas.close()
+
+
+def test_attribution_says_so_when_the_probe_is_missing(data):
+    from onnx_geom.viewers._backend import use_backend
+
+    use_backend("egl")
+    from onnx_geom.viewers.layout import build_canvas
+
+    fns, notes = data.feature_fns, data.probe_notes
+    data.feature_fns, data.probe_notes = {}, {"dense": "probe file /gone/p.onnx is not available on this machine"}
+    try:
+        canvas, views = build_canvas(data, Selection(models=("dense",), indices=[3]), panels=["attribution"])
+        assert "not available" in views["attribution"].message.text and views["attribution"].maps is None
+        canvas.close()
+    finally:
+        data.feature_fns, data.probe_notes = fns, notes
+
+
+def test_panel_names_agree_between_the_api_and_the_layout():
+    from onnx_geom.viewers import PANELS
+    from onnx_geom.viewers.views import VIEWS
+
+    assert tuple(VIEWS) == PANELS
+
+
+def test_screenshot_refuses_unknown_panel_and_size(data, tmp_path):
+    with pytest.raises(DataError, match="unknown panel"):
+        screenshot(data, tmp_path / "x.png", panel="nope")
+    with pytest.raises(DataError, match="out of range"):
+        screenshot(data, tmp_path / "x.png", size=(10, 10))
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.fixture(scope="module")
+def _canvas(data):
+    """One whole window for the module (the first frame compiles every shader: seconds on llvmpipe)."""
+    from onnx_geom.viewers._backend import use_backend
+
+    use_backend("egl")
+    from onnx_geom.viewers.interaction import Interaction
+    from onnx_geom.viewers.layout import build_canvas
+
+    sel = Selection(models=("dense",), condition=("fog", 3))
+    canvas, views = build_canvas(data, sel, size=(1280, 800))
+    interaction = Interaction(canvas, views)
+    canvas.render()                      # lays the grid out
+    yield sel, canvas, views, interaction
+    interaction.close()
+    for view in views.values():
+        view.close()
+    canvas.close()
+
+
+@pytest.fixture()
+def live(_canvas):
+    sel = _canvas[0]
+    sel.indices, sel.models, sel.condition = [], ("dense",), ("fog", 3)
+    return _canvas
+
+
+def test_whole_window_has_six_filled_panels(live):
+    sel, canvas, views, _ = live
+    sel.indices = [1, 5, 9]
+    img = canvas.render()
+    assert img.shape == (800, 1280, 4)
+    for name, view in views.items():
+        box = view.viewbox
+        o = canvas.scene.node_transform(box).inverse.map([[0, 0], list(box.size)])[:, :2].astype(int)
+        cell = img[o[0, 1] + 2:o[1, 1] - 2, o[0, 0] + 2:o[1, 0] - 2, :3]
+        assert (cell < 200).any(axis=-1).mean() > 0.01, name            # every panel drew something
+        assert len(np.unique(cell.reshape(-1, 3), axis=0)) > 30, name
+
+
+def _drag(canvas, view, a, b, mods, via=()):
+    """Drag with ``mods`` held from fraction ``a`` to ``b`` of ``view``'s box (canvas events, as Qt would)."""
+    box = view.viewbox
+    o = canvas.scene.node_transform(box).inverse.map([[0, 0], list(box.size)])[:, :2]
+    at = lambda f: tuple(o[0] + (o[1] - o[0]) * np.asarray(f))     # noqa: E731
+    canvas.events.mouse_press(pos=at(a), button=1, modifiers=mods)
+    for f in (*via, b):
+        canvas.events.mouse_move(pos=at(f), button=1, buttons=[1], modifiers=mods)
+    canvas.events.mouse_release(pos=at(b), button=1, modifiers=mods)
+    return [at(f) for f in (a, *via, b)]
+
+
+def test_box_in_local_view_highlights_the_same_samples_everywhere(live, data):
+    from vispy.util import keys
+
+    sel, canvas, views, interaction = live
+    local = views["local"]
+    uploads = (local.uploads, views["global"].uploads)
+    big = []                                                    # spy on VisPy itself, not only our counter
+    for visual in (local.cloud, views["global"].all_lines, views["global"].image):
+        original = visual.set_data
+        visual.set_data = lambda *a, _o=original, **k: (big.append(1), _o(*a, **k))[1]
+    _drag(canvas, local, (0.25, 0.25), (0.7, 0.75), (keys.SHIFT,))
+    chosen = sel.indices
+    geom = data.geometry("dense", "fog", 3)
+    assert 0 < chosen.size < data.n_samples
+    # independent check: the box in data coordinates contains exactly these samples
+    x, y = geom["angle_true"][chosen], geom["length"][chosen]
+    assert np.ptp(x) > 0 and np.ptp(y) > 0
+    np.testing.assert_array_equal(local.highlighted(), chosen)
+    np.testing.assert_array_equal(views["global"].highlighted(), chosen)
+    np.testing.assert_array_equal(views["samples"].highlighted(), np.sort(chosen[:9]))
+    assert views["attribution"].maps is not None and sel.focus == chosen[0]
+    assert (local.uploads, views["global"].uploads) == uploads and not big   # big layers not re-uploaded
+    sel.condition = ("gaussian_noise", 1)
+    assert local.uploads == uploads[0] + 1 and views["global"].uploads == uploads[1] + 1 and len(big) == 2
+    for visual in (local.cloud, views["global"].all_lines, views["global"].image):
+        del visual.set_data
+    np.testing.assert_array_equal(views["global"].highlighted(), chosen)
+
+
+def test_lasso_selects_the_points_inside_the_drawn_polygon(live, data):
+    from matplotlib.path import Path as MplPath
+    from vispy.util import keys
+
+    sel, canvas, views, interaction = live
+    local = views["local"]
+    path = _drag(canvas, local, (0.2, 0.2), (0.2, 0.8), (keys.CONTROL,), via=[(0.8, 0.3), (0.6, 0.9)])
+    to_scene = canvas.scene.node_transform(local.viewbox.scene)
+    poly = to_scene.map(np.asarray(path))[:, :2]
+    geom = data.geometry("dense", "fog", 3)
+    pts = np.stack([geom["angle_true"], geom["length"]], 1)
+    expected = np.flatnonzero(MplPath(poly).contains_points(pts))
+    assert expected.size > 0
+    np.testing.assert_array_equal(sel.indices, expected)
+
+
+def test_clicks_in_table_and_model_map_choose_models_and_condition(live, data):
+    from vispy.util import keys
+
+    sel, canvas, views, interaction = live
+    table = views["table"]
+    to_canvas = table.viewbox.scene.node_transform(canvas.scene)
+    row = int(np.flatnonzero(table.order == data.models.index("magnitude-90"))[0])
+    pos = to_canvas.map([[2.5, row + 0.5]])[0, :2]             # column 2 = gaussian_noise severity 3
+    canvas.events.mouse_press(pos=pos, button=1, modifiers=())
+    canvas.events.mouse_release(pos=pos, button=1, modifiers=())
+    assert sel.models == ("magnitude-90",) and sel.condition == ("gaussian_noise", 3)
+    sim = views["similarity"]
+    pos = sim.viewbox.scene.node_transform(canvas.scene).map([sim.points[0]])[0, :2]
+    canvas.events.mouse_press(pos=pos, button=1, modifiers=(keys.SHIFT,))
+    canvas.events.mouse_release(pos=pos, button=1, modifiers=(keys.SHIFT,))
+    assert sel.models == ("magnitude-90", data.models[0])      # shift adds a second model: shift view
+    assert views["local"].pairs.visible and views["local"].ends.visible
+
+
+def test_hover_shows_the_sample_under_the_mouse(live, data):
+    sel, canvas, views, interaction = live
+    local = views["local"]
+    geom = data.geometry("dense", "fog", 3)
+    i = int(np.argmin(np.abs(geom["angle_true"] - np.median(geom["angle_true"]))
+                      + np.abs(geom["length"] - np.median(geom["length"]))))
+    pos = local.viewbox.scene.node_transform(canvas.scene).map([[geom["angle_true"][i], geom["length"][i]]])[0, :2]
+    text = interaction.show_tooltip(pos)
+    j = int(text.split()[0][1:])                     # "#<index> ..." the nearest sample within 8 px
+    near = np.hypot(*(local.viewbox.scene.node_transform(canvas.scene).map(
+        [[geom["angle_true"][j], geom["length"][j]]])[0, :2] - pos))
+    assert near <= 8 and f"margin {geom['margin'][j]:.2f}" in text
+    assert interaction.tip_box.visible
+    assert interaction.show_tooltip((2, 2)) == ""          # outside every panel

@@ -1,0 +1,140 @@
+"""Read a study into :class:`ViewerData` (the store API of docs/architecture.md; nothing recomputed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnx_geom.errors import OnnxGeomError, StudyError
+
+_KEYS = ("length", "angle_true", "angle_pred", "margin", "cos", "pred", "correct")
+
+
+def _feature_fn(probe_path: Path):
+    """uint8 images (n, H, W, C) -> features (n, D) through the core runner (GPU when usable, else CPU)."""
+    from onnx_geom.runner import ProbeSession
+
+    session = ProbeSession.open(probe_path, device="auto", name=probe_path.name)
+    return lambda images: session.run(images)[0]
+
+
+def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Any, str]:
+    """A lazy feature function for the model's probe, or None and the reason."""
+    raw = attrs.get("probe_path")
+    if not raw:
+        return None, "the study does not name this model's probe file"
+    path = Path(raw)
+    if not path.is_absolute() and study_dir is not None and not path.exists():
+        path = study_dir / path
+    if not path.is_file():
+        return None, f"probe file {raw} is not available on this machine"
+    state: dict[str, Any] = {}
+
+    def lazy(images: np.ndarray) -> np.ndarray:
+        if "fn" not in state:
+            try:
+                state["fn"] = _feature_fn(path)
+            except OnnxGeomError:
+                raise
+            except Exception as error:     # onnxruntime raises its own classes for unreadable files
+                raise StudyError(f"probe file {path} could not be loaded ({error}); re-create it with "
+                                 "`onnx-geom probe`.") from None
+        return state["fn"](images)
+
+    return lazy, ""
+
+
+def read_study(cls, study, *, reference: str | None = None):
+    """See :meth:`ViewerData.from_study`."""
+    from onnx_geom.analysis import compare_study
+    from onnx_geom.store import Study
+
+    if isinstance(study, (str, os.PathLike)):
+        study = Study.open(study)
+    study_dir = Path(study.path) if getattr(study, "path", None) is not None else None
+    attrs = dict(study.attrs)
+    units = {(u.model, u.corruption, int(u.severity)) for u in study.units(group="geometry")}
+    if not units:
+        raise StudyError("no unit of this study has its geometry yet; run `onnx-geom metrics STUDY` first.")
+    models = sorted({u[0] for u in units})
+    corruptions = [c for c in attrs.get("corruptions", []) if any(u[1] == c for u in units)]
+    corruptions += sorted({u[1] for u in units} - set(corruptions) - {"clean"})
+    severities = sorted({u[2] for u in units if u[1] != "clean"}) or [int(s) for s in attrs.get("severities", [])]
+    labels = np.asarray(study.labels, np.int64)
+    dataset = attrs.get("dataset") or {}
+    k = int(study.head(models[0])[0].shape[0])
+    class_names = [str(c) for c in dataset.get("class_names") or []]
+    if len(class_names) != k:
+        class_names = [str(c) for c in range(k)]
+    by_key = {(u.model, u.corruption, int(u.severity)): u for u in study.units(group="geometry")}
+
+    def loader(model: str, corruption: str, severity: int) -> "LazyGeometry":
+        unit = by_key[(model, corruption, severity)]
+        return LazyGeometry(lambda key: np.asarray(study.read(unit, f"geometry/{key}")))
+
+    tags, heads, fns, notes = {}, {}, {}, {}
+    for m in models:
+        model_attrs = dict(study.model_attrs(m))
+        tags[m] = dict(model_attrs.get("tags") or {})
+        heads[m] = tuple(np.asarray(a) for a in study.head(m))
+        fn, note = _probe(study_dir, model_attrs)
+        if fn is not None:
+            fns[m] = fn
+        else:
+            notes[m] = note
+    data = cls(models=models, tags=tags, corruptions=corruptions, severities=severities, labels=labels,
+               class_names=class_names, loader=loader, units=units, images=_images(study), heads=heads,
+               feature_fns=fns, probe_notes=notes,
+               title=str(dataset.get("name") or (study_dir.name if study_dir else "study")))
+    try:
+        comparison = compare_study(study, reference=reference)
+    except OnnxGeomError as error:
+        data.embedding_note = f"no model map: {error}"
+        return data
+    data.embedding = np.asarray(comparison.embedding, float)
+    data.mst = [(int(i), int(j), float(w)) for i, j, w in comparison.mst]
+    clean = np.full(len(models), np.nan)
+    table = np.full((len(models), len(corruptions), len(severities)), np.nan)
+    for rec in comparison.accuracy:
+        if rec["model"] not in models:
+            continue
+        i = models.index(rec["model"])
+        if rec["corruption"] == "clean":
+            clean[i] = rec["accuracy"]
+        elif rec["corruption"] in corruptions and rec["severity"] in severities:
+            table[i, corruptions.index(rec["corruption"]), severities.index(rec["severity"])] = rec["accuracy"]
+    data.set_accuracy(clean, table)
+    return data
+
+
+class LazyGeometry(Mapping):
+    """A unit's geometry arrays, each read from the study on first access (the (N, K) cosines of a
+    1000-class study are 4 GB at 1M samples; views that never ask for them never read them)."""
+
+    def __init__(self, read) -> None:
+        self._read, self._arrays = read, {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in _KEYS:
+            raise KeyError(key)
+        if key not in self._arrays:
+            self._arrays[key] = self._read(key)
+        return self._arrays[key]
+
+    def __iter__(self):
+        return iter(_KEYS)
+
+    def __len__(self) -> int:
+        return len(_KEYS)
+
+
+def _images(study):
+    try:
+        images = study.images
+    except (OnnxGeomError, KeyError, FileNotFoundError):
+        return None
+    return images if images is not None and len(getattr(images, "shape", ())) == 4 else None

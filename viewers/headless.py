@@ -1,0 +1,61 @@
+"""Headless screenshots of the viewer (EGL, no display): the whole window or one panel.
+
+>>> screenshot("runs/cifar", "view.png", panel="local", size=(1280, 800))     # doctest: +SKIP
+PosixPath('view.png')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from onnx_geom.errors import DataError
+
+__all__ = ["screenshot", "render"]
+
+
+def _data(study_or_data):
+    from onnx_geom.viewers.data import ViewerData
+
+    return study_or_data if isinstance(study_or_data, ViewerData) else ViewerData.from_study(study_or_data)
+
+
+def render(study_or_data, *, panel: str | None = None, size: tuple[int, int] = (1280, 800), selection=None) -> np.ndarray:
+    """(H, W, 4) uint8 image of the viewer (``panel`` one of the six names, or None for all)."""
+    from onnx_geom.viewers._backend import use_backend
+
+    use_backend("egl")
+    from onnx_geom.viewers.layout import PANELS, build_canvas, initial_selection
+
+    if panel is not None and panel not in PANELS:
+        raise DataError(f"unknown panel {panel!r}; choose one of {', '.join(PANELS)}.")
+    if len(size) != 2 or min(size) < 64 or max(size) > 8192:
+        raise DataError(f"size {size[0]}x{size[1]} is out of range; give a width and height from 64 to 8192.")
+    data = _data(study_or_data)
+    selection = selection or initial_selection(data)
+    canvas, views = build_canvas(data, selection, panels=[panel] if panel else None, size=tuple(size))
+    try:
+        return canvas.render()
+    finally:
+        for view in views.values():
+            view.close()
+        canvas.close()
+
+
+def screenshot(study_or_data, out_png: str | os.PathLike, *, panel: str | None = None,
+               size: tuple[int, int] = (1280, 800), selection=None) -> Path:
+    """Render the viewer without a display and write a PNG; returns its path.
+
+    ``study_or_data``: a study folder, an :class:`onnx_geom.store.Study` or a :class:`ViewerData`;
+    ``selection``: a :class:`Selection` (default: the first model, its strongest corruption, a few samples that
+    corruption flips).
+    """
+    from PIL import Image
+
+    image = render(study_or_data, panel=panel, size=size, selection=selection)
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(out)
+    return out

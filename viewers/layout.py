@@ -1,0 +1,92 @@
+"""One SceneCanvas holding the panels (all six, or one): titles, axes, a ViewBox per view.
+
+>>> canvas, views = build_canvas(data, Selection(models=data.models[:1]))        # doctest: +SKIP
+>>> image = canvas.render()                                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from vispy import scene
+
+from onnx_geom.viewers.data import CLEAN, ViewerData
+from onnx_geom.viewers.selection import Selection
+from onnx_geom.viewers.views import VIEWS
+from onnx_geom.viewers.views.base import MUTED, TEXT
+
+PANELS = tuple(VIEWS)      # the same names as onnx_geom.viewers.PANELS
+COLUMNS = 3
+
+
+def initial_selection(data: ViewerData, *, fragile: int = 8) -> Selection:
+    """The first model, its strongest corruption, and up to ``fragile`` samples it gets right on clean data but
+    wrong under that corruption (the samples a user asks about first)."""
+    model = data.models[0]
+    condition = CLEAN
+    if data.corruptions and data.severities:
+        condition = (data.corruptions[0], data.severities[-1])
+    selection = Selection(models=(model,), condition=condition)
+    if data.has(model, *CLEAN) and data.has(model, *condition) and condition != CLEAN:
+        flipped = np.flatnonzero(data.geometry(model, *CLEAN)["correct"] & ~data.geometry(model, *condition)["correct"])
+        selection.indices = flipped[:: max(1, len(flipped) // fragile)][:fragile]
+    return selection
+
+
+def _panel(grid, row: int, col: int, view_cls, title_size: float):
+    cell = grid.add_grid(row=row, col=col, margin=4, spacing=0)
+    title = scene.Label(view_cls.title, color=TEXT, font_size=title_size, bold=True)
+    title.height_max = 22
+    cell.add_widget(title, row=0, col=0, col_span=2)
+    axes = getattr(view_cls, "axes", None)
+    viewbox = cell.add_view(row=1, col=1 if axes else 0, col_span=1 if axes else 2, border_color="#bbbbbb",
+                            bgcolor="white")
+    viewbox.camera = scene.PanZoomCamera(aspect=view_cls.aspect, flip=view_cls.flip)
+    if axes:
+        y = scene.AxisWidget(orientation="left", axis_label=axes[1], axis_font_size=8, tick_font_size=7,
+                             axis_label_margin=38, tick_label_margin=4, text_color=TEXT, axis_color=MUTED,
+                             tick_color=MUTED)
+        y.width_max = 58
+        x = scene.AxisWidget(orientation="bottom", axis_label=axes[0], axis_font_size=8, tick_font_size=7,
+                             axis_label_margin=26, tick_label_margin=12, text_color=TEXT, axis_color=MUTED,
+                             tick_color=MUTED)
+        x.height_max = 40
+        cell.add_widget(y, row=1, col=0)
+        cell.add_widget(x, row=2, col=1)
+        for axis in (x, y):
+            axis.link_view(viewbox)
+            # The axis maps its own ends into the scene, so it must also follow layout changes (VisPy only
+            # follows the camera): without this, ticks computed before the grid is laid out stay wrong.
+            axis.events.resize.connect(axis._view_changed)
+            viewbox.events.resize.connect(axis._view_changed)
+    return title, viewbox
+
+
+def build_canvas(data: ViewerData, selection: Selection, *, panels: list[str] | None = None,
+                 size: tuple[int, int] = (1280, 800), show: bool = False, parent=None):
+    """A SceneCanvas with ``panels`` (default all six, 2 rows x 3 columns); returns (canvas, {name: view})."""
+    panels = list(panels or PANELS)
+    canvas = scene.SceneCanvas(size=size, show=show, bgcolor="white", keys=None, parent=parent)
+    grid = canvas.central_widget.add_grid(margin=6, spacing=4)
+    columns = min(COLUMNS, len(panels))
+    views = {}
+    for i, name in enumerate(panels):
+        cls = VIEWS[name]
+        title, viewbox = _panel(grid, i // columns, i % columns, cls, 10 if len(panels) > 1 else 12)
+        view = cls(data, selection, viewbox)
+        view.title_label = title
+        views[name] = view
+    refresh_titles(views)
+    # one subscription (held by the first view, so closing the views removes it) refreshes every title
+    next(iter(views.values())).subscribe("models", "condition", "indices", "focus", "shift_from_clean",
+                                         callback=lambda _s: refresh_titles(views))
+    return canvas, views
+
+
+def refresh_titles(views) -> None:
+    """Titles carry each view's context (its subtitle) and status sentence."""
+    for view in views.values():
+        extra = view.subtitle()
+        text = view.title + (f"  ·  {extra}" if extra else "")
+        if view.status:
+            text += f"  ·  {view.status}"
+        view.title_label.text = text

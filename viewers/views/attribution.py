@@ -1,0 +1,106 @@
+"""Geometric attribution: occlusion sensitivity of the focused sample's angle, length and margin, as heatmaps
+over its image, computed on demand through the model's probe file (cached per model and sample)."""
+
+from __future__ import annotations
+
+import numpy as np
+from vispy import scene
+from vispy.visuals.transforms import STTransform
+
+from onnx_geom.errors import OnnxGeomError
+from onnx_geom.viewers.attribution import QUANTITIES, occlusion
+from onnx_geom.viewers.colors import colormap
+from onnx_geom.viewers.views.base import MUTED, TEXT, View
+
+NAMES = {"angle_true": "Δ angle (deg)", "length": "Δ length", "margin": "Δ margin"}
+
+
+class AttributionView(View):
+    name = "attribution"
+    aspect, flip = 1, (False, True)
+    title = "Geometric attribution"
+
+    def __init__(self, data, selection, viewbox) -> None:
+        super().__init__(data, selection, viewbox)
+        self.tiles = [scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene,
+                                          interpolation="nearest") for _ in range(4)]
+        self.overlays = [scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene,
+                                             interpolation="nearest") for _ in range(3)]
+        for overlay in self.overlays:
+            overlay.set_gl_state("translucent", depth_test=False)
+        self.captions = scene.visuals.Text("", color=TEXT, font_size=7, anchor_y="top", parent=viewbox.scene)
+        self.info = scene.visuals.Text("", color=TEXT, font_size=7, anchor_y="bottom", pos=(1.075, 2.28),
+                                       parent=viewbox.scene)
+        self.message = scene.visuals.Text("", color=MUTED, font_size=8, pos=(1.075, 1.1), parent=viewbox.scene)
+        viewbox.camera.set_range(x=(-0.1, 2.25), y=(-0.2, 2.75), z=(0, 1), margin=0)
+        self._cache: dict[tuple[str, int], dict] = {}
+        self.maps: dict | None = None
+        self.subscribe("models", "focus")
+        self.reset()
+
+    def _say(self, text: str) -> None:
+        self.maps = None
+        for visual in (*self.tiles, *self.overlays, self.captions, self.info):
+            visual.visible = False
+        self.message.text = text
+        self.message.visible = True
+
+    def reset(self) -> None:
+        sel, data = self.selection, self.data
+        if sel.focus is None or not sel.models:
+            return self._say("select a sample to see what its geometry depends on")
+        model, i = sel.models[0], int(sel.focus)
+        if data.images is None:
+            return self._say("this study holds no images")
+        fn = data.feature_fns.get(model)
+        if fn is None:
+            return self._say(data.probe_notes.get(model, "no probe file for this model"))
+        key = (model, i)
+        if key not in self._cache:
+            W, b = data.heads[model]
+            try:
+                image = data.thumbnails([i])[0]
+                self._cache[key] = {"image": image, **occlusion(image, int(data.labels[i]), fn, W, b)}
+            except OnnxGeomError as error:
+                return self._say(str(error))
+        self._draw(self._cache[key])
+
+    def _draw(self, maps: dict) -> None:
+        self.maps = maps
+        self.message.visible = False
+        image = maps["image"]
+        h, w = image.shape[:2]
+        rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+        grey = np.repeat(rgb.mean(axis=2, keepdims=True), 3, axis=2) / 255.0
+        grey = np.concatenate([0.6 + 0.4 * grey, np.ones((h, w, 1))], axis=2).astype(np.float32)
+        scale = 1.0 / max(h, w)
+        corners = [(0.0, 0.0), (1.15, 0.0), (0.0, 1.2), (1.15, 1.2)]
+        captions, positions = ["image"], [(0.5, -0.03)]
+        self.tiles[0].set_data(np.concatenate([rgb / 255.0, np.ones((h, w, 1))], axis=2).astype(np.float32))
+        for k, q in enumerate(QUANTITIES, start=1):
+            delta = maps[q]
+            vmax = float(np.abs(delta).max()) or 1.0
+            self.tiles[k].set_data(grey)
+            self.overlays[k - 1].set_data(colormap(0.5 + 0.5 * delta / vmax, "diverging", alpha=0.8))
+            gh, gw = delta.shape
+            x0, y0 = corners[k]
+            self.tiles[k].transform = STTransform(scale=(scale, scale), translate=(x0, y0))
+            self.overlays[k - 1].transform = STTransform(scale=(w * scale / gw, h * scale / gh), translate=(x0, y0))
+            captions.append(f"{NAMES[q]}  (±{vmax:.2g})")
+            positions.append((x0 + 0.5, y0 - 0.03))
+        self.tiles[0].transform = STTransform(scale=(scale, scale))
+        base = maps["base"]
+        i = self.selection.focus
+        self.info.text = (f"#{i} {self.data.class_names[self.data.labels[i]]}, clean image: angle {base['angle_true']:.1f} deg, "
+                          f"length {base['length']:.2f}, margin {base['margin']:.2f}\n"
+                          "occluding a patch: orange = value drops, purple = rises")
+        self.captions.text = captions
+        self.captions.pos = positions
+        for visual in (*self.tiles, *self.overlays, self.captions, self.info):
+            visual.visible = True
+
+    def subtitle(self) -> str:
+        return "occlusion" if self.maps is not None else ""
+
+    def grid_shape(self) -> tuple[int, int] | None:
+        return None if self.maps is None else self.maps["margin"].shape

@@ -1,0 +1,127 @@
+"""The interactive window: Qt (PySide6) controls on the left, the six linked views on one VisPy canvas.
+
+>>> from onnx_geom.viewers import show
+>>> show("runs/cifar")                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from onnx_geom.errors import DeviceError
+from onnx_geom.viewers._backend import use_backend
+
+NONE = "(none)"
+
+
+def check_display(environ=os.environ, platform: str = sys.platform) -> None:
+    """Refuse, with a sentence, to open a window where Qt would abort the process for want of a display.
+
+    >>> check_display({"DISPLAY": ":0"}, "linux")
+    """
+    if platform.startswith("linux") and not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+                                             or environ.get("QT_QPA_PLATFORM")):
+        raise DeviceError("there is no display to open the viewer window on; use `--screenshot out.png` for a "
+                          "headless image, or run under Xvfb (xvfb-run onnx-geom view STUDY).")
+
+
+def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
+    """Build (not show) the main window for ``data``; returns it (``.canvas``, ``.views``, ``.selection``)."""
+    check_display()
+    use_backend("pyside6")
+    from PySide6 import QtWidgets
+    from vispy import app
+
+    from onnx_geom.viewers.interaction import Interaction
+    from onnx_geom.viewers.layout import build_canvas, initial_selection
+
+    app.use_app("pyside6").create()
+    selection = selection or initial_selection(data)
+
+    class ViewerWindow(QtWidgets.QMainWindow):
+        def __init__(self) -> None:
+            super().__init__()
+            self.setWindowTitle(f"onnx-geom view: {data.title}")
+            self.selection = selection
+            self.canvas, self.views = build_canvas(data, selection, size=(size[0] - 220, size[1]))
+            self.interaction = Interaction(self.canvas, self.views)
+            side = QtWidgets.QWidget()
+            form = QtWidgets.QFormLayout(side)
+            self.model_a, self.model_b = QtWidgets.QComboBox(), QtWidgets.QComboBox()
+            self.model_a.addItems(data.models)
+            self.model_b.addItems([NONE, *data.models])
+            self.corruption, self.severity = QtWidgets.QComboBox(), QtWidgets.QComboBox()
+            self.corruption.addItems(["clean", *data.corruptions])
+            self.severity.addItems([str(s) for s in data.severities])
+            self.shift = QtWidgets.QCheckBox("shift from clean")
+            clear = QtWidgets.QPushButton("clear selection")
+            self.count = QtWidgets.QLabel()
+            help_text = QtWidgets.QLabel("click: pick · shift+drag: box\nctrl+drag: lasso · drag: pan\n"
+                                         "wheel: zoom · shift+click a model\nor table row: compare two")
+            for label, widget in (("model", self.model_a), ("compare with", self.model_b),
+                                  ("corruption", self.corruption), ("severity", self.severity)):
+                form.addRow(label, widget)
+            for widget in (self.shift, clear, self.count, help_text):
+                form.addRow(widget)
+            splitter = QtWidgets.QSplitter()
+            splitter.addWidget(side)
+            splitter.addWidget(self.canvas.native)
+            splitter.setStretchFactor(1, 1)
+            self.setCentralWidget(splitter)
+            self.resize(*size)
+            for box in (self.model_a, self.model_b, self.corruption, self.severity):
+                box.currentIndexChanged.connect(self.controls_changed)
+            self.shift.toggled.connect(lambda on: setattr(selection, "shift_from_clean", on))
+            clear.clicked.connect(lambda: setattr(selection, "indices", []))
+            for name in ("models", "condition", "indices"):
+                getattr(selection.events, name).connect(lambda _s: self.sync_controls())
+            self.sync_controls()
+
+        def controls_changed(self, _index=None) -> None:
+            b = self.model_b.currentText()
+            selection.models = (self.model_a.currentText(),) + (() if b == NONE else (b,))
+            corruption = self.corruption.currentText()
+            self.severity.setEnabled(corruption != "clean")
+            severity = 0 if corruption == "clean" else int(self.severity.currentText() or 0)
+            selection.condition = (corruption, severity)
+            self.canvas.update()
+
+        def sync_controls(self) -> None:
+            boxes = (self.model_a, self.model_b, self.corruption, self.severity)
+            for box in boxes:
+                box.blockSignals(True)
+            models = selection.models
+            self.model_a.setCurrentText(models[0] if models else data.models[0])
+            self.model_b.setCurrentText(models[1] if len(models) > 1 else NONE)
+            corruption, severity = selection.condition
+            self.corruption.setCurrentText(corruption)
+            if corruption != "clean":
+                self.severity.setCurrentText(str(severity))
+            self.severity.setEnabled(corruption != "clean")
+            for box in boxes:
+                box.blockSignals(False)
+            n = selection.indices.size
+            self.count.setText(f"{n:,} sample{'s' if n != 1 else ''} selected")
+            self.canvas.update()
+
+        def closeEvent(self, event) -> None:      # noqa: N802 (Qt's name)
+            self.interaction.close()
+            for view in self.views.values():
+                view.close()
+            super().closeEvent(event)
+
+    return ViewerWindow()
+
+
+def show(study_path, *, size: tuple[int, int] = (1500, 900)) -> None:
+    """Open the viewer on a study (a folder, a Study or a ViewerData) and block until the window closes."""
+    from vispy import app
+
+    from onnx_geom.viewers.data import ViewerData
+
+    check_display()
+    data = study_path if isinstance(study_path, ViewerData) else ViewerData.from_study(study_path)
+    window = make_window(data, size=size)
+    window.show()
+    app.run()
