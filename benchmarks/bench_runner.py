@@ -154,6 +154,9 @@ def main() -> None:
         lines += [f"## {device}: {n} images, batch {batch}", "", "| what | images/s | vs torch eager fp32 |", "|---|---:|---:|"]
         lines += [f"| {name} | {rate:,.0f} | {rate / base:.2f}x |" for name, rate in rows]
         lines.append("")
+    if len(sections) == 1:
+        lines += ["No usable CUDA provider on this machine, so no GPU section: run the same command on a GPU machine for",
+                  "CUDA + IO binding (fp32, fp16) vs torch eager on that GPU.", ""]  # fmt: skip
     text = "\n".join(lines)
     print(text)
     RESULTS.parent.mkdir(exist_ok=True)

@@ -97,7 +97,7 @@ def run_command(
 
         named, chosen, sevs = _model_names(models), _corruptions(corruptions), _severities(severities)
         columns = (TextColumn("units {task.fields[units]}"), BarColumn(), TaskProgressColumn(), _Speed(), TimeRemainingColumn())
-        with Progress(*columns, console=err, transient=True) as progress:
+        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
             summary = sweep(named, data, output, corruptions=chosen, severities=sevs, corrupted_dir=corrupted, limit=limit,
                             batch_size=batch_size, device=device, fp16=fp16, profile=profile, seed=seed,
                             progress=_Bar(progress), verbose=verbose)  # fmt: skip
@@ -110,7 +110,8 @@ def run_command(
 def _print_summary(summary: dict[str, Any]) -> None:
     accuracy = summary["accuracy"]
     corruptions = list(dict.fromkeys(c for per in accuracy.values() for c in per if c != "clean"))
-    table = Table(title=f"top-1 accuracy (mean over severities), {summary['images']} images", title_justify="left")
+    out.print(f"top-1 accuracy, % (mean over severities), {summary['images']} images", highlight=False, soft_wrap=True)
+    table = Table()
     table.add_column("model")
     for name in ["clean", *corruptions, *(["mean corrupted"] if corruptions else [])]:
         table.add_column(name, justify="right")

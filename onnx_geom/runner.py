@@ -64,8 +64,15 @@ def load_probe(source: "str | os.PathLike[str] | Any") -> tuple[Any, ProbeInfo]:
 
     ``source`` is a path or an ``onnx.ModelProto``; external data is loaded (and must stay in the model's folder).
     """
+    model, info, _ = _load(source, weights=True)
+    return model, info
+
+
+def _load(source: Any, *, weights: bool) -> tuple[Any, ProbeInfo, bool]:
+    """``(model, info, is_the_file)``: with ``weights=False`` a probe file's external data is left on disk."""
     import onnx
 
+    path = None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -75,21 +82,19 @@ def load_probe(source: "str | os.PathLike[str] | Any") -> tuple[Any, ProbeInfo]:
         except Exception as err:  # onnx raises DecodeError and friends
             raise InvalidModelError(f"{path} is not a readable ONNX model ({type(err).__name__}); check the file.") from None
         _check_external_data(model, path.parent)
-        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
     else:
-        model, path = source, None
+        model = source
     props = {p.key: p.value for p in model.metadata_props}
-    try:
-        return model, ProbeInfo.from_metadata(props)
-    except InvalidModelError:
-        if "onnx_geom.probe" in props:
-            raise
+    if "onnx_geom.probe" in props:
+        if weights and path is not None:
+            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+        return model, ProbeInfo.from_metadata(props), path is not None
     try:
         from onnx_geom.probe import probe
     except ImportError:
         raise InvalidModelError(f"{path or 'the model'} is not a probe and this install has no onnx_geom.probe to make one; run `onnx-geom probe` first.") from None
-    probed = probe(model)
-    return probed, ProbeInfo.from_metadata({p.key: p.value for p in probed.metadata_props})
+    probed = probe(path if path is not None else model)
+    return probed, ProbeInfo.from_metadata({p.key: p.value for p in probed.metadata_props}), False
 
 
 def to_fp16(model: Any) -> Any:
@@ -111,7 +116,7 @@ def _quiet(verbose: bool) -> Any:
     return options
 
 
-def _session(model_bytes: bytes, device: str, verbose: bool) -> Any:
+def _session(model: "bytes | str", device: str, verbose: bool) -> Any:
     import onnxruntime as ort
 
     wanted = _PROVIDERS[device]
@@ -120,7 +125,7 @@ def _session(model_bytes: bytes, device: str, verbose: bool) -> Any:
     chatter = io.StringIO()  # onnxruntime prints "EP Error ... Falling back" to stdout itself
     try:
         with contextlib.redirect_stdout(sys.stdout if verbose else chatter):
-            session = ort.InferenceSession(model_bytes, _quiet(verbose), providers=wanted)
+            session = ort.InferenceSession(model, _quiet(verbose), providers=wanted)
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph classes
         if device == "cpu":
             raise InvalidModelError(f"onnxruntime cannot load the probe ({str(err).splitlines()[0][:300]}).") from None
@@ -163,7 +168,7 @@ class ProbeSession:
         if device not in DEVICES:
             raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
         label = name or (Path(source).name if isinstance(source, (str, os.PathLike)) else "the probe")
-        model, info = load_probe(source)
+        model, info, is_file = _load(source, weights=fp16)
         chosen = device
         if device == "auto":
             chosen = _auto_device(verbose)
@@ -171,7 +176,8 @@ class ProbeSession:
             if chosen == "cpu":
                 raise DeviceError("fp16 runs on a GPU only and this run is on the CPU; drop --fp16 or use --device cuda.")
             model = to_fp16(model)
-        session = _session(model.SerializeToString(), chosen, verbose)
+        # a probe file goes to onnxruntime by path: its external data (models over 2 GB) is read from there
+        session = _session(str(source) if is_file and not fp16 else model.SerializeToString(), chosen, verbose)
         _check_interface(session, label)
         size = batch_size or default_batch_size(chosen, info.input_shape)
         if size < 1:
@@ -187,13 +193,17 @@ class ProbeSession:
         images = np.ascontiguousarray(images, dtype=np.uint8)
         if self.device == "cpu":
             features, logits = self.session.run([FEATURES, LOGITS], {PROBE_INPUT: images})
-        else:
-            binding = self.session.io_binding()
-            binding.bind_cpu_input(PROBE_INPUT, images)  # one host-to-device copy per batch
-            binding.bind_output(FEATURES, "cuda")
-            binding.bind_output(LOGITS, "cuda")
-            self.session.run_with_iobinding(binding)
-            features, logits = binding.copy_outputs_to_cpu()  # one device-to-host copy per output
+            return np.asarray(features, np.float32), np.asarray(logits, np.float32)
+        return self._run_bound(images, "cuda")
+
+    def _run_bound(self, images: np.ndarray, device_type: str) -> tuple[np.ndarray, np.ndarray]:
+        """IO binding: the batch is copied to ``device_type`` once, each output fetched once."""
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(PROBE_INPUT, images)
+        binding.bind_output(FEATURES, device_type)
+        binding.bind_output(LOGITS, device_type)
+        self.session.run_with_iobinding(binding)
+        features, logits = binding.copy_outputs_to_cpu()
         return np.asarray(features, np.float32), np.asarray(logits, np.float32)
 
 

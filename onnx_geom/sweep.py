@@ -176,7 +176,7 @@ def sweep(
     if corruptions is None:
         corruptions = list(folder.corruptions) if folder is not None else _all_corruptions()
     corruptions = [c for c in dict.fromkeys(corruptions) if c != CLEAN]
-    severities = sorted({int(s) for s in severities})
+    severities = sorted({int(s) for s in severities}) if corruptions else []  # the study records only what runs
     if corruptions and not severities:
         raise DataError("no severities were given; pass some of 1..5.")
     if any(s < 1 for s in severities):
@@ -185,7 +185,13 @@ def sweep(
         raise DataError("no models were given; pass at least one probe or ONNX model.")
     if folder is not None:
         _check_folder(folder, clean, corruptions, severities)
-    corrupt = corrupt or (_default_corrupt() if folder is None and corruptions else None)
+    if corrupt is None and folder is None and corruptions:
+        unknown = [c for c in corruptions if c not in _all_corruptions()]
+        if unknown:
+            raise DataError(f"unknown corruption(s) {', '.join(unknown)}; choose from {', '.join(_all_corruptions())}.")
+        corrupt = _default_corrupt()
+    if folder is None and corruptions:  # one image through the first corruption: bad profile or size fail now
+        corrupt(clean.images[:1], corruptions[0], severities[0], profile=profile, rng=seed, indices=np.arange(1))
 
     sessions = {name: ProbeSession.open(src, device=device, fp16=fp16, batch_size=batch_size, verbose=verbose, name=name) for name, src in models.items()}
     for name, session in sessions.items():

@@ -92,3 +92,38 @@ def test_run_with_real_corruptions(files):
     images = corruptions.corrupt(data["images"], "gaussian_noise", 2, rng=3, indices=np.arange(25))
     logits = ort.InferenceSession(str(files / "other.onnx"), providers=["CPUExecutionProvider"]).run(["logits"], {"images": images})[0]
     assert json.loads(stdout)["accuracy"]["other"]["gaussian_noise"] == pytest.approx(np.mean(logits.argmax(1) == data["labels"]))
+
+
+def test_info_shows_incomplete_and_missing_units(files):
+    from onnx_geom.store import Study, Unit
+
+    result, _ = invoke("run", files / "other.onnx", "--data", files / "data.npz", "-o", files / "study", "--corruptions", "none", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    study = Study.open(files / "study", mode="a")
+    study._grow_plan(["fog"], [1])  # as if a run with --corruptions fog --severities 1 had been stopped
+    with pytest.raises(RuntimeError), study.writing(Unit("other", "fog", 1), {"features": ((25, 5), "float32")}):
+        raise RuntimeError("stopped")
+    result, stdout = invoke("info", files / "study")
+    assert result.exit_code == 0
+    assert "incomplete: other/fog/1 (process" in stdout and "fog/1" in stdout.split("incomplete:")[0]
+    info = json.loads(invoke("info", files / "study", "--json")[1])
+    assert info["models"]["other"]["missing"] == ["other/fog/1"] and info["incomplete"][0]["unit"] == "other/fog/1"
+
+
+def test_progress_bar_counts_units_and_images():
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn
+
+    from onnx_geom.cli.run import _Bar, _Speed
+
+    buffer = io.StringIO()
+    with Progress(TextColumn("units {task.fields[units]}"), TextColumn("{task.completed}/{task.total}"), _Speed(),
+                  console=Console(file=buffer, force_terminal=True, width=100)) as progress:  # fmt: skip
+        bar = _Bar(progress)
+        for event, count in [("plan", 3), ("plan_images", 90), ("images", 30), ("unit", 0), ("skip", 0), ("images", 30), ("unit", 0)]:
+            bar(event, None, count)
+        task = progress.tasks[0]
+        assert (task.completed, task.total, task.fields["units"]) == (60, 90, "3/3")
+    assert "units 3/3" in buffer.getvalue() and "images/s" in buffer.getvalue()

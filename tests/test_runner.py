@@ -28,6 +28,16 @@ def test_cpu_session_matches_numpy(tmp_path):
     assert np.concatenate(logits).dtype == np.float32
 
 
+def test_io_binding_path_gives_the_same_outputs():
+    """The CUDA path's IO binding, exercised with CPU buffers (the same calls; only the device differs)."""
+    model, weights = make_probe()
+    session = ProbeSession.open(model, device="cpu")
+    feats, logits = session._run_bound(IMAGES, "cpu")
+    ref_f, ref_z = reference(IMAGES, weights)
+    np.testing.assert_allclose(feats, ref_f, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, ref_z, rtol=1e-5, atol=1e-5)
+
+
 def test_auto_resolves_to_a_working_device():
     model, _ = make_probe()
     session = ProbeSession.open(model, device="auto")
@@ -66,10 +76,14 @@ def test_fp16_copy_keeps_io_types_and_values():
     np.testing.assert_allclose(logits, ref_z, rtol=2e-2, atol=2e-2 * np.abs(ref_z).max())
 
 
-def test_not_a_probe_and_bad_files(tmp_path):
+def test_not_a_probe_and_bad_files(tmp_path, monkeypatch):
     model, _ = make_probe()
     del model.metadata_props[:]
-    with pytest.raises(InvalidModelError, match="not a probe|not an onnx-geom probe"):
+    monkeypatch.setitem(__import__("sys").modules, "onnx_geom.probe", None)  # as if the probe module were missing
+    with pytest.raises(InvalidModelError, match="is not a probe and this install has no onnx_geom.probe"):
+        ProbeSession.open(model, device="cpu")
+    model.metadata_props.add(key="onnx_geom.probe", value="{damaged")
+    with pytest.raises(InvalidModelError, match="metadata is damaged"):
         ProbeSession.open(model, device="cpu")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(InvalidModelError, match="not a readable ONNX model"):

@@ -67,7 +67,7 @@ def test_reader_api(tmp_path):
 
 
 def test_streamed_rows_with_uneven_batches(tmp_path, monkeypatch):
-    monkeypatch.setattr("onnx_geom.store._CHUNK_BYTES", 3 * 5 * 4)  # 3 rows a chunk
+    monkeypatch.setattr("onnx_geom._study_io._CHUNK_BYTES", 3 * 5 * 4)  # 3 rows a chunk
     study, data = make(tmp_path), arrays()
     with study.writing(Unit("m", "fog", 1), {"features": ((10, 5), "float32")}) as writer:
         for lo, hi in [(0, 2), (2, 7), (7, 8), (8, 10)]:
@@ -194,7 +194,7 @@ def test_disk_full_keeps_complete_units(tmp_path, monkeypatch):
         return real_put(path, value, exclusive=exclusive)
 
     monkeypatch.setattr(local, "_put", put)
-    monkeypatch.setattr("onnx_geom.store._CHUNK_BYTES", 2 * 5 * 4)
+    monkeypatch.setattr("onnx_geom._study_io._CHUNK_BYTES", 2 * 5 * 4)
     with pytest.raises(StudyError, match="no space left on the device while writing unit m/fog/1"):
         study.write_unit(Unit("m", "fog", 1), arrays(5))
     monkeypatch.setattr(local, "_put", real_put)

@@ -101,6 +101,12 @@ def test_sigkill_then_rerun_recomputes_only_what_was_missing(work, expected, tmp
     assert sorted(summary["units"]["computed"]) == sorted({str(u) for u in expected} - complete)
     assert summary["units"]["already_complete"] == len(complete)
     assert_study_equals(tmp_path / "s", expected)
+    run(work, tmp_path / "uninterrupted")  # same options as the child: the arrays must be bit for bit the same
+    resumed, whole = Study.open(tmp_path / "s"), Study.open(tmp_path / "uninterrupted")
+    assert resumed.units() == whole.units()
+    for unit in whole.units():
+        for name in ("features", "logits"):
+            np.testing.assert_array_equal(resumed.read(unit, name), whole.read(unit, name))
 
 
 def test_two_concurrent_runs_do_not_corrupt_the_study(work, expected, tmp_path):
@@ -149,6 +155,12 @@ def test_data_that_does_not_fit_the_probe(work, tmp_path, images, labels, messag
     with pytest.raises(DataError, match=message):
         sweep({"a": work / "a.onnx"}, (images, labels), tmp_path / "s", corruptions=[], device="cpu")
     assert not (tmp_path / "s").exists()  # refused before anything was written
+
+
+def test_unknown_corruption_is_refused_before_writing(work, tmp_path):
+    with pytest.raises(DataError, match="unknown corruption|no onnx_geom.corruptions"):
+        run(work, tmp_path / "s", corruptions=["fgo"], corrupt=None)
+    assert not (tmp_path / "s").exists()
 
 
 def test_unreadable_or_foreign_study(work, tmp_path):
