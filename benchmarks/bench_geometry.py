@@ -173,6 +173,46 @@ def run_on_store(models: int = 2, units: int = 8) -> dict[str, float]:
             "store_read_ms": 1000 * spent["read"] / count, "store_write_ms": 1000 * spent["write_group"] / count}
 
 
+class _GeometryOnlyStudy:
+    """Just the read side of the Study API that ``compare_study`` uses, in memory (no I/O on the clock)."""
+
+    def __init__(self, arrays: dict, models: dict) -> None:
+        self._arrays, self._models = arrays, models
+
+    def units(self, model=None, group=None):
+        from onnx_geom.store import Unit
+
+        return [Unit(*k) for k in sorted({k[:3] for k in self._arrays}) if model in (None, k[0])]
+
+    def read(self, unit, name):
+        return self._arrays[(*unit, name)]
+
+    def model_attrs(self, model):
+        return {"tags": self._models[model]}
+
+
+def run_compare(units: int = UNITS) -> dict[str, float]:
+    """``compare_study`` over 10 models x ``units`` units x 10,000 samples of synthetic geometry."""
+    from onnx_geom.analysis import compare_study
+
+    rng = np.random.default_rng(2)
+    arrays: dict = {}
+    models = {f"m{m}": {"sparsity": 0.1 * m} for m in range(MODELS)}
+    for model in models:
+        base = rng.normal(size=(N, D)).astype(np.float32)
+        for u in range(units):
+            key = (model, "clean", 0) if u == 0 else (model, f"c{(u - 1) // 5:02d}", 1 + (u - 1) % 5)
+            margin = rng.normal(size=N).astype(np.float32)
+            arrays.update({(*key, f"geometry/{q}"): v for q, v in {
+                "correct": margin > -0.8, "pred": rng.integers(0, K, N), "margin": margin,
+                "angle_true": rng.uniform(20, 90, N).astype(np.float32), "length": rng.uniform(1, 9, N).astype(np.float32),
+            }.items()})
+            if u == 0:
+                arrays[(*key, "features")] = base
+    _, seconds, peak = _timed(lambda: compare_study(_GeometryOnlyStudy(arrays, models)))
+    return {"compare_s": seconds, "compare_peak_mb": peak / 2**20}
+
+
 def report(r: dict[str, float], command: str) -> str:
     units = int(r["units"])
     scale = UNITS / units
@@ -205,6 +245,10 @@ claim/complete protocol) {r['store_write_ms']:.0f} ms; the geometry itself is ab
 At that rate the full 960 units would take about {r['store_unit_ms'] * 0.96:.0f} s: the store, not the math,
 sets the pace of `onnx-geom metrics`.
 
+`compare_study` on 10 models x {units} units x 10,000 samples of synthetic geometry (an in-memory stand-in for
+the study, so no I/O on the clock; CKA of the clean features included): {r['compare_s']:.1f} s, traced peak
+{r['compare_peak_mb']:.0f} MB.
+
 Agreement: max |margin ours - naive| = {r['max_margin_diff']:.2e}; max |CKA ours - Gram form| = {r['cka_max_diff']:.2e};
 max |cka_matrix - linear_cka| = {r['cka_matrix_vs_pairwise']:.2e}.
 The process RSS includes the synthetic inputs (10 models' base features and the noise pool, about 230 MB).
@@ -218,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv if argv is not None else [])
     r = run(args.units)
     r.update(run_on_store())
+    r.update(run_compare(args.units))
     text = report(r, "python -m benchmarks geometry" + (f" (--units {args.units})" if args.units != UNITS else ""))
     print(text)
     if not args.no_write:
