@@ -36,6 +36,7 @@ def _root(
 # One module per command; each defines its function and registers nothing itself.
 from onnx_geom.cli.compare import compare  # noqa: E402
 from onnx_geom.cli.corrupt import corrupt_command  # noqa: E402
+from onnx_geom.cli.demo import demo  # noqa: E402
 from onnx_geom.cli.metrics import metrics  # noqa: E402
 from onnx_geom.cli.probe import probe_command  # noqa: E402
 from onnx_geom.cli.run import info_command, run_command  # noqa: E402
@@ -48,6 +49,7 @@ app.command("info")(info_command)
 app.command("metrics")(metrics)
 app.command("compare")(compare)
 app.command("view")(view)
+app.command("demo")(demo)
 
 
 def main() -> None:

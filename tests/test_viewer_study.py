@@ -45,7 +45,7 @@ def study_dir(tmp_path_factory):
     images = rng.integers(0, 256, (N, H, H, 3), dtype=np.uint8)
     labels = rng.integers(0, K, N)
     study = Study.create(root / "s", images=images, labels=labels, dataset_name="toy",
-                         class_names=["cat", "dog", "ship"], corruptions=["fog", "snow"], severities=[1, 2])
+                         class_names=["cat", "dog", "ship"], corruptions=["clean", "fog", "snow"], severities=[0, 1, 2])  # as the sweep plans
     A = rng.standard_normal((H * H * 3, D)).astype(np.float32) * 0.1
     for i, name in enumerate(["dense", "mag-50", "mag-90"]):
         W = rng.standard_normal((K, D)).astype(np.float32)

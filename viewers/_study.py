@@ -61,7 +61,8 @@ def read_study(cls, study, *, reference: str | None = None):
     if not units:
         raise StudyError("no unit of this study has its geometry yet; run `onnx-geom metrics STUDY` first.")
     models = sorted({u[0] for u in units})
-    corruptions = [c for c in attrs.get("corruptions", []) if any(u[1] == c for u in units)]
+    # the study's plan lists "clean" among its corruptions; the viewer keeps clean as its own column
+    corruptions = [c for c in attrs.get("corruptions", []) if c != "clean" and any(u[1] == c for u in units)]
     corruptions += sorted({u[1] for u in units} - set(corruptions) - {"clean"})
     severities = sorted({u[2] for u in units if u[1] != "clean"}) or [int(s) for s in attrs.get("severities", [])]
     labels = np.asarray(study.labels, np.int64)

@@ -1,0 +1,104 @@
+"""``onnx-geom demo``: the whole story on the bundled zoo, then the viewer (or its screenshots when headless).
+
+    onnx-geom demo                      # probe, sweep 19 corruptions x 5 severities, metrics, compare, view
+    onnx-geom demo --headless -o out    # the same, writing PNGs of every view instead of opening a window
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from onnx_geom.cli._console import err, out, user_errors
+
+SCREENSHOTS = ("window", "table", "similarity", "local", "global", "attribution", "samples")
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _headline(result: Any) -> Table:
+    """One row per model: method, sparsity, clean and mean corruption accuracy, nearest model."""
+    from onnx_geom.demo.pipeline import nearest_models
+
+    comparison = result.comparison
+    nearest = {m: (n, d) for m, n, d in nearest_models(comparison)}
+    table = Table(title="accuracy % clean and mean over corruptions; relative drop; nearest model "
+                  f"({comparison.distance_name} distance)", title_justify="left")
+    for name, justify in [("model", "left"), ("method", "left"), ("sparsity", "right"), ("clean", "right"),
+                          ("corrupted", "right"), ("drop", "right"), ("nearest", "left")]:  # fmt: skip
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in comparison.summary:
+        model, tags = row["model"], comparison.tags.get(row["model"], {})
+        near, dist = nearest.get(model, ("-", float("nan")))
+        table.add_row(escape(model), escape(str(tags.get("method", "-"))), f"{100 * float(tags.get('sparsity', 0)):.0f}%",
+                      f"{100 * row['clean_accuracy']:.1f}", f"{100 * row['mean_corruption_accuracy']:.1f}",
+                      f"{100 * row['relative_drop']:.0f}%", f"{escape(near)} {dist:.2f}")  # fmt: skip
+    return table
+
+
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for probes, the study, tables and screenshots (reused when run again).")] = Path("onnx-geom-demo"),
+    headless: Annotated[bool, typer.Option("--headless", help="Write screenshots of every view instead of opening the window (automatic without a display).")] = False,
+    models: Annotated[Optional[str], typer.Option(help="Comma-separated zoo models (default: all 14).")] = None,
+    corruptions: Annotated[Optional[str], typer.Option(help="Comma-separated corruptions (default: all 19).")] = None,
+    severities: Annotated[str, typer.Option(help="Comma-separated severities.")] = "1,2,3,4,5",
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N of the 359 test images.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary (accuracy, timings, files) as JSON.")] = False,
+) -> None:
+    """Run the whole pipeline on the bundled mini zoo (scikit-learn digits; a dense CNN, 12 pruned ones and an
+    MLP), then open the viewer on it; nothing is downloaded."""
+    with user_errors():
+        from onnx_geom.demo.pipeline import run_demo
+        from onnx_geom.errors import DataError
+
+        try:
+            sevs = [int(s) for s in severities.split(",")]
+        except ValueError:
+            raise DataError(f"--severities {severities!r} is not a comma-separated list like 1,3,5.") from None
+        columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            result = run_demo(output, models=_split(models), corruptions=_split(corruptions), severities=sevs,
+                              limit=limit, progress=progress)  # fmt: skip
+
+        shots: list[Path] = []
+        if headless or not _has_display():
+            from onnx_geom.viewers import screenshot
+
+            folder = output / "screenshots"
+            for name in SCREENSHOTS:
+                shots.append(screenshot(result.study, folder / f"{name}.png", panel=None if name == "window" else name))
+        if as_json:
+            print(json.dumps({"study": str(result.study), "seconds": result.seconds, "accuracy": result.sweep["accuracy"],
+                              "screenshots": [str(p) for p in shots]}, indent=1))  # fmt: skip
+        else:
+            out.print(_headline(result))
+            timing = ", ".join(f"{stage} {s:.1f} s" for stage, s in result.seconds.items())
+            out.print(f"study: {escape(str(result.study))}  tables: {escape(str(output / 'compare'))}  ({timing})",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+            if shots:
+                out.print(f"screenshots: {escape(str(shots[0].parent))}/ ({', '.join(p.name for p in shots)})",
+                          highlight=False, soft_wrap=True)  # fmt: skip
+        if not shots:
+            from onnx_geom.viewers import show
+
+            show(result.study)
