@@ -34,7 +34,7 @@ def _headline(result: Any) -> Table:
     from onnx_geom.demo.pipeline import nearest_models
 
     comparison = result.comparison
-    nearest = {m: (n, d) for m, n, d in nearest_models(comparison)}
+    nearest = {m: n for m, n, _ in nearest_models(comparison)}
     table = Table(title="accuracy % clean and mean over corruptions; relative drop; nearest model "
                   f"({comparison.distance_name} distance)", title_justify="left")
     for name, justify in [("model", "left"), ("method", "left"), ("sparsity", "right"), ("clean", "right"),
@@ -42,10 +42,10 @@ def _headline(result: Any) -> Table:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in comparison.summary:
         model, tags = row["model"], comparison.tags.get(row["model"], {})
-        near, dist = nearest.get(model, ("-", float("nan")))
+        near = nearest.get(model, "-")
         table.add_row(escape(model), escape(str(tags.get("method", "-"))), f"{100 * float(tags.get('sparsity', 0)):.0f}%",
                       f"{100 * row['clean_accuracy']:.1f}", f"{100 * row['mean_corruption_accuracy']:.1f}",
-                      f"{100 * row['relative_drop']:.0f}%", f"{escape(near)} {dist:.2f}")  # fmt: skip
+                      f"{100 * row['relative_drop']:.0f}%", escape(near))  # fmt: skip
     return table
 
 
@@ -82,11 +82,12 @@ def demo(
 
         shots: list[Path] = []
         if headless or not _has_display():
-            from onnx_geom.viewers import screenshot
+            from onnx_geom.viewers import ViewerData, screenshot
 
             folder = output / "screenshots"
+            data = ViewerData.from_study(result.study, comparison=result.comparison)  # read once for all views
             for name in SCREENSHOTS:
-                shots.append(screenshot(result.study, folder / f"{name}.png", panel=None if name == "window" else name))
+                shots.append(screenshot(data, folder / f"{name}.png", panel=None if name == "window" else name))
         if as_json:
             print(json.dumps({"study": str(result.study), "seconds": result.seconds, "accuracy": result.sweep["accuracy"],
                               "screenshots": [str(p) for p in shots]}, indent=1))  # fmt: skip

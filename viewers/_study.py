@@ -48,7 +48,7 @@ def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Any, str]:
     return lazy, ""
 
 
-def read_study(cls, study, *, reference: str | None = None):
+def read_study(cls, study, *, reference: str | None = None, comparison=None):
     """See :meth:`ViewerData.from_study`."""
     from onnx_geom.analysis import compare_study
     from onnx_geom.store import Study
@@ -92,7 +92,7 @@ def read_study(cls, study, *, reference: str | None = None):
                feature_fns=fns, probe_notes=notes,
                title=str(dataset.get("name") or (study_dir.name if study_dir else "study")))
     try:
-        comparison = compare_study(study, reference=reference)
+        comparison = comparison if comparison is not None else compare_study(study, reference=reference)
     except OnnxGeomError as error:
         data.embedding_note = f"no model map: {error}"
         return data

@@ -135,15 +135,15 @@ class ViewerData:
 
     # -- constructors ------------------------------------------------------------------------------------------
     @classmethod
-    def from_study(cls, study, *, reference: str | None = None) -> "ViewerData":
+    def from_study(cls, study, *, reference: str | None = None, comparison=None) -> "ViewerData":
         """Read a study (an :class:`onnx_geom.store.Study` or its path): geometry lazily, the comparison once.
 
         Needs the geometry groups (``onnx-geom metrics STUDY``); the model map comes from
-        :func:`onnx_geom.analysis.compare_study`.
+        :func:`onnx_geom.analysis.compare_study`, or from ``comparison`` when the caller already has it.
         """
         from onnx_geom.viewers._study import read_study
 
-        return read_study(cls, study, reference=reference)
+        return read_study(cls, study, reference=reference, comparison=comparison)
 
     @classmethod
     def synthetic(cls, n: int, k: int, *, models: Sequence[str] = ("dense", "magnitude-50", "magnitude-90"),
