@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage
+from scipy import ndimage, stats
 
-from onnx_geom.corruptions import _color, _filters, _fractal, _linear, _resize, _spatter, _warp, corrupt
+from onnx_geom.corruptions import _color, _common, _filters, _fractal, _linear, _resize, _spatter, _warp, corrupt, noise
 from onnx_geom.corruptions.blur import _scramble
 from tests._corruption_data import smooth_images
 
@@ -131,3 +131,43 @@ def test_cifar_pixelate_is_box_down_and_box_up():
     for im, got in zip(x, ours):
         small = Image.fromarray(im).resize((24, 24), Image.Resampling.BOX)
         assert (np.asarray(small.resize((32, 32), Image.Resampling.BOX)) == got).all()
+
+
+def test_sample_draws_are_keyed_by_index_whatever_the_runs():
+    whole = _common.sample_draws(3, "snow", 2, range(12), 12, 7)
+    scattered = _common.sample_draws(3, "snow", 2, [9, 2, 3, 4, 11], 5, 7)
+    assert (scattered == whole[[9, 2, 3, 4, 11]]).all()
+    # a fixed word count per sample: the Philox blocks of index i are i * B + 1 .. i * B + B (4 words a block)
+    philox = np.random.Philox(counter=4 * 2, key=int.from_bytes(np.random.SeedSequence(3, spawn_key=(7, 2)).generate_state(2, np.uint64).tobytes(), "little"))
+    assert (philox.random_raw(8)[:7] == whole[4]).all()
+    assert (_common.sample_draws(4, "snow", 2, None, 2, 7) != whole[:2]).all()
+
+
+def test_box_muller_normals_have_normal_moments_and_tails():
+    words = _common.sample_draws(0, "gaussian_noise", 1, None, 4, 250_001)
+    z = _common.normals(words, 500_001).ravel()
+    assert abs(z.mean()) < 0.005 and abs(z.std() - 1) < 0.005
+    # fractions beyond 1, 2, 3 sigma against the exact normal tails (about 4.5 standard errors)
+    for k in (1, 2, 3):
+        expected = 2 * stats.norm.sf(k)
+        assert abs((np.abs(z) > k).mean() - expected) < 4.5 * np.sqrt(expected * (1 - expected) / z.size)
+
+
+@pytest.mark.parametrize("c", [3, 60, 500])
+def test_poisson_inversion_has_the_poisson_distribution(c):
+    levels = np.repeat(np.array([0, 1, 37, 128, 255], np.uint8), 40_000)
+    u = _common.uniforms(_common.sample_draws(1, "shot_noise", 1, None, 1, levels.size))[0]
+    counts = noise.poisson_counts(levels, c, u)
+    assert (counts[levels == 0] == 0).all()
+    for level in (1, 37, 128, 255):
+        k = counts[levels == level]
+        lam = level / 255 * c
+        # the empirical CDF against scipy's at the quartiles of the distribution (Kolmogorov-like, 5 sigma)
+        for q in stats.poisson.ppf([0.25, 0.5, 0.75], lam):
+            p = stats.poisson.cdf(q, lam)
+            assert abs((k <= q).mean() - p) < 5 * np.sqrt(p * (1 - p) / k.size) + 1e-12
+        assert abs(k.mean() - lam) < 5 * np.sqrt(lam / k.size)
+    # the guide table only starts the search: the answer is the least k with u < CDF(k), by brute force
+    cdf, _ = noise.poisson_table(float(c))
+    brute = (cdf[levels[:: 997].astype(int)] <= u[:: 997, None]).sum(axis=1)
+    assert (counts[:: 997] == brute).all()

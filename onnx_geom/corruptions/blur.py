@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from onnx_geom.corruptions import _filters, _linear
-from onnx_geom.corruptions._common import check_images, check_severity, resolve_profile, sample_streams, to_float, to_uint8
+from onnx_geom.corruptions._common import check_images, check_severity, draw_uniforms, resolve_profile, to_float, to_uint8
 from onnx_geom.corruptions._params import PARAMS, zoom_factors
 
 
@@ -75,12 +75,13 @@ def glass_blur(
     """
     images, severity, _, (sigma, delta, iterations) = _setup(images, severity, profile, "glass_blur")
     n, h, w = images.shape[:3]
-    streams = sample_streams(rng, "glass_blur", severity, indices, n)
+    hs, ws = np.arange(h - delta, delta, -1), np.arange(w - delta, delta, -1)
+    u = draw_uniforms(rng, "glass_blur", severity, indices, n, iterations * len(hs) * len(ws) * 2)
     blur = _linear.gaussian_operator(h, w, sigma)
     x = to_uint8(_linear.apply(images, blur) / 255)
-    hs, ws = np.arange(h - delta, delta, -1), np.arange(w - delta, delta, -1)
     if n and len(hs) and len(ws):
-        offsets = np.stack([g.integers(-delta, delta, size=(iterations, len(hs), len(ws), 2)) for g in streams])
+        # integers in [-delta, delta), as Generator.integers(-delta, delta) (bias under 2**-50)
+        offsets = np.floor(u * (2 * delta)).astype(np.int64).reshape(n, iterations, len(hs), len(ws), 2) - delta
         for it in range(iterations):
             x = _scramble(x, hs, ws, offsets[:, it, ..., 1], offsets[:, it, ..., 0])
     return to_uint8(_linear.apply(x, blur) / 255)
@@ -101,8 +102,7 @@ def motion_blur(
     (2, 32, 32, 3)
     """
     images, severity, profile, (radius, sigma) = _setup(images, severity, profile, "motion_blur")
-    streams = sample_streams(rng, "motion_blur", severity, indices, len(images))
-    angles = np.array([g.uniform(-45, 45) for g in streams])
+    angles = draw_uniforms(rng, "motion_blur", severity, indices, len(images), 1)[:, 0] * 90 - 45
     blurred = _filters.motion_blur(to_float(images), radius, sigma, angles)
     return to_uint8(blurred, rounding=profile == "cifar")
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from onnx_geom.corruptions import _filters, _warp
 from onnx_geom.corruptions._color import hsv_to_rgb, rgb_to_hsv  # saturate keeps the round trip: exact
-from onnx_geom.corruptions._common import check_images, check_severity, resolve_profile, sample_streams, to_float, to_uint8
+from onnx_geom.corruptions._common import check_images, check_severity, draw_uniforms, resolve_profile, to_float, to_uint8
 from onnx_geom.corruptions._params import PARAMS
 from onnx_geom.corruptions._resize import resize
 
@@ -155,18 +155,18 @@ def elastic_transform(
     """
     images, severity, profile, c = _setup(images, severity, profile, "elastic_transform")
     n, h, w = images.shape[:3]
-    streams = sample_streams(rng, "elastic_transform", severity, indices, n)
+    imagenet = profile == "imagenet"
+    u = draw_uniforms(rng, "elastic_transform", severity, indices, n, 2 * h * w + (0 if imagenet else 6))
     x = to_float(images, np.float32)
     if not n:
         return images.copy()
-    if profile == "imagenet":
+    if imagenet:
         amplitude = h * 0.005
-        noise = np.stack([g.uniform(-amplitude, amplitude, size=(2, h, w)) for g in streams])
+        noise = (u * (2 * amplitude) - amplitude).reshape(n, 2, h, w)
         return to_uint8(elastic_from_noise(x, noise[:, 0], noise[:, 1], np.array([h, w]) * 0.01, c))
     size = min(h, w)
     alpha, sigma, affine = (v * size for v in c)
-    draws = [(g.uniform(-affine, affine, size=(3, 2)), g.uniform(-1, 1, size=(2, h, w))) for g in streams]
-    moved = _warp.affine_points(h, w)[None] + np.stack([d[0] for d in draws]).astype(np.float32)
-    noise = np.stack([d[1] for d in draws])
+    moved = _warp.affine_points(h, w)[None] + (u[:, :6] * (2 * affine) - affine).reshape(n, 3, 2).astype(np.float32)
+    noise = (u[:, 6:] * 2 - 1).reshape(n, 2, h, w)
     x = _warp.affine_warp(x, moved).astype(np.float32)
     return to_uint8(elastic_from_noise(x, noise[:, 0], noise[:, 1], sigma, alpha))
