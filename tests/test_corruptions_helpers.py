@@ -14,14 +14,20 @@ from tests._corruption_data import smooth_images
 cv2 = pytest.importorskip("cv2")
 
 
-def test_hsv_round_trip_matches_scikit_image():
+def test_saturation_is_scikit_images_hsv_round_trip_bit_for_bit():
     skcolor = pytest.importorskip("skimage.color")
-    rgb = np.random.default_rng(0).random((500, 3))
-    rgb[:50] = rgb[:50, :1]  # greys
-    rgb[50:60, 1] = rgb[50:60, 0]  # ties between channels
-    assert np.allclose(_color.rgb_to_hsv(rgb), skcolor.rgb2hsv(rgb[None])[0], atol=1e-12)
-    hsv = skcolor.rgb2hsv(rgb[None])[0]
-    assert np.allclose(_color.hsv_to_rgb(hsv), skcolor.hsv2rgb(hsv[None])[0], atol=1e-12)
+    rgb = np.random.default_rng(0).integers(0, 256, (200_000, 3)) / 255.0
+    rgb[:500] = rgb[:500, :1]  # greys
+    rgb[500:1000, 1] = rgb[500:1000, 0]  # ties between channels
+    rgb[1000:1500, 2] = rgb[1000:1500, 1]
+    rgb[1500:1600] = 0.0
+    rgb = np.vstack([rgb, np.random.default_rng(1).random((20_000, 3))])
+    for scale, shift in [(0.3, 0), (0.1, 0), (1.5, 0), (2, 0), (2, 0.1), (5, 0.1), (20, 0.2), (2.5, 0.2)]:
+        hsv = skcolor.rgb2hsv(rgb)
+        hsv[:, 1] = np.clip(hsv[:, 1] * scale + shift, 0, 1)
+        expected = skcolor.hsv2rgb(hsv)
+        assert (_color.saturate_planes(np.ascontiguousarray(rgb.T), scale, shift).T == expected).all()
+    assert (_color.saturate_planes(np.ascontiguousarray(rgb.T), 2.5, 0.2, channels=1)[0] == expected[:, 0]).all()
 
 
 @pytest.mark.parametrize("resample", [Image.Resampling.BOX, Image.Resampling.NEAREST])

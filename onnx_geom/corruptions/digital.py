@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from onnx_geom.corruptions import _filters, _warp
-from onnx_geom.corruptions._color import hsv_to_rgb, rgb_to_hsv  # saturate keeps the round trip: exact
+from onnx_geom.corruptions._color import saturate_planes
 from onnx_geom.corruptions._common import check_images, check_severity, draw_uniforms, resolve_profile, to_float, to_uint8
 from onnx_geom.corruptions._params import PARAMS
 from onnx_geom.corruptions._resize import resize
@@ -79,12 +79,10 @@ def saturate(
     [200, 170, 170]
     """
     images, _, _, (scale, shift) = _setup(images, severity, profile, "saturate")
-    x = to_float(images)
-    grey = x.shape[3] == 1
-    hsv = rgb_to_hsv(np.repeat(x, 3, axis=3) if grey else x)
-    hsv[..., 1] = np.clip(hsv[..., 1] * scale + shift, 0, 1)
-    rgb = hsv_to_rgb(hsv)
-    return to_uint8(rgb[..., :1] if grey else rgb)
+    planes = to_float(np.ascontiguousarray(images.transpose(3, 0, 1, 2)))  # (C, N, H, W)
+    grey = len(planes) == 1
+    rgb = saturate_planes(np.repeat(planes, 3, axis=0) if grey else planes, scale, shift, channels=1 if grey else 3)
+    return to_uint8(rgb.transpose(1, 2, 3, 0))
 
 
 def jpeg_compression(
