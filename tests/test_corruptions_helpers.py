@@ -177,3 +177,17 @@ def test_poisson_inversion_has_the_poisson_distribution(c):
     cdf, _ = noise.poisson_table(float(c))
     brute = (cdf[levels[:: 997].astype(int)] <= u[:: 997, None]).sum(axis=1)
     assert (counts[:: 997] == brute).all()
+
+
+def test_capped_distance_is_the_per_image_distance_by_brute_force():
+    edges = np.random.default_rng(2).random((5, 20, 17)) < 0.01
+    edges[1] = False  # no edge: the cap everywhere
+    edges[3] = False
+    edges[3, 0, 0] = True  # one far corner: distances beyond the cap are capped
+    got = _spatter.capped_distance(edges, 20)
+    ys, xs = np.mgrid[:20, :17]
+    for image, dist in zip(edges, got):
+        ey, ex = np.nonzero(image)
+        d = np.sqrt((ys[..., None] - ey) ** 2 + (xs[..., None] - ex) ** 2).min(axis=-1, initial=np.inf)
+        assert np.allclose(dist, np.minimum(d, 20))
+    assert (_spatter.capped_distance(np.zeros((2, 16, 16), bool), 20) == 20).all()

@@ -19,11 +19,12 @@ _TG22 = int(0.4142135623730950488016887242097 * (1 << 15) + 0.5)
 _EMBOSS = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float64)
 _PER_IMAGE = np.zeros((3, 3, 3), bool)
 _PER_IMAGE[1] = True  # 8-connected inside an image, never across the batch axis
+CAP = 20  # the reference clips the distance to the edges at 20
 
 
 def canny(images: np.ndarray, low: float, high: float) -> np.ndarray:
     """Edges (bool) of uint8 ``images: (N, H, W)``, OpenCV-style (Sobel 3x3, L1 gradient, replicate border)."""
-    a = images.astype(np.int64)
+    a = images.astype(np.int32)  # |gradient| <= 1020: every product and shift below stays under 2**31
     gx = ndimage.correlate(a, np.array([[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]]), mode="nearest")
     gy = ndimage.correlate(a, np.array([[[-1, -2, -1], [0, 0, 0], [1, 2, 1]]]), mode="nearest")
     mag = np.abs(gx) + np.abs(gy)
@@ -70,8 +71,7 @@ def water(liquid: np.ndarray) -> np.ndarray:
     """Water-drop intensity ``(N, H, W)`` in [0, 1] from the thresholded liquid layer ``(N, H, W)``."""
     layer = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
     edges = canny(layer, 50, 150)
-    # distance to the nearest edge pixel; huge spacing on the batch axis keeps images apart (no edge -> 20)
-    dist = np.minimum(ndimage.distance_transform_edt(~edges, sampling=(1e6, 1, 1)), 20.0)
+    dist = capped_distance(edges, CAP)
     dist = ndimage.uniform_filter(dist, size=(1, 3, 3), mode="mirror").astype(np.uint8)
     dist = equalize_hist(dist)
     dist = np.clip(np.rint(ndimage.correlate(dist.astype(np.float64), _EMBOSS[None], mode="mirror")), 0, 255)
@@ -79,6 +79,21 @@ def water(liquid: np.ndarray) -> np.ndarray:
     m = layer * dist
     peak = m.max(axis=(1, 2), keepdims=True)
     return np.divide(m, peak, out=np.zeros_like(m), where=peak > 0)
+
+
+def capped_distance(edges: np.ndarray, cap: int) -> np.ndarray:
+    """``min(distance to the nearest edge pixel, cap)`` per image of ``edges: (N, H, W)`` bool (no edge -> cap).
+
+    One 2-D exact transform of the images stacked with ``cap`` empty rows between them: an edge of another
+    image is at least ``cap + 1`` away, so it never wins against the cap.
+    """
+    n, h, w = edges.shape
+    if not edges.any():
+        return np.full(edges.shape, float(cap))
+    stacked = np.ones((n, h + cap, w), bool)
+    stacked[:, :h] = ~edges
+    dist = ndimage.distance_transform_edt(stacked.reshape(n * (h + cap), w)).reshape(n, h + cap, w)[:, :h]
+    return np.minimum(dist, float(cap))
 
 
 def mud(liquid: np.ndarray, threshold: float, sigma: float) -> np.ndarray:
