@@ -96,12 +96,14 @@ def jpeg_compression(
     """
     images, _, _, quality = _setup(images, severity, profile, "jpeg_compression")
     out = np.empty_like(images)
-    for i, image in enumerate(images):
+    n, h, w, c = images.shape
+    mode = "RGB" if c == 3 else "L"
+    for i, image in enumerate(images):  # Pillow's raw constructors and JPEG decoder: no file-format layer per image
         buffer = io.BytesIO()
-        picture = Image.fromarray(image) if image.shape[2] == 3 else Image.fromarray(image[..., 0]).convert("RGB")
-        picture.save(buffer, "JPEG", quality=quality)
-        decoded = Image.open(buffer)
-        out[i] = np.asarray(decoded.convert("L"))[..., None] if image.shape[2] == 1 else np.asarray(decoded)
+        picture = Image.frombytes(mode, (w, h), image.tobytes())
+        (picture if c == 3 else picture.convert("RGB")).save(buffer, "JPEG", quality=quality)
+        decoded = Image.frombytes("RGB", (w, h), buffer.getvalue(), "jpeg", "RGB", "")
+        out[i] = np.frombuffer((decoded if c == 3 else decoded.convert("L")).tobytes(), np.uint8).reshape(h, w, c)
     return out
 
 
