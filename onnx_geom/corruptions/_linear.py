@@ -109,7 +109,7 @@ class Operator(NamedTuple):
 
     rows: np.ndarray  # (K, H', H), integers / 2**TERM_BITS
     cols: np.ndarray  # (K, W', W), integers / 2**TERM_BITS
-    dense: tuple[np.ndarray, np.ndarray, int] | None  # (hi, lo, lo_bits): float32 integer maps (H W, H' W')
+    dense: tuple[np.ndarray, np.ndarray, int, tuple] | None  # (hi, lo, lo_bits, bands): see _split
     sparse: sparse.csr_matrix | None = None  # (H' W', H W) float64
 
 
@@ -133,14 +133,28 @@ def operator(rows: np.ndarray, cols: np.ndarray) -> Operator:
     return Operator(rows_q, cols_q, dense, sparse_map)
 
 
-def _split(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """``scaled ~ hi + lo / 2**lo_bits`` with integer hi, lo whose uint8 products sum exactly in float32."""
+BAND_PIXELS = 128  # output pixels per band of the dense map (4 rows of a 32-pixel-wide image)
+
+
+def _split(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, tuple]:
+    """``scaled ~ hi + lo / 2**lo_bits`` with integer hi, lo whose uint8 products sum exactly in float32.
+
+    ``bands``: ``(out_start, out_stop, in_start, in_stop)`` per run of BAND_PIXELS output pixels, the input
+    pixels outside ``in_start:in_stop`` having zero weight for all of them (a blur reads near rows only). As the
+    sums are exact, skipping those zeros gives the same numbers.
+    """
     hi = np.round(scaled)
     rest = scaled - hi
     lo_bits = int(np.floor(np.log2(2.0**24 / (255 * (np.abs(rest).sum(axis=0).max() + 1))))) - 1
     lo = np.round(rest * 2.0**lo_bits)
     assert 255 * hi.sum(axis=0).max() < 2.0**24 and 255 * np.abs(lo).sum(axis=0).max() < 2.0**24
-    return hi.astype(np.float32), lo.astype(np.float32), lo_bits
+    reads = (hi != 0) | (lo != 0)
+    bands = []
+    for start in range(0, scaled.shape[1], BAND_PIXELS):
+        stop = min(start + BAND_PIXELS, scaled.shape[1])
+        used = np.flatnonzero(reads[:, start:stop].any(axis=1))
+        bands.append((start, stop, int(used.min(initial=0)), int(used.max(initial=-1)) + 1))
+    return hi.astype(np.float32), lo.astype(np.float32), lo_bits, tuple(bands)
 
 
 def apply(images: np.ndarray, op: Operator) -> np.ndarray:
@@ -161,9 +175,12 @@ def apply(images: np.ndarray, op: Operator) -> np.ndarray:
         out = (op.sparse @ planar)[:, : n * c]
         return out.reshape(h2, w2, n, c).transpose(2, 0, 1, 3)
     if op.dense is not None:
-        hi, lo, lo_bits = op.dense
+        hi, lo, lo_bits, bands = op.dense
         planar = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32).reshape(n * c, h * w)
-        out = (planar @ hi).astype(np.float64) + (planar @ lo).astype(np.float64) * 2.0**-lo_bits
+        out = np.zeros((n * c, h2 * w2))
+        for o0, o1, i0, i1 in bands:
+            part = planar[:, i0:i1]
+            out[:, o0:o1] = (part @ hi[i0:i1, o0:o1]).astype(np.float64) + (part @ lo[i0:i1, o0:o1]).astype(np.float64) * 2.0**-lo_bits
         return out.reshape(n, c, h2, w2).transpose(0, 2, 3, 1) * 2.0**-DENSE_BITS
     if h * w > DENSE_MAX_PIXELS:
         return _apply_sparse(images.astype(np.float64), op.rows, op.cols) * 2.0 ** (-2 * TERM_BITS)
