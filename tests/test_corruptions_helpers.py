@@ -191,3 +191,15 @@ def test_capped_distance_is_the_per_image_distance_by_brute_force():
         d = np.sqrt((ys[..., None] - ey) ** 2 + (xs[..., None] - ex) ** 2).min(axis=-1, initial=np.inf)
         assert np.allclose(dist, np.minimum(d, 20))
     assert (_spatter.capped_distance(np.zeros((2, 16, 16), bool), 20) == 20).all()
+
+
+@pytest.mark.parametrize("mode", ["reflect", "mirror", "nearest"])
+def test_bilinear_sampling_equals_scipy_far_outside_the_image(mode):
+    rng = np.random.default_rng(5)
+    x = rng.random((3, 17, 21, 2))
+    ys, xs = rng.uniform(-40, 60, (2, 3, 17, 21))
+    got = _warp.sample(x, ys, xs, mode=mode)
+    for i in range(3):
+        for c in range(2):
+            expected = ndimage.map_coordinates(x[i, ..., c], [ys[i], xs[i]], order=1, mode=mode)
+            assert np.allclose(got[i, ..., c], expected, atol=1e-12)
