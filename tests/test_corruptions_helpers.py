@@ -203,3 +203,11 @@ def test_bilinear_sampling_equals_scipy_far_outside_the_image(mode):
         for c in range(2):
             expected = ndimage.map_coordinates(x[i, ..., c], [ys[i], xs[i]], order=1, mode=mode)
             assert np.allclose(got[i, ..., c], expected, atol=1e-12)
+
+
+def test_edge_pad_is_numpys():
+    x = np.random.default_rng(6).random((2, 3, 5, 7))
+    for pads in [(0, 0, 0, 0), (3, 0, 0, 4), (0, 2, 5, 0), (6, 1, 2, 9)]:
+        top, bottom, left, right = pads
+        expected = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode="edge")
+        assert (_filters._edge_pad(x, *pads) == expected).all()

@@ -71,10 +71,12 @@ def motion_blur(x: np.ndarray, radius: int, sigma: float, angles: np.ndarray) ->
     """
     n, h, w = x.shape[:3]
     weights, dy, dx = motion_offsets(radius, sigma, angles, (h, w))
-    pad = int(max(np.abs(dy).max(initial=0), np.abs(dx).max(initial=0)))
+    # pad each side only as far as some tap reads (the angle range makes most lines one-sided)
+    top, bottom = max(0, -int(dy.min(initial=0))), max(0, int(dy.max(initial=0)))
+    left, right = max(0, -int(dx.min(initial=0))), max(0, int(dx.max(initial=0)))
     planar = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
-    padded = np.pad(planar, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, 2p+1, 2p+1, H, W)
+    padded = _edge_pad(planar, top, bottom, left, right)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, rows, cols, H, W)
     rows = np.arange(n)
     out = np.zeros(planar.shape, dtype=np.float32)
     weights = weights.astype(np.float32)
@@ -82,9 +84,21 @@ def motion_blur(x: np.ndarray, radius: int, sigma: float, angles: np.ndarray) ->
         if not (weights[:, tap] > 0).any():
             break
         # Output pixel (r, c) reads input (r + dy, c + dx): the reference's edge-filling shift by (-dy, -dx).
-        taps = windows[rows, :, pad + dy[:, tap], pad + dx[:, tap]]  # (N, C, H, W)
+        taps = windows[rows, :, top + dy[:, tap], left + dx[:, tap]]  # (N, C, H, W)
         out += weights[:, tap, None, None, None] * taps
     return out.transpose(0, 2, 3, 1)
+
+
+def _edge_pad(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """``np.pad(x, mode="edge")`` over the last two axes of ``x: (..., H, W)``, by slice copies."""
+    h, w = x.shape[-2:]
+    out = np.empty(x.shape[:-2] + (top + h + bottom, left + w + right), x.dtype)
+    out[..., top : top + h, left : left + w] = x
+    out[..., :top, left : left + w] = x[..., :1, :]
+    out[..., top + h :, left : left + w] = x[..., -1:, :]
+    out[..., :, :left] = out[..., :, left : left + 1]
+    out[..., :, left + w :] = out[..., :, left + w - 1 : left + w]
+    return out
 
 
 def clipped_zoom(x: np.ndarray, factor: float, *, centre: bool, crop: bool = True) -> np.ndarray:
