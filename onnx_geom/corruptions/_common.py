@@ -89,11 +89,12 @@ def sample_draws(
     if idx.shape != (n,) or (n and (idx.dtype.kind not in "iu" or idx.min() < 0)):
         raise DataError(f"indices must be {n} non-negative integers (one global index per image), not shape {idx.shape}.")
     blocks = -(-count // 4)
-    out = np.empty((n, 4 * blocks), np.uint64)
-    breaks = np.flatnonzero(np.diff(idx) != 1) + 1 if n else []
-    for run in np.split(np.arange(n), breaks) if n else []:
-        philox = np.random.Philox(counter=int(idx[run[0]]) * blocks, key=key)
-        out[run] = philox.random_raw(len(run) * 4 * blocks).reshape(len(run), 4 * blocks)
+    starts = [0, *(np.flatnonzero(np.diff(idx) != 1) + 1).tolist()] if n else []
+    runs = [
+        np.random.Philox(counter=int(idx[a]) * blocks, key=key).random_raw((b - a) * 4 * blocks).reshape(b - a, 4 * blocks)
+        for a, b in zip(starts, starts[1:] + [n])
+    ]
+    out = runs[0] if len(runs) == 1 else np.concatenate(runs) if runs else np.empty((0, 4 * blocks), np.uint64)
     return out[:, :count]
 
 
@@ -109,12 +110,19 @@ def normals(words: np.ndarray, size: int, dtype: type = np.float64) -> np.ndarra
     the angle; the cosine branch fills the first half of each row, the sine branch the second.
     """
     half = words.shape[1]
-    u = ((words >> np.uint64(32)) + np.uint64(1)).astype(dtype) * dtype(2.0**-32)
-    angle = (words & np.uint64(0xFFFFFFFF)).astype(dtype) * dtype(2 * np.pi * 2.0**-32)
-    radius = np.sqrt(dtype(-2) * np.log(u))
+    pairs = np.ascontiguousarray(words).view(np.uint32).reshape(len(words), half, 2)  # (low, high) little-endian
+    radius = np.ascontiguousarray(pairs[..., 1]).astype(dtype)
+    radius += 1
+    radius *= dtype(2.0**-32)  # (high + 1) / 2**32 in (0, 1], rounded to dtype
+    np.log(radius, out=radius)
+    radius *= -2
+    np.sqrt(radius, out=radius)
+    angle = np.ascontiguousarray(pairs[..., 0]).astype(dtype)
+    angle *= dtype(2 * np.pi * 2.0**-32)
     out = np.empty((len(words), 2 * half), dtype)
     np.multiply(radius, np.cos(angle), out=out[:, :half])
-    np.multiply(radius, np.sin(angle), out=out[:, half:])
+    np.sin(angle, out=angle)
+    np.multiply(radius, angle, out=out[:, half:])
     return out[:, :size]
 
 
