@@ -45,7 +45,7 @@ def brightness(
         return to_uint8(x + c)
     # With hue and saturation fixed every RGB component is proportional to the HSV value, and black (v = 0, so
     # s = 0) becomes grey: the reference's RGB -> HSV -> RGB round trip without the round trip (rounding aside).
-    v = x.max(axis=3, keepdims=True)
+    v = to_float(np.maximum(np.maximum(images[..., 0], images[..., 1]), images[..., 2])[..., None])  # = x.max(axis=3)
     brighter = np.minimum(v + c, 1.0)
     return to_uint8(np.where(v > 0, x / np.where(v > 0, v, 1.0), 1.0) * brighter)
 
