@@ -143,16 +143,18 @@ def _scramble(x: np.ndarray, hs: np.ndarray, ws: np.ndarray, dy: np.ndarray, dx:
     source = ((grid_h + dy) * w + (grid_w + dx)).reshape(n, -1)  # (N, P) in visiting order
     src_order = order[source]
     follow = (src_order >= 0) & (src_order < np.arange(target.size))  # source written earlier in the sweep
-    rows = np.arange(n)[:, None]
-    # terminal[p]: old pixel read if the chain stops at p; link[p]: earlier visit whose result p copies, or -1
-    terminal = source.copy()
-    link = np.where(follow, src_order, -1)
-    while (link >= 0).any():
-        jump = link >= 0
-        safe = np.where(jump, link, 0)
-        terminal = np.where(jump, terminal[rows, safe], terminal)
-        link = np.where(jump, link[rows, safe], link)
-    flat = x.reshape(n, h * w, -1)
+    # Over the whole batch, flat: terminal[q] is the old pixel (index into the batch's pixels) that visit q reads
+    # if its chain stops there; link[q] the earlier visit whose new value it copies, or -1. Jump the links of
+    # the visits that still have one, reading each (terminal, link) pair before writing any.
+    offsets = np.arange(n)[:, None]
+    terminal = (source + offsets * (h * w)).ravel()
+    link = np.where(follow, src_order + offsets * target.size, -1).ravel()
+    active = np.flatnonzero(link >= 0)
+    while active.size:
+        hop = link[active]
+        terminal[active], link[active] = terminal[hop], link[hop]
+        active = active[link[active] >= 0]
+    flat = x.reshape(n * h * w, -1)
     out = flat.copy()
-    out[:, target] = flat[rows, terminal]
+    out[(target + offsets * (h * w)).ravel()] = flat[terminal]
     return out.reshape(x.shape)
