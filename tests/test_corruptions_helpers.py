@@ -211,3 +211,17 @@ def test_edge_pad_is_numpys():
         top, bottom, left, right = pads
         expected = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode="edge")
         assert (_filters._edge_pad(x, *pads) == expected).all()
+
+
+@pytest.mark.parametrize("factor", [1.25, 2.5, 3.0, 4.5])
+def test_clipped_zoom_is_scipys_zoom_of_the_centre(factor):
+    x = np.random.default_rng(7).random((3, 16, 21, 2)).astype(np.float32)
+    ch, cw = int(np.ceil(16 / factor)), int(np.ceil(21 / factor))
+    top, left = (16 - ch) // 2, (21 - cw) // 2
+    expected = np.stack(
+        [ndimage.zoom(x[:, top : top + ch, left : left + cw, c], (1, factor, factor), order=1) for c in range(2)], axis=-1
+    )
+    got = _filters.clipped_zoom(x, factor, centre=True, crop=False)
+    assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-6)
+    t0, t1 = (expected.shape[1] - 16) // 2, (expected.shape[2] - 21) // 2
+    assert np.allclose(_filters.clipped_zoom(x, factor, centre=True), expected[:, t0 : t0 + 16, t1 : t1 + 21], atol=1e-6)

@@ -111,13 +111,26 @@ def clipped_zoom(x: np.ndarray, factor: float, *, centre: bool, crop: bool = Tru
     ch, cw = int(np.ceil(h / float(factor))), int(np.ceil(w / float(factor)))
     top, left = (h - ch) // 2, (w - cw) // 2
     crop_ = x[:, top : top + ch, left : left + cw]
-    # zoom each channel plane as a 3-D array: with order=1 a 4-D zoom would interpolate over 16 corners, not 8
-    zoomed = np.stack([ndimage.zoom(crop_[..., c], (1, factor, factor), order=1) for c in range(x.shape[3])], axis=-1)
+    # scipy.ndimage.zoom(order=1) of each plane, separably: output o reads input o (n_in - 1) / (n_out - 1),
+    # linearly between its two neighbours; elementwise, so every sample gets the same numbers in any batch
+    zoomed = _lerp_axis(_lerp_axis(crop_, 1, int(round(ch * float(factor)))), 2, int(round(cw * float(factor))))
     if not crop:
         return zoomed
     t0 = (zoomed.shape[1] - h) // 2 if centre else 0
     t1 = (zoomed.shape[2] - w) // 2 if centre else 0
     return zoomed[:, t0 : t0 + h, t1 : t1 + w]
+
+
+def _lerp_axis(x: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    """Resample ``x`` along ``axis`` to ``n_out`` samples, linearly, end points on end points (grid_mode False)."""
+    n_in = x.shape[axis]
+    if n_in == 1 or n_out == 1:
+        return np.take(x, np.zeros(n_out, np.intp), axis=axis)
+    coord = np.arange(n_out) * ((n_in - 1) / (n_out - 1))
+    low = np.minimum(np.floor(coord).astype(np.intp), n_in - 2)
+    frac = (coord - low).astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+    a, b = np.take(x, low, axis=axis), np.take(x, low + 1, axis=axis)
+    return a + (b - a) * frac
 
 
 def gaussian_2d(x: np.ndarray, sigma, *, mode: str = "reflect", truncate: float = 3.0) -> np.ndarray:
