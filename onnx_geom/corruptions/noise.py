@@ -72,9 +72,16 @@ def poisson_counts(levels: np.ndarray, c: float, u: np.ndarray) -> np.ndarray:
     base = level * width
     flat = cdf.ravel()
     todo = np.flatnonzero(flat[base + k] <= uu)
-    while todo.size:
+    for _ in range(2):  # a step or two up covers all but the far tail, where a guide bin spans many counts
         k[todo] += 1
         todo = todo[flat[base[todo] + k[todo]] <= uu[todo]]
+    if todo.size:  # bisect: CDF(low) <= u < CDF(high), the last column being 1
+        low, high, b, v = k[todo], np.full(todo.size, width - 1), base[todo], uu[todo]
+        while (high - low > 1).any():
+            mid = (low + high) // 2
+            below = flat[b + mid] <= v
+            low, high = np.where(below, mid, low), np.where(below, high, mid)
+        k[todo] = high
     return k.reshape(levels.shape)
 
 
