@@ -33,9 +33,12 @@ def sample(x: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, mode: str) -> np.nd
     def at(r, col):
         return np.take(flat, r + col, axis=0)
 
-    top = at(rows[0], cols[0]) * (1 - fx) + at(rows[0], cols[1]) * fx
-    bottom = at(rows[1], cols[0]) * (1 - fx) + at(rows[1], cols[1]) * fx
-    return top * (1 - fy) + bottom * fy
+    # as scipy sums them: each corner's value times the product of its two weights, corners in order
+    wy, wx = (1 - fy, fy), (1 - fx, fx)
+    out = at(rows[0], cols[0]) * (wy[0] * wx[0])
+    for i, j in ((0, 1), (1, 0), (1, 1)):
+        out += at(rows[i], cols[j]) * (wy[i] * wx[j])
+    return out
 
 
 def _border_pair(i0: np.ndarray, n: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
