@@ -31,6 +31,9 @@ SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 PROFILES: tuple[str, ...] = ("cifar", "imagenet")
 MIN_SIZE = 16
 CIFAR_MAX_SIZE = 64
+# The random-stream scheme (see the module docstring); recorded with the sets we write, so that a folder begun
+# under another scheme (the per-sample SeedSequence generators before) is not resumed with different bytes.
+STREAMS = "philox-counter-1"
 
 
 
