@@ -136,7 +136,7 @@ def draw_uniforms(rng, name: str, severity: int, indices, n: int, count: int) ->
 
 def to_float(images: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     """uint8 ``(N, H, W, C)`` -> floats in [0, 1] (``x / 255``, as the reference does)."""
-    return images.astype(dtype) / dtype(255)
+    return np.divide(images, dtype(255), dtype=dtype)  # the same numbers as images.astype(dtype) / 255, one pass
 
 
 def to_uint8(x: np.ndarray, *, rounding: bool = False) -> np.ndarray:
@@ -144,7 +144,8 @@ def to_uint8(x: np.ndarray, *, rounding: bool = False) -> np.ndarray:
 
     ``rounding=True`` rounds to nearest instead (where the reference went through an 8-bit file format).
     """
-    y = np.clip(x, 0, 1) * 255
+    y = np.clip(x, 0, 1)  # a new array: scale and round it in place
+    y *= 255
     if rounding:
-        y = np.rint(y)
+        np.rint(y, out=y)
     return y.astype(np.uint8, order="C")
