@@ -85,7 +85,8 @@ def motion_blur(x: np.ndarray, radius: int, sigma: float, angles: np.ndarray) ->
             break
         # Output pixel (r, c) reads input (r + dy, c + dx): the reference's edge-filling shift by (-dy, -dx).
         taps = windows[rows, :, top + dy[:, tap], left + dx[:, tap]]  # (N, C, H, W)
-        out += weights[:, tap, None, None, None] * taps
+        taps *= weights[:, tap, None, None, None]  # the gather made a copy: weight it in place
+        out += taps
     return out.transpose(0, 2, 3, 1)
 
 
