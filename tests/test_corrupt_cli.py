@@ -95,3 +95,16 @@ def test_bad_options_get_one_sentence_and_exit_1(tmp_path, data, args, message):
 def test_missing_data_says_where_to_put_cifar(tmp_path):
     result = CliRunner().invoke(app, ["corrupt", str(tmp_path / "nothing"), "-o", str(tmp_path / "c")])
     assert result.exit_code == 1 and "nothing is downloaded" in result.output
+
+
+def test_a_folder_begun_under_the_old_random_streams_is_not_resumed(tmp_path, data):
+    import json
+
+    ds, path = data
+    out = tmp_path / "c"
+    assert CliRunner().invoke(app, ["corrupt", str(path), "-o", str(out), "-c", "contrast"]).exit_code == 0
+    meta = json.loads((out / "corruptions.json").read_text())
+    del meta["streams"]  # as written before the counter-based streams
+    (out / "corruptions.json").write_text(json.dumps(meta))
+    result = CliRunner().invoke(app, ["corrupt", str(path), "-o", str(out), "-c", "fog"])
+    assert result.exit_code == 1 and "other settings (streams)" in result.output and not (out / "fog.npy").exists()

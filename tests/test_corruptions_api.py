@@ -135,8 +135,9 @@ MONOTONE_GROUPS = {
     ("cifar", "spatter"): [(1, 2, 3), (4, 5)],
     # glass blur: 1 scramble pass at 1-3 (blur sigma .05-.4, barely visible next to the scramble), 2 at 4-5
     ("cifar", "glass_blur"): [(1, 4), (2, 4), (3, 5)],
-    # glass blur (0.7,1,2) (0.9,2,1) (1,2,3) (1.1,3,2) (1.5,4,2): iterations go 2, 1, 3, 2, 2
-    ("imagenet", "glass_blur"): [(2, 3, 5), (1, 3)],
+    # glass blur (0.7,1,2) (0.9,2,1) (1,2,3) (1.1,3,2) (1.5,4,2): iterations go 2, 1, 3, 2, 2; severities 3 and 5
+    # tie (the reference measured 12.72 vs 12.68, 12.67 vs 12.61, 12.67 vs 12.65 on these 16 images, 3 seeds)
+    ("imagenet", "glass_blur"): [(2, 3), (2, 5), (1, 3)],
     # frost: the image weight falls but the frost weight stalls (0.9, .4) -> (0.85, .4) -> (0.75, .45)
     ("cifar", "frost"): [(1, 2, 3), (1, 4), (1, 5)],
     ("imagenet", "frost"): [(1, 2, 3), (1, 4, 5)],
@@ -155,7 +156,8 @@ MONOTONE_GROUPS = {
 @pytest.mark.parametrize("profile", ["cifar", "imagenet"])
 @pytest.mark.parametrize("name", CORRUPTIONS)
 def test_severity_grows_as_in_the_reference(profile, name):
-    x = smooth_images(16, seed=3)
+    # frost: which of the six textures an image draws dominates its distance; 16 images leave it to chance
+    x = smooth_images(512 if name == "frost" else 16, seed=3)
     distance = {s: np.abs(corrupt(x, name, s, profile=profile, rng=0).astype(float) - x).mean() for s in SEVERITIES}
     for group in MONOTONE_GROUPS.get((profile, name), [SEVERITIES]):
         values = [distance[s] for s in group]

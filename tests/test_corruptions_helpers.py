@@ -5,23 +5,29 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage
+from scipy import ndimage, stats
 
-from onnx_geom.corruptions import _color, _filters, _fractal, _linear, _resize, _spatter, _warp, corrupt
+from onnx_geom.corruptions import _color, _common, _filters, _fractal, _linear, _resize, _spatter, _warp, corrupt, noise
 from onnx_geom.corruptions.blur import _scramble
 from tests._corruption_data import smooth_images
 
 cv2 = pytest.importorskip("cv2")
 
 
-def test_hsv_round_trip_matches_scikit_image():
+def test_saturation_is_scikit_images_hsv_round_trip_bit_for_bit():
     skcolor = pytest.importorskip("skimage.color")
-    rgb = np.random.default_rng(0).random((500, 3))
-    rgb[:50] = rgb[:50, :1]  # greys
-    rgb[50:60, 1] = rgb[50:60, 0]  # ties between channels
-    assert np.allclose(_color.rgb_to_hsv(rgb), skcolor.rgb2hsv(rgb[None])[0], atol=1e-12)
-    hsv = skcolor.rgb2hsv(rgb[None])[0]
-    assert np.allclose(_color.hsv_to_rgb(hsv), skcolor.hsv2rgb(hsv[None])[0], atol=1e-12)
+    rgb = np.random.default_rng(0).integers(0, 256, (200_000, 3)) / 255.0
+    rgb[:500] = rgb[:500, :1]  # greys
+    rgb[500:1000, 1] = rgb[500:1000, 0]  # ties between channels
+    rgb[1000:1500, 2] = rgb[1000:1500, 1]
+    rgb[1500:1600] = 0.0
+    rgb = np.vstack([rgb, np.random.default_rng(1).random((20_000, 3))])
+    for scale, shift in [(0.3, 0), (0.1, 0), (1.5, 0), (2, 0), (2, 0.1), (5, 0.1), (20, 0.2), (2.5, 0.2)]:
+        hsv = skcolor.rgb2hsv(rgb)
+        hsv[:, 1] = np.clip(hsv[:, 1] * scale + shift, 0, 1)
+        expected = skcolor.hsv2rgb(hsv)
+        assert (_color.saturate_planes(np.ascontiguousarray(rgb.T), scale, shift).T == expected).all()
+    assert (_color.saturate_planes(np.ascontiguousarray(rgb.T), 2.5, 0.2, channels=1)[0] == expected[:, 0]).all()
 
 
 @pytest.mark.parametrize("resample", [Image.Resampling.BOX, Image.Resampling.NEAREST])
@@ -131,3 +137,91 @@ def test_cifar_pixelate_is_box_down_and_box_up():
     for im, got in zip(x, ours):
         small = Image.fromarray(im).resize((24, 24), Image.Resampling.BOX)
         assert (np.asarray(small.resize((32, 32), Image.Resampling.BOX)) == got).all()
+
+
+def test_sample_draws_are_keyed_by_index_whatever_the_runs():
+    whole = _common.sample_draws(3, "snow", 2, range(12), 12, 7)
+    scattered = _common.sample_draws(3, "snow", 2, [9, 2, 3, 4, 11], 5, 7)
+    assert (scattered == whole[[9, 2, 3, 4, 11]]).all()
+    # a fixed word count per sample: the Philox blocks of index i are i * B + 1 .. i * B + B (4 words a block)
+    philox = np.random.Philox(counter=4 * 2, key=int.from_bytes(np.random.SeedSequence(3, spawn_key=(7, 2)).generate_state(2, np.uint64).tobytes(), "little"))
+    assert (philox.random_raw(8)[:7] == whole[4]).all()
+    assert (_common.sample_draws(4, "snow", 2, None, 2, 7) != whole[:2]).all()
+
+
+def test_box_muller_normals_have_normal_moments_and_tails():
+    words = _common.sample_draws(0, "gaussian_noise", 1, None, 4, 250_001)
+    z = _common.normals(words, 500_001).ravel()
+    assert abs(z.mean()) < 0.005 and abs(z.std() - 1) < 0.005
+    # fractions beyond 1, 2, 3 sigma against the exact normal tails (about 4.5 standard errors)
+    for k in (1, 2, 3):
+        expected = 2 * stats.norm.sf(k)
+        assert abs((np.abs(z) > k).mean() - expected) < 4.5 * np.sqrt(expected * (1 - expected) / z.size)
+
+
+@pytest.mark.parametrize("c", [3, 60, 500])
+def test_poisson_inversion_has_the_poisson_distribution(c):
+    levels = np.repeat(np.array([0, 1, 37, 128, 255], np.uint8), 40_000)
+    u = _common.uniforms(_common.sample_draws(1, "shot_noise", 1, None, 1, levels.size))[0]
+    counts = noise.poisson_counts(levels, c, u)
+    assert (counts[levels == 0] == 0).all()
+    for level in (1, 37, 128, 255):
+        k = counts[levels == level]
+        lam = level / 255 * c
+        # the empirical CDF against scipy's at the quartiles of the distribution (Kolmogorov-like, 5 sigma)
+        for q in stats.poisson.ppf([0.25, 0.5, 0.75], lam):
+            p = stats.poisson.cdf(q, lam)
+            assert abs((k <= q).mean() - p) < 5 * np.sqrt(p * (1 - p) / k.size) + 1e-12
+        assert abs(k.mean() - lam) < 5 * np.sqrt(lam / k.size)
+    # the guide table only starts the search: the answer is the least k with u < CDF(k), by brute force
+    cdf, _ = noise.poisson_table(float(c))
+    brute = (cdf[levels[:: 997].astype(int)] <= u[:: 997, None]).sum(axis=1)
+    assert (counts[:: 997] == brute).all()
+
+
+def test_capped_distance_is_the_per_image_distance_by_brute_force():
+    edges = np.random.default_rng(2).random((5, 20, 17)) < 0.01
+    edges[1] = False  # no edge: the cap everywhere
+    edges[3] = False
+    edges[3, 0, 0] = True  # one far corner: distances beyond the cap are capped
+    got = _spatter.capped_distance(edges, 20)
+    ys, xs = np.mgrid[:20, :17]
+    for image, dist in zip(edges, got):
+        ey, ex = np.nonzero(image)
+        d = np.sqrt((ys[..., None] - ey) ** 2 + (xs[..., None] - ex) ** 2).min(axis=-1, initial=np.inf)
+        assert np.allclose(dist, np.minimum(d, 20))
+    assert (_spatter.capped_distance(np.zeros((2, 16, 16), bool), 20) == 20).all()
+
+
+@pytest.mark.parametrize("mode", ["reflect", "mirror", "nearest"])
+def test_bilinear_sampling_equals_scipy_far_outside_the_image(mode):
+    rng = np.random.default_rng(5)
+    x = rng.random((3, 17, 21, 2))
+    ys, xs = rng.uniform(-40, 60, (2, 3, 17, 21))
+    got = _warp.sample(x, ys, xs, mode=mode)
+    for i in range(3):
+        for c in range(2):
+            expected = ndimage.map_coordinates(x[i, ..., c], [ys[i], xs[i]], order=1, mode=mode)
+            assert np.allclose(got[i, ..., c], expected, atol=1e-12)
+
+
+def test_edge_pad_is_numpys():
+    x = np.random.default_rng(6).random((2, 3, 5, 7))
+    for pads in [(0, 0, 0, 0), (3, 0, 0, 4), (0, 2, 5, 0), (6, 1, 2, 9)]:
+        top, bottom, left, right = pads
+        expected = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode="edge")
+        assert (_filters._edge_pad(x, *pads) == expected).all()
+
+
+@pytest.mark.parametrize("factor", [1.25, 2.5, 3.0, 4.5])
+def test_clipped_zoom_is_scipys_zoom_of_the_centre(factor):
+    x = np.random.default_rng(7).random((3, 16, 21, 2)).astype(np.float32)
+    ch, cw = int(np.ceil(16 / factor)), int(np.ceil(21 / factor))
+    top, left = (16 - ch) // 2, (21 - cw) // 2
+    expected = np.stack(
+        [ndimage.zoom(x[:, top : top + ch, left : left + cw, c], (1, factor, factor), order=1) for c in range(2)], axis=-1
+    )
+    got = _filters.clipped_zoom(x, factor, centre=True, crop=False)
+    assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-6)
+    t0, t1 = (expected.shape[1] - 16) // 2, (expected.shape[2] - 21) // 2
+    assert np.allclose(_filters.clipped_zoom(x, factor, centre=True), expected[:, t0 : t0 + 16, t1 : t1 + 21], atol=1e-6)

@@ -12,7 +12,7 @@ True
 
 Reproducibility: ``rng`` an int seeds one stream per sample, keyed by (seed, corruption, severity, index) where
 ``index`` is the sample's global index from ``indices`` (default: its position in the batch): see
-:func:`onnx_geom.corruptions._common.sample_streams`. So a runner that corrupts consecutive batches passes
+:func:`onnx_geom.corruptions._common.sample_draws`. So a runner that corrupts consecutive batches passes
 ``indices=range(start, start + len(batch))`` and gets the same bytes whatever the batch size.
 """
 

@@ -1,13 +1,16 @@
 """Shared plumbing of the corruptions: input checks, the profile, per-sample random streams, uint8 output.
 
-Per-sample reproducibility: with an integer seed, sample ``i`` of a batch draws its randomness from
-``np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k, severity, index)))`` where ``k`` is the
-position of the corruption in :data:`CORRUPTIONS` and ``index`` is ``indices[i]`` (default: ``i``). So a sample's
-result depends only on (seed, corruption, severity, its global index, its pixels), never on the batch.
+Per-sample reproducibility: with an integer seed, sample ``i`` of a batch takes its random words from a
+counter-based stream: numpy's ``Philox`` keyed by ``SeedSequence(seed, spawn_key=(k, severity))`` (``k`` the
+position of the corruption in :data:`CORRUPTIONS`), at the counter offset ``index * B`` where ``index`` is
+``indices[i]`` (default: ``i``) and ``B`` the fixed number of counter blocks one sample uses. Each corruption
+turns a FIXED number of words per sample into its random numbers (uniforms, Box-Muller normals, inverse-CDF
+Poisson counts), so a sample's result depends only on (seed, corruption, severity, its global index, its
+pixels), never on the batch; and a run of consecutive indices is drawn in one vectorised call.
 
->>> streams = sample_streams(0, "fog", 3, None, 2)
->>> len(streams), float(streams[0].random()) == float(sample_streams(0, "fog", 3, [0], 1)[0].random())
-(2, True)
+>>> words = sample_draws(0, "fog", 3, None, 2, 5)
+>>> words.shape, bool((words[1] == sample_draws(0, "fog", 3, [1], 1, 5)[0]).all())
+((2, 5), True)
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 PROFILES: tuple[str, ...] = ("cifar", "imagenet")
 MIN_SIZE = 16
 CIFAR_MAX_SIZE = 64
+# The random-stream scheme (see the module docstring); recorded with the sets we write, so that a folder begun
+# under another scheme (the per-sample SeedSequence generators before) is not resumed with different bytes.
+STREAMS = "philox-counter-1"
 
 
 
@@ -62,33 +68,75 @@ def resolve_profile(profile: str | None, images: np.ndarray) -> str:
     return profile
 
 
-def sample_streams(
-    rng: None | int | np.random.Generator, name: str, severity: int, indices: Sequence[int] | None, n: int
-) -> list[np.random.Generator]:
-    """One independent random stream per sample of a batch of ``n`` (see the module docstring).
+def sample_draws(
+    rng: None | int | np.random.Generator, name: str, severity: int, indices: Sequence[int] | None, n: int, count: int
+) -> np.ndarray:
+    """``count`` random 64-bit words per sample, ``(n, count)`` uint64, keyed as in the module docstring.
 
-    ``rng`` None draws fresh entropy; an int is a seed (per-sample reproducible with ``indices``); a Generator
-    spawns ``n`` children (reproducible for the same sequence of batches, but not per sample).
+    Sample ``index`` reads the Philox counter blocks ``index * B + 1 .. index * B + B`` (``B = ceil(count / 4)``,
+    four words a block) under the key of (seed, corruption, severity); a run of consecutive indices is one
+    ``random_raw`` call. ``rng`` None draws fresh entropy; an int is a seed (per-sample reproducible with
+    ``indices``); a Generator supplies the key (reproducible for the same sequence of batches, not per sample).
     """
     if isinstance(rng, np.random.Generator):
         if indices is not None:
             raise DataError("indices needs an integer seed as rng (a Generator cannot be keyed per sample); pass rng=<int>.")
-        return rng.spawn(n)
-    if rng is not None and (isinstance(rng, bool) or not isinstance(rng, (int, np.integer)) or rng < 0):
+        key = int.from_bytes(rng.bytes(16), "little")
+    elif rng is not None and (isinstance(rng, bool) or not isinstance(rng, (int, np.integer)) or rng < 0):
         raise DataError(f"rng must be None, a non-negative integer seed or a numpy Generator, not {rng!r}.")
-    if indices is None:
-        indices = range(n)
-    idx = np.asarray(indices)
+    else:
+        entropy = np.random.SeedSequence().entropy if rng is None else int(rng)
+        words = np.random.SeedSequence(entropy, spawn_key=(CORRUPTIONS.index(name), severity)).generate_state(2, np.uint64)
+        key = int(words[0]) | int(words[1]) << 64
+    idx = np.arange(n) if indices is None else np.asarray(indices)
     if idx.shape != (n,) or (n and (idx.dtype.kind not in "iu" or idx.min() < 0)):
         raise DataError(f"indices must be {n} non-negative integers (one global index per image), not shape {idx.shape}.")
-    entropy = np.random.SeedSequence().entropy if rng is None else int(rng)
-    key = CORRUPTIONS.index(name)
-    return [np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(key, severity, int(i)))) for i in idx]
+    blocks = -(-count // 4)
+    starts = [0, *(np.flatnonzero(np.diff(idx) != 1) + 1).tolist()] if n else []
+    runs = [
+        np.random.Philox(counter=int(idx[a]) * blocks, key=key).random_raw((b - a) * 4 * blocks).reshape(b - a, 4 * blocks)
+        for a, b in zip(starts, starts[1:] + [n])
+    ]
+    out = runs[0] if len(runs) == 1 else np.concatenate(runs) if runs else np.empty((0, 4 * blocks), np.uint64)
+    return out[:, :count]
+
+
+def uniforms(words: np.ndarray) -> np.ndarray:
+    """uint64 words -> float64 uniforms in [0, 1) (the top 53 bits, as numpy's ``random()``), same shape."""
+    return (words >> np.uint64(11)) * 2.0**-53
+
+
+def normals(words: np.ndarray, size: int, dtype: type = np.float64) -> np.ndarray:
+    """Standard normals ``(N, size)`` from ``words: (N, ceil(size / 2))``, two per word (Box-Muller).
+
+    The high 32 bits give the radius ``sqrt(-2 ln u)``, ``u`` in (0, 1] (so ``|z| <= 6.66``), the low 32 bits
+    the angle; the cosine branch fills the first half of each row, the sine branch the second.
+    """
+    half = words.shape[1]
+    pairs = np.ascontiguousarray(words).view(np.uint32).reshape(len(words), half, 2)  # (low, high) little-endian
+    radius = np.ascontiguousarray(pairs[..., 1]).astype(dtype)
+    radius += 1
+    radius *= dtype(2.0**-32)  # (high + 1) / 2**32 in (0, 1], rounded to dtype
+    np.log(radius, out=radius)
+    radius *= -2
+    np.sqrt(radius, out=radius)
+    angle = np.ascontiguousarray(pairs[..., 0]).astype(dtype)
+    angle *= dtype(2 * np.pi * 2.0**-32)
+    out = np.empty((len(words), 2 * half), dtype)
+    np.multiply(radius, np.cos(angle), out=out[:, :half])
+    np.sin(angle, out=angle)
+    np.multiply(radius, angle, out=out[:, half:])
+    return out[:, :size]
+
+
+def draw_uniforms(rng, name: str, severity: int, indices, n: int, count: int) -> np.ndarray:
+    """Shortcut: ``uniforms(sample_draws(...))``, float64 ``(n, count)`` in [0, 1)."""
+    return uniforms(sample_draws(rng, name, severity, indices, n, count))
 
 
 def to_float(images: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     """uint8 ``(N, H, W, C)`` -> floats in [0, 1] (``x / 255``, as the reference does)."""
-    return images.astype(dtype) / dtype(255)
+    return np.divide(images, dtype(255), dtype=dtype)  # the same numbers as images.astype(dtype) / 255, one pass
 
 
 def to_uint8(x: np.ndarray, *, rounding: bool = False) -> np.ndarray:
@@ -96,7 +144,8 @@ def to_uint8(x: np.ndarray, *, rounding: bool = False) -> np.ndarray:
 
     ``rounding=True`` rounds to nearest instead (where the reference went through an 8-bit file format).
     """
-    y = np.clip(x, 0, 1) * 255
+    y = np.clip(x, 0, 1)  # a new array: scale and round it in place
+    y *= 255
     if rounding:
-        y = np.rint(y)
+        np.rint(y, out=y)
     return y.astype(np.uint8, order="C")

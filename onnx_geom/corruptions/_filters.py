@@ -71,10 +71,12 @@ def motion_blur(x: np.ndarray, radius: int, sigma: float, angles: np.ndarray) ->
     """
     n, h, w = x.shape[:3]
     weights, dy, dx = motion_offsets(radius, sigma, angles, (h, w))
-    pad = int(max(np.abs(dy).max(initial=0), np.abs(dx).max(initial=0)))
+    # pad each side only as far as some tap reads (the angle range makes most lines one-sided)
+    top, bottom = max(0, -int(dy.min(initial=0))), max(0, int(dy.max(initial=0)))
+    left, right = max(0, -int(dx.min(initial=0))), max(0, int(dx.max(initial=0)))
     planar = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
-    padded = np.pad(planar, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, 2p+1, 2p+1, H, W)
+    padded = _edge_pad(planar, top, bottom, left, right)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))  # (N, C, rows, cols, H, W)
     rows = np.arange(n)
     out = np.zeros(planar.shape, dtype=np.float32)
     weights = weights.astype(np.float32)
@@ -82,9 +84,22 @@ def motion_blur(x: np.ndarray, radius: int, sigma: float, angles: np.ndarray) ->
         if not (weights[:, tap] > 0).any():
             break
         # Output pixel (r, c) reads input (r + dy, c + dx): the reference's edge-filling shift by (-dy, -dx).
-        taps = windows[rows, :, pad + dy[:, tap], pad + dx[:, tap]]  # (N, C, H, W)
-        out += weights[:, tap, None, None, None] * taps
+        taps = windows[rows, :, top + dy[:, tap], left + dx[:, tap]]  # (N, C, H, W)
+        taps *= weights[:, tap, None, None, None]  # the gather made a copy: weight it in place
+        out += taps
     return out.transpose(0, 2, 3, 1)
+
+
+def _edge_pad(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """``np.pad(x, mode="edge")`` over the last two axes of ``x: (..., H, W)``, by slice copies."""
+    h, w = x.shape[-2:]
+    out = np.empty(x.shape[:-2] + (top + h + bottom, left + w + right), x.dtype)
+    out[..., top : top + h, left : left + w] = x
+    out[..., :top, left : left + w] = x[..., :1, :]
+    out[..., top + h :, left : left + w] = x[..., -1:, :]
+    out[..., :, :left] = out[..., :, left : left + 1]
+    out[..., :, left + w :] = out[..., :, left + w - 1 : left + w]
+    return out
 
 
 def clipped_zoom(x: np.ndarray, factor: float, *, centre: bool, crop: bool = True) -> np.ndarray:
@@ -97,13 +112,26 @@ def clipped_zoom(x: np.ndarray, factor: float, *, centre: bool, crop: bool = Tru
     ch, cw = int(np.ceil(h / float(factor))), int(np.ceil(w / float(factor)))
     top, left = (h - ch) // 2, (w - cw) // 2
     crop_ = x[:, top : top + ch, left : left + cw]
-    # zoom each channel plane as a 3-D array: with order=1 a 4-D zoom would interpolate over 16 corners, not 8
-    zoomed = np.stack([ndimage.zoom(crop_[..., c], (1, factor, factor), order=1) for c in range(x.shape[3])], axis=-1)
+    # scipy.ndimage.zoom(order=1) of each plane, separably: output o reads input o (n_in - 1) / (n_out - 1),
+    # linearly between its two neighbours; elementwise, so every sample gets the same numbers in any batch
+    zoomed = _lerp_axis(_lerp_axis(crop_, 1, int(round(ch * float(factor)))), 2, int(round(cw * float(factor))))
     if not crop:
         return zoomed
     t0 = (zoomed.shape[1] - h) // 2 if centre else 0
     t1 = (zoomed.shape[2] - w) // 2 if centre else 0
     return zoomed[:, t0 : t0 + h, t1 : t1 + w]
+
+
+def _lerp_axis(x: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+    """Resample ``x`` along ``axis`` to ``n_out`` samples, linearly, end points on end points (grid_mode False)."""
+    n_in = x.shape[axis]
+    if n_in == 1 or n_out == 1:
+        return np.take(x, np.zeros(n_out, np.intp), axis=axis)
+    coord = np.arange(n_out) * ((n_in - 1) / (n_out - 1))
+    low = np.minimum(np.floor(coord).astype(np.intp), n_in - 2)
+    frac = (coord - low).astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - axis - 1))
+    a, b = np.take(x, low, axis=axis), np.take(x, low + 1, axis=axis)
+    return a + (b - a) * frac
 
 
 def gaussian_2d(x: np.ndarray, sigma, *, mode: str = "reflect", truncate: float = 3.0) -> np.ndarray:

@@ -24,6 +24,7 @@ from scipy import sparse
 
 DENSE_MAX_PIXELS = 64 * 64  # above this, apply the (banded) matrices as sparse ones, term by term
 DENSE_MAX_MAP = 32 * 32  # up to this many pixels, a many-term operator may become one dense (HW, HW) map
+SPARSE_MAX_DENSITY = 0.05  # a whole map with at most this fraction of non-zeros is applied as a sparse matrix
 
 
 def border_index(i: np.ndarray, n: int, mode: str) -> np.ndarray:
@@ -97,25 +98,31 @@ DENSE_BITS = 15  # the dense map (non-negative, columns summing to 1) as hi / 2*
 
 
 class Operator(NamedTuple):
-    """``sum_k rows[k] X cols[k]^T``; ``dense`` is the whole map ``(H W, H' W')`` when that is cheaper.
+    """``sum_k rows[k] X cols[k]^T``; ``dense`` is the whole map ``(H W, H' W')`` when that is cheaper, ``sparse``
+    the whole map ``(H' W', H W)`` when it has few non-zeros (zoom blur: about 10 per output pixel).
 
     The weights are stored as integers (in float64) so that products with uint8 images are exact: the result
-    cannot depend on the order a BLAS sums in, hence not on the batch an image is in.
+    cannot depend on the order a BLAS sums in, hence not on the batch an image is in. The sparse map keeps its
+    exact float64 weights: scipy's CSR product sums each output value over its row's entries in stored order,
+    whatever the number of columns on the other side, so it is batch-independent too.
     """
 
     rows: np.ndarray  # (K, H', H), integers / 2**TERM_BITS
     cols: np.ndarray  # (K, W', W), integers / 2**TERM_BITS
-    dense: tuple[np.ndarray, np.ndarray, int] | None  # (hi, lo, lo_bits): float32 integer maps (H W, H' W')
+    dense: tuple[np.ndarray, np.ndarray, int, tuple] | None  # (hi, lo, lo_bits, bands): see _split
+    sparse: sparse.csr_matrix | None = None  # (H' W', H W) float64
 
 
 def operator(rows: np.ndarray, cols: np.ndarray) -> Operator:
     """Bundle the terms; small images with many non-negative terms get the dense map (one GEMM per batch)."""
     k, h2, h = rows.shape
     w2, w = cols.shape[1:]
-    dense = None
+    dense = sparse_map = None
     if k > 1 and h * w <= DENSE_MAX_MAP:
         full = np.einsum("kab,kcd->bdac", rows, cols).reshape(h * w, h2 * w2)
-        if full.min() > -1e-9:  # non-negative up to the rounding of an SVD
+        if np.count_nonzero(full) <= SPARSE_MAX_DENSITY * full.size:
+            sparse_map = sparse.csr_matrix(full.T)
+        elif full.min() > -1e-9:  # non-negative up to the rounding of an SVD
             dense = _split(np.clip(full, 0, None) * 2.0**DENSE_BITS)
     scale = 2.0**TERM_BITS
     rows_q, cols_q = np.round(rows * scale), np.round(cols * scale)
@@ -123,17 +130,31 @@ def operator(rows: np.ndarray, cols: np.ndarray) -> Operator:
     bound = 255 * np.abs(rows_q).sum(axis=2).max(axis=1) @ np.abs(cols_q).sum(axis=2).max(axis=1)
     if bound >= 2.0**53:
         raise ValueError("operator weights too large for exact arithmetic")
-    return Operator(rows_q, cols_q, dense)
+    return Operator(rows_q, cols_q, dense, sparse_map)
 
 
-def _split(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """``scaled ~ hi + lo / 2**lo_bits`` with integer hi, lo whose uint8 products sum exactly in float32."""
+BAND_PIXELS = 128  # output pixels per band of the dense map (4 rows of a 32-pixel-wide image)
+
+
+def _split(scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, tuple]:
+    """``scaled ~ hi + lo / 2**lo_bits`` with integer hi, lo whose uint8 products sum exactly in float32.
+
+    ``bands``: ``(out_start, out_stop, in_start, in_stop)`` per run of BAND_PIXELS output pixels, the input
+    pixels outside ``in_start:in_stop`` having zero weight for all of them (a blur reads near rows only). As the
+    sums are exact, skipping those zeros gives the same numbers.
+    """
     hi = np.round(scaled)
     rest = scaled - hi
     lo_bits = int(np.floor(np.log2(2.0**24 / (255 * (np.abs(rest).sum(axis=0).max() + 1))))) - 1
     lo = np.round(rest * 2.0**lo_bits)
     assert 255 * hi.sum(axis=0).max() < 2.0**24 and 255 * np.abs(lo).sum(axis=0).max() < 2.0**24
-    return hi.astype(np.float32), lo.astype(np.float32), lo_bits
+    reads = (hi != 0) | (lo != 0)
+    bands = []
+    for start in range(0, scaled.shape[1], BAND_PIXELS):
+        stop = min(start + BAND_PIXELS, scaled.shape[1])
+        used = np.flatnonzero(reads[:, start:stop].any(axis=1))
+        bands.append((start, stop, int(used.min(initial=0)), int(used.max(initial=-1)) + 1))
+    return hi.astype(np.float32), lo.astype(np.float32), lo_bits, tuple(bands)
 
 
 def apply(images: np.ndarray, op: Operator) -> np.ndarray:
@@ -147,10 +168,19 @@ def apply(images: np.ndarray, op: Operator) -> np.ndarray:
     n, h, w, c = images.shape
     k, h2, _ = op.rows.shape
     w2 = op.cols.shape[1]
+    if op.sparse is not None:
+        planar = np.ascontiguousarray(images.transpose(1, 2, 0, 3), dtype=np.float64).reshape(h * w, n * c)
+        if n * c == 1:  # keep scipy on its many-vector loop (the same sums as its one-vector loop, but no doubt)
+            planar = np.hstack([planar, np.zeros_like(planar)])
+        out = (op.sparse @ planar)[:, : n * c]
+        return out.reshape(h2, w2, n, c).transpose(2, 0, 1, 3)
     if op.dense is not None:
-        hi, lo, lo_bits = op.dense
+        hi, lo, lo_bits, bands = op.dense
         planar = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32).reshape(n * c, h * w)
-        out = (planar @ hi).astype(np.float64) + (planar @ lo).astype(np.float64) * 2.0**-lo_bits
+        out = np.zeros((n * c, h2 * w2))
+        for o0, o1, i0, i1 in bands:
+            part = planar[:, i0:i1]
+            out[:, o0:o1] = (part @ hi[i0:i1, o0:o1]).astype(np.float64) + (part @ lo[i0:i1, o0:o1]).astype(np.float64) * 2.0**-lo_bits
         return out.reshape(n, c, h2, w2).transpose(0, 2, 3, 1) * 2.0**-DENSE_BITS
     if h * w > DENSE_MAX_PIXELS:
         return _apply_sparse(images.astype(np.float64), op.rows, op.cols) * 2.0 ** (-2 * TERM_BITS)

@@ -21,20 +21,31 @@ def sample(x: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, mode: str) -> np.nd
     computed with four gathers over the whole batch and all channels at once.
     """
     n, h, w, c = x.shape
+    if not n:
+        return np.zeros(x.shape)
     y0, x0 = np.floor(ys), np.floor(xs)
     fy, fx = (ys - y0)[..., None], (xs - x0)[..., None]
     y0, x0 = y0.astype(np.int64), x0.astype(np.int64)
-    rows = [border_index(y0, h, mode) * w, border_index(y0 + 1, h, mode) * w]
-    cols = [border_index(x0, w, mode), border_index(x0 + 1, w, mode)]
-    flat = x.reshape(n, h * w, c)
-    base = np.arange(n)[:, None, None]
+    rows = [r * w + np.arange(n)[:, None, None] * (h * w) for r in _border_pair(y0, h, mode)]
+    cols = _border_pair(x0, w, mode)
+    flat = x.reshape(n * h * w, c)
 
     def at(r, col):
-        return flat[base, r + col]
+        return np.take(flat, r + col, axis=0)
 
-    top = at(rows[0], cols[0]) * (1 - fx) + at(rows[0], cols[1]) * fx
-    bottom = at(rows[1], cols[0]) * (1 - fx) + at(rows[1], cols[1]) * fx
-    return top * (1 - fy) + bottom * fy
+    # as scipy sums them: each corner's value times the product of its two weights, corners in order
+    wy, wx = (1 - fy, fy), (1 - fx, fx)
+    out = at(rows[0], cols[0]) * (wy[0] * wx[0])
+    for i, j in ((0, 1), (1, 0), (1, 1)):
+        out += at(rows[i], cols[j]) * (wy[i] * wx[j])
+    return out
+
+
+def _border_pair(i0: np.ndarray, n: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """``border_index`` of ``i0`` and ``i0 + 1`` through a lookup table over their range (one gather each)."""
+    low = int(i0.min())
+    lut = border_index(np.arange(low, int(i0.max()) + 2), n, mode)
+    return lut[i0 - low], lut[i0 + (1 - low)]
 
 
 def affine_points(h: int, w: int) -> np.ndarray:

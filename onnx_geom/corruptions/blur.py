@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from onnx_geom.corruptions import _filters, _linear
-from onnx_geom.corruptions._common import check_images, check_severity, resolve_profile, sample_streams, to_float, to_uint8
+from onnx_geom.corruptions._common import check_images, check_severity, draw_uniforms, resolve_profile, sample_draws, to_float, to_uint8
 from onnx_geom.corruptions._params import PARAMS, zoom_factors
 
 
@@ -75,12 +75,16 @@ def glass_blur(
     """
     images, severity, _, (sigma, delta, iterations) = _setup(images, severity, profile, "glass_blur")
     n, h, w = images.shape[:3]
-    streams = sample_streams(rng, "glass_blur", severity, indices, n)
+    hs, ws = np.arange(h - delta, delta, -1), np.arange(w - delta, delta, -1)
+    count = iterations * len(hs) * len(ws) * 2
+    words = sample_draws(rng, "glass_blur", severity, indices, n, -(-count // 4))
     blur = _linear.gaussian_operator(h, w, sigma)
     x = to_uint8(_linear.apply(images, blur) / 255)
-    hs, ws = np.arange(h - delta, delta, -1), np.arange(w - delta, delta, -1)
     if n and len(hs) and len(ws):
-        offsets = np.stack([g.integers(-delta, delta, size=(iterations, len(hs), len(ws), 2)) for g in streams])
+        # integers in [-delta, delta) from 16 random bits each, four per word: (bits * 2 delta) >> 16 (the
+        # probabilities are uniform to within 2**-16 of their own size)
+        bits = np.ascontiguousarray(words).view("<u2")[:, :count].astype(np.int64)
+        offsets = ((bits * (2 * delta)) >> 16).reshape(n, iterations, len(hs), len(ws), 2) - delta
         for it in range(iterations):
             x = _scramble(x, hs, ws, offsets[:, it, ..., 1], offsets[:, it, ..., 0])
     return to_uint8(_linear.apply(x, blur) / 255)
@@ -101,8 +105,7 @@ def motion_blur(
     (2, 32, 32, 3)
     """
     images, severity, profile, (radius, sigma) = _setup(images, severity, profile, "motion_blur")
-    streams = sample_streams(rng, "motion_blur", severity, indices, len(images))
-    angles = np.array([g.uniform(-45, 45) for g in streams])
+    angles = draw_uniforms(rng, "motion_blur", severity, indices, len(images), 1)[:, 0] * 90 - 45
     blurred = _filters.motion_blur(to_float(images), radius, sigma, angles)
     return to_uint8(blurred, rounding=profile == "cifar")
 
@@ -140,16 +143,18 @@ def _scramble(x: np.ndarray, hs: np.ndarray, ws: np.ndarray, dy: np.ndarray, dx:
     source = ((grid_h + dy) * w + (grid_w + dx)).reshape(n, -1)  # (N, P) in visiting order
     src_order = order[source]
     follow = (src_order >= 0) & (src_order < np.arange(target.size))  # source written earlier in the sweep
-    rows = np.arange(n)[:, None]
-    # terminal[p]: old pixel read if the chain stops at p; link[p]: earlier visit whose result p copies, or -1
-    terminal = source.copy()
-    link = np.where(follow, src_order, -1)
-    while (link >= 0).any():
-        jump = link >= 0
-        safe = np.where(jump, link, 0)
-        terminal = np.where(jump, terminal[rows, safe], terminal)
-        link = np.where(jump, link[rows, safe], link)
-    flat = x.reshape(n, h * w, -1)
+    # Over the whole batch, flat: terminal[q] is the old pixel (index into the batch's pixels) that visit q reads
+    # if its chain stops there; link[q] the earlier visit whose new value it copies, or -1. Jump the links of
+    # the visits that still have one, reading each (terminal, link) pair before writing any.
+    offsets = np.arange(n)[:, None]
+    terminal = (source + offsets * (h * w)).ravel()
+    link = np.where(follow, src_order + offsets * target.size, -1).ravel()
+    active = np.flatnonzero(link >= 0)
+    while active.size:
+        hop = link[active]
+        terminal[active], link[active] = terminal[hop], link[hop]
+        active = active[link[active] >= 0]
+    flat = x.reshape(n * h * w, -1)
     out = flat.copy()
-    out[:, target] = flat[rows, terminal]
+    out[(target + offsets * (h * w)).ravel()] = flat[terminal]
     return out.reshape(x.shape)

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from onnx_geom.corruptions import _filters, _warp
-from onnx_geom.corruptions._color import hsv_to_rgb, rgb_to_hsv  # saturate keeps the round trip: exact
-from onnx_geom.corruptions._common import check_images, check_severity, resolve_profile, sample_streams, to_float, to_uint8
+from onnx_geom.corruptions._color import saturate_planes
+from onnx_geom.corruptions._common import check_images, check_severity, draw_uniforms, resolve_profile, to_float, to_uint8
 from onnx_geom.corruptions._params import PARAMS
 from onnx_geom.corruptions._resize import resize
 
@@ -45,7 +45,7 @@ def brightness(
         return to_uint8(x + c)
     # With hue and saturation fixed every RGB component is proportional to the HSV value, and black (v = 0, so
     # s = 0) becomes grey: the reference's RGB -> HSV -> RGB round trip without the round trip (rounding aside).
-    v = x.max(axis=3, keepdims=True)
+    v = to_float(np.maximum(np.maximum(images[..., 0], images[..., 1]), images[..., 2])[..., None])  # = x.max(axis=3)
     brighter = np.minimum(v + c, 1.0)
     return to_uint8(np.where(v > 0, x / np.where(v > 0, v, 1.0), 1.0) * brighter)
 
@@ -79,12 +79,10 @@ def saturate(
     [200, 170, 170]
     """
     images, _, _, (scale, shift) = _setup(images, severity, profile, "saturate")
-    x = to_float(images)
-    grey = x.shape[3] == 1
-    hsv = rgb_to_hsv(np.repeat(x, 3, axis=3) if grey else x)
-    hsv[..., 1] = np.clip(hsv[..., 1] * scale + shift, 0, 1)
-    rgb = hsv_to_rgb(hsv)
-    return to_uint8(rgb[..., :1] if grey else rgb)
+    planes = to_float(np.ascontiguousarray(images.transpose(3, 0, 1, 2)))  # (C, N, H, W)
+    grey = len(planes) == 1
+    rgb = saturate_planes(np.repeat(planes, 3, axis=0) if grey else planes, scale, shift, channels=1 if grey else 3)
+    return to_uint8(rgb.transpose(1, 2, 3, 0))
 
 
 def jpeg_compression(
@@ -98,12 +96,14 @@ def jpeg_compression(
     """
     images, _, _, quality = _setup(images, severity, profile, "jpeg_compression")
     out = np.empty_like(images)
-    for i, image in enumerate(images):
+    n, h, w, c = images.shape
+    mode = "RGB" if c == 3 else "L"
+    for i, image in enumerate(images):  # Pillow's raw constructors and JPEG decoder: no file-format layer per image
         buffer = io.BytesIO()
-        picture = Image.fromarray(image) if image.shape[2] == 3 else Image.fromarray(image[..., 0]).convert("RGB")
-        picture.save(buffer, "JPEG", quality=quality)
-        decoded = Image.open(buffer)
-        out[i] = np.asarray(decoded.convert("L"))[..., None] if image.shape[2] == 1 else np.asarray(decoded)
+        picture = Image.frombytes(mode, (w, h), image.tobytes())
+        (picture if c == 3 else picture.convert("RGB")).save(buffer, "JPEG", quality=quality)
+        decoded = Image.frombytes("RGB", (w, h), buffer.getvalue(), "jpeg", "RGB", "")
+        out[i] = np.frombuffer((decoded if c == 3 else decoded.convert("L")).tobytes(), np.uint8).reshape(h, w, c)
     return out
 
 
@@ -155,18 +155,18 @@ def elastic_transform(
     """
     images, severity, profile, c = _setup(images, severity, profile, "elastic_transform")
     n, h, w = images.shape[:3]
-    streams = sample_streams(rng, "elastic_transform", severity, indices, n)
+    imagenet = profile == "imagenet"
+    u = draw_uniforms(rng, "elastic_transform", severity, indices, n, 2 * h * w + (0 if imagenet else 6))
     x = to_float(images, np.float32)
     if not n:
         return images.copy()
-    if profile == "imagenet":
+    if imagenet:
         amplitude = h * 0.005
-        noise = np.stack([g.uniform(-amplitude, amplitude, size=(2, h, w)) for g in streams])
+        noise = (u * (2 * amplitude) - amplitude).reshape(n, 2, h, w)
         return to_uint8(elastic_from_noise(x, noise[:, 0], noise[:, 1], np.array([h, w]) * 0.01, c))
     size = min(h, w)
     alpha, sigma, affine = (v * size for v in c)
-    draws = [(g.uniform(-affine, affine, size=(3, 2)), g.uniform(-1, 1, size=(2, h, w))) for g in streams]
-    moved = _warp.affine_points(h, w)[None] + np.stack([d[0] for d in draws]).astype(np.float32)
-    noise = np.stack([d[1] for d in draws])
+    moved = _warp.affine_points(h, w)[None] + (u[:, :6] * (2 * affine) - affine).reshape(n, 3, 2).astype(np.float32)
+    noise = (u[:, 6:] * 2 - 1).reshape(n, 2, h, w)
     x = _warp.affine_warp(x, moved).astype(np.float32)
     return to_uint8(elastic_from_noise(x, noise[:, 0], noise[:, 1], sigma, alpha))

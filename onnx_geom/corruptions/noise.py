@@ -1,7 +1,9 @@
 """Noise corruptions: gaussian, shot (Poisson), impulse (salt and pepper), speckle.
 
 Each takes a uint8 batch ``images: (N, H, W, C)`` and returns a uint8 batch of the same shape; the random numbers
-of sample ``i`` come from its own stream (see :func:`onnx_geom.corruptions.corrupt` for ``rng`` and ``indices``).
+of sample ``i`` come from its own stream (see :func:`onnx_geom.corruptions.corrupt` for ``rng`` and ``indices``),
+a fixed number of 64-bit words per sample: one per value (uniforms, Poisson by inverse CDF) or one per two values
+(Box-Muller normals), so a whole batch is drawn and transformed in a few vectorised calls.
 
 >>> import numpy as np
 >>> x = np.full((2, 32, 32, 3), 128, np.uint8)
@@ -12,19 +14,75 @@ of sample ``i`` come from its own stream (see :func:`onnx_geom.corruptions.corru
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
+from scipy import stats
 
-from onnx_geom.corruptions._common import check_images, check_severity, resolve_profile, sample_streams, to_float, to_uint8
+from onnx_geom.corruptions._common import (
+    check_images, check_severity, normals, resolve_profile, sample_draws, to_float, to_uint8, uniforms,
+)  # fmt: skip
 from onnx_geom.corruptions._params import PARAMS
 
+GUIDE_BINS = 4096  # guide-table resolution of the Poisson inverse CDF
 
-def _setup(images, severity, profile, rng, indices, name, dtype=np.float64):
+
+def _setup(images, severity, profile, rng, indices, name, words_per_value=1.0):
+    """Checked images, the constant, and ``(N, ceil(words_per_value * H W C))`` random words."""
     images = check_images(images)
     severity = check_severity(severity)
     c = PARAMS[resolve_profile(profile, images)][name][severity - 1]
-    streams = sample_streams(rng, name, severity, indices, len(images))
-    return to_float(images, dtype), c, streams
+    size = int(np.prod(images.shape[1:]))
+    words = sample_draws(rng, name, severity, indices, len(images), int(np.ceil(size * words_per_value)))
+    return images, c, words, size
+
+
+def _normal_noise(images, words, size) -> np.ndarray:
+    """float32 standard normals shaped like ``images``, two per word."""
+    return normals(words, size, np.float32).reshape(images.shape)
+
+
+@lru_cache(maxsize=16)
+def poisson_table(c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-CDF tables of ``Poisson(level / 255 * c)`` for the 256 grey levels.
+
+    ``cdf: (256, K)`` float64 (the last column set to 1: the tail beyond ``K - 1``, under 1e-20, is folded into
+    it) and ``guide: (256, GUIDE_BINS)``: ``guide[l, j]`` is the count drawn for ``u = j / GUIDE_BINS``.
+    """
+    lam = (np.arange(256) / 255.0) * c
+    top = int(np.ceil(lam.max() + 12 * np.sqrt(lam.max()) + 20))
+    cdf = stats.poisson.cdf(np.arange(top + 1)[None, :], lam[:, None])
+    cdf[:, -1] = 1.0
+    grid = np.arange(GUIDE_BINS) / GUIDE_BINS
+    guide = np.stack([np.searchsorted(row, grid, side="right") for row in cdf]).astype(np.intp)
+    return cdf, guide
+
+
+def poisson_counts(levels: np.ndarray, c: float, u: np.ndarray) -> np.ndarray:
+    """``Poisson(levels / 255 * c)`` by inversion: the least k with ``u < CDF(k)``; uint8 ``levels``, ``u`` in [0, 1).
+
+    Exact inversion (up to float64 CDF rounding), one uniform per value; the guide table starts the search
+    at most a step or two below the answer.
+    """
+    cdf, guide = poisson_table(float(c))
+    width = cdf.shape[1]
+    level = levels.ravel().astype(np.intp)
+    uu = u.ravel()
+    k = guide.ravel()[level * GUIDE_BINS + (uu * GUIDE_BINS).astype(np.intp)]
+    base = level * width
+    flat = cdf.ravel()
+    todo = np.flatnonzero(flat[base + k] <= uu)
+    for _ in range(2):  # a step or two up covers all but the far tail, where a guide bin spans many counts
+        k[todo] += 1
+        todo = todo[flat[base[todo] + k[todo]] <= uu[todo]]
+    if todo.size:  # bisect: CDF(low) <= u < CDF(high), the last column being 1
+        low, high, b, v = k[todo], np.full(todo.size, width - 1), base[todo], uu[todo]
+        while (high - low > 1).any():
+            mid = (low + high) // 2
+            below = flat[b + mid] <= v
+            low, high = np.where(below, mid, low), np.where(below, high, mid)
+        k[todo] = high
+    return k.reshape(levels.shape)
 
 
 def gaussian_noise(
@@ -36,9 +94,8 @@ def gaussian_noise(
     >>> bool(gaussian_noise(np.zeros((1, 16, 16, 1), np.uint8), 5, rng=1).max() > 0)
     True
     """
-    x, c, streams = _setup(images, severity, profile, rng, indices, "gaussian_noise", np.float32)
-    noise = np.stack([g.standard_normal(x.shape[1:], dtype=np.float32) for g in streams]) if len(x) else 0.0
-    return to_uint8(x + np.float32(c) * noise)
+    images, c, words, size = _setup(images, severity, profile, rng, indices, "gaussian_noise", 0.5)
+    return to_uint8(to_float(images, np.float32) + np.float32(c) * _normal_noise(images, words, size))
 
 
 def shot_noise(
@@ -50,10 +107,8 @@ def shot_noise(
     >>> bool(shot_noise(np.full((1, 16, 16, 3), 200, np.uint8), 5, rng=1).std() > 0)
     True
     """
-    x, c, streams = _setup(images, severity, profile, rng, indices, "shot_noise")
-    if not len(x):
-        return to_uint8(x)
-    counts = np.stack([g.poisson(xi * c) for g, xi in zip(streams, x)])
+    images, c, words, _ = _setup(images, severity, profile, rng, indices, "shot_noise")
+    counts = poisson_counts(images, c, uniforms(words).reshape(images.shape))
     return to_uint8(counts / float(c))
 
 
@@ -69,10 +124,9 @@ def impulse_noise(
     >>> bool(((y == 0) | (y == 255)).mean() > 0.2)
     True
     """
-    x, c, streams = _setup(images, severity, profile, rng, indices, "impulse_noise")
-    if not len(x):
-        return to_uint8(x)
-    u = np.stack([g.random(size=x.shape[1:]) for g in streams])
+    images, c, words, _ = _setup(images, severity, profile, rng, indices, "impulse_noise")
+    x = to_float(images)
+    u = uniforms(words).reshape(x.shape)
     x = np.where(u < c / 2, 0.0, x)
     x = np.where((u >= c / 2) & (u < c), 1.0, x)
     return to_uint8(x)
@@ -87,6 +141,6 @@ def speckle_noise(
     >>> int(speckle_noise(np.zeros((1, 16, 16, 3), np.uint8), 5, rng=0).max())   # black stays black
     0
     """
-    x, c, streams = _setup(images, severity, profile, rng, indices, "speckle_noise", np.float32)
-    noise = np.stack([g.standard_normal(x.shape[1:], dtype=np.float32) for g in streams]) if len(x) else 0.0
-    return to_uint8(x + x * (np.float32(c) * noise))
+    images, c, words, size = _setup(images, severity, profile, rng, indices, "speckle_noise", 0.5)
+    x = to_float(images, np.float32)
+    return to_uint8(x + x * (np.float32(c) * _normal_noise(images, words, size)))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from onnx_geom.corruptions import _filters, _frost, _spatter
-from onnx_geom.corruptions._common import check_images, check_severity, resolve_profile, sample_streams, to_float, to_uint8
+from onnx_geom.corruptions._common import check_images, check_severity, normals, resolve_profile, sample_draws, to_float, to_uint8, uniforms
 from onnx_geom.corruptions._fractal import draws_needed, next_power_of_2, plasma_fractal
 from onnx_geom.corruptions._params import PARAMS
 
@@ -28,12 +28,18 @@ def _grey(rgb: np.ndarray, weights: tuple[float, float, float]) -> np.ndarray:
     return (rgb[..., 0] * weights[0] + rgb[..., 1] * weights[1] + rgb[..., 2] * weights[2])[..., None]
 
 
-def _setup(images, severity, profile, name, rng, indices):
+def _setup(images, severity, profile, name, rng, indices, count):
+    """Checked images, profile, constants and ``count(h, w, profile)`` random words per sample ``(N, count)``."""
     images = check_images(images)
     severity = check_severity(severity)
     profile = resolve_profile(profile, images)
-    streams = sample_streams(rng, name, severity, indices, len(images))
-    return images, profile, PARAMS[profile][name][severity - 1], streams
+    words = sample_draws(rng, name, severity, indices, len(images), count(*images.shape[1:3], profile))
+    return images, profile, PARAMS[profile][name][severity - 1], words
+
+
+def _fog_size(h: int, w: int, profile: str) -> int:
+    size = next_power_of_2(max(h, w))
+    return max(size, 32) if profile == "cifar" else size
 
 
 def fog(
@@ -48,14 +54,14 @@ def fog(
     >>> bool(fog(np.full((2, 16, 16, 1), 100, np.uint8), 5, rng=0).std() > 0)
     True
     """
-    images, profile, (strength, decay), streams = _setup(images, severity, profile, "fog", rng, indices)
+    images, profile, (strength, decay), words = _setup(
+        images, severity, profile, "fog", rng, indices, lambda h, w, p: draws_needed(_fog_size(h, w, p))
+    )
     n, h, w = images.shape[:3]
-    size = next_power_of_2(max(h, w))
-    if profile == "cifar":
-        size = max(size, 32)
+    size = _fog_size(h, w, profile)
     if not n:
         return images.copy()
-    uniform = np.stack([g.uniform(-1, 1, draws_needed(size)) for g in streams])
+    uniform = uniforms(words) * 2 - 1
     haze = plasma_fractal(uniform, size, decay)[:, :h, :w, None]
     x = to_float(images)
     top = x.max(axis=(1, 2, 3), keepdims=True)
@@ -76,14 +82,17 @@ def frost(
     >>> bool(frost(np.zeros((2, 32, 32, 3), np.uint8), 5, rng=0).mean() > 20)
     True
     """
-    images, profile, (image_weight, frost_weight), streams = _setup(images, severity, profile, "frost", rng, indices)
+    images, profile, (image_weight, frost_weight), words = _setup(
+        images, severity, profile, "frost", rng, indices, lambda h, w, p: 3
+    )
     n, h, w, c = images.shape
     tex = _frost.textures(profile, h, w)
     choices = 5 if profile == "cifar" else 6
+    u = uniforms(words)
     crops = np.empty((n, h, w, 3), dtype=np.float64)
-    for i, g in enumerate(streams):
-        t = tex[int(g.integers(choices))]
-        top, left = int(g.integers(0, t.shape[0] - h)), int(g.integers(0, t.shape[1] - w))
+    for i in range(n):  # texture, then top and left of the crop, each uniform over its range
+        t = tex[int(u[i, 0] * choices)]
+        top, left = int(u[i, 1] * (t.shape[0] - h)), int(u[i, 2] * (t.shape[1] - w))
         crops[i] = t[top : top + h, left : left + w]
     if c == 1:
         crops = _grey(crops, _GREY)
@@ -105,14 +114,13 @@ def snow(
     >>> bool(snow(np.zeros((2, 32, 32, 3), np.uint8), 5, rng=0).mean() > 10)
     True
     """
-    images, profile, c, streams = _setup(images, severity, profile, "snow", rng, indices)
+    images, profile, c, words = _setup(images, severity, profile, "snow", rng, indices, lambda h, w, p: (h * w + 1) // 2 + 1)
     loc, scale, zoom, threshold, radius, sigma, weight = c
     n, h, w, ch = images.shape
     if not n:
         return images.copy()
-    draws = [(g.normal(loc, scale, size=(h, w)), g.uniform(-135, -45)) for g in streams]
-    layer = np.stack([d[0] for d in draws])[..., None].astype(np.float32)
-    angles = np.array([d[1] for d in draws])
+    layer = (np.float32(loc) + np.float32(scale) * normals(words[:, :-1], h * w, np.float32)).reshape(n, h, w, 1)
+    angles = uniforms(words[:, -1]) * 90 - 135
     cifar = profile == "cifar"
     layer = _filters.clipped_zoom(layer, zoom, centre=True, crop=cifar)
     layer[layer < threshold] = 0
@@ -139,12 +147,12 @@ def spatter(
     >>> spatter(np.full((2, 32, 32, 3), 128, np.uint8), 5, rng=0).shape
     (2, 32, 32, 3)
     """
-    images, profile, c, streams = _setup(images, severity, profile, "spatter", rng, indices)
+    images, profile, c, words = _setup(images, severity, profile, "spatter", rng, indices, lambda h, w, p: (h * w + 1) // 2)
     loc, scale, sigma, threshold, intensity, is_mud = c
     n, h, w, ch = images.shape
     if not n:
         return images.copy()
-    liquid = np.stack([g.normal(loc, scale, size=(h, w)) for g in streams])
+    liquid = loc + scale * normals(words, h * w, np.float32).reshape(n, h, w).astype(np.float64)
     liquid = _filters.gaussian(liquid, sigma)
     liquid[liquid < threshold] = 0
     x = to_float(images, np.float32)

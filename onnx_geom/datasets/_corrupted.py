@@ -136,7 +136,7 @@ def write_corrupted(
     i), so the bytes do not depend on ``batch_size``.
     """
     from onnx_geom.corruptions import CORRUPTIONS, corrupt
-    from onnx_geom.corruptions._common import check_images, resolve_profile
+    from onnx_geom.corruptions._common import STREAMS, check_images, resolve_profile
 
     out = Path(out)
     if not dataset.n:
@@ -148,7 +148,7 @@ def write_corrupted(
     severities = [int(s) for s in severities]
     out.mkdir(parents=True, exist_ok=True)
     meta = {"severities": severities, "profile": profile, "seed": seed, "n": dataset.n, "source": dataset.name,
-            "image_shape": list(dataset.image_shape)}  # fmt: skip
+            "image_shape": list(dataset.image_shape), "streams": STREAMS}  # fmt: skip
     meta_path = out / META
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
