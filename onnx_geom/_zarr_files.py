@@ -3,8 +3,12 @@
 Private to :mod:`onnx_geom.store`. zarr-python sends every call through its event-loop thread and every file
 operation through a worker thread; on a busy machine those hops cost milliseconds, many per unit. The files
 written here follow the Zarr v3 spec exactly as zarr-python writes them (``zarr.json`` metadata, regular chunk
-grid, default chunk keys ``c/i/j``, ``bytes`` + ``zstd`` codecs), so plain zarr reads them; each file is written
-to a ``*.partial`` file first and renamed into place, as zarr-python does.
+grid, default chunk keys, ``bytes`` + ``zstd`` codecs), so plain zarr reads them. Group metadata (which holds a
+unit's ``complete`` flag) is written to a ``*.partial`` file first and renamed into place, as zarr-python does;
+arrays are written in place (``atomic=False``): they belong to a unit marked incomplete until they are all
+written, and an array is removed and written afresh whenever it is written again. Chunk keys use the ``.``
+separator (``c.0.0``: no folder per chunk row) and the codec is zstd level 1 (as small as zstd's default level
+3 on features, twice as fast).
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp()) / "a"
@@ -30,19 +34,25 @@ import numpy as np
 META = "zarr.json"
 #: dtypes written and read here; anything else goes through zarr-python.
 _DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
-_ZSTD_LEVEL = 0  # zstd's default level, as zarr-python's default codec
+_ZSTD_LEVEL = 1
 
 
-def put(path: Path, data: bytes | memoryview) -> None:
-    """Write ``data`` to ``path`` atomically (a ``*.partial`` file renamed into place), creating folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+def put(path: Path, data: bytes | memoryview, *, atomic: bool = True) -> None:
+    """Write ``data`` to ``path``, creating folders; ``atomic``: through a ``*.partial`` file renamed into place."""
+    target = path if not atomic else path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
     try:
-        with open(tmp, "wb") as f:
+        f = open(target, "wb")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(target, "wb")
+    try:
+        with f:
             f.write(data)
-        os.replace(tmp, path)
+        if atomic:
+            os.replace(target, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if atomic:
+            target.unlink(missing_ok=True)
         raise
 
 
@@ -71,13 +81,15 @@ def write_group(folder: Path, attrs: dict[str, Any]) -> None:
     put(folder / META, json.dumps(meta, indent=2).encode())
 
 
-def require_groups(root: Path, key: str) -> None:
-    """Make every group on the path ``key`` below ``root`` that does not exist yet (empty attributes)."""
-    folder = root
-    for part in key.split("/"):
+def require_groups(root: Path, key: str, attrs: dict[str, Any] | None = None) -> None:
+    """Make every group on the path ``key`` below ``root`` that does not exist yet: the last one with ``attrs``,
+    the others with none.
+    """
+    folder, parts = root, key.split("/")
+    for i, part in enumerate(parts):
         folder = folder / part
         if not (folder / META).is_file():
-            write_group(folder, {})
+            write_group(folder, (attrs or {}) if i == len(parts) - 1 else {})
 
 
 def remove(folder: Path) -> None:
@@ -100,7 +112,7 @@ def array_meta(shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> dict[
         "shape": [int(s) for s in shape],
         "data_type": dtype.name,
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [int(c) for c in chunks]}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "."}},
         "fill_value": _fill(dtype),
         "codecs": [bytes_codec, {"name": "zstd", "configuration": {"level": _ZSTD_LEVEL, "checksum": False}}],
         "attributes": {},
@@ -113,7 +125,7 @@ def array_meta(shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> dict[
 def create_array(folder: Path, shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> None:
     """Replace whatever is at ``folder`` with an empty array (its metadata only; chunks come with :func:`write_chunk`)."""
     remove(folder)
-    put(folder / META, json.dumps(array_meta(shape, dtype, chunks), indent=2).encode())
+    put(folder / META, json.dumps(array_meta(shape, dtype, chunks), indent=2).encode(), atomic=False)
 
 
 def _codec() -> Any:
@@ -131,7 +143,7 @@ def write_chunk(folder: Path, index: Sequence[int], block: np.ndarray, chunks: S
         padded[tuple(slice(0, n) for n in block.shape)] = block
         block = padded
     data = np.ascontiguousarray(block, dtype=block.dtype.newbyteorder("<") if block.dtype.itemsize > 1 else block.dtype)
-    put(folder.joinpath("c", *map(str, index)), _codec().encode(data))
+    put(folder / ".".join(("c", *map(str, index))), _codec().encode(data), atomic=False)
 
 
 def write_array(folder: Path, array: np.ndarray, *, chunks: Sequence[int]) -> None:

@@ -345,18 +345,20 @@ class Study:
         what = f"{group} of unit {unit}" if group else f"unit {unit}"
         folder = self.path / key
         with _os_errors(f"writing {what} to the study at {self.path}"):
+            claim = {"complete": False, "writer": _writer_stamp()}
             attrs = _zarr_files.group_attrs(folder)
             if attrs is None:
                 with self._study_lock():  # two processes may create the same group at once
-                    _zarr_files.require_groups(self.path, key)
-                attrs = {}
+                    _zarr_files.require_groups(self.path, key, claim)  # a new group is created claimed
+                attrs = _zarr_files.group_attrs(folder) or {}
             holder = self._holder_sentence(attrs, what)
             with _flock(folder, wait_s=0.0, holder=holder):
                 attrs = _zarr_files.group_attrs(folder) or {}
                 if attrs.get("complete") is True:
                     raise UnitAlreadyComplete(str(unit))
-                attrs.update({"complete": False, "writer": _writer_stamp()})
-                _zarr_files.write_group(folder, attrs)
+                if attrs.get("complete") is not False or attrs.get("writer") != claim["writer"]:
+                    attrs.update(claim)
+                    _zarr_files.write_group(folder, attrs)
                 if group is None:
                     _zarr_files.remove(folder / "geometry")  # derived from the old arrays: stale
                 writer = UnitWriter(folder, spec)

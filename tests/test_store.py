@@ -195,11 +195,11 @@ def test_disk_full_keeps_complete_units(tmp_path, monkeypatch):
 
     real_put, calls = files.put, {"n": 0}
 
-    def put(path, value):
+    def put(path, value, **options):
         calls["n"] += 1
         if path.name != "zarr.json" and calls["n"] > 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_put(path, value)
+        return real_put(path, value, **options)
 
     monkeypatch.setattr(files, "put", put)
     monkeypatch.setattr("onnx_geom._study_io._CHUNK_BYTES", 2 * 5 * 4)
