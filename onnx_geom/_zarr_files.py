@@ -56,6 +56,10 @@ def put(path: Path, data: bytes | memoryview, *, atomic: bool = True) -> None:
         raise
 
 
+def _json(meta: dict[str, Any]) -> bytes:
+    return json.dumps(meta, separators=(",", ":")).encode()  # compact: the C encoder, no indent
+
+
 def read_meta(folder: Path) -> dict[str, Any] | None:
     """The parsed ``zarr.json`` of a node, or None when there is none or it is not a JSON object."""
     try:
@@ -78,7 +82,7 @@ def group_attrs(folder: Path) -> dict[str, Any] | None:
 def write_group(folder: Path, attrs: dict[str, Any]) -> None:
     """Write (or replace) the metadata of the group at ``folder`` with ``attrs``."""
     meta = {"attributes": attrs, "zarr_format": 3, "node_type": "group"}
-    put(folder / META, json.dumps(meta, indent=2).encode())
+    put(folder / META, _json(meta))
 
 
 def require_groups(root: Path, key: str, attrs: dict[str, Any] | None = None) -> None:
@@ -125,7 +129,8 @@ def array_meta(shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> dict[
 def create_array(folder: Path, shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> None:
     """Replace whatever is at ``folder`` with an empty array (its metadata only; chunks come with :func:`write_chunk`)."""
     remove(folder)
-    put(folder / META, json.dumps(array_meta(shape, dtype, chunks), indent=2).encode(), atomic=False)
+    os.makedirs(folder, exist_ok=True)
+    put(folder / META, _json(array_meta(shape, dtype, chunks)), atomic=False)
 
 
 def _codec() -> Any:
