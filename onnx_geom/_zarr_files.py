@@ -7,8 +7,8 @@ grid, default chunk keys, ``bytes`` + ``zstd`` codecs), so plain zarr reads them
 unit's ``complete`` flag) is written to a ``*.partial`` file first and renamed into place, as zarr-python does;
 arrays are written in place (``atomic=False``): they belong to a unit marked incomplete until they are all
 written, and an array is removed and written afresh whenever it is written again. Chunk keys use the ``.``
-separator (``c.0.0``: no folder per chunk row) and the codec is zstd level 1 (as small as zstd's default level
-3 on features, twice as fast).
+separator (``c.0.0``: no folder per chunk row) and the codec is zstd level -1, zstd's fast mode (post-ReLU
+features: 0.60 of their raw size against 0.55 at zarr's default level, encoded 4-10 times faster).
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp()) / "a"
@@ -34,7 +34,7 @@ import numpy as np
 META = "zarr.json"
 #: dtypes written and read here; anything else goes through zarr-python.
 _DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
-_ZSTD_LEVEL = 1
+_ZSTD_LEVEL = -1
 
 
 def put(path: Path, data: bytes | memoryview, *, atomic: bool = True) -> None:
