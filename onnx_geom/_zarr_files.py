@@ -79,6 +79,16 @@ def group_attrs(folder: Path) -> dict[str, Any] | None:
     return attrs if isinstance(attrs, dict) else {}
 
 
+def child_groups(folder: Path, *, digits: bool = False) -> dict[str, dict[str, Any]]:
+    """The Zarr groups directly inside ``folder`` (folders holding a group ``zarr.json``), sorted: ``{name: attrs}``."""
+    try:
+        entries = sorted(e.name for e in os.scandir(folder) if e.is_dir() and (not digits or e.name.isdigit()))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    found = {name: group_attrs(folder / name) for name in entries}
+    return {name: attrs for name, attrs in found.items() if attrs is not None}
+
+
 def write_group(folder: Path, attrs: dict[str, Any]) -> None:
     """Write (or replace) the metadata of the group at ``folder`` with ``attrs``."""
     meta = {"attributes": attrs, "zarr_format": 3, "node_type": "group"}

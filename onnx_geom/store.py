@@ -23,8 +23,10 @@ Layout (docs/architecture.md, docs/store.md)::
     /models/<model>/<corruption>/<severity>/geometry/  a group inside a unit; attrs complete
 
 Atomicity: a unit (or a group inside it) is marked ``complete: false`` first, its arrays are written, and only
-then is it marked ``complete: true`` (zarr writes every metadata file atomically). Readers see complete units
-only. Concurrency: a writer holds an exclusive ``flock`` on the directory of the unit it writes (released by
+then is it marked ``complete: true`` (the group's ``zarr.json`` is written atomically: a temporary file renamed
+into place). Units are written and read as plain Zarr v3 files (:mod:`onnx_geom._zarr_files`), without
+zarr-python's event-loop round trips; the rest (creating the study, models, images) goes through zarr-python.
+Readers see complete units only. Concurrency: a writer holds an exclusive ``flock`` on the directory of the unit it writes (released by
 the kernel when the process dies, even on SIGKILL), and short metadata changes take the same lock on the
 study's root directory; a second process that finds a unit locked gets :class:`StudyLockedError` naming the
 process that holds it. Locks are advisory and need a local file system (or one whose ``flock`` works).
@@ -230,7 +232,7 @@ class Study:
         return _zarr_files.read_meta(self.path / "models" / model / "W") is not None
 
     def _model_names(self) -> list[str]:
-        return list(_child_groups(self.path / "models"))
+        return list(_zarr_files.child_groups(self.path / "models"))
 
     def head(self, model: str) -> tuple[np.ndarray, np.ndarray]:
         """The model's head ``(W (K, D), b (K,))``, in ``logits = features @ W.T + b``."""
@@ -255,9 +257,9 @@ class Study:
     def _all_units(self) -> Iterator[tuple[Unit, dict[str, Any]]]:
         """Every unit with its attributes (unreadable metadata reads as an incomplete unit)."""
         for model in self.models:
-            for corruption in _child_groups(self.path / "models" / model):
+            for corruption in _zarr_files.child_groups(self.path / "models" / model):
                 folder = self.path / "models" / model / corruption
-                for severity, attrs in sorted(_child_groups(folder, digits=True).items(), key=lambda kv: int(kv[0])):
+                for severity, attrs in sorted(_zarr_files.child_groups(folder, digits=True).items(), key=lambda kv: int(kv[0])):
                     yield Unit(model, corruption, int(severity)), attrs
 
     def units(self, model: str | None = None, group: str | None = None) -> list[Unit]:
@@ -395,16 +397,6 @@ class Study:
 
     def __repr__(self) -> str:
         return f"Study({str(self.path)!r}, mode={self.mode!r})"
-
-
-def _child_groups(folder: Path, *, digits: bool = False) -> dict[str, dict[str, Any]]:
-    """The Zarr groups directly inside ``folder`` (folders holding a group ``zarr.json``), sorted: ``{name: attrs}``."""
-    try:
-        entries = sorted(e.name for e in os.scandir(folder) if e.is_dir() and (not digits or e.name.isdigit()))
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-    found = {name: _zarr_files.group_attrs(folder / name) for name in entries}
-    return {name: attrs for name, attrs in found.items() if attrs is not None}
 
 
 def describe(study: Study) -> dict[str, Any]:
