@@ -203,17 +203,21 @@ def read_array(folder: Path) -> np.ndarray | None:
             return None
     except (KeyError, TypeError, AttributeError, IndexError):
         return None
-    dtype = np.dtype(name).newbyteorder(endian) if np.dtype(name).itemsize > 1 else np.dtype(name)
-    out = np.full(shape, fill, dtype=np.dtype(name))
+    stored = np.dtype(name).newbyteorder(endian) if np.dtype(name).itemsize > 1 else np.dtype(name)
+    out = np.empty(shape, dtype=np.dtype(name))
     decode = _codec().decode if rest else None
     for index in np.ndindex(*(-(-s // c) if c else 0 for s, c in zip(shape, chunks))):
-        key = sep.join(("c", *map(str, index))) if shape else "c"
+        region = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape))
         try:
-            with open(folder / key, "rb") as f:
+            with open(folder / sep.join(("c", *map(str, index))), "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
+            out[region] = fill  # zarr does not write chunks that hold only the fill value
             continue
-        block = np.frombuffer(decode(raw) if decode else raw, dtype=dtype).reshape(chunks)
-        region = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape))
+        target = out[region]
+        if decode is not None and out.ndim and target.shape == chunks and target.flags.c_contiguous and stored == target.dtype:
+            decode(raw, out=target)  # straight into the result: no copy (whole row chunks)
+            continue
+        block = np.frombuffer(decode(raw) if decode else raw, dtype=stored).reshape(chunks)
         out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
     return out
