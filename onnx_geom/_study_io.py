@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from onnx_geom import _zarr_files
 from onnx_geom.errors import StudyError, StudyLockedError
 
 _CHUNK_BYTES = 4 << 20
@@ -83,47 +84,59 @@ def fingerprint(images: Any, labels: np.ndarray, *, rows: int = 4096) -> str:
 
 
 class UnitWriter:
-    """Appends rows to the arrays of one unit being written; whole chunks are flushed as they fill.
+    """Appends rows to the arrays of one unit being written; whole chunks are written as they fill.
 
     Get one from :meth:`Study.writing`; call :meth:`append` with one keyword per array, in order of rows.
     """
 
-    def __init__(self, group: Any, spec: Mapping[str, tuple[Sequence[int], str]]) -> None:
-        self._arrays: dict[str, Any] = {}
+    def __init__(self, folder: Path, spec: Mapping[str, tuple[Sequence[int], str]]) -> None:
+        self._folder = folder
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._chunks: dict[str, tuple[int, ...]] = {}
+        self._dtypes: dict[str, np.dtype] = {}
         self._pending: dict[str, list[np.ndarray]] = {}
         self._done: dict[str, int] = {}
         for name, (shape, dtype) in spec.items():
-            shape = tuple(int(s) for s in shape)
-            chunks = _row_chunks(shape, np.dtype(dtype).itemsize)
-            self._arrays[name] = group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, overwrite=True)
+            shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+            if not shape:
+                raise StudyError(f"array '{name}' of a unit must have rows; got a scalar.")
+            self._shapes[name], self._dtypes[name] = shape, dtype
+            self._chunks[name] = _row_chunks(shape, dtype.itemsize)
+            _zarr_files.create_array(folder / name, shape, dtype, self._chunks[name])
             self._pending[name], self._done[name] = [], 0
 
     def append(self, **arrays: np.ndarray) -> None:
         """Add the next rows of each named array (``features=(B, D)``, ...)."""
         for name, rows in arrays.items():
-            if name not in self._arrays:
-                raise KeyError(f"this unit has no array {name!r}; it has {sorted(self._arrays)}")
-            self._pending[name].append(np.asarray(rows))
+            if name not in self._shapes:
+                raise KeyError(f"this unit has no array {name!r}; it has {sorted(self._shapes)}")
+            rows = np.asarray(rows)
+            if rows.shape[1:] != self._shapes[name][1:]:
+                raise StudyError(f"rows of '{name}' must be {self._shapes[name][1:]}, got {rows.shape[1:]}; this is a bug in the caller.")
+            self._pending[name].append(rows)
             self._flush(name, final=False)
 
     def _flush(self, name: str, *, final: bool) -> None:
-        array, pending = self._arrays[name], self._pending[name]
+        pending, shape, chunks = self._pending[name], self._shapes[name], self._chunks[name]
         buffered = sum(len(p) for p in pending)
-        step = array.chunks[0]
+        step = chunks[0]
+        start = self._done[name]
+        if start + buffered > shape[0]:
+            raise StudyError(f"more rows were given for '{name}' than its {shape[0]} rows; this is a bug in the caller.")
         ready = buffered if final else (buffered // step) * step
         if ready == 0:
             return
         block = np.concatenate(pending) if len(pending) > 1 else pending[0]
-        start = self._done[name]
-        if start + ready > array.shape[0]:
-            raise StudyError(f"more rows were given for '{name}' than its {array.shape[0]} rows; this is a bug in the caller.")
-        array[start : start + ready] = block[:ready]
+        block = block.astype(self._dtypes[name], copy=False)
+        for offset in range(0, ready, step):
+            rows = block[offset : min(offset + step, ready)]
+            _zarr_files.write_chunk(self._folder / name, ((start + offset) // step,) + (0,) * (len(shape) - 1), rows, chunks)
         self._done[name] = start + ready
         self._pending[name] = [block[ready:]] if ready < len(block) else []
 
     def close(self) -> None:
         """Flush what is buffered and check that every row of every array was written."""
-        for name, array in self._arrays.items():
+        for name, shape in self._shapes.items():
             self._flush(name, final=True)
-            if self._done[name] != array.shape[0]:
-                raise StudyError(f"only {self._done[name]} of {array.shape[0]} rows of '{name}' were written; the unit stays incomplete.")
+            if self._done[name] != shape[0]:
+                raise StudyError(f"only {self._done[name]} of {shape[0]} rows of '{name}' were written; the unit stays incomplete.")

@@ -99,8 +99,9 @@ def metric_summaries(study) -> list[dict[str, Any]]:
     """Summary records (:func:`summarise_unit`) of every unit whose geometry is complete, sorted."""
     rows = []
     for unit in sorted(study.units(group="geometry"), key=_sort_key):
-        geom = {key: study.read(unit, f"geometry/{key}") for key in ("correct", "length", "angle_true", "margin")}
-        rows.append(summarise_unit(unit, geom))
+        keys = ("correct", "length", "angle_true", "margin")
+        arrays = study.read_many(unit, [f"geometry/{key}" for key in keys])
+        rows.append(summarise_unit(unit, {key: arrays[f"geometry/{key}"] for key in keys}))
     return rows
 
 
@@ -119,6 +120,7 @@ def sample_records(study) -> Iterator[dict[str, np.ndarray]]:
             "sample": np.arange(n, dtype=np.int64),
             "label": labels.astype(np.int64),
         }
+        arrays = study.read_many(unit, [f"geometry/{key}" for key in SAMPLE_COLUMNS[5:]])
         for key in SAMPLE_COLUMNS[5:]:
-            columns[key] = np.asarray(study.read(unit, f"geometry/{key}"))
+            columns[key] = np.asarray(arrays[f"geometry/{key}"])
         yield columns

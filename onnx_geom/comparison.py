@@ -113,7 +113,8 @@ def _load(study) -> tuple[dict[tuple, dict[str, np.ndarray]], dict[str, Any]]:
     clean_units: dict[str, Any] = {}
     for unit in study.units(group="geometry"):
         key = (unit.model, unit.corruption, int(unit.severity))
-        geoms[key] = {name: np.asarray(study.read(unit, f"geometry/{name}")) for name in _READ}
+        arrays = study.read_many(unit, [f"geometry/{name}" for name in _READ])
+        geoms[key] = {name: np.asarray(arrays[f"geometry/{name}"]) for name in _READ}
         geoms[key]["pred"] = geoms[key]["pred"].astype(np.int32)
         if unit.corruption == CLEAN:
             clean_units[unit.model] = unit

@@ -23,8 +23,10 @@ Layout (docs/architecture.md, docs/store.md)::
     /models/<model>/<corruption>/<severity>/geometry/  a group inside a unit; attrs complete
 
 Atomicity: a unit (or a group inside it) is marked ``complete: false`` first, its arrays are written, and only
-then is it marked ``complete: true`` (zarr writes every metadata file atomically). Readers see complete units
-only. Concurrency: a writer holds an exclusive ``flock`` on the directory of the unit it writes (released by
+then is it marked ``complete: true`` (the group's ``zarr.json`` is written atomically: a temporary file renamed
+into place). Units are written and read as plain Zarr v3 files (:mod:`onnx_geom._zarr_files`), without
+zarr-python's event-loop round trips; the rest (creating the study, models, images) goes through zarr-python.
+Readers see complete units only. Concurrency: a writer holds an exclusive ``flock`` on the directory of the unit it writes (released by
 the kernel when the process dies, even on SIGKILL), and short metadata changes take the same lock on the
 study's root directory; a second process that finds a unit locked gets :class:`StudyLockedError` naming the
 process that holds it. Locks are advisory and need a local file system (or one whose ``flock`` works).
@@ -40,6 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from onnx_geom import _zarr_files
 from onnx_geom._study_io import UnitWriter, _flock, _os_errors, _row_chunks, _writer_stamp, fingerprint
 from onnx_geom.errors import StudyError, StudyNotFoundError
 
@@ -216,7 +219,7 @@ class Study:
 
     @property
     def models(self) -> list[str]:
-        return sorted(name for name, _ in self._root["models"].groups() if "W" in self._model_group(name))
+        return [name for name in self._model_names() if self._has_model(name)]
 
     def _model_group(self, model: str) -> Any:
         try:
@@ -225,14 +228,11 @@ class Study:
             raise StudyNotFoundError(f"the study at {self.path} has no model {model!r}; it has {self._model_names()}.") from None
 
     def _has_model(self, model: str) -> bool:
-        """One lookup (listing every model per unit made a 1,000-unit sweep spend seconds in zarr)."""
-        try:
-            return "W" in self._root[f"models/{model}"]
-        except KeyError:
-            return False
+        """Whether the model's head is written (W is written last); one file lookup."""
+        return _zarr_files.read_meta(self.path / "models" / model / "W") is not None
 
     def _model_names(self) -> list[str]:
-        return sorted(name for name, _ in self._root["models"].groups())
+        return list(_zarr_files.child_groups(self.path / "models"))
 
     def head(self, model: str) -> tuple[np.ndarray, np.ndarray]:
         """The model's head ``(W (K, D), b (K,))``, in ``logits = features @ W.T + b``."""
@@ -242,51 +242,71 @@ class Study:
     def model_attrs(self, model: str) -> dict[str, Any]:
         return dict(self._model_group(model).attrs.asdict())
 
-    def _unit_group(self, unit: Unit, group: str | None = None) -> Any | None:
+    def _unit_attrs(self, unit: Unit, group: str | None = None) -> dict[str, Any] | None:
+        """The attributes of a unit (or of a group inside it): one metadata file read; None if there is none."""
         key = unit.key() + (f"/{group}" if group else "")
-        try:
-            return self._root[key]
-        except (KeyError, FileNotFoundError):
-            return None
+        return _zarr_files.group_attrs(self.path / key)
 
     def is_complete(self, unit: Unit, group: str | None = None) -> bool:
         """Whether ``unit`` (or the group ``group`` inside it) is completely written."""
         if group is not None and not self.is_complete(unit):
             return False
-        node = self._unit_group(unit, group)
-        return bool(node is not None and node.attrs.get("complete") is True)
+        attrs = self._unit_attrs(unit, group)
+        return bool(attrs is not None and attrs.get("complete") is True)
 
-    def _all_units(self) -> Iterator[tuple[Unit, Any]]:
+    def _all_units(self) -> Iterator[tuple[Unit, dict[str, Any]]]:
+        """Every unit with its attributes (unreadable metadata reads as an incomplete unit)."""
         for model in self.models:
-            for corruption, cgroup in sorted(self._root[f"models/{model}"].groups()):
-                for severity, sgroup in sorted(cgroup.groups(), key=lambda kv: kv[0]):
-                    if severity.isdigit():
-                        yield Unit(model, corruption, int(severity)), sgroup
+            for corruption in _zarr_files.child_groups(self.path / "models" / model):
+                folder = self.path / "models" / model / corruption
+                for severity, attrs in sorted(_zarr_files.child_groups(folder, digits=True).items(), key=lambda kv: int(kv[0])):
+                    yield Unit(model, corruption, int(severity)), attrs
 
     def units(self, model: str | None = None, group: str | None = None) -> list[Unit]:
         """Complete units, sorted (``group="geometry"``: those whose geometry is complete too)."""
         found = []
-        for unit, node in self._all_units():
-            if model is not None and unit.model != model or node.attrs.get("complete") is not True:
+        for unit, attrs in self._all_units():
+            if model is not None and unit.model != model or attrs.get("complete") is not True:
                 continue
-            if group is None or self.is_complete(unit, group):
+            if group is None or (self._unit_attrs(unit, group) or {}).get("complete") is True:
                 found.append(unit)
         return sorted(found)
 
     def incomplete_units(self) -> list[tuple[Unit, dict[str, Any]]]:
         """Units that were started but not completed, with their ``writer`` stamp (pid, host, started)."""
-        return sorted((unit, dict(node.attrs.get("writer", {}))) for unit, node in self._all_units() if node.attrs.get("complete") is not True)
+        return sorted((unit, dict(attrs.get("writer") or {})) for unit, attrs in self._all_units() if attrs.get("complete") is not True)
 
     def read(self, unit: Unit, name: str) -> np.ndarray:
         """An array of a complete unit: ``"features"``, ``"logits"``, or ``"<group>/<array>"`` (e.g. ``"geometry/margin"``)."""
-        group = name.rsplit("/", 1)[0] if "/" in name else None
-        if not self.is_complete(unit, group):
-            what = f"{group} of unit {unit}" if group else f"unit {unit}"
-            raise StudyNotFoundError(f"{what} is not complete in the study at {self.path}; run the sweep (or metrics) again.")
+        return self.read_many(unit, [name])[name]
+
+    def read_many(self, unit: Unit, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Several arrays of a complete unit at once (completeness checked once per group): ``{name: array}``.
+
+        >>> study.read_many(unit, ["geometry/margin", "geometry/length"])   # doctest: +SKIP
+        """
+        checked: set[str | None] = set()
+        out = {}
+        for name in names:
+            group = name.rsplit("/", 1)[0] if "/" in name else None
+            if group not in checked and not self.is_complete(unit, group):
+                what = f"{group} of unit {unit}" if group else f"unit {unit}"
+                raise StudyNotFoundError(f"{what} is not complete in the study at {self.path}; run the sweep (or metrics) again.")
+            checked.add(group)
+            out[name] = self._read_array(unit, name)
+        return out
+
+    def _read_array(self, unit: Unit, name: str) -> np.ndarray:
+        folder = self.path / unit.key() / name
         try:
-            return np.asarray(self._root[f"{unit.key()}/{name}"][:])
+            array = _zarr_files.read_array(folder)
+            if array is None:  # not the plain form written here: let zarr read it
+                array = np.asarray(self._root[f"{unit.key()}/{name}"][:])
         except KeyError:
             raise StudyNotFoundError(f"unit {unit} has no array {name!r}.") from None
+        except (ValueError, OSError) as err:
+            raise StudyError(f"array {name!r} of unit {unit} in the study at {self.path} is unreadable ({err}); it may be damaged.") from None
+        return array
 
     # ----------------------------------------------------------------------------------------- writing
     def add_model(self, name: str, info: Any, *, probe_path: str = "", tags: Mapping[str, Any] | None = None) -> None:
@@ -325,26 +345,31 @@ class Study:
             raise StudyNotFoundError(f"unit {unit} is not complete; its {group} cannot be written yet.")
         key = unit.key() + (f"/{group}" if group else "")
         what = f"{group} of unit {unit}" if group else f"unit {unit}"
+        folder = self.path / key
         with _os_errors(f"writing {what} to the study at {self.path}"):
-            node = self._unit_group(unit, group)
-            if node is None:
+            claim = {"complete": False, "writer": _writer_stamp()}
+            attrs = _zarr_files.group_attrs(folder)
+            if attrs is None:
                 with self._study_lock():  # two processes may create the same group at once
-                    node = self._root.require_group(key)
-            holder = self._holder_sentence(node, what)
-            with _flock(self.path / key, wait_s=0.0, holder=holder):
-                node = self._root[key]
-                if node.attrs.get("complete") is True:
+                    _zarr_files.require_groups(self.path, key, claim)  # a new group is created claimed
+                attrs = _zarr_files.group_attrs(folder) or {}
+            holder = self._holder_sentence(attrs, what)
+            with _flock(folder, wait_s=0.0, holder=holder):
+                attrs = _zarr_files.group_attrs(folder) or {}
+                if attrs.get("complete") is True:
                     raise UnitAlreadyComplete(str(unit))
-                node.attrs.update({"complete": False, "writer": _writer_stamp()})
-                if group is None and "geometry" in node:
-                    del node["geometry"]  # derived from the old arrays: stale
-                writer = UnitWriter(node, spec)
+                if attrs.get("complete") is not False or attrs.get("writer") != claim["writer"]:
+                    attrs.update(claim)
+                    _zarr_files.write_group(folder, attrs)
+                if group is None:
+                    _zarr_files.remove(folder / "geometry")  # derived from the old arrays: stale
+                writer = UnitWriter(folder, spec)
                 yield writer
                 writer.close()
-                node.attrs.update({"complete": True})
+                _zarr_files.write_group(folder, {**attrs, "complete": True})
 
-    def _holder_sentence(self, node: Any, what: str) -> str:
-        stamp = node.attrs.get("writer") or {}
+    def _holder_sentence(self, attrs: Mapping[str, Any], what: str) -> str:
+        stamp = attrs.get("writer") or {}
         who = f"process {stamp.get('pid')} on {stamp.get('host')} (since {stamp.get('started')})" if stamp else "another process"
         return f"{what} is being written by {who}; that process keeps it, this one moves on."
 

@@ -62,6 +62,14 @@ def test_reader_api(tmp_path):
     assert study.model_attrs("m")["probe"]["num_classes"] == 3
     np.testing.assert_array_equal(study.images[[1, 3]], IMAGES[[1, 3]])
     np.testing.assert_array_equal(study.read(Unit("m", "clean", 0), "logits"), arrays()["logits"])
+    both = study.read_many(Unit("m", "clean", 0), ["logits", "features"])
+    assert list(both) == ["logits", "features"]
+    for name, expected in arrays().items():
+        np.testing.assert_array_equal(both[name], expected)
+    with pytest.raises(StudyNotFoundError, match="not complete"):
+        study.read_many(Unit("m", "clean", 0), ["features", "geometry/margin"])
+    with pytest.raises(StudyNotFoundError, match="no array 'nope'"):
+        study.read_many(Unit("m", "clean", 0), ["nope"])
     with pytest.raises(StudyError, match="read-only"):
         study.write_unit(Unit("m", "fog", 1), arrays())
 
@@ -183,21 +191,21 @@ def test_reopen_checks_data_and_grows_plan(tmp_path):
 def test_disk_full_keeps_complete_units(tmp_path, monkeypatch):
     study = make(tmp_path)
     study.write_unit(Unit("m", "clean", 0), arrays())
-    import zarr.storage._local as local
+    import onnx_geom._zarr_files as files
 
-    real_put, calls = local._put, {"n": 0}
+    real_put, calls = files.put, {"n": 0}
 
-    def put(path, value, exclusive=False):
+    def put(path, value, **options):
         calls["n"] += 1
         if path.name != "zarr.json" and calls["n"] > 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_put(path, value, exclusive=exclusive)
+        return real_put(path, value, **options)
 
-    monkeypatch.setattr(local, "_put", put)
+    monkeypatch.setattr(files, "put", put)
     monkeypatch.setattr("onnx_geom._study_io._CHUNK_BYTES", 2 * 5 * 4)
     with pytest.raises(StudyError, match="no space left on the device while writing unit m/fog/1"):
         study.write_unit(Unit("m", "fog", 1), arrays(5))
-    monkeypatch.setattr(local, "_put", real_put)
+    monkeypatch.setattr(files, "put", real_put)
     again = Study.open(tmp_path / "s")
     assert again.units() == [Unit("m", "clean", 0)]
     np.testing.assert_array_equal(again.read(Unit("m", "clean", 0), "features"), arrays()["features"])

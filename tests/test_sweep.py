@@ -174,21 +174,21 @@ def test_unreadable_or_foreign_study(work, tmp_path):
 
 
 def test_disk_full_mid_sweep_keeps_complete_units(work, expected, tmp_path, monkeypatch):
-    import zarr.storage._local as local
+    import onnx_geom._zarr_files as files
 
-    real_put, writes = local._put, {"n": 0}
+    real_put, writes = files.put, {"n": 0}
 
-    def put(path, value, exclusive=False):
+    def put(path, value, **options):
         if "/n2/" in str(path) and path.name != "zarr.json":
             writes["n"] += 1
             if writes["n"] > 1:
                 raise OSError(errno.ENOSPC, "No space left on device")
-        return real_put(path, value, exclusive=exclusive)
+        return real_put(path, value, **options)
 
-    monkeypatch.setattr(local, "_put", put)
+    monkeypatch.setattr(files, "put", put)
     with pytest.raises(StudyError, match="no space left on the device while writing unit ./n2/1"):
         run(work, tmp_path / "s")
-    monkeypatch.setattr(local, "_put", real_put)
+    monkeypatch.setattr(files, "put", real_put)
     study = Study.open(tmp_path / "s")
     assert set(study.units()) == {Unit(m, c, s) for m in "ab" for c, s in PLAN[:3]}
     for unit in study.units():
