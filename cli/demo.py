@@ -30,22 +30,22 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _headline(result: Any) -> Table:
-    """One row per model: method, sparsity, clean and mean corruption accuracy, nearest model."""
+    """One row per model: pruning method and sparsity, clean and mean corruption accuracy, nearest model."""
     from onnx_geom.demo.pipeline import nearest_models
 
     comparison = result.comparison
     nearest = {m: n for m, n, _ in nearest_models(comparison)}
     table = Table(title="accuracy % clean and mean over corruptions; relative drop; nearest model "
                   f"({comparison.distance_name} distance)", title_justify="left")
-    for name, justify in [("model", "left"), ("method", "left"), ("sparsity", "right"), ("clean", "right"),
-                          ("corrupted", "right"), ("drop", "right"), ("nearest", "left")]:  # fmt: skip
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for name, justify in [("model", "left"), ("pruning", "left"), ("clean", "right"), ("corrupted", "right"),
+                          ("drop", "right"), ("nearest", "left")]:  # fmt: skip
+        table.add_column(name, justify=justify, no_wrap=name in ("model", "nearest"))  # type: ignore[arg-type]
     for row in comparison.summary:
         model, tags = row["model"], comparison.tags.get(row["model"], {})
-        near = nearest.get(model, "-")
-        table.add_row(escape(model), escape(str(tags.get("method", "-"))), f"{100 * float(tags.get('sparsity', 0)):.0f}%",
-                      f"{100 * row['clean_accuracy']:.1f}", f"{100 * row['mean_corruption_accuracy']:.1f}",
-                      f"{100 * row['relative_drop']:.0f}%", escape(near))  # fmt: skip
+        pruning = f"{tags.get('method', '-')} {100 * float(tags.get('sparsity', 0)):.0f}%"
+        table.add_row(escape(model), escape(pruning), f"{100 * row['clean_accuracy']:.1f}",
+                      f"{100 * row['mean_corruption_accuracy']:.1f}", f"{100 * row['relative_drop']:.0f}%",
+                      escape(nearest.get(model, "-")))  # fmt: skip
     return table
 
 

@@ -167,3 +167,47 @@ def test_many_classes_give_four_global_axes_without_reading_cosines():
     np.testing.assert_allclose(axis_values(geom, class_axes=False), [[10, 5, 1, 0.5], [20, 20, 2, -0.1]], rtol=1e-6)
     cos = np.array([[1.0, 0.0], [0.5, -1.0]])
     np.testing.assert_allclose(axis_values({**geom, "cos": cos})[:, :2], [[0, 90], [60, 180]], atol=1e-4)
+
+
+def test_first_view_opens_on_the_first_models_worst_condition_and_the_samples_it_flips():
+    from onnx_geom.viewers.layout import initial_selection
+
+    data = ViewerData.synthetic(300, 4, models=("dense", "magnitude-90"), seed=1)
+    recount = {(c, s): np.mean(data.geometry("dense", c, s)["pred"] == data.labels)
+               for c in data.corruptions for s in data.severities}
+    sel = initial_selection(data)
+    assert sel.models == ("dense",) and sel.condition == min(recount, key=recount.get)
+    clean_ok = data.geometry("dense", "clean", 0)["pred"] == data.labels
+    wrong_now = data.geometry("dense", *sel.condition)["pred"] != data.labels
+    assert 0 < len(sel.indices) <= 8 and (clean_ok & wrong_now)[sel.indices].all()
+
+
+def _boxes_touching(centres, half, points):
+    """Brute force: pairs of label boxes that overlap, and (label, point) pairs where a box covers a point."""
+    n = len(centres)
+    boxes = [(i, j) for i in range(n) for j in range(i + 1, n)
+             if abs(centres[i][0] - centres[j][0]) < half[i][0] + half[j][0]
+             and abs(centres[i][1] - centres[j][1]) < half[i][1] + half[j][1]]
+    covered = [(i, k) for i in range(n) for k in range(len(points)) if k != i
+               and abs(points[k][0] - centres[i][0]) <= half[i][0] and abs(points[k][1] - centres[i][1]) <= half[i][1]]
+    return boxes, covered
+
+
+def test_model_map_labels_avoid_each_other_other_dots_and_the_panel_edge():
+    from onnx_geom.viewers.views.similarity import label_positions
+
+    rng = np.random.default_rng(3)
+    grid = np.stack(np.meshgrid(np.arange(4) * 10.0, np.arange(3) * 4.0), -1).reshape(-1, 2)
+    points = np.concatenate([grid, grid + rng.uniform(-0.1, 0.1, grid.shape)])   # 12 near-coincident pairs
+    widths = rng.uniform(2.0, 4.0, len(points))
+    centres = label_positions(points, widths, 1.0, 0.5)
+    half = np.stack([widths / 2, np.full(len(points), 0.5)], 1)
+    assert _boxes_touching(centres, half, points) == ([], [])
+    # every label sits beside its own dot, `gap` from it on one axis and centred on the other
+    offset = np.abs(centres - points)
+    beside = np.isclose(offset[:, 0], 0.5 + half[:, 0]) & np.isclose(offset[:, 1], 0)
+    above_below = np.isclose(offset[:, 1], 0.5 + half[:, 1]) & np.isclose(offset[:, 0], 0)
+    assert (beside | above_below).all()
+    # a dot at the right edge of the panel gets its label on the left
+    edge = label_positions(np.array([[9.5, 5.0]]), np.array([3.0]), 1.0, 0.5, bounds=(np.zeros(2), np.full(2, 10.0)))
+    assert edge[0, 0] == pytest.approx(9.5 - 0.5 - 1.5)

@@ -19,12 +19,14 @@ COLUMNS = 3
 
 
 def initial_selection(data: ViewerData, *, fragile: int = 8) -> Selection:
-    """The first model, its strongest corruption, and up to ``fragile`` samples it gets right on clean data but
+    """The first model, its strongest corruption (lowest accuracy), and up to ``fragile`` samples it gets right on clean data but
     wrong under that corruption (the samples a user asks about first)."""
     model = data.models[0]
     condition = CLEAN
-    if data.corruptions and data.severities:
-        condition = (data.corruptions[0], data.severities[-1])
+    accuracy = data.accuracy[0]                                         # (C, S) of that model
+    if accuracy.size and np.isfinite(accuracy).any():
+        c, s = np.unravel_index(np.nanargmin(accuracy), accuracy.shape)
+        condition = (data.corruptions[c], data.severities[s])
     selection = Selection(models=(model,), condition=condition)
     if data.has(model, *CLEAN) and data.has(model, *condition) and condition != CLEAN:
         flipped = np.flatnonzero(data.geometry(model, *CLEAN)["correct"] & ~data.geometry(model, *condition)["correct"])

@@ -2,7 +2,7 @@
 
 >>> sel = Selection(models=("dense",))
 >>> seen = []
->>> sel.events.indices.connect(lambda s: seen.append(s.indices.tolist()))
+>>> _ = sel.events.indices.connect(lambda s: seen.append(s.indices.tolist()))
 >>> sel.indices = [3, 1, 3]
 >>> sel.indices = [1, 3]          # the same set: no event
 >>> seen

@@ -10,6 +10,48 @@ from onnx_geom.viewers.colors import class_colors
 from onnx_geom.viewers.views.base import MUTED, TEXT, View, corner_legend, nearest
 from onnx_geom.viewers.views.table import model_label
 
+CHAR_PX, LINE_PX = 5.2, 11.0   # a 7-point label's mean character width and line height, in pixels
+
+
+def label_positions(points: np.ndarray, widths: np.ndarray, height: float, gap: float,
+                    bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Centres (N, 2) for labels of ``widths`` (N,) and ``height`` beside ``points`` (N, 2), ``gap`` away.
+
+    Greedy, most crowded point first: each label takes the first side (right, left, above, below) whose box holds
+    no other point, overlaps no label placed before it and stays inside ``bounds`` (lowest, highest corner) when
+    given, else the side with the fewest such conflicts.
+
+    >>> label_positions(np.array([[0.0, 0.0], [0.1, 0.0]]), np.array([4.0, 4.0]), 1.0, 0.5).round(1).tolist()
+    [[2.5, 0.0], [-2.4, 0.0]]
+    """
+    points = np.asarray(points, np.float64)
+    n = len(points)
+    centres = points.copy()
+    if n == 0:
+        return centres
+    half = np.stack([np.asarray(widths, np.float64) / 2, np.full(n, height / 2)], axis=1)    # (N, 2)
+    distance = np.linalg.norm(points[:, None] - points[None], axis=2)
+    np.fill_diagonal(distance, np.inf)
+    crowding = distance.min(axis=1)
+    placed: list[int] = []
+    for i in np.argsort(crowding, kind="stable"):
+        offsets = [(gap + half[i, 0], 0.0), (-gap - half[i, 0], 0.0), (0.0, gap + half[i, 1]), (0.0, -gap - half[i, 1])]
+        others = np.delete(points, i, axis=0)
+        conflicts = []
+        for dx, dy in offsets:
+            c = points[i] + (dx, dy)
+            hit = int((np.abs(others - c) < half[i] + gap / 3).all(axis=1).sum())
+            if placed:
+                hit += int((np.abs(centres[placed] - c) < half[i] + half[placed]).all(axis=1).sum())
+            if bounds is not None:
+                hit += int((c - half[i] < bounds[0]).any() or (c + half[i] > bounds[1]).any())
+            conflicts.append(hit)
+            if hit == 0:
+                break
+        centres[i] = points[i] + offsets[int(np.argmin(conflicts))]
+        placed.append(int(i))
+    return centres
+
 
 class SimilarityView(View):
     name = "similarity"
@@ -39,15 +81,29 @@ class SimilarityView(View):
         dots.set_data(self.points, face_color=self.colors, edge_color="white", edge_width=1, size=13)
         span = float(np.ptp(self.points, axis=0).max()) if len(self.points) > 1 else 1.0
         span = span or 1.0
-        labels = [model_label(m, {}) for m in data.models]
-        scene.visuals.Text(labels, pos=self.points + [0.06 * span, 0.0], color=TEXT, font_size=7,
-                           anchor_x="left", parent=viewbox.scene)
+        self.labels = scene.visuals.Text([model_label(m, {}) for m in data.models], pos=self.points, color=TEXT,
+                                         font_size=7, parent=viewbox.scene)
+        viewbox.events.resize.connect(self._place_labels)
         corner_legend(viewbox, self.groups, palette, right=False)
         lo, hi = self.points.min(0), self.points.max(0)
         pad = 0.2 * span
         viewbox.camera.set_range(x=(lo[0] - pad, hi[0] + 2.2 * pad), y=(lo[1] - pad, hi[1] + pad), z=(0, 1), margin=0)
         self.subscribe("models")
+        self._place_labels()
         self.reset()
+
+    def _place_labels(self, _event=None) -> None:
+        """Each name beside its dot on the side (right, left, above, below) where it covers no other dot or name,
+        at the panel's current pixel scale."""
+        per_pixel = self.viewbox.camera.rect.width / max(self.viewbox.size[0], 1.0)
+        widths = np.array([len(t) for t in self.labels.text], np.float64) * CHAR_PX * per_pixel
+        rect = self.viewbox.camera.rect
+        bounds = (np.array([rect.left, rect.bottom]), np.array([rect.right, rect.top]))
+        self.labels.pos = label_positions(self.points, widths, LINE_PX * per_pixel, gap=16 * per_pixel, bounds=bounds)
+
+    def close(self) -> None:
+        self.viewbox.events.resize.disconnect(self._place_labels)
+        super().close()
 
     def reset(self) -> None:
         chosen = [self.data.models.index(m) for m in self.selection.models if m in self.data.models]

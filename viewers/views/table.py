@@ -58,7 +58,7 @@ class TableView(View):
         self.frame = scene.visuals.Line(parent=viewbox.scene, color="black", width=2, connect="segments")
         self.frame.set_gl_state("translucent", depth_test=False)
         self.frame.order = 10
-        viewbox.camera.set_range(x=(-0.38 * max(c, 8), c + 0.2), y=(-2.4, m + 1.0), z=(0, 1), margin=0)
+        viewbox.camera.set_range(x=(-0.38 * max(c, 8), c + 0.2 + 0.04 * max(c, 8)), y=(-max(3.0, 0.3 * m), m + max(2.0, 0.16 * m)), z=(0, 1), margin=0)
         self.subscribe("models", "condition")
         self.reset()
 
@@ -67,11 +67,14 @@ class TableView(View):
         rows = [model_label(data.models[i], data.tags.get(data.models[i], {})) for i in self.order]
         scene.visuals.Text(rows, pos=[(-0.2, i + 0.5) for i in range(m)], anchor_x="right", color=TEXT,
                            font_size=7, parent=self.viewbox.scene)
+        # corruption names at the centre of their severity columns, steep enough that neighbours never touch
         groups = ["clean"] + data.corruptions
-        starts = [0.2] + [1.2 + k * len(data.severities) for k in range(len(data.corruptions))]
-        scene.visuals.Text([g.replace("_", " ") for g in groups], pos=[(x, -1.0) for x in starts], color=TEXT,
-                           font_size=7, parent=self.viewbox.scene, rotation=-35, anchor_x="left")
-        if data.severities:
+        n = max(len(data.severities), 1)
+        centres = [0.5] + [1 + k * n + n / 2 for k in range(len(data.corruptions))]
+        digits = bool(data.severities) and c - 1 <= 40     # severity numbers only while they can be read
+        scene.visuals.Text([g.replace("_", " ") for g in groups], pos=[(x, -1.0 if digits else -0.3) for x in centres],
+                           color=TEXT, font_size=7, parent=self.viewbox.scene, rotation=-60, anchor_x="left")
+        if digits:
             scene.visuals.Text([str(s) for _, s in self.columns[1:]], pos=[(j + 1.5, -0.4) for j in range(c - 1)],
                                color=MUTED, font_size=6, parent=self.viewbox.scene)
         if m * c <= 120:
@@ -81,9 +84,11 @@ class TableView(View):
             scene.visuals.Text(text, pos=[(j + 0.5, i + 0.5) for i in range(m) for j in range(c)], color=colors,
                                font_size=6, parent=self.viewbox.scene)
         lo, hi = self.range
-        scene.visuals.Text(f"accuracy {100 * lo:.0f}% (dark) .. {100 * hi:.0f}% (yellow)\nrows: best mean "
-                           "corruption accuracy first", pos=(0, m + 0.3), anchor_x="left", anchor_y="bottom",
-                           color=MUTED, font_size=6, parent=self.viewbox.scene)
+        key = [f"accuracy {100 * lo:.0f}% (dark) .. {100 * hi:.0f}% (yellow)", "rows: best mean corruption accuracy first"]
+        if data.severities and not digits:
+            key.append(f"each corruption: severity {data.severities[0]} .. {data.severities[-1]}, left to right")
+        scene.visuals.Text("\n".join(key), pos=(0, m + 0.15), anchor_x="left", anchor_y="bottom", color=MUTED,
+                           font_size=6, parent=self.viewbox.scene)
 
     def reset(self) -> None:
         sel = self.selection
