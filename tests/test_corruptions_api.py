@@ -173,3 +173,12 @@ def test_views_and_memory_maps_give_the_same_bytes(tmp_path):
     for name in CORRUPTIONS:
         expected = corrupt(dense, name, 3, rng=1)
         assert (corrupt(view, name, 3, rng=1) == expected).all() and (corrupt(mapped, name, 3, rng=1) == expected).all()
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_large_batches_split_into_cache_sized_chunks_give_the_one_pass_bytes(name):
+    from onnx_geom.corruptions import CHUNK_PIXELS, FUNCTIONS
+
+    x = smooth_images(2 * CHUNK_PIXELS // (32 * 32) + 5, seed=9)          # two whole chunks and a tail
+    one_pass = FUNCTIONS[name](x, 3, profile=None, rng=21, indices=range(100, 100 + len(x)))
+    assert (corrupt(x, name, 3, rng=21, indices=range(100, 100 + len(x))) == one_pass).all()

@@ -45,6 +45,11 @@ FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
 }  # fmt: skip
 
 
+#: pixels per pass (64 images of 32x32): keeps each corruption's float working set in the CPU caches; a batch of
+#: 256 CIFAR images runs 1.7x faster in chunks of 64 than in one pass (2-core x86_64, 2026-11-21)
+CHUNK_PIXELS = 64 * 32 * 32
+
+
 def corrupt(
     images: np.ndarray,
     name: str,
@@ -70,4 +75,12 @@ def corrupt(
         function = FUNCTIONS[name]
     except (KeyError, TypeError):
         raise DataError(f"unknown corruption {name!r}; choose from {', '.join(CORRUPTIONS)}.") from None
-    return function(images, severity, profile=profile, rng=rng, indices=indices)
+    n = len(images) if isinstance(images, np.ndarray) and images.ndim == 4 else 0
+    step = max(1, CHUNK_PIXELS // max(1, images.shape[1] * images.shape[2])) if n else 0
+    idx = np.arange(n) if indices is None else np.asarray(indices)
+    if n <= step or isinstance(rng, np.random.Generator) or idx.shape != (n,):
+        return function(images, severity, profile=profile, rng=rng, indices=indices)
+    # per-sample streams make the split invisible in the bytes: the same seed for every chunk
+    seed = np.random.SeedSequence().entropy if rng is None else rng
+    return np.concatenate([function(images[a : a + step], severity, profile=profile, rng=seed, indices=idx[a : a + step])
+                           for a in range(0, n, step)])  # fmt: skip
