@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnx_geom.corruptions._common import check_images, check_severity, resolve_profile
+
 CIFAR = {
     "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
     "shot_noise": (500, 250, 100, 75, 50),
@@ -102,3 +104,12 @@ def zoom_factors(row: tuple[float, float, float]) -> np.ndarray:
     7
     """
     return np.arange(*row)
+
+
+def checked(images, severity, profile, name: str):
+    """``(images, severity, profile, constant)``: the batch and severity checked, the profile resolved, and
+    corruption ``name``'s constant at that profile and severity."""
+    images = check_images(images)
+    severity = check_severity(severity)
+    profile = resolve_profile(profile, images)
+    return images, severity, profile, PARAMS[profile][name][severity - 1]

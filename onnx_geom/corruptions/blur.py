@@ -16,15 +16,8 @@ from functools import lru_cache
 import numpy as np
 
 from onnx_geom.corruptions import _filters, _linear
-from onnx_geom.corruptions._common import check_images, check_severity, draw_uniforms, resolve_profile, sample_draws, to_float, to_uint8
-from onnx_geom.corruptions._params import PARAMS, zoom_factors
-
-
-def _setup(images, severity, profile, name):
-    images = check_images(images)
-    severity = check_severity(severity)
-    profile = resolve_profile(profile, images)
-    return images, severity, profile, PARAMS[profile][name][severity - 1]
+from onnx_geom.corruptions._common import draw_uniforms, sample_draws, to_float, to_uint8
+from onnx_geom.corruptions._params import checked, zoom_factors
 
 
 def gaussian_blur(
@@ -37,7 +30,7 @@ def gaussian_blur(
     >>> int(gaussian_blur(x, 1, profile="imagenet")[0, 8, 8, 0]) < 255
     True
     """
-    images, _, _, sigma = _setup(images, severity, profile, "gaussian_blur")
+    images, _, _, sigma = checked(images, severity, profile, "gaussian_blur")
     return to_uint8(_linear.apply(images, _linear.gaussian_operator(*images.shape[1:3], sigma)) / 255)
 
 
@@ -50,7 +43,7 @@ def defocus_blur(
     >>> defocus_blur(np.zeros((2, 16, 16, 3), np.uint8), 5).shape
     (2, 16, 16, 3)
     """
-    images, _, _, (radius, alias) = _setup(images, severity, profile, "defocus_blur")
+    images, _, _, (radius, alias) = checked(images, severity, profile, "defocus_blur")
     return to_uint8(_linear.apply(images, _disk_operator(*images.shape[1:3], radius, alias)) / 255)
 
 
@@ -73,7 +66,7 @@ def glass_blur(
     >>> glass_blur(np.zeros((1, 16, 16, 1), np.uint8), 1, rng=0).shape
     (1, 16, 16, 1)
     """
-    images, severity, _, (sigma, delta, iterations) = _setup(images, severity, profile, "glass_blur")
+    images, severity, _, (sigma, delta, iterations) = checked(images, severity, profile, "glass_blur")
     n, h, w = images.shape[:3]
     hs, ws = np.arange(h - delta, delta, -1), np.arange(w - delta, delta, -1)
     count = iterations * len(hs) * len(ws) * 2
@@ -104,7 +97,7 @@ def motion_blur(
     >>> motion_blur(np.zeros((2, 32, 32, 3), np.uint8), 5, rng=0).shape
     (2, 32, 32, 3)
     """
-    images, severity, profile, (radius, sigma) = _setup(images, severity, profile, "motion_blur")
+    images, severity, profile, (radius, sigma) = checked(images, severity, profile, "motion_blur")
     angles = draw_uniforms(rng, "motion_blur", severity, indices, len(images), 1)[:, 0] * 90 - 45
     blurred = _filters.motion_blur(to_float(images), radius, sigma, angles)
     return to_uint8(blurred, rounding=profile == "cifar")
@@ -122,7 +115,7 @@ def zoom_blur(
     >>> zoom_blur(np.zeros((2, 16, 16, 1), np.uint8), 5).shape
     (2, 16, 16, 1)
     """
-    images, _, profile, row = _setup(images, severity, profile, "zoom_blur")
+    images, _, profile, row = checked(images, severity, profile, "zoom_blur")
     factors = tuple(float(f) for f in zoom_factors(row))
     operator = _linear.zoom_blur_operator(*images.shape[1:3], factors, profile == "cifar")
     return to_uint8(_linear.apply(images, operator) / 255)

@@ -18,16 +18,9 @@ from PIL import Image
 
 from onnx_geom.corruptions import _filters, _warp
 from onnx_geom.corruptions._color import saturate_planes
-from onnx_geom.corruptions._common import check_images, check_severity, draw_uniforms, resolve_profile, to_float, to_uint8
-from onnx_geom.corruptions._params import PARAMS
+from onnx_geom.corruptions._common import draw_uniforms, to_float, to_uint8
+from onnx_geom.corruptions._params import checked
 from onnx_geom.corruptions._resize import resize
-
-
-def _setup(images, severity, profile, name):
-    images = check_images(images)
-    severity = check_severity(severity)
-    profile = resolve_profile(profile, images)
-    return images, severity, profile, PARAMS[profile][name][severity - 1]
 
 
 def brightness(
@@ -39,7 +32,7 @@ def brightness(
     >>> int(brightness(np.zeros((1, 16, 16, 1), np.uint8), 5, profile="imagenet").max())
     127
     """
-    images, _, _, c = _setup(images, severity, profile, "brightness")
+    images, _, _, c = checked(images, severity, profile, "brightness")
     x = to_float(images)
     if x.shape[3] == 1:
         return to_uint8(x + c)
@@ -60,7 +53,7 @@ def contrast(
     >>> sorted(np.unique(contrast(x, 1, profile="cifar")).tolist())
     [25, 175]
     """
-    images, _, _, c = _setup(images, severity, profile, "contrast")
+    images, _, _, c = checked(images, severity, profile, "contrast")
     x = to_float(images)
     means = x.mean(axis=(1, 2), keepdims=True)
     return to_uint8((x - means) * c + means)
@@ -78,7 +71,7 @@ def saturate(
     >>> saturate(x, 1, profile="cifar")[0, 0, 0].tolist()   # saturation 0.5 -> 0.15
     [200, 170, 170]
     """
-    images, _, _, (scale, shift) = _setup(images, severity, profile, "saturate")
+    images, _, _, (scale, shift) = checked(images, severity, profile, "saturate")
     planes = to_float(np.ascontiguousarray(images.transpose(3, 0, 1, 2)))  # (C, N, H, W)
     grey = len(planes) == 1
     rgb = saturate_planes(np.repeat(planes, 3, axis=0) if grey else planes, scale, shift, channels=1 if grey else 3)
@@ -94,7 +87,7 @@ def jpeg_compression(
     >>> jpeg_compression(np.zeros((2, 16, 16, 1), np.uint8), 5).shape
     (2, 16, 16, 1)
     """
-    images, _, _, quality = _setup(images, severity, profile, "jpeg_compression")
+    images, _, _, quality = checked(images, severity, profile, "jpeg_compression")
     out = np.empty_like(images)
     n, h, w, c = images.shape
     mode = "RGB" if c == 3 else "L"
@@ -116,7 +109,7 @@ def pixelate(
     >>> pixelate(np.zeros((3, 32, 32, 3), np.uint8), 5).shape
     (3, 32, 32, 3)
     """
-    images, _, profile, c = _setup(images, severity, profile, "pixelate")
+    images, _, profile, c = checked(images, severity, profile, "pixelate")
     h, w = images.shape[1:3]
     small = resize(images, (int(w * c), int(h * c)), Image.Resampling.BOX)
     up = Image.Resampling.BOX if profile == "cifar" else Image.Resampling.NEAREST
@@ -153,7 +146,7 @@ def elastic_transform(
     >>> elastic_transform(np.zeros((2, 32, 32, 3), np.uint8), 3, rng=0).shape
     (2, 32, 32, 3)
     """
-    images, severity, profile, c = _setup(images, severity, profile, "elastic_transform")
+    images, severity, profile, c = checked(images, severity, profile, "elastic_transform")
     n, h, w = images.shape[:3]
     imagenet = profile == "imagenet"
     u = draw_uniforms(rng, "elastic_transform", severity, indices, n, 2 * h * w + (0 if imagenet else 6))

@@ -20,18 +20,16 @@ import numpy as np
 from scipy import stats
 
 from onnx_geom.corruptions._common import (
-    check_images, check_severity, normals, resolve_profile, sample_draws, to_float, to_uint8, uniforms,
+    normals, sample_draws, to_float, to_uint8, uniforms,
 )  # fmt: skip
-from onnx_geom.corruptions._params import PARAMS
+from onnx_geom.corruptions._params import checked
 
 GUIDE_BINS = 4096  # guide-table resolution of the Poisson inverse CDF
 
 
 def _setup(images, severity, profile, rng, indices, name, words_per_value=1.0):
     """Checked images, the constant, and ``(N, ceil(words_per_value * H W C))`` random words."""
-    images = check_images(images)
-    severity = check_severity(severity)
-    c = PARAMS[resolve_profile(profile, images)][name][severity - 1]
+    images, severity, _, c = checked(images, severity, profile, name)
     size = int(np.prod(images.shape[1:]))
     words = sample_draws(rng, name, severity, indices, len(images), int(np.ceil(size * words_per_value)))
     return images, c, words, size

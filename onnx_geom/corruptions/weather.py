@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from onnx_geom.corruptions import _filters, _frost, _spatter
-from onnx_geom.corruptions._common import check_images, check_severity, normals, resolve_profile, sample_draws, to_float, to_uint8, uniforms
+from onnx_geom.corruptions._common import normals, sample_draws, to_float, to_uint8, uniforms
 from onnx_geom.corruptions._fractal import draws_needed, next_power_of_2, plasma_fractal
-from onnx_geom.corruptions._params import PARAMS
+from onnx_geom.corruptions._params import checked
 
 _GREY = (0.2989, 0.5870, 0.1140)  # the reference's rgb2gray
 _CV_GREY = (0.299, 0.587, 0.114)  # OpenCV's RGB2GRAY
@@ -30,11 +30,8 @@ def _grey(rgb: np.ndarray, weights: tuple[float, float, float]) -> np.ndarray:
 
 def _setup(images, severity, profile, name, rng, indices, count):
     """Checked images, profile, constants and ``count(h, w, profile)`` random words per sample ``(N, count)``."""
-    images = check_images(images)
-    severity = check_severity(severity)
-    profile = resolve_profile(profile, images)
-    words = sample_draws(rng, name, severity, indices, len(images), count(*images.shape[1:3], profile))
-    return images, profile, PARAMS[profile][name][severity - 1], words
+    images, severity, profile, c = checked(images, severity, profile, name)
+    return images, profile, c, sample_draws(rng, name, severity, indices, len(images), count(*images.shape[1:3], profile))
 
 
 def _fog_size(h: int, w: int, profile: str) -> int:
