@@ -61,3 +61,21 @@ def test_an_unknown_zoo_model_is_one_sentence(tmp_path):
     result = CliRunner().invoke(app, ["demo", "-o", str(tmp_path), "--headless", "--models", "resnet9000"])
     assert result.exit_code == 1
     assert "the zoo has no model 'resnet9000'" in result.output and "Traceback" not in result.output
+
+
+def test_sample_thumbnails_are_the_images_the_model_saw_under_the_condition(demo_dir):
+    from onnx_geom.viewers import ViewerData
+
+    out, _ = demo_dir
+    study = Study.open(out / "study")
+    data = ViewerData.from_study(study)
+    idx = np.array([40, 3, 17])
+    for condition in [("fog", 5), ("contrast", 1), ("clean", 0)]:
+        thumbs = data.thumbnails(idx, condition)
+        assert data.remakes(condition)
+        # the zoo model itself on the thumbnails gives the logits the sweep stored for those samples
+        session = ort.InferenceSession(str(zoo_models()["dense"]), providers=["CPUExecutionProvider"])
+        x = (thumbs.astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
+        stored = np.asarray(study.read(Unit("dense", *condition), "logits"))[idx]
+        np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x})[0], stored, atol=1e-4)
+    assert not (data.thumbnails(idx, ("fog", 5)) == data.thumbnails(idx)).all()

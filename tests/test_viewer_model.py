@@ -211,3 +211,9 @@ def test_model_map_labels_avoid_each_other_other_dots_and_the_panel_edge():
     # a dot at the right edge of the panel gets its label on the left
     edge = label_positions(np.array([[9.5, 5.0]]), np.array([3.0]), 1.0, 0.5, bounds=(np.zeros(2), np.full(2, 10.0)))
     assert edge[0, 0] == pytest.approx(9.5 - 0.5 - 1.5)
+
+
+def test_thumbnails_fall_back_to_clean_images_when_the_condition_cannot_be_remade():
+    data = ViewerData.synthetic(40, 3, seed=2)          # no sweep profile: corrupted images came from elsewhere
+    assert data.remakes(("clean", 0)) and not data.remakes(("fog", 2))
+    assert np.array_equal(data.thumbnails([5, 1], ("fog", 2)), data.images[[5, 1]])

@@ -90,7 +90,9 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
     data = cls(models=models, tags=tags, corruptions=corruptions, severities=severities, labels=labels,
                class_names=class_names, loader=loader, units=units, images=_images(study), heads=heads,
                feature_fns=fns, probe_notes=notes,
-               title=str(dataset.get("name") or (study_dir.name if study_dir else "study")))
+               title=str(dataset.get("name") or (study_dir.name if study_dir else "study")),
+               corruption_profile=None if attrs.get("profile") in (None, "folder") else str(attrs["profile"]),
+               corruption_seed=int(attrs.get("seed") or 0))
     try:
         comparison = comparison if comparison is not None else compare_study(study, reference=reference)
     except OnnxGeomError as error:

@@ -37,7 +37,9 @@ class ViewerData:
     (N, H, W, C) uint8 indexable by an index array, or None. ``loader(model, corruption, severity)`` returns
     the geometry dict of a unit (keys :data:`GEOMETRY_KEYS`); use :meth:`geometry`. ``heads[model]`` is
     ``(W (K, D), b (K,))``; ``feature_fns[model]`` maps uint8 images (n, H, W, C) to features (n, D) for the
-    attribution panel, and ``probe_notes[model]`` says why a model has none.
+    attribution panel, and ``probe_notes[model]`` says why a model has none. ``corruption_profile`` and
+    ``corruption_seed`` are the study's when its sweep made the corrupted images on the fly (then the viewer
+    remakes the ones it shows, byte for byte); None when they came from a folder or are unknown.
     """
 
     models: list[str]
@@ -56,6 +58,8 @@ class ViewerData:
     feature_fns: dict[str, FeatureFn] = field(default_factory=dict, repr=False)
     probe_notes: dict[str, str] = field(default_factory=dict)
     title: str = "study"
+    corruption_profile: str | None = None
+    corruption_seed: int = 0
     cache_units: int = 6
     _cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _accuracy: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
@@ -122,8 +126,9 @@ class ViewerData:
         """Use precomputed accuracies (``clean`` (M,), ``table`` (M, C, S)) instead of reading every unit."""
         self._accuracy = (np.asarray(clean, float), np.asarray(table, float))
 
-    def thumbnails(self, indices: Sequence[int]) -> np.ndarray | None:
-        """(n, H, W, C) uint8 clean images of ``indices``, or None when the study holds no images."""
+    def thumbnails(self, indices: Sequence[int], condition: tuple[str, int] = CLEAN) -> np.ndarray | None:
+        """(n, H, W, C) uint8 images of ``indices`` as the models saw them under ``condition``; the clean ones
+        when that condition cannot be remade (see :meth:`remakes`); None when the study holds no images."""
         if self.images is None:
             return None
         idx = np.asarray(indices, np.int64)
@@ -131,7 +136,18 @@ class ViewerData:
         out = np.asarray(self.images[idx[order]]) if idx.size else np.zeros((0, 1, 1, 3), np.uint8)
         back = np.empty_like(out)
         back[order] = out
+        if idx.size and condition != CLEAN and self.remakes(condition):
+            from onnx_geom.corruptions import corrupt
+
+            profile = None if self.corruption_profile == "auto" else self.corruption_profile
+            back = corrupt(back, condition[0], condition[1], profile=profile, rng=self.corruption_seed, indices=idx)
         return back
+
+    def remakes(self, condition: tuple[str, int]) -> bool:
+        """Whether :meth:`thumbnails` shows ``condition`` itself (clean, or made on the fly by the sweep)."""
+        from onnx_geom.corruptions import CORRUPTIONS
+
+        return condition == CLEAN or (self.corruption_profile is not None and condition[0] in CORRUPTIONS)
 
     # -- constructors ------------------------------------------------------------------------------------------
     @classmethod

@@ -1,5 +1,5 @@
-"""Samples: thumbnails of the selected samples (the focused one framed) with label, prediction and metrics
-under the current model and condition. Click a thumbnail to focus it (the attribution view follows)."""
+"""Samples: thumbnails of the selected samples (the focused one framed) as the model saw them, with label,
+prediction and metrics under the current model and condition. Click a thumbnail to focus it (the attribution view follows)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class SamplesView(View):
                          f"a {geom['angle_true'][i]:.0f}° l {geom['length'][i]:.1f} m {geom['margin'][i]:.1f}")
             captions.append(text)
             positions.append((x + 0.5, y + 1.03))
-        thumbs = data.thumbnails(self.shown)
+        thumbs = data.thumbnails(self.shown, sel.condition)
         if thumbs is not None:
             self._mosaic(thumbs)
         self.captions.text, self.captions.pos = captions, positions
@@ -97,7 +97,10 @@ class SamplesView(View):
 
     def subtitle(self) -> str:
         n = self.selection.indices.size
-        return f"{min(n, COLUMNS * ROWS)} of {n} selected" if n else ""
+        if not n:
+            return ""
+        shown = "" if self.data.remakes(self.selection.condition) else " (clean images)"
+        return f"{min(n, COLUMNS * ROWS)} of {n} selected{shown}"
 
     def thumb_at(self, xy) -> int | None:
         col, row = int(np.floor(xy[0] / PITCH[0])), int(np.floor(xy[1] / PITCH[1]))
