@@ -17,7 +17,8 @@ def label_positions(points: np.ndarray, widths: np.ndarray, height: float, gap: 
                     bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Centres (N, 2) for labels of ``widths`` (N,) and ``height`` beside ``points`` (N, 2), ``gap`` away.
 
-    Greedy, most crowded point first: each label takes the first side (right, left, above, below) whose box holds
+    Greedy, most crowded point first: each label takes the first place (right, left, above, below, then the four
+    diagonals) whose box holds
     no other point, overlaps no label placed before it and stays inside ``bounds`` (lowest, highest corner) when
     given, else the side with the fewest such conflicts.
 
@@ -35,7 +36,9 @@ def label_positions(points: np.ndarray, widths: np.ndarray, height: float, gap: 
     crowding = distance.min(axis=1)
     placed: list[int] = []
     for i in np.argsort(crowding, kind="stable"):
-        offsets = [(gap + half[i, 0], 0.0), (-gap - half[i, 0], 0.0), (0.0, gap + half[i, 1]), (0.0, -gap - half[i, 1])]
+        wide, tall, d = gap + half[i, 0], gap + half[i, 1], 0.7 * gap      # d: a diagonal's offset on each axis
+        offsets = [(wide, 0.0), (-wide, 0.0), (0.0, tall), (0.0, -tall)]
+        offsets += [(sx * (d + half[i, 0]), sy * (d + half[i, 1])) for sy in (1, -1) for sx in (1, -1)]
         others = np.delete(points, i, axis=0)
         conflicts = []
         for dx, dy in offsets:
@@ -93,7 +96,7 @@ class SimilarityView(View):
         self.reset()
 
     def _place_labels(self, _event=None) -> None:
-        """Each name beside its dot on the side (right, left, above, below) where it covers no other dot or name,
+        """Each name beside its dot on a side (right, left, above, below, diagonal) where it covers no other dot or name,
         at the panel's current pixel scale."""
         per_pixel = self.viewbox.camera.rect.width / max(self.viewbox.size[0], 1.0)
         widths = np.array([len(t) for t in self.labels.text], np.float64) * CHAR_PX * per_pixel
