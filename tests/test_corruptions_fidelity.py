@@ -84,7 +84,7 @@ def test_motion_blur_matches_the_reference_with_the_same_angle(images):
 RANDOM = [
     ("gaussian_noise", 32, 0.03), ("shot_noise", 32, 0.03), ("impulse_noise", 32, 0.08), ("speckle_noise", 32, 0.03),
     ("glass_blur", 16, 0.05), ("motion_blur", 32, 0.06), ("elastic_transform", 32, 0.05), ("snow", 128, 0.08),
-    ("fog", 96, 0.12), ("spatter", 128, 0.15), ("frost", 48, 0.25),
+    ("fog", 384, 0.08), ("spatter", 384, 0.10), ("frost", 256, 0.10),
 ]  # fmt: skip
 
 
