@@ -44,7 +44,7 @@ def _headline(result: Any) -> Table:
         model, tags = row["model"], comparison.tags.get(row["model"], {})
         pruning = f"{tags.get('method', '-')} {100 * float(tags.get('sparsity', 0)):.0f}%"
         table.add_row(escape(model), escape(pruning), f"{100 * row['clean_accuracy']:.1f}",
-                      f"{100 * row['mean_corruption_accuracy']:.1f}", f"{100 * row['relative_drop']:.0f}%",
+                      f"{100 * row['mean_corruption_accuracy']:.1f}", f"{100 * row['relative_drop']:.1f}%",
                       escape(nearest.get(model, "-")))  # fmt: skip
     return table
 
