@@ -39,7 +39,8 @@ def compare(
     """Compare models, group the corruptions that behave alike, find robust and fragile samples.
 
     Models: linear CKA, error consistency (kappa), agreement, geometric distance; a 2-D map (classical MDS) and
-    its minimum spanning tree.
+    its minimum spanning tree. With three models or more: how each model's clean geometry (median margin,
+    mean length, mean angle to the true class) ranks its relative drop under corruption.
     """
     with user_errors():
         from onnx_geom.analysis import compare_study
@@ -65,3 +66,7 @@ def compare(
         if mst:
             out.print(records_table(f"spanning tree ({cmp.distance_name})", mst, ("model_a", "model_b", cmp.distance_name)))
         out.print(f"robust samples (right under every model and corruption): {len(cmp.samples['robust'])}")
+        n = cmp.correlations[0]["models"] if cmp.correlations else 0
+        if n >= 3:
+            out.print(records_table(f"clean geometry vs relative drop under corruption (Spearman, {n} models)",
+                                    cmp.correlations, ("clean_geometry", "spearman", "p_value")))

@@ -93,6 +93,11 @@ def demo(
                               "screenshots": [str(p) for p in shots]}, indent=1))  # fmt: skip
         else:
             out.print(_headline(result))
+            ranks = [f"{c['clean_geometry'].replace('_', ' ')} {c['spearman']:+.2f}" for c in result.comparison.correlations
+                     if c["models"] >= 3]  # fmt: skip
+            if ranks:
+                out.print(f"clean geometry vs relative drop, Spearman across models: {', '.join(ranks)}", highlight=False,
+                          soft_wrap=True)
             timing = ", ".join(f"{stage} {s:.1f} s" for stage, s in result.seconds.items())
             out.print(f"study: {escape(str(result.study))}  tables: {escape(str(output / 'compare'))}  ({timing})",
                       highlight=False, soft_wrap=True)  # fmt: skip

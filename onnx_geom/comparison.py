@@ -21,7 +21,8 @@ from onnx_geom.errors import DataError, StudyError
 from onnx_geom.geometry import shifts
 from onnx_geom.records import jsonable, matrix_records, write_csv, write_json
 from onnx_geom.robustness import (
-    CLEAN, accuracy_table, corruption_effects, corruption_redundancy, robustness_summary, sample_sets,
+    CLEAN, accuracy_table, corruption_effects, corruption_redundancy, geometry_and_robustness, robustness_summary,
+    sample_sets,
 )
 from onnx_geom.similarity import (
     agreement, cka_matrix, classical_mds, cohen_kappa, geometric_distance, minimum_spanning_tree,
@@ -57,6 +58,8 @@ class Comparison:
     redundancy: np.ndarray
     linkage: np.ndarray
     groups: list[dict[str, Any]]
+    geometry: list[dict[str, Any]]
+    correlations: list[dict[str, Any]]
     samples: dict[str, Any] = field(repr=False)
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
@@ -73,6 +76,8 @@ class Comparison:
             "redundancy": matrix_records(self.corruptions, self.redundancy, key="corruption"),
             "groups": [{**g, "members": ";".join(g["members"])} for g in self.groups],
             "sample_counts": self.samples["counts"],
+            "geometry": self.geometry,
+            "correlations": self.correlations,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -82,7 +87,8 @@ class Comparison:
             "accuracy": self.accuracy, "summary": self.summary, "pairs": self.pairs,
             "distance_name": self.distance_name, "distance": self.distance, "embedding": self.embedding,
             "mst": [list(e) for e in self.mst], "corruptions": self.corruptions, "redundancy": self.redundancy,
-            "linkage": self.linkage, "groups": self.groups, "samples": self.samples,
+            "linkage": self.linkage, "groups": self.groups, "geometry": self.geometry,
+            "correlations": self.correlations, "samples": self.samples,
         })
 
     def write(self, directory: str | os.PathLike) -> list[Path]:
@@ -162,7 +168,9 @@ def compare_study(study, *, reference: str | None = None, distance: str = "geome
       ``kappa`` / ``agreement`` as ``1 - value``);
     - corruption redundancy from per-sample correctness and margin/angle shifts against each model's clean
       data, clustered and cut at ``threshold`` (:func:`onnx_geom.robustness.corruption_redundancy`);
-    - robust / fragile-to-pruning / fragile-to-corruption samples against ``reference``.
+    - robust / fragile-to-pruning / fragile-to-corruption samples against ``reference``;
+    - per model its clean median margin, mean length and mean angle beside its relative drop, and the Spearman
+      correlation of each with the drop across models.
     ``reference`` defaults to the model tagged dense (:func:`default_reference`).
     """
     if distance not in DISTANCES:
@@ -193,9 +201,11 @@ def compare_study(study, *, reference: str | None = None, distance: str = "geome
 
     shift = {k: shifts(geoms[(k[0], CLEAN, 0)], g) for k, g in geoms.items() if k[1] != CLEAN}
     red = corruption_redundancy(corruption_effects(correct, shift), threshold=threshold)
+    geometry, correlations = geometry_and_robustness({m: geoms[(m, CLEAN, 0)] for m in models}, summary)
     return Comparison(
         models=models, reference=reference, tags=tags, accuracy=table, summary=summary, pairs=pairs,
         distance_name=distance, distance=D, embedding=classical_mds(D, k=2), mst=minimum_spanning_tree(D),
         corruptions=red["corruptions"], redundancy=red["similarity"], linkage=red["linkage"],
-        groups=red["groups"], samples=sample_sets(correct, reference=reference),
+        groups=red["groups"], geometry=geometry, correlations=correlations,
+        samples=sample_sets(correct, reference=reference),
     )

@@ -25,6 +25,7 @@ __all__ = [
     "corruption_effects",
     "corruption_redundancy",
     "sample_sets",
+    "geometry_and_robustness",
 ]
 
 CLEAN = "clean"
@@ -37,6 +38,9 @@ CORRUPTION_FAMILIES = {
 }
 
 Key = tuple[str, str, int]
+#: The clean-data geometry summaries that :func:`geometry_and_robustness` sets beside the drop.
+CLEAN_GEOMETRY = (("median_margin", "margin", np.median), ("mean_length", "length", np.mean),
+                  ("mean_angle_true", "angle_true", np.mean))
 
 
 def accuracy_table(correct: Mapping[Key, np.ndarray]) -> list[dict[str, Any]]:
@@ -223,3 +227,42 @@ def sample_sets(correct: Mapping[Key, np.ndarray], *, reference: str) -> dict[st
                        "count": int(idx.size)})
     return {"reference": reference, "robust": np.flatnonzero(robust).tolist(), "fragile_to_pruning": pruning,
             "fragile_to_corruption": corruption, "counts": counts}
+
+
+def geometry_and_robustness(clean: Mapping[str, Mapping[str, np.ndarray]], summary: Sequence[Mapping[str, Any]]
+                            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Does the clean geometry of a model tell how much it loses under corruption?
+
+    ``clean``: per model its clean geometry (``margin``, ``length``, ``angle_true``, each (N,)); ``summary``:
+    records from :func:`robustness_summary`. Returns ``(per_model, correlations)``: per model its clean median
+    margin, mean length and mean angle to the true class beside its ``relative_drop``; and for each of those
+    three, the Spearman rank correlation with the relative drop across the models that have both (``spearman``
+    and its two-sided ``p_value``; NaN with fewer than 3 models). Correlation, not cause: margins and lengths
+    are in each model's own logit and feature units.
+
+    >>> clean = {m: {"margin": np.array([v]), "length": np.array([v]), "angle_true": np.array([90.0 - v])}
+    ...          for m, v in [("a", 3.0), ("b", 2.0), ("c", 1.0)]}
+    >>> summary = [{"model": m, "relative_drop": d} for m, d in [("a", 0.01), ("b", 0.02), ("c", 0.05)]]
+    >>> [round(r["spearman"], 3) for r in geometry_and_robustness(clean, summary)[1]]
+    [-1.0, -1.0, 1.0]
+    """
+    from scipy.stats import spearmanr
+
+    drop = {r["model"]: float(r["relative_drop"]) for r in summary}
+    per_model = []
+    for model in sorted(clean):
+        row: dict[str, Any] = {"model": model}
+        for name, key, stat in CLEAN_GEOMETRY:
+            row[name] = float(stat(np.asarray(clean[model][key], np.float64)))
+        row["relative_drop"] = drop.get(model, float("nan"))
+        per_model.append(row)
+    usable = [r for r in per_model if all(np.isfinite(v) for k, v in r.items() if k != "model")]
+    correlations = []
+    for name, _, _ in CLEAN_GEOMETRY:
+        x, y = [r[name] for r in usable], [r["relative_drop"] for r in usable]
+        rho, p = (float("nan"), float("nan"))
+        if len(usable) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+            result = spearmanr(x, y)
+            rho, p = float(result.statistic), float(result.pvalue)
+        correlations.append({"clean_geometry": name, "spearman": rho, "p_value": p, "models": len(usable)})
+    return per_model, correlations

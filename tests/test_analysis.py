@@ -88,6 +88,15 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
     paths = cmp.write(tmp_path / "out")
     names = sorted(p.name for p in paths)
     assert "comparison.json" in names and "pairs.csv" in names and "sample_counts.csv" in names
+    assert "correlations.csv" in names and "geometry.csv" in names
+    margins = {r["model"]: r["median_margin"] for r in cmp.geometry}
+    for model in cmp.models:     # the clean margin recomputed from the stored features and head
+        W, b = (np.asarray(a, np.float64) for a in study.head(model))
+        z = study.read(Unit(model, "clean", 0), "features").astype(np.float64) @ W.T + b
+        y = np.asarray(study.labels)
+        dist = [min((z[i, y[i]] - z[i, j]) / np.linalg.norm(W[y[i]] - W[j]) for j in range(len(b)) if j != y[i])
+                for i in range(len(y))]      # distance to the nearest boundary of the true class, by a loop
+        assert margins[model] == pytest.approx(np.median(dist), rel=1e-4)
     data = json.loads((tmp_path / "out" / "comparison.json").read_text())
     assert data["samples"]["robust"] == cmp.samples["robust"]
     header = (tmp_path / "out" / "accuracy.csv").read_text().splitlines()[0]

@@ -5,7 +5,8 @@ import pytest
 
 from onnx_geom.errors import DataError
 from onnx_geom.robustness import (
-    accuracy_table, corruption_effects, corruption_redundancy, robustness_summary, sample_sets,
+    accuracy_table, corruption_effects, corruption_redundancy, geometry_and_robustness, robustness_summary,
+    sample_sets,
 )
 
 
@@ -95,3 +96,39 @@ def test_effects_include_geometric_shifts_and_mixed_groups_are_named_mixed():
     np.testing.assert_allclose(effects["fog"][n:2 * n], (d - d.mean()) / d.std())
     red = corruption_redundancy(effects, threshold=2.0)  # everything in one group
     assert red["groups"] == [{"group": 1, "name": "mixed", "members": ["contrast", "fog"]}]
+
+
+def _spearman_by_hand(x, y):
+    """Pearson correlation of the ranks (no ties in the data below), with numpy only."""
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def test_clean_geometry_beside_the_drop_and_its_rank_correlation():
+    rng = np.random.default_rng(4)
+    clean, summary = {}, []
+    for m in range(7):
+        margin, length = rng.normal(5 + m, 1, 200), rng.gamma(4 + m, 2, 200)
+        clean[f"m{m}"] = {"margin": margin, "length": length, "angle_true": rng.uniform(40, 100, 200)}
+        summary.append({"model": f"m{m}", "relative_drop": float(rng.uniform(0, 0.2))})
+    summary.append({"model": "no_clean", "relative_drop": 0.5})           # ignored: no clean geometry
+    per_model, correlations = geometry_and_robustness(clean, summary)
+    assert [r["model"] for r in per_model] == sorted(clean)
+    for r in per_model:
+        g = clean[r["model"]]
+        assert r["median_margin"] == pytest.approx(sorted(g["margin"])[99:101][0] / 2 + sorted(g["margin"])[99:101][1] / 2)
+        assert r["mean_length"] == pytest.approx(sum(g["length"]) / 200)
+    drop = [next(s["relative_drop"] for s in summary if s["model"] == r["model"]) for r in per_model]
+    for c in correlations:
+        x = [r[c["clean_geometry"]] for r in per_model]
+        assert c["models"] == 7 and c["spearman"] == pytest.approx(_spearman_by_hand(x, drop))
+        assert 0 <= c["p_value"] <= 1
+
+
+def test_rank_correlation_is_undefined_below_three_models_or_without_corruptions():
+    clean = {m: {"margin": np.ones(3) * v, "length": np.ones(3) * v, "angle_true": np.ones(3) * v} for m, v in [("a", 1.0), ("b", 2.0)]}
+    _, correlations = geometry_and_robustness(clean, [{"model": "a", "relative_drop": 0.1}, {"model": "b", "relative_drop": 0.2}])
+    assert all(np.isnan(c["spearman"]) and c["models"] == 2 for c in correlations)
+    clean["c"] = clean["a"]
+    nan_drop = [{"model": m, "relative_drop": float("nan")} for m in "abc"]           # a study with no corruption
+    assert all(c["models"] == 0 and np.isnan(c["spearman"]) for c in geometry_and_robustness(clean, nan_drop)[1])
