@@ -247,3 +247,31 @@ def test_hover_shows_the_sample_under_the_mouse(live, data):
     assert near <= 8 and f"margin {geom['margin'][j]:.2f}" in text
     assert interaction.tip_box.visible
     assert interaction.show_tooltip((2, 2)) == ""          # outside every panel
+
+
+def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample_still_in_focus(data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from onnx_geom.viewers._backend import use_backend
+
+    use_backend("egl")
+    from onnx_geom.viewers.layout import build_canvas
+
+    sel = Selection(models=("dense",))
+    canvas, views = build_canvas(data, sel, panels=["attribution"], size=(600, 500))
+    view = views["attribution"]
+    view._poll_soon = lambda: None           # no event loop here: collect by hand below, as the timer would
+    with ThreadPoolExecutor(1) as worker:
+        view.background = worker
+        sel.indices = [11]
+        assert view.maps is None and view.message.text.startswith("computing the occlusion map of #11")
+        sel.indices = [5]                    # the focus moves on before the first map is back
+        for future in list(view._pending.values()):
+            future.result()
+        view._collect()
+    assert not view._pending and view.selection.focus == 5
+    W, b = data.heads["dense"]
+    np.testing.assert_allclose(view.maps["margin"], occlusion(data.images[5], int(data.labels[5]),
+                                                              data.feature_fns["dense"], W, b)["margin"])
+    assert ("dense", 11) in view._cache     # the first one is kept for when it comes back into focus
+    canvas.close()

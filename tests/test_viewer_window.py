@@ -40,11 +40,16 @@ left = QtCore.Qt.MouseButton.LeftButton
 QTest.mousePress(widget, left, shift, at((0.2, 0.2)))
 QTest.mouseMove(widget, at((0.5, 0.5)))
 QTest.mouseRelease(widget, left, shift, at((0.75, 0.8)))
+waiting = win.views["attribution"].message.text     # said at once; the maps come from the worker thread
 pump(10)
+for _ in range(250):             # the occlusion map is computed off the GUI thread; wait for it (5 s at most)
+    if win.views["attribution"].maps is not None:
+        break
+    pump(1)
 sel = win.selection
 out = {"selected": sel.indices.tolist(), "local": local.highlighted().tolist(),
        "global": win.views["global"].highlighted().tolist(), "samples": win.views["samples"].highlighted().tolist(),
-       "focus": sel.focus, "attribution": win.views["attribution"].maps is not None,
+       "focus": sel.focus, "attribution": win.views["attribution"].maps is not None, "waiting": waiting,
        "count_label": win.count.text(), "uploads": local.uploads}
 win.corruption.setCurrentText("gaussian_noise"); pump(5)
 out["condition"] = list(sel.condition); out["uploads_after"] = local.uploads
@@ -90,6 +95,7 @@ def test_window_links_a_box_selection_across_views_and_controls(display, tmp_pat
     assert 0 < len(selected) < 400
     assert out["local"] == selected and out["global"] == selected
     assert out["samples"] == sorted(selected[:9]) and out["focus"] == selected[0] and out["attribution"]
+    assert out["waiting"].startswith("computing the occlusion map")
     assert out["count_label"].startswith(f"{len(selected)} sample")
     # the control changed the condition: the cloud was re-uploaded once, the selection kept
     assert out["condition"] == ["gaussian_noise", 3] and out["uploads_after"] == out["uploads"] + 1

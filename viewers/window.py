@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from onnx_geom.errors import DeviceError
 from onnx_geom.viewers._backend import use_backend
@@ -46,6 +47,8 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
             self.selection = selection
             self.canvas, self.views = build_canvas(data, selection, size=(size[0] - 220, size[1]))
             self.interaction = Interaction(self.canvas, self.views)
+            self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-geom-attribution")
+            self.views["attribution"].background = self.worker   # occlusion maps off the GUI thread
             side = QtWidgets.QWidget()
             form = QtWidgets.QFormLayout(side)
             self.model_a, self.model_b = QtWidgets.QComboBox(), QtWidgets.QComboBox()
@@ -109,6 +112,7 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
             self.interaction.close()
             for view in self.views.values():
                 view.close()
+            self.worker.shutdown(wait=False, cancel_futures=True)
             super().closeEvent(event)
 
     return ViewerWindow()

@@ -1,10 +1,16 @@
 """Geometric attribution: occlusion sensitivity of the focused sample's angle, length and margin, as heatmaps
-over its image, computed on demand through the model's probe file (cached per model and sample)."""
+over its image, computed on demand through the model's probe file (cached per model and sample).
+
+Set ``background`` to an executor (the window does) and the maps are computed off the GUI thread: the view
+says "computing" and draws them when they arrive, if that sample is still the one in focus. Without one
+(headless screenshots) they are computed before the frame is drawn."""
 
 from __future__ import annotations
 
+from concurrent.futures import Executor, Future
+
 import numpy as np
-from vispy import scene
+from vispy import app, scene
 from vispy.visuals.transforms import STTransform
 
 from onnx_geom.errors import OnnxGeomError
@@ -33,8 +39,11 @@ class AttributionView(View):
                                        parent=viewbox.scene)
         self.message = scene.visuals.Text("", color=MUTED, font_size=8, pos=(1.075, 1.1), parent=viewbox.scene)
         viewbox.camera.set_range(x=(-0.1, 2.25), y=(-0.2, 2.75), z=(0, 1), margin=0)
-        self._cache: dict[tuple[str, int], dict] = {}
+        self._cache: dict[tuple[str, int], dict | str] = {}        # maps, or the sentence saying why there are none
         self.maps: dict | None = None
+        self.background: Executor | None = None
+        self._pending: dict[tuple[str, int], Future] = {}
+        self._timer: app.Timer | None = None
         self.subscribe("models", "focus")
         self.reset()
 
@@ -56,14 +65,50 @@ class AttributionView(View):
         if fn is None:
             return self._say(data.probe_notes.get(model, "no probe file for this model"))
         key = (model, i)
+        if key not in self._cache and self.background is not None:
+            if key not in self._pending:
+                self._pending[key] = self.background.submit(self._compute, key)
+                self._poll_soon()
+            return self._say(f"computing the occlusion map of #{i} ...")
         if key not in self._cache:
-            W, b = data.heads[model]
-            try:
-                image = data.thumbnails([i])[0]
-                self._cache[key] = {"image": image, **occlusion(image, int(data.labels[i]), fn, W, b)}
-            except OnnxGeomError as error:
-                return self._say(str(error))
-        self._draw(self._cache[key])
+            self._cache[key] = self._compute(key)
+        result = self._cache[key]
+        return self._say(result) if isinstance(result, str) else self._draw(result)
+
+    def _compute(self, key: tuple[str, int]) -> dict | str:
+        model, i = key
+        W, b = self.data.heads[model]
+        try:
+            image = self.data.thumbnails([i])[0]
+            return {"image": image, **occlusion(image, int(self.data.labels[i]), self.data.feature_fns[model], W, b)}
+        except OnnxGeomError as error:
+            return str(error)
+
+    def _poll_soon(self) -> None:
+        if self._timer is None:
+            self._timer = app.Timer(interval=0.05, connect=self._collect)
+        if not self._timer.running:
+            self._timer.start()
+
+    def _collect(self, _event=None) -> None:
+        """Timer callback on the GUI thread: take the finished maps, redraw if one is for the sample in focus."""
+        done = [key for key, future in self._pending.items() if future.done()]
+        for key in done:
+            future = self._pending.pop(key)
+            error = future.exception()
+            self._cache[key] = f"the occlusion map failed: {error}" if error is not None else future.result()
+        if not self._pending and self._timer is not None:
+            self._timer.stop()
+        if done:
+            self.reset()
+            canvas = self.viewbox.canvas
+            if canvas is not None:
+                canvas.update()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        super().close()
 
     def _draw(self, maps: dict) -> None:
         self.maps = maps
