@@ -78,6 +78,8 @@ def build_canvas(data: ViewerData, selection: Selection, *, panels: list[str] | 
         view.title_label = title
         views[name] = view
     refresh_titles(views)
+    for view in views.values():                 # the room a title has is known once the grid is laid out
+        view.title_label.events.resize.connect(lambda _e: refresh_titles(views))
     # one subscription (held by the first view, so closing the views removes it) refreshes every title
     next(iter(views.values())).subscribe("models", "condition", "indices", "focus", "shift_from_clean",
                                          callback=lambda _s: refresh_titles(views))
@@ -85,10 +87,29 @@ def build_canvas(data: ViewerData, selection: Selection, *, panels: list[str] | 
 
 
 def refresh_titles(views) -> None:
-    """Titles carry each view's context (its subtitle) and status sentence."""
+    """Titles carry each view's context (its subtitle) and status sentence; when the panel is too narrow for
+    all of it, the view's own name goes first, then the end of the line."""
     for view in views.values():
-        extra = view.subtitle()
-        text = view.title + (f"  ·  {extra}" if extra else "")
-        if view.status:
-            text += f"  ·  {view.status}"
-        view.title_label.text = text
+        parts = [part for part in (view.title, view.subtitle(), view.status) if part]
+        text = fit_title(parts, view.title_label.size[0] / TITLE_CHAR_PX)
+        if view.title_label.text != text:
+            view.title_label.text = text
+
+
+#: mean width of a character of a panel title (10-point bold), in pixels
+TITLE_CHAR_PX = 6.6
+
+
+def fit_title(parts: list[str], room: float) -> str:
+    """``parts`` joined by " · ", within ``room`` characters: without the first part if that fits, else cut.
+
+    >>> fit_title(["Local geometry", "dense, fog 3"], 20)
+    'dense, fog 3'
+    >>> fit_title(["Samples", "9 of 114 selected"], 80)
+    'Samples  ·  9 of 114 selected'
+    """
+    text = "  ·  ".join(parts)
+    if len(text) <= room or room < 8:           # room < 8: not laid out yet
+        return text
+    text = "  ·  ".join(parts[1:]) or text
+    return text if len(text) <= room else text[: int(room) - 1] + "…"

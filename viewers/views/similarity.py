@@ -117,7 +117,7 @@ class SimilarityView(View):
         self.ring.visible = bool(chosen)
 
     def subtitle(self) -> str:
-        return "MDS of model distances, MST edges" if len(self.points) else ""
+        return "MDS map, spanning tree" if len(self.points) else ""
 
     def pick_point(self, xy, radius, extend: bool = False) -> bool:
         i = nearest(self.points, xy, radius * 2)
