@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test bench install clean
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	# a .venv left half-made (no pip: the venv module was missing) is made again
+	$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && python3 -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	# Pin torch first: an unpinned torch pulls several GB of CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
