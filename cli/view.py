@@ -26,7 +26,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def view(
-    study: Annotated[Path, typer.Argument(help="The study folder (written by `onnx-geom sweep`, with `onnx-geom metrics` run).")],
+    study: Annotated[Path, typer.Argument(help="The study folder (written by `onnx-geom run`, with `onnx-geom metrics` run on it).")],
     screenshot: Annotated[Optional[Path], typer.Option("--screenshot", help="Render to this PNG without a display (EGL) and exit.", dir_okay=False)] = None,
     panel: Annotated[Optional[str], typer.Option("--panel", help=f"Only this panel: {', '.join(PANELS)}.")] = None,
     size: Annotated[str, typer.Option("--size", help="Image or window size, WIDTHxHEIGHT.")] = "1280x800",
@@ -40,7 +40,7 @@ def view(
         if not study.is_dir():
             from onnx_geom.errors import StudyNotFoundError
 
-            raise StudyNotFoundError(f"study {study} does not exist; give the folder `onnx-geom sweep` wrote.")
+            raise StudyNotFoundError(f"study {study} does not exist; give the folder `onnx-geom run -o` wrote.")
         if screenshot is not None:
             from onnx_geom.viewers import screenshot as take
 
