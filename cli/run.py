@@ -146,6 +146,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
         err.print(f"[yellow]skipped:[/] {escape(message)} Run again later to finish.", highlight=False, soft_wrap=True)
 
 
+
+def _tags(tags: dict) -> str:
+    """``key=value`` pairs, numbers to 3 significant digits.
+
+    >>> _tags({"method": "gmp", "sparsity": 0.8032110091743119, "clean_accuracy": 0.97})
+    'method=gmp, sparsity=0.803, clean_accuracy=0.97'
+    """
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in tags.items())
+
 def info_command(
     study: Annotated[Path, typer.Argument(help="The study folder.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON instead of tables.")] = False,
@@ -171,7 +180,7 @@ def info_command(
         for model, row in summary["models"].items():
             missing = row["missing"]
             shown = ", ".join(u.split("/", 1)[1] for u in missing[:4]) + (f" (+{len(missing) - 4})" if len(missing) > 4 else "")
-            table.add_row(escape(model), str(row["complete"]), escape(shown) or "-", escape(json.dumps(row["tags"])) if row["tags"] else "")
+            table.add_row(escape(model), str(row["complete"]), escape(shown) or "-", escape(_tags(row["tags"])))
         out.print(table)
         for entry in summary["incomplete"]:
             who = f"process {entry.get('pid')} on {entry.get('host')} since {entry.get('started')}" if "pid" in entry else "unknown writer"
