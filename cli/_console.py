@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,7 +13,9 @@ from rich.markup import escape
 
 from onnx_geom.errors import OnnxGeomError
 
-out = Console()
+# piped output (a log, a file) is not wrapped by a terminal: give tables room instead of rich's 80 columns
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+out = Console(width=_WIDTH)
 err = Console(stderr=True)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich import box
 from rich.table import Table
 
 
@@ -20,13 +21,20 @@ def _cell(value: Any) -> str:
 
 
 def records_table(title: str, records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Table:
-    """A Rich table of ``columns`` of ``records``; numbers right-aligned, NaN as ``-``."""
-    table = Table(title=title, title_justify="left")
-    for name in columns:
+    """A Rich table of ``columns`` of ``records``; numbers right-aligned, NaN as ``-``; names (text columns)
+    are never cut, a narrow terminal wraps the headers of the numbers instead."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    cells = [[_cell(record.get(name, "")) for name in columns] for record in records]
+    for k, name in enumerate(columns):
         numeric = bool(records) and isinstance(records[0].get(name), (int, float)) and not isinstance(records[0].get(name), bool)
-        table.add_column(name, justify="right" if numeric else "left")
-    for record in records:
-        table.add_row(*(_cell(record.get(name, "")) for name in columns))
+        if numeric:     # the numbers and the words of a long header keep their width; the header wraps
+            header = name.replace("_", " ")
+            widest = max([len(row[k]) for row in cells] + [len(word) for word in header.split()])
+            table.add_column(header, justify="right", min_width=widest)
+        else:
+            table.add_column(name, no_wrap=True)
+    for row in cells:
+        table.add_row(*row)
     return table
 
 

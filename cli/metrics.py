@@ -12,6 +12,14 @@ import typer
 from onnx_geom.cli._console import err, fail, out, user_errors
 
 _SUMMARY = ("model", "corruption", "severities", "accuracy", "mean_length", "mean_angle", "mean_margin")
+_HEADERS = ("model", "corruption", "severity", "acc", "length", "angle", "margin")
+
+
+def _span(severities: list[int]) -> str:
+    """``[1, 2, 3, 4, 5]`` -> ``'1-5'``; ``[1, 3, 5]`` -> ``'1,3,5'``."""
+    if len(severities) > 2 and severities == list(range(severities[0], severities[-1] + 1)):
+        return f"{severities[0]}-{severities[-1]}"
+    return ",".join(map(str, severities))
 
 
 def _by_corruption(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -22,7 +30,7 @@ def _by_corruption(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     merged = []
     for (model, corruption), group in groups.items():
         record = {"model": model, "corruption": corruption,
-                  "severities": ",".join(str(r["severity"]) for r in group)}
+                  "severities": _span(sorted(int(r["severity"]) for r in group))}
         for key in _SUMMARY[3:]:
             record[key] = sum(r[key] for r in group) / len(group)
         merged.append(record)
@@ -73,4 +81,5 @@ def metrics(
         if as_json:
             print(json.dumps(rows, indent=1))
         else:
-            out.print(records_table(f"geometry of {study}", _by_corruption(rows), _SUMMARY))
+            shown = [dict(zip(_HEADERS, (r[k] for k in _SUMMARY))) for r in _by_corruption(rows)]
+            out.print(records_table(f"geometry of {study}: means over samples and severities", shown, _HEADERS))
