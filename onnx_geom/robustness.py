@@ -64,7 +64,8 @@ def robustness_summary(table: Sequence[Mapping[str, Any]], *, reference: str | N
     corruption x severity (clean excluded); ``relative_drop = (clean - mean) / clean``. With ``reference``
     (a model in the table), the mCE of Hendrycks & Dietterich: ``CE_c = sum_s E_{c,s} / sum_s E^ref_{c,s}``
     averaged over corruptions, and the relative mCE ``sum_s (E_{c,s} - E_clean) / sum_s (E^ref_{c,s} -
-    E^ref_clean)``; a corruption on which the reference makes no error (or loses nothing) gives NaN.
+    E^ref_clean)``; a corruption on which the reference makes no error (or loses nothing) has no ratio and is
+    left out of that mean (NaN when no corruption is left).
     """
     acc: dict[str, dict[tuple[str, int], float]] = {}
     for r in table:
@@ -96,7 +97,13 @@ def _mce(cells: Mapping[tuple[str, int], float], ref: Mapping[tuple[str, int], f
             ce.append(err.sum() / err_ref.sum() if err_ref.sum() > 0 else np.nan)
             drop_ref = (err_ref - ref_clean).sum()
             rel.append((err - err_clean).sum() / drop_ref if drop_ref > 0 else np.nan)
-    return (float(np.mean(ce)) if ce else float("nan"), float(np.mean(rel)) if rel else float("nan"))
+    return _mean_defined(ce), _mean_defined(rel)
+
+
+def _mean_defined(values: list[float]) -> float:
+    """Mean of the finite values; NaN when there is none (a corruption with an undefined ratio is left out)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _standardise(v: np.ndarray) -> np.ndarray:

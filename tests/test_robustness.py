@@ -28,6 +28,11 @@ def test_summary_and_mce_hand_worked():
     # rel: fog (0.0 + 0.1) / (0.1 + 0.3) = 0.25; snow (0.4 + 0.6) / (0.4 + 0.4) = 1.25
     assert rows["p"]["relative_mce"] == pytest.approx((0.25 + 1.25) / 2)
     assert rows["ref"]["mce"] == pytest.approx(1.0)
+    # a corruption the reference loses nothing to (jpeg: 0.9 = its clean accuracy) has no relative CE: left out
+    acc.update({("ref", "jpeg", 1): 0.9, ("ref", "jpeg", 2): 0.9, ("p", "jpeg", 1): 0.7, ("p", "jpeg", 2): 0.7})
+    rows = {r["model"]: r for r in robustness_summary(_table(acc), reference="ref")}
+    assert rows["p"]["relative_mce"] == pytest.approx((0.25 + 1.25) / 2)
+    assert rows["p"]["mce"] == pytest.approx((5 / 6 + 1.4 + 0.6 / 0.2) / 3)       # CE_jpeg = (0.3 + 0.3) / 0.2
     with pytest.raises(DataError, match="reference model 'x'"):
         robustness_summary(_table(acc), reference="x")
 
