@@ -12,7 +12,8 @@ from onnx_geom.cli._console import err, fail, out, user_errors
 
 
 def _vs_reference(cmp) -> list[dict[str, Any]]:
-    """Each model against the reference: the pair metrics, fragile-to-pruning count, mean fragile per unit."""
+    """Each model against the reference: the pair metrics, its robust samples (right in every unit), its
+    fragile-to-pruning count and mean fragile-to-corruption count per unit."""
     counts: dict[str, list[int]] = {}
     for r in cmp.samples["counts"]:
         if r["kind"] == "fragile_to_corruption":
@@ -23,6 +24,7 @@ def _vs_reference(cmp) -> list[dict[str, Any]]:
         per_unit = counts.get(model, [])
         rows.append({"model": model, "cka": pair.get("cka", 1.0), "kappa": pair.get("kappa", 1.0),
                      "agreement": pair.get("agreement", 1.0), "geom_dist": pair.get("geometric_distance", 0.0),
+                     "robust": len(cmp.samples["robust_for"].get(model, [])),
                      "fragile_pruning": len(cmp.samples["fragile_to_pruning"].get(model, [])),
                      "fragile_corr_per_unit": sum(per_unit) / len(per_unit) if per_unit else float("nan")})
     return rows
@@ -59,7 +61,7 @@ def compare(
             return
         out.print(records_table("robustness", cmp.summary, list(cmp.summary[0])))
         out.print(records_table(f"against the reference {cmp.reference}", _vs_reference(cmp),
-                                ("model", "cka", "kappa", "agreement", "geom_dist", "fragile_pruning", "fragile_corr_per_unit")))
+                                ("model", "cka", "kappa", "agreement", "geom_dist", "robust", "fragile_pruning", "fragile_corr_per_unit")))
         groups = [{**g, "members": ", ".join(g["members"])} for g in cmp.groups]
         out.print(records_table("corruptions that behave alike", groups, ("group", "name", "members")))
         mst = [{"model_a": cmp.models[i], "model_b": cmp.models[j], cmp.distance_name: w} for i, j, w in cmp.mst]

@@ -199,6 +199,7 @@ def sample_sets(correct: Mapping[Key, np.ndarray], *, reference: str) -> dict[st
     ([0], [1], [])
 
     - ``robust``: indices correct under every model and every unit (clean and corrupted);
+    - ``robust_for[model]``: indices that model gets right in every one of its units;
     - ``fragile_to_pruning[model]`` (every model but the reference): the reference is right and the model is
       wrong on clean data;
     - ``fragile_to_corruption[model][corruption][severity]``: the model is right on clean data and wrong
@@ -217,6 +218,11 @@ def sample_sets(correct: Mapping[Key, np.ndarray], *, reference: str) -> dict[st
     robust = np.logical_and.reduce([np.asarray(v, bool) for v in correct.values()])
     counts: list[dict[str, Any]] = [{"model": "*", "kind": "robust", "corruption": "*", "severity": -1,
                                      "count": int(robust.sum())}]
+    robust_for = {}
+    for m in models:
+        mine = np.logical_and.reduce([np.asarray(v, bool) for (mm, _, _), v in correct.items() if mm == m])
+        robust_for[m] = np.flatnonzero(mine).tolist()
+        counts.append({"model": m, "kind": "robust", "corruption": "*", "severity": -1, "count": len(robust_for[m])})
     pruning = {}
     for m in models:
         if m != reference:
@@ -232,7 +238,8 @@ def sample_sets(correct: Mapping[Key, np.ndarray], *, reference: str) -> dict[st
         corruption[m].setdefault(c, {})[int(s)] = idx.tolist()
         counts.append({"model": m, "kind": "fragile_to_corruption", "corruption": c, "severity": int(s),
                        "count": int(idx.size)})
-    return {"reference": reference, "robust": np.flatnonzero(robust).tolist(), "fragile_to_pruning": pruning,
+    return {"reference": reference, "robust": np.flatnonzero(robust).tolist(), "robust_for": robust_for,
+            "fragile_to_pruning": pruning,
             "fragile_to_corruption": corruption, "counts": counts}
 
 

@@ -53,6 +53,9 @@ def test_sample_sets_against_loops():
     correct = {k: rng.random(n) < 0.85 for k in keys}
     sets = sample_sets(correct, reference="dense")
     assert sets["robust"] == [i for i in range(n) if all(correct[k][i] for k in keys)]
+    for m in ("dense", "p50", "p90"):
+        assert sets["robust_for"][m] == [i for i in range(n) if all(correct[k][i] for k in keys if k[0] == m)]
+    assert set(sets["robust"]) <= set(sets["robust_for"]["p90"])
     for m in ("p50", "p90"):
         want = [i for i in range(n) if correct[("dense", "clean", 0)][i] and not correct[(m, "clean", 0)][i]]
         assert sets["fragile_to_pruning"][m] == want
@@ -63,6 +66,7 @@ def test_sample_sets_against_loops():
             assert sets["fragile_to_corruption"][m][c][s] == want
     counted = {(r["model"], r["kind"], r["corruption"], r["severity"]): r["count"] for r in sets["counts"]}
     assert counted[("*", "robust", "*", -1)] == len(sets["robust"])
+    assert counted[("p50", "robust", "*", -1)] == len(sets["robust_for"]["p50"])
     assert counted[("p90", "fragile_to_corruption", "fog", 3)] == len(sets["fragile_to_corruption"]["p90"]["fog"][3])
     with pytest.raises(DataError, match="no clean unit"):
         sample_sets({("a", "fog", 1): np.ones(3, bool)}, reference="a")
