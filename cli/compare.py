@@ -34,6 +34,7 @@ def compare(
     study: Annotated[Path, typer.Argument(help="The study folder, with its geometry (`onnx-geom metrics`).")],
     reference: Annotated[Optional[str], typer.Option("--reference", "-r", help="The reference model (default: the one tagged dense, else the first).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", file_okay=False, help="Write every table (CSV) and comparison.json into this folder.")] = None,
+    parquet: Annotated[bool, typer.Option("--parquet", help="With -o: write the tables as Parquet instead of CSV (needs pyarrow).")] = False,
     distance: Annotated[str, typer.Option(help="Distance for the model map: geometry, cka, kappa or agreement.")] = "geometry",
     threshold: Annotated[float, typer.Option(min=0.0, max=2.0, help="Cut of the corruption clustering, in 1 - correlation: lower makes smaller, tighter groups.")] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole comparison as JSON on stdout.")] = False,
@@ -49,10 +50,12 @@ def compare(
         from onnx_geom.cli._records import records_table
         from onnx_geom.store import Study
 
+        if parquet and output is None:
+            raise fail("--parquet writes the tables into a folder; add -o DIR.")
         cmp = compare_study(Study.open(study), reference=reference, distance=distance, threshold=threshold)
         if output is not None:
             try:
-                paths = cmp.write(output)
+                paths = cmp.write(output, parquet=parquet)
             except OSError as error:
                 raise fail(f"cannot write the tables to {output} ({error.strerror or error}); choose another folder.") from None
             err.print(f"wrote {len(paths)} files to {output}")

@@ -9,6 +9,7 @@ Needs the geometry of the units (``onnx-geom metrics`` / :func:`onnx_geom.analys
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import numpy as np
 
 from onnx_geom.errors import DataError, StudyError
 from onnx_geom.geometry import shifts
-from onnx_geom.records import jsonable, matrix_records, write_csv, write_json
+from onnx_geom.records import jsonable, matrix_records, write_csv, write_json, write_parquet
 from onnx_geom.robustness import (
     CLEAN, accuracy_table, corruption_effects, corruption_redundancy, geometry_and_robustness, robustness_summary,
     sample_sets,
@@ -91,12 +92,16 @@ class Comparison:
             "correlations": self.correlations, "samples": self.samples,
         })
 
-    def write(self, directory: str | os.PathLike) -> list[Path]:
-        """Write ``<table>.csv`` for each of :meth:`tables` and ``comparison.json``; returns the paths."""
+    def write(self, directory: str | os.PathLike, *, parquet: bool = False) -> list[Path]:
+        """Write ``<table>.csv`` (or ``<table>.parquet``, needs pyarrow) for each of :meth:`tables`, and
+        ``comparison.json``; returns the paths."""
         out = Path(directory)
         if out.exists() and not out.is_dir():
             raise DataError(f"{out} is a file; give a folder for the comparison tables.")
-        paths = [write_csv(out / f"{name}.csv", records) for name, records in self.tables().items()]
+        if parquet and importlib.util.find_spec("pyarrow") is None:
+            raise DataError("Parquet tables need pyarrow, which is not installed; `pip install pyarrow`, or write CSV.")
+        write, suffix = (write_parquet, "parquet") if parquet else (write_csv, "csv")
+        paths = [write(out / f"{name}.{suffix}", records) for name, records in self.tables().items()]
         paths.append(write_json(out / "comparison.json", self.to_json()))
         return paths
 

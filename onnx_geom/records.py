@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["jsonable", "write_csv", "write_json", "matrix_records"]
+__all__ = ["jsonable", "write_csv", "write_parquet", "write_json", "matrix_records"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -56,6 +56,26 @@ def write_csv(path: str | os.PathLike, records: Sequence[Mapping[str, Any]], *,
             writer.writerow({k: ("" if v is None else v) for k, v in jsonable(dict(record)).items()})
 
     return _atomic_text(Path(path), write)
+
+
+def write_parquet(path: str | os.PathLike, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Write records as one Parquet table (columns in first-seen key order, NaN kept; needs pyarrow); atomic."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for r in records for k in r))
+    plain = [{k: r.get(k) for k in fields} for r in (_plain(dict(r)) for r in records)]
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(pa.Table.from_pylist(plain) if plain else pa.table({}), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """numpy scalars -> Python scalars (NaN stays a float NaN: Parquet has a place for it)."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in record.items()}
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

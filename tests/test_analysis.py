@@ -152,3 +152,24 @@ def test_compare_study_with_a_unit_missing_for_one_model(tmp_path):
     pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
     assert pair["agreement"] == pytest.approx(same / (len(shared) * 120))
     assert "gaussian_noise" in cmp.corruptions  # redundancy still uses the severities every corruption has
+
+
+def test_comparison_tables_as_parquet_hold_the_csv_values(tmp_path):
+    import csv
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    cmp = compare_study(make_study(tmp_path / "s", geometry=True))
+    csv_paths = cmp.write(tmp_path / "csv")
+    pq_paths = cmp.write(tmp_path / "pq", parquet=True)
+    assert sorted(p.stem for p in csv_paths) == sorted(p.stem for p in pq_paths)
+    for name in ("summary", "pairs", "correlations", "distance"):
+        rows = list(csv.DictReader(open(tmp_path / "csv" / f"{name}.csv")))
+        table = pq.read_table(tmp_path / "pq" / f"{name}.parquet").to_pylist()
+        assert [list(r) for r in rows] == [list(r) for r in table]          # same columns, same order
+        for a, b in zip(rows, table):
+            for key, text in a.items():
+                value = b[key]
+                if isinstance(value, float):
+                    assert (text == "" and not np.isfinite(value)) or float(text) == pytest.approx(value)
+                else:
+                    assert text == str(value)

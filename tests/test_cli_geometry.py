@@ -88,6 +88,10 @@ def test_compare_writes_tables_and_prints_headlines(study, measured, tmp_path):
     assert len(one["groups"]) == 1 and len(data["groups"]) > 1
     assert data["reference"] == "dense" and len(data["embedding"]) == 3
     assert np.isfinite(np.array(data["distance"])).all()
+    no_folder = CliRunner().invoke(app, ["compare", str(path), "--parquet"])
+    assert no_folder.exit_code == 1 and "add -o DIR" in no_folder.output
+    assert CliRunner().invoke(app, ["compare", str(path), "--parquet", "-o", str(tmp_path / "pq")]).exit_code == 0
+    assert (tmp_path / "pq" / "summary.parquet").is_file() and not (tmp_path / "pq" / "summary.csv").exists()
     bad = CliRunner().invoke(app, ["compare", str(path), "--reference", "zzz"])
     assert bad.exit_code == 1 and "reference model 'zzz'" in bad.output
 
