@@ -22,7 +22,7 @@ from onnx import ModelProto
 
 from onnx_geom.errors import HeadNotFoundError, InvalidModelError
 from onnx_geom.probe import find_heads, probe, save_probe
-from onnx_geom.probe_info import TAGS_KEY
+from onnx_geom.probe_info import TAGS_KEY, set_metadata
 
 __all__ = ["torch_to_onnx", "torch_to_probe"]
 
@@ -42,8 +42,7 @@ def torch_to_probe(module: Any, example_input: Any, path: str | PathLike[str] | 
     """
     model = torch_to_onnx(module, example_input, dynamo=dynamo, opset=opset)
     if tags:
-        prop = model.metadata_props.add()
-        prop.key, prop.value = TAGS_KEY, json.dumps(dict(tags))
+        set_metadata(model, {TAGS_KEY: json.dumps(dict(tags))})
     features = logits = None
     if head is not None:
         features, logits = _match_head(model, head)

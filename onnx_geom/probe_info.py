@@ -40,6 +40,7 @@ __all__ = [
     "ProbeInfo",
     "read_probe_info",
     "write_probe_info",
+    "set_metadata",
 ]
 
 PROBE_INPUT = "images"
@@ -152,7 +153,11 @@ def read_probe_info(model: "str | PathLike[str] | Any") -> ProbeInfo:
 
 def write_probe_info(model: Any, info: ProbeInfo) -> None:
     """Store ``info`` in ``model.metadata_props`` (an ``onnx.ModelProto``), replacing an older one."""
-    entries = info.to_metadata()
+    set_metadata(model, info.to_metadata())
+
+
+def set_metadata(model: Any, entries: dict[str, str]) -> None:
+    """Set ``entries`` in ``model.metadata_props`` (an ``onnx.ModelProto``), replacing older ones of those keys."""
     kept = [p for p in model.metadata_props if p.key not in entries]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)

@@ -46,19 +46,6 @@ def default_batch_size(device: str, image_shape: tuple[int, ...]) -> int:
     return int(max(16, min(2048, (1 << 25) // pixels)))
 
 
-def _check_external_data(model: Any, folder: Path) -> None:
-    """Refuse external-data locations that leave the model's folder."""
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
-
-    root = folder.resolve()
-    for tensor in _get_all_tensors(model):
-        if uses_external_data(tensor):
-            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-            target = (root / location).resolve()
-            if root != target and root not in target.parents:
-                raise InvalidModelError(f"tensor {tensor.name!r} points to external data outside the model's folder ({location}); refusing to read it.")
-
-
 def load_probe(source: "str | os.PathLike[str] | Any") -> tuple[Any, ProbeInfo]:
     """``(onnx.ModelProto, ProbeInfo)`` of a probe, or of a plain ONNX classifier probed with the probe's defaults.
 
@@ -70,29 +57,16 @@ def load_probe(source: "str | os.PathLike[str] | Any") -> tuple[Any, ProbeInfo]:
 
 def _load(source: Any, *, weights: bool) -> tuple[Any, ProbeInfo, bool]:
     """``(model, info, is_the_file)``: with ``weights=False`` a probe file's external data is left on disk."""
-    import onnx
+    from onnx_geom.probe import probe
+    from onnx_geom.probe._load import load_external_data, read_model
 
-    path = None
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise InvalidModelError(f"no model file at {path}; give the path of a .onnx file.")
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as err:  # onnx raises DecodeError and friends
-            raise InvalidModelError(f"{path} is not a readable ONNX model ({type(err).__name__}); check the file.") from None
-        _check_external_data(model, path.parent)
-    else:
-        model = source
+    path = Path(source) if isinstance(source, (str, os.PathLike)) else None
+    model = read_model(path) if path is not None else source
     props = {p.key: p.value for p in model.metadata_props}
     if "onnx_geom.probe" in props:
         if weights and path is not None:
-            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+            load_external_data(model, path.parent)
         return model, ProbeInfo.from_metadata(props), path is not None
-    try:
-        from onnx_geom.probe import probe
-    except ImportError:
-        raise InvalidModelError(f"{path or 'the model'} is not a probe and this install has no onnx_geom.probe to make one; run `onnx-geom probe` first.") from None
     probed = probe(path if path is not None else model)
     return probed, ProbeInfo.from_metadata({p.key: p.value for p in probed.metadata_props}), False
 

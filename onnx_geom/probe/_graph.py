@@ -82,6 +82,12 @@ def _fold(op_type: str, value: np.ndarray, attrs: dict[str, AttributeProto]) -> 
     return value
 
 
+def subgraphs(node) -> list[GraphProto]:
+    """The graphs held by ``node``'s attributes (If branches, Loop and Scan bodies)."""
+    return [g for attr in node.attribute
+            for g in ([attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs))]
+
+
 def all_tensor_names(graph: GraphProto) -> set[str]:
     """Every tensor name used in ``graph`` and its subgraphs (inputs, outputs, initializers, node edges)."""
     names = {v.name for v in (*graph.input, *graph.output, *graph.value_info)}
@@ -89,9 +95,8 @@ def all_tensor_names(graph: GraphProto) -> set[str]:
     for node in graph.node:
         names.update(node.input)
         names.update(node.output)
-        for attr in node.attribute:
-            for sub in (*([attr.g] if attr.type == AttributeProto.GRAPH else []), *attr.graphs):
-                names |= all_tensor_names(sub)
+        for sub in subgraphs(node):
+            names |= all_tensor_names(sub)
     names.discard("")
     return names
 
@@ -117,6 +122,5 @@ def rename_tensors(graph: GraphProto, mapping: dict[str, str]) -> None:
     for node in graph.node:
         node.input[:] = [mapping.get(name, name) for name in node.input]
         node.output[:] = [mapping.get(name, name) for name in node.output]
-        for attr in node.attribute:
-            for sub in (*([attr.g] if attr.type == AttributeProto.GRAPH else []), *attr.graphs):
-                rename_tensors(sub, mapping)
+        for sub in subgraphs(node):
+            rename_tensors(sub, mapping)

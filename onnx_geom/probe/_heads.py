@@ -117,24 +117,23 @@ def _candidate(index: GraphIndex, position: int, ranks: dict[str, int]) -> HeadC
     cand = HeadCandidate(node=index.label(position), spelling=node.op_type, features=node.input[0],
                          logits=node.output[0])
     weight = index.constant(node.input[1])
-    if node.op_type == "Gemm":
+    gemm = node.op_type == "Gemm"
+    if gemm:
         alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
         trans_a, trans_b = int(attrs.get("transA", 0)), int(attrs.get("transB", 0))
         extras = [f"transB={trans_b}"] + [f"{k}={v:g}" for k, v in (("alpha", alpha), ("beta", beta)) if v != 1.0]
         cand.spelling = f"Gemm({', '.join(extras)})"
         if trans_a:
             return _reject(cand, "transA=1, so its features would be the transpose of its input")
-        problem = _weight_problem(weight, index.constant(node.input[0]))
-        if problem:
-            return _reject(cand, problem)
+    problem = _weight_problem(weight, index.constant(node.input[0]))
+    if problem:
+        return _reject(cand, problem)
+    if gemm:
         W = alpha * (weight if trans_b else weight.T).astype(np.float64)
         bias_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
         bias = _bias_value(index, bias_name, W.shape[0]) if bias_name else np.zeros(W.shape[0])
         bias = None if bias is None else beta * bias
     else:
-        problem = _weight_problem(weight, index.constant(node.input[0]))
-        if problem:
-            return _reject(cand, problem)
         W, bias = weight.T.astype(np.float64), np.zeros(weight.shape[1])
     add = _bias_add(index, node.output[0], W.shape[0]) if bias is not None else None
     if add is not None:  # a bias added after the layer (MatMul + Add; Gemm without C + Add)

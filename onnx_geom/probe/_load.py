@@ -17,8 +17,9 @@ import onnx
 from onnx import AttributeProto, GraphProto, ModelProto, TensorProto
 
 from onnx_geom.errors import InvalidModelError
+from onnx_geom.probe._graph import subgraphs
 
-__all__ = ["load_model", "model_sha256", "iter_tensors", "first_line"]
+__all__ = ["load_model", "read_model", "load_external_data", "model_sha256", "iter_tensors", "first_line"]
 
 
 def load_model(path: str | PathLike[str]) -> ModelProto:
@@ -27,6 +28,21 @@ def load_model(path: str | PathLike[str]) -> ModelProto:
     Raises :class:`~onnx_geom.errors.InvalidModelError` (one sentence) when ``path`` is not a file, not an ONNX
     model, truncated, or keeps external data outside its own folder (``../`` or an absolute location).
     """
+    path = Path(path)
+    model = read_model(path)
+    try:  # by path: external data is checked next to the model, and models over 2 GB can be checked too
+        onnx.checker.check_model(str(path))
+    except Exception as err:
+        raise InvalidModelError(
+            f"'{path}' is not a valid ONNX model, perhaps truncated ({first_line(err)}); re-export it."
+        ) from None
+    load_external_data(model, path.parent)
+    return model
+
+
+def read_model(path: str | PathLike[str]) -> ModelProto:
+    """Parse ``path`` without its external data (nor the checker); the same errors as :func:`load_model`,
+    escaping external-data locations included."""
     path = Path(path)
     if not path.is_file():
         what = "a folder" if path.is_dir() else "missing"
@@ -42,15 +58,13 @@ def load_model(path: str | PathLike[str]) -> ModelProto:
         raise InvalidModelError(
             f"'{path}' is not an ONNX model or is truncated (it has no graph outputs); check that it is a complete .onnx file."
         )
-    external = _external_tensors(model, path.parent)  # refuse escaping locations before anything else
-    try:  # by path: external data is checked next to the model, and models over 2 GB can be checked too
-        onnx.checker.check_model(str(path))
-    except Exception as err:
-        raise InvalidModelError(
-            f"'{path}' is not a valid ONNX model, perhaps truncated ({first_line(err)}); re-export it."
-        ) from None
-    _load_external_data(external)
+    _external_tensors(model, path.parent)  # refuse escaping locations before anything else
     return model
+
+
+def load_external_data(model: ModelProto, folder: str | PathLike[str]) -> None:
+    """Read the external data of ``model`` (kept in ``folder``) into the proto; refuses escaping locations."""
+    _load_external_data(_external_tensors(model, Path(folder)))
 
 
 def model_sha256(path: str | PathLike[str] | None, model: ModelProto) -> str:
@@ -72,13 +86,9 @@ def iter_tensors(graph: GraphProto) -> Iterator[TensorProto]:
         for attr in node.attribute:
             if attr.type == AttributeProto.TENSOR:
                 yield attr.t
-            elif attr.type == AttributeProto.TENSORS:
-                yield from attr.tensors
-            elif attr.type == AttributeProto.GRAPH:
-                yield from iter_tensors(attr.g)
-            elif attr.type == AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from iter_tensors(sub)
+            yield from attr.tensors
+        for sub in subgraphs(node):
+            yield from iter_tensors(sub)
 
 
 def _external_tensors(model: ModelProto, folder: Path) -> list[tuple[TensorProto, Path, int, int | None]]:
