@@ -1,15 +1,11 @@
-"""Render lists of records (the tables the core returns) as Rich tables; write them as CSV/Parquet streams."""
+"""Render lists of records (the tables the core returns) as Rich tables."""
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from rich import box
 from rich.table import Table
 
@@ -36,54 +32,3 @@ def records_table(title: str, records: Sequence[Mapping[str, Any]], columns: Seq
     for row in cells:
         table.add_row(*row)
     return table
-
-
-def _text_columns(columns: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    out = []
-    for values in columns.values():
-        values = np.asarray(values)
-        if values.dtype.kind == "f":
-            out.append(np.char.mod("%.7g", values.astype(np.float64)))
-        elif values.dtype.kind == "b":
-            out.append(np.where(values, "true", "false"))
-        else:
-            out.append(values.astype(str))
-    return out
-
-
-def write_columns_csv(path: Path, chunks: Iterable[Mapping[str, np.ndarray]]) -> int:
-    """Stream dicts of equal-length columns into one CSV (header from the first chunk); returns rows written."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    rows = 0
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        for i, chunk in enumerate(chunks):
-            if i == 0:
-                writer.writerow(list(chunk))
-            texts = _text_columns(chunk)
-            writer.writerows(zip(*texts))
-            rows += len(texts[0]) if texts else 0
-    os.replace(tmp, path)
-    return rows
-
-
-def write_columns_parquet(path: Path, chunks: Iterable[Mapping[str, np.ndarray]]) -> int:
-    """Stream dicts of equal-length columns into one Parquet file (needs pyarrow); returns rows written."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    writer = None
-    rows = 0
-    try:
-        for chunk in chunks:
-            table = pa.table({k: (v.tolist() if v.dtype == object else v) for k, v in chunk.items()})
-            writer = writer or pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-            rows += table.num_rows
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is not None:
-        os.replace(tmp, path)
-    return rows

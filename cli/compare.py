@@ -14,6 +14,8 @@ from onnx_geom.cli._console import err, fail, out, user_errors
 def _vs_reference(cmp) -> list[dict[str, Any]]:
     """Each model against the reference: the pair metrics, its robust samples (right in every unit), its
     fragile-to-pruning count and mean fragile-to-corruption count per unit."""
+    from onnx_geom.robustness import mean_or_nan
+
     counts: dict[str, list[int]] = {}
     for r in cmp.samples["counts"]:
         if r["kind"] == "fragile_to_corruption":
@@ -26,7 +28,7 @@ def _vs_reference(cmp) -> list[dict[str, Any]]:
                      "agreement": pair.get("agreement", 1.0), "geom_dist": pair.get("geometric_distance", 0.0),
                      "robust": len(cmp.samples["robust_for"].get(model, [])),
                      "fragile_pruning": len(cmp.samples["fragile_to_pruning"].get(model, [])),
-                     "fragile_corr_per_unit": sum(per_unit) / len(per_unit) if per_unit else float("nan")})
+                     "fragile_corr_per_unit": mean_or_nan(per_unit)})
     return rows
 
 

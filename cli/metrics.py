@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -16,7 +15,11 @@ _HEADERS = ("model", "corruption", "severity", "acc", "length", "angle", "margin
 
 
 def _span(severities: list[int]) -> str:
-    """``[1, 2, 3, 4, 5]`` -> ``'1-5'``; ``[1, 3, 5]`` -> ``'1,3,5'``."""
+    """Severities as a short label.
+
+    >>> _span([1, 2, 3, 4, 5]), _span([1, 3, 5]), _span([0])
+    ('1-5', '1,3,5', '0')
+    """
     if len(severities) > 2 and severities == list(range(severities[0], severities[-1] + 1)):
         return f"{severities[0]}-{severities[-1]}"
     return ",".join(map(str, severities))
@@ -49,8 +52,10 @@ def metrics(
     the true class and margin per model x corruption (averaged over severities).
     """
     with user_errors():
-        if parquet_path is not None and importlib.util.find_spec("pyarrow") is None:
-            raise fail("--parquet needs pyarrow, which is not installed; `pip install pyarrow`, or use --csv PATH.")
+        from onnx_geom.records import require_pyarrow
+
+        if parquet_path is not None:
+            require_pyarrow()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from onnx_geom.analysis import compute_metrics, sample_records
@@ -68,12 +73,12 @@ def metrics(
             rows = compute_metrics(handle, progress=progress)
         if not rows:
             raise fail(f"{study} has no complete unit yet; run `onnx-geom run ... -o STUDY` first.")
-        from onnx_geom.cli._records import records_table, write_columns_csv, write_columns_parquet
+        from onnx_geom.cli._records import records_table
+        from onnx_geom.records import write_columns_csv, write_columns_parquet
 
         for path, writer in ((csv_path, write_columns_csv), (parquet_path, write_columns_parquet)):
             if path is not None:
                 try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
                     count = writer(path, sample_records(handle))
                 except OSError as error:
                     raise fail(f"cannot write {path} ({error.strerror or error}); choose another path.") from None

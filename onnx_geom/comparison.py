@@ -9,10 +9,9 @@ Needs the geometry of the units (``onnx-geom metrics`` / :func:`onnx_geom.analys
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 
 from onnx_geom.errors import DataError, StudyError
 from onnx_geom.geometry import shifts
-from onnx_geom.records import jsonable, matrix_records, write_csv, write_json, write_parquet
+from onnx_geom.records import jsonable, matrix_records, require_pyarrow, write_csv, write_json, write_parquet
 from onnx_geom.robustness import (
     CLEAN, accuracy_table, corruption_effects, corruption_redundancy, geometry_and_robustness, robustness_summary,
     sample_sets,
@@ -83,14 +82,7 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         """Everything, JSON-safe (NaN -> null), including the sample index lists."""
-        return jsonable({
-            "models": self.models, "reference": self.reference, "tags": self.tags,
-            "accuracy": self.accuracy, "summary": self.summary, "pairs": self.pairs,
-            "distance_name": self.distance_name, "distance": self.distance, "embedding": self.embedding,
-            "mst": [list(e) for e in self.mst], "corruptions": self.corruptions, "redundancy": self.redundancy,
-            "linkage": self.linkage, "groups": self.groups, "geometry": self.geometry,
-            "correlations": self.correlations, "samples": self.samples,
-        })
+        return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
 
     def write(self, directory: str | os.PathLike, *, parquet: bool = False) -> list[Path]:
         """Write ``<table>.csv`` (or ``<table>.parquet``, needs pyarrow) for each of :meth:`tables`, and
@@ -98,8 +90,8 @@ class Comparison:
         out = Path(directory)
         if out.exists() and not out.is_dir():
             raise DataError(f"{out} is a file; give a folder for the comparison tables.")
-        if parquet and importlib.util.find_spec("pyarrow") is None:
-            raise DataError("Parquet tables need pyarrow, which is not installed; `pip install pyarrow`, or write CSV.")
+        if parquet:
+            require_pyarrow()
         write, suffix = (write_parquet, "parquet") if parquet else (write_csv, "csv")
         paths = [write(out / f"{name}.{suffix}", records) for name, records in self.tables().items()]
         paths.append(write_json(out / "comparison.json", self.to_json()))

@@ -7,16 +7,21 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["jsonable", "write_csv", "write_parquet", "write_json", "matrix_records"]
+from onnx_geom.errors import DataError
+
+__all__ = ["jsonable", "replacing", "require_pyarrow", "write_csv", "write_parquet", "write_columns_csv",
+           "write_columns_parquet", "write_json", "matrix_records"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -34,20 +39,36 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def _atomic_text(path: Path, write) -> Path:
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` (its folder created) that replaces ``path`` when the block succeeds and
+    is removed when it fails, so a reader never sees a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+    try:
+        yield tmp
+        if tmp.exists():                 # a writer that got nothing to write leaves ``path`` alone
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def require_pyarrow() -> None:
+    """Raise a one-sentence :class:`DataError` when pyarrow (Parquet output) is not installed."""
+    if importlib.util.find_spec("pyarrow") is None:
+        raise DataError("Parquet output needs pyarrow, which is not installed; `pip install pyarrow`, or write CSV.")
+
+
+def _atomic_text(path: str | os.PathLike, write) -> Path:
+    with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         write(handle)
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
-def write_csv(path: str | os.PathLike, records: Sequence[Mapping[str, Any]], *,
-              fieldnames: Sequence[str] | None = None) -> Path:
-    """Write records as CSV (header from ``fieldnames`` or the keys in first-seen order); atomic replace."""
-    fields = list(fieldnames) if fieldnames is not None else list(dict.fromkeys(k for r in records for k in r))
+def write_csv(path: str | os.PathLike, records: Sequence[Mapping[str, Any]]) -> Path:
+    """Write records as CSV (header: the keys in first-seen order); atomic replace."""
+    fields = list(dict.fromkeys(k for r in records for k in r))
 
     def write(handle):
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
@@ -55,7 +76,7 @@ def write_csv(path: str | os.PathLike, records: Sequence[Mapping[str, Any]], *,
         for record in records:
             writer.writerow({k: ("" if v is None else v) for k, v in jsonable(dict(record)).items()})
 
-    return _atomic_text(Path(path), write)
+    return _atomic_text(path, write)
 
 
 def write_parquet(path: str | os.PathLike, records: Sequence[Mapping[str, Any]]) -> Path:
@@ -63,19 +84,59 @@ def write_parquet(path: str | os.PathLike, records: Sequence[Mapping[str, Any]])
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fields = list(dict.fromkeys(k for r in records for k in r))
-    plain = [{k: r.get(k) for k in fields} for r in (_plain(dict(r)) for r in records)]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.Table.from_pylist(plain) if plain else pa.table({}), tmp)
-    os.replace(tmp, path)
-    return path
+    plain = [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in ((k, r.get(k)) for k in fields)}
+             for r in records]  # numpy scalars -> Python; NaN stays NaN (Parquet has a place for it)
+    with replacing(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(plain) if plain else pa.table({}), tmp)
+    return Path(path)
 
 
-def _plain(record: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars -> Python scalars (NaN stays a float NaN: Parquet has a place for it)."""
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in record.items()}
+def _text_columns(columns: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for values in columns.values():
+        values = np.asarray(values)
+        if values.dtype.kind == "f":
+            out.append(np.char.mod("%.7g", values.astype(np.float64)))
+        elif values.dtype.kind == "b":
+            out.append(np.where(values, "true", "false"))
+        else:
+            out.append(values.astype(str))
+    return out
+
+
+def write_columns_csv(path: str | os.PathLike, chunks: Iterable[Mapping[str, np.ndarray]]) -> int:
+    """Stream dicts of equal-length columns into one CSV (header from the first chunk); returns rows written."""
+    rows = 0
+    with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        for i, chunk in enumerate(chunks):
+            if i == 0:
+                writer.writerow(list(chunk))
+            texts = _text_columns(chunk)
+            writer.writerows(zip(*texts))
+            rows += len(texts[0]) if texts else 0
+    return rows
+
+
+def write_columns_parquet(path: str | os.PathLike, chunks: Iterable[Mapping[str, np.ndarray]]) -> int:
+    """Stream dicts of equal-length columns into one Parquet file (needs pyarrow); returns rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    rows = 0
+    with replacing(path) as tmp:
+        try:
+            for chunk in chunks:
+                table = pa.table({k: (v.tolist() if v.dtype == object else v) for k, v in chunk.items()})
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                rows += table.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+    return rows
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from onnx_geom.errors import DataError
+from onnx_geom.similarity import standardise
 
 __all__ = [
     "CLEAN",
@@ -77,7 +78,7 @@ def robustness_summary(table: Sequence[Mapping[str, Any]], *, reference: str | N
         cells = acc[model]
         clean = cells.get((CLEAN, 0), float("nan"))
         corrupted = [v for (c, _), v in cells.items() if c != CLEAN]
-        mean = float(np.mean(corrupted)) if corrupted else float("nan")
+        mean = mean_or_nan(corrupted)
         row = {"model": model, "clean_accuracy": clean, "mean_corruption_accuracy": mean,
                "relative_drop": (clean - mean) / clean if clean > 0 else float("nan")}
         if reference is not None:
@@ -87,30 +88,23 @@ def robustness_summary(table: Sequence[Mapping[str, Any]], *, reference: str | N
 
 
 def _mce(cells: Mapping[tuple[str, int], float], ref: Mapping[tuple[str, int], float]) -> tuple[float, float]:
-    ce, rel = [], []
+    ce, rel = [], []           # a corruption whose ratio does not exist (denominator 0, NaN) is left out
     err_clean, ref_clean = 1 - cells.get((CLEAN, 0), np.nan), 1 - ref.get((CLEAN, 0), np.nan)
     for corruption in sorted({c for c, _ in cells if c != CLEAN}):
         sevs = [s for c, s in cells if c == corruption and (c, s) in ref]
         err = np.array([1 - cells[(corruption, s)] for s in sevs])
         err_ref = np.array([1 - ref[(corruption, s)] for s in sevs])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ce.append(err.sum() / err_ref.sum() if err_ref.sum() > 0 else np.nan)
-            drop_ref = (err_ref - ref_clean).sum()
-            rel.append((err - err_clean).sum() / drop_ref if drop_ref > 0 else np.nan)
-    return _mean_defined(ce), _mean_defined(rel)
+        if err_ref.sum() > 0:
+            ce.append(err.sum() / err_ref.sum())
+        drop_ref = (err_ref - ref_clean).sum()
+        if drop_ref > 0:
+            rel.append((err - err_clean).sum() / drop_ref)
+    return mean_or_nan(ce), mean_or_nan(rel)
 
 
-def _mean_defined(values: list[float]) -> float:
-    """Mean of the finite values; NaN when there is none (a corruption with an undefined ratio is left out)."""
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
-def _standardise(v: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance (float64 statistics), returned as float32; a constant vector gives zeros."""
-    v = np.where(np.isfinite(v), v, 0.0)
-    std = v.std()
-    return ((v - v.mean()) / std if std > 0 else np.zeros_like(v)).astype(np.float32)
+def mean_or_nan(values: Sequence[float]) -> float:
+    """The mean of ``values`` as a float, NaN when there are none."""
+    return float(np.mean(values)) if len(values) else float("nan")
 
 
 def corruption_effects(correct: Mapping[Key, np.ndarray], shift: Mapping[Key, Mapping[str, np.ndarray]] | None = None,
@@ -136,9 +130,9 @@ def corruption_effects(correct: Mapping[Key, np.ndarray], shift: Mapping[Key, Ma
     for c in sorted(by_c):
         parts = []
         for m, s in common:
-            parts.append(_standardise(np.asarray(correct[(m, c, s)], np.float64)))
+            parts.append(standardise(correct[(m, c, s)]).astype(np.float32))
             if shift is not None:
-                parts += [_standardise(np.asarray(shift[(m, c, s)][q], np.float64)) for q in ("delta_margin", "delta_angle")]
+                parts += [standardise(shift[(m, c, s)][q]).astype(np.float32) for q in ("delta_margin", "delta_angle")]
         out[c] = np.concatenate(parts)
     return out
 
@@ -215,14 +209,14 @@ def sample_sets(correct: Mapping[Key, np.ndarray], *, reference: str) -> dict[st
         if (m, CLEAN, 0) not in correct:
             raise DataError(f"model {m!r} has no clean unit; run the sweep on clean data first.")
         clean[m] = np.asarray(correct[(m, CLEAN, 0)], bool)
-    robust = np.logical_and.reduce([np.asarray(v, bool) for v in correct.values()])
+    right_in_all = {m: np.logical_and.reduce([np.asarray(v, bool) for (mm, _, _), v in correct.items() if mm == m])
+                    for m in models}   # per model: right in every one of its units
+    robust = np.logical_and.reduce(list(right_in_all.values()))
+    robust_for = {m: np.flatnonzero(mask).tolist() for m, mask in right_in_all.items()}
     counts: list[dict[str, Any]] = [{"model": "*", "kind": "robust", "corruption": "*", "severity": -1,
                                      "count": int(robust.sum())}]
-    robust_for = {}
-    for m in models:
-        mine = np.logical_and.reduce([np.asarray(v, bool) for (mm, _, _), v in correct.items() if mm == m])
-        robust_for[m] = np.flatnonzero(mine).tolist()
-        counts.append({"model": m, "kind": "robust", "corruption": "*", "severity": -1, "count": len(robust_for[m])})
+    counts += [{"model": m, "kind": "robust", "corruption": "*", "severity": -1, "count": len(robust_for[m])}
+               for m in models]
     pruning = {}
     for m in models:
         if m != reference:

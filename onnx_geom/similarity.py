@@ -183,10 +183,20 @@ def _standardised_blocks(geoms: Sequence[Mapping[str, np.ndarray]], quantities: 
             raise DataError(f"a geometry lacks {q!r}; pass the dicts returned by sample_geometry.") from None
         except ValueError:
             raise DataError(f"the models' {q!r} arrays cover different numbers of samples; use the same samples.") from None
-        stack[~np.isfinite(stack)] = 0.0
-        stack -= stack.mean()
-        std = stack.std()
-        yield stack / std if std > 0 else stack
+        yield standardise(stack)
+
+
+def standardise(values: np.ndarray) -> np.ndarray:
+    """float64 ``values`` with non-finite entries set to 0, then zero mean and unit variance over all of them
+    (a constant array gives zeros).
+
+    >>> standardise(np.array([1.0, 3.0, np.nan])).round(3).tolist()
+    [-0.267, 1.336, -1.069]
+    """
+    v = np.where(np.isfinite(values), values, 0.0).astype(np.float64)
+    v -= v.mean()
+    std = v.std()
+    return v / std if std > 0 else v
 
 
 def geometric_vectors(geoms: Sequence[Mapping[str, np.ndarray]], *,

@@ -78,7 +78,19 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
         same += int(np.sum(za.argmax(1) == zb.argmax(1))); total += len(za)
     assert pair["agreement"] == pytest.approx(same / total)
     assert cmp.distance.shape == (3, 3) and cmp.embedding.shape == (3, 2) and len(cmp.mst) == 2
-    assert cmp.distance[0, 2] == pytest.approx(pair["geometric_distance"])
+    # the geometric distance from the stored geometry: every unit the models share, each quantity
+    # standardised over all models and samples, then the root-mean-square difference
+    shared = sorted({(u.corruption, u.severity) for u in study.units(model="dense", group="geometry")})
+    vectors = {m: {q: np.concatenate([study.read(Unit(m, c, sv), f"geometry/{q}").astype(np.float64) for c, sv in shared])
+                   for q in ("angle_true", "length", "margin")} for m in ("dense", "mag90", "mag50")}
+    squares = count = 0.0
+    for q in ("angle_true", "length", "margin"):
+        pooled = np.concatenate([vectors[m][q] for m in vectors])
+        mu, sd = pooled.mean(), pooled.std()
+        squares += float(np.sum(((vectors["dense"][q] - mu) / sd - (vectors["mag90"][q] - mu) / sd) ** 2))
+        count += len(vectors["dense"][q])
+    assert cmp.distance[0, 2] == pytest.approx(np.sqrt(squares / count), rel=1e-6)
+    assert pair["geometric_distance"] == pytest.approx(cmp.distance[0, 2])
     assert cmp.corruptions == ["defocus_blur", "gaussian_noise", "motion_blur"]
     blur = cmp.redundancy[0, 2]
     assert blur > cmp.redundancy[0, 1] and blur > cmp.redundancy[1, 2]
