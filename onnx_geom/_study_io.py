@@ -83,6 +83,16 @@ def fingerprint(images: Any, labels: np.ndarray, *, rows: int = 4096) -> str:
     return digest.hexdigest()
 
 
+def check_spec(spec: Mapping[str, tuple[Sequence[int], str]]) -> None:
+    """Refuse, before anything is claimed, unit arrays that cannot be stored: scalars and non-numeric dtypes."""
+    for name, (shape, dtype) in spec.items():
+        if not tuple(shape):
+            raise StudyError(f"array '{name}' of a unit must have rows; got a scalar.")
+        if np.dtype(dtype).name not in _zarr_files.DTYPES:
+            raise StudyError(f"array '{name}' is {np.dtype(dtype)}; a unit holds numbers or booleans "
+                             f"({', '.join(sorted(_zarr_files.DTYPES))}).")
+
+
 class UnitWriter:
     """Appends rows to the arrays of one unit being written; whole chunks are written as they fill.
 
@@ -98,8 +108,6 @@ class UnitWriter:
         self._done: dict[str, int] = {}
         for name, (shape, dtype) in spec.items():
             shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
-            if not shape:
-                raise StudyError(f"array '{name}' of a unit must have rows; got a scalar.")
             self._shapes[name], self._dtypes[name] = shape, dtype
             self._chunks[name] = _row_chunks(shape, dtype.itemsize)
             _zarr_files.create_array(folder / name, shape, dtype, self._chunks[name])

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 META = "zarr.json"
-#: dtypes written and read here; anything else goes through zarr-python.
-_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
+#: dtypes written and read here (a unit array of another dtype is refused; an array of another form, written by
+#: another tool, is read through zarr-python).
+DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
 _ZSTD_LEVEL = -1
 
 
@@ -119,7 +120,7 @@ def _fill(dtype: np.dtype) -> Any:
 def array_meta(shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> dict[str, Any]:
     """The ``zarr.json`` of an array as zarr-python 3 writes it by default (bytes little-endian, then zstd)."""
     dtype = np.dtype(dtype)
-    if dtype.name not in _DTYPES:
+    if dtype.name not in DTYPES:
         raise TypeError(f"arrays of {dtype} are not stored here")
     bytes_codec: dict[str, Any] = {"name": "bytes"} if dtype.itemsize == 1 else {"name": "bytes", "configuration": {"endian": "little"}}
     return {
@@ -189,7 +190,7 @@ def read_array(folder: Path) -> np.ndarray | None:
             return None
         name, codecs = meta["data_type"], meta["codecs"]
         grid, keys = meta["chunk_grid"], meta["chunk_key_encoding"]
-        if not isinstance(name, str) or name not in _DTYPES or grid.get("name") != "regular" or keys.get("name") != "default":
+        if not isinstance(name, str) or name not in DTYPES or grid.get("name") != "regular" or keys.get("name") != "default":
             return None
         endian = _endian(codecs[0]) if codecs else None
         rest = [c.get("name") for c in codecs[1:]]

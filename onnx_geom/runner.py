@@ -28,7 +28,7 @@ import numpy as np
 from onnx_geom.errors import DataError, DeviceError, InvalidModelError
 from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, ProbeInfo
 
-__all__ = ["DEVICES", "ProbeSession", "load_probe", "default_batch_size", "to_fp16", "check_data", "run_batches"]
+__all__ = ["DEVICES", "ProbeSession", "default_batch_size", "to_fp16", "check_data", "run_batches"]
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 _PROVIDERS = {
@@ -44,15 +44,6 @@ def default_batch_size(device: str, image_shape: tuple[int, ...]) -> int:
     if device == "cpu":
         return int(max(8, min(256, (1 << 21) // pixels)))
     return int(max(16, min(2048, (1 << 25) // pixels)))
-
-
-def load_probe(source: "str | os.PathLike[str] | Any") -> tuple[Any, ProbeInfo]:
-    """``(onnx.ModelProto, ProbeInfo)`` of a probe, or of a plain ONNX classifier probed with the probe's defaults.
-
-    ``source`` is a path or an ``onnx.ModelProto``; external data is loaded (and must stay in the model's folder).
-    """
-    model, info, _ = _load(source, weights=True)
-    return model, info
 
 
 def _load(source: Any, *, weights: bool) -> tuple[Any, ProbeInfo, bool]:

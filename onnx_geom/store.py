@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from onnx_geom import _zarr_files
-from onnx_geom._study_io import UnitWriter, _flock, _os_errors, _row_chunks, _writer_stamp, fingerprint
+from onnx_geom._study_io import UnitWriter, _flock, _os_errors, _row_chunks, _writer_stamp, check_spec, fingerprint
 from onnx_geom.errors import StudyError, StudyNotFoundError
 
 __all__ = ["Study", "Unit", "UnitWriter", "UnitAlreadyComplete", "CLEAN", "STUDY_FORMAT", "describe", "fingerprint"]
@@ -254,9 +254,10 @@ class Study:
         attrs = self._unit_attrs(unit, group)
         return bool(attrs is not None and attrs.get("complete") is True)
 
-    def _all_units(self) -> Iterator[tuple[Unit, dict[str, Any]]]:
-        """Every unit with its attributes (unreadable metadata reads as an incomplete unit)."""
-        for model in self.models:
+    def _all_units(self, model: str | None = None) -> Iterator[tuple[Unit, dict[str, Any]]]:
+        """Every unit (of ``model``, or of all models) with its attributes (unreadable metadata reads as an
+        incomplete unit)."""
+        for model in self.models if model is None else [model]:
             for corruption in _zarr_files.child_groups(self.path / "models" / model):
                 folder = self.path / "models" / model / corruption
                 for severity, attrs in sorted(_zarr_files.child_groups(folder, digits=True).items(), key=lambda kv: int(kv[0])):
@@ -265,8 +266,8 @@ class Study:
     def units(self, model: str | None = None, group: str | None = None) -> list[Unit]:
         """Complete units, sorted (``group="geometry"``: those whose geometry is complete too)."""
         found = []
-        for unit, attrs in self._all_units():
-            if model is not None and unit.model != model or attrs.get("complete") is not True:
+        for unit, attrs in self._all_units(model):
+            if attrs.get("complete") is not True:
                 continue
             if group is None or (self._unit_attrs(unit, group) or {}).get("complete") is True:
                 found.append(unit)
@@ -304,7 +305,7 @@ class Study:
                 array = np.asarray(self._root[f"{unit.key()}/{name}"][:])
         except KeyError:
             raise StudyNotFoundError(f"unit {unit} has no array {name!r}.") from None
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError, RuntimeError) as err:  # RuntimeError: a damaged zstd chunk (numcodecs)
             raise StudyError(f"array {name!r} of unit {unit} in the study at {self.path} is unreadable ({err}); it may be damaged.") from None
         return array
 
@@ -318,13 +319,12 @@ class Study:
         _check_name("model", name)
         W, b = np.asarray(info.W, np.float32), np.asarray(info.b, np.float32)
         with _os_errors(f"adding model {name!r} to the study at {self.path}"), self._study_lock():
-            models = self._root["models"]
-            if name in self._model_names() and "W" in models[name]:
+            if self._has_model(name):
                 old_W, old_b = self.head(name)
                 if old_W.shape != W.shape or not (np.array_equal(old_W, W) and np.array_equal(old_b, b)):
                     raise StudyError(f"the study at {self.path} already holds a different model named {name!r}; rename it (name=path) or use a new study.")
                 return
-            group = models.require_group(name)
+            group = self._root["models"].require_group(name)
             group.attrs.update({"probe": info.to_json(), "probe_path": str(probe_path), "tags": dict(tags if tags is not None else info.tags)})
             group.create_array("b", data=b, overwrite=True)
             group.create_array("W", data=W, overwrite=True)  # W last: a model is listed once W exists
@@ -339,6 +339,7 @@ class Study:
         """
         self._writable()
         _check_name("corruption", unit.corruption)
+        check_spec(spec)
         if not self._has_model(unit.model):
             raise StudyNotFoundError(f"add model {unit.model!r} to the study before writing its units.")
         if group is not None and not self.is_complete(unit):
@@ -376,24 +377,16 @@ class Study:
     def write_group(self, unit: Unit, group: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Write ``arrays`` as the group ``group`` of a complete unit, atomically (arrays first, then complete)."""
         _check_name("group", group)
-        arrays = {name: np.asarray(a) for name, a in arrays.items()}
-        with self.writing(unit, {n: (a.shape, a.dtype.str) for n, a in arrays.items()}, group=group) as writer:
-            writer.append(**arrays)
+        self._write_whole(unit, arrays, group)
 
     def write_unit(self, unit: Unit, arrays: Mapping[str, np.ndarray]) -> None:
         """Write a whole unit at once (``{"features": (N, D), "logits": (N, K)}``), atomically."""
-        arrays = {name: np.asarray(a) for name, a in arrays.items()}
-        with self.writing(unit, {n: (a.shape, a.dtype.str) for n, a in arrays.items()}) as writer:
-            writer.append(**arrays)
+        self._write_whole(unit, arrays, None)
 
-    def clean_partial_files(self) -> int:
-        """Remove ``*.partial`` files left by a process killed mid-write; returns how many."""
-        self._writable()
-        count = 0
-        for partial in self.path.rglob("*.partial"):
-            partial.unlink(missing_ok=True)
-            count += 1
-        return count
+    def _write_whole(self, unit: Unit, arrays: Mapping[str, np.ndarray], group: str | None) -> None:
+        arrays = {name: np.asarray(a) for name, a in arrays.items()}
+        with self.writing(unit, {n: (a.shape, a.dtype.str) for n, a in arrays.items()}, group=group) as writer:
+            writer.append(**arrays)
 
     def __repr__(self) -> str:
         return f"Study({str(self.path)!r}, mode={self.mode!r})"
@@ -402,20 +395,26 @@ class Study:
 def describe(study: Study) -> dict[str, Any]:
     """A JSON-able summary of a study: dataset, plan, per model its complete and missing units, incomplete ones."""
     attrs = study.attrs
-    plan = [Unit("", CLEAN, 0)] + [Unit("", c, s) for c in attrs.get("corruptions", []) if c != CLEAN for s in attrs.get("severities", []) if s != 0]
-    models = {}
-    for model in study.models:
-        complete = study.units(model=model)
-        missing = [str(u._replace(model=model)) for u in plan if u._replace(model=model) not in set(complete)]
-        models[model] = {"complete": len(complete), "missing": missing, "tags": study.model_attrs(model).get("tags", {})}
+    corruptions = [c for c in attrs.get("corruptions", []) if c != CLEAN]
+    severities = [s for s in attrs.get("severities", []) if s != 0]
+    plan = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in severities]
+    complete: dict[str, set[tuple[str, int]]] = {m: set() for m in study.models}
+    incomplete = []
+    for unit, unit_attrs in study._all_units():  # one pass over the study's metadata
+        if unit_attrs.get("complete") is True:
+            complete[unit.model].add((unit.corruption, unit.severity))
+        else:
+            incomplete.append((unit, dict(unit_attrs.get("writer") or {})))
+    models = {m: {"complete": len(done), "missing": [str(Unit(m, c, s)) for c, s in plan if (c, s) not in done],
+                  "tags": study.model_attrs(m).get("tags", {})} for m, done in complete.items()}
     return {
         "path": str(study.path),
         "dataset": {k: v for k, v in attrs["dataset"].items() if k != "class_names"},
-        "corruptions": [c for c in attrs.get("corruptions", []) if c != CLEAN],
-        "severities": [s for s in attrs.get("severities", []) if s != 0],
+        "corruptions": corruptions,
+        "severities": severities,
         "profile": attrs.get("profile"),
         "seed": attrs.get("seed"),
         "planned_per_model": len(plan),
         "models": models,
-        "incomplete": [{"unit": str(u), **w} for u, w in study.incomplete_units()],
+        "incomplete": [{"unit": str(u), **w} for u, w in sorted(incomplete)],
     }

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from onnx_geom.errors import DataError, StudyLockedError
+from onnx_geom.errors import DataError, StudyLockedError, StudyNotFoundError
 from onnx_geom.runner import ProbeSession, check_data
 from onnx_geom.store import CLEAN, Study, Unit, UnitAlreadyComplete
 
@@ -64,24 +64,6 @@ def _open_folder(path: str | os.PathLike[str]) -> Any:
     from onnx_geom.datasets import CorruptedFolder
 
     return CorruptedFolder(path)
-
-
-def _default_corrupt() -> Corrupt:
-    try:
-        from onnx_geom.corruptions import corrupt
-    except ImportError:
-        raise DataError("this install has no onnx_geom.corruptions to make corrupted sets; pass --corrupted DIR or --corruptions none.") from None
-
-    return corrupt
-
-
-def _all_corruptions() -> list[str]:
-    try:
-        from onnx_geom.corruptions import CORRUPTIONS
-    except ImportError:
-        raise DataError("this install has no onnx_geom.corruptions to make corrupted sets; pass --corrupted DIR or --corruptions none.") from None
-
-    return list(CORRUPTIONS)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -136,10 +118,11 @@ def accuracy_table(study: Study, models: Sequence[str], plan: Sequence[tuple[str
     table: dict[str, dict[str, dict[int, float]]] = {}
     for model in models:
         for corruption, severity in plan:
-            unit = Unit(model, corruption, severity)
-            if study.is_complete(unit):
-                logits = study.read(unit, "logits")
-                table.setdefault(model, {}).setdefault(corruption, {})[severity] = float(np.mean(logits.argmax(axis=1) == labels))
+            try:
+                logits = study.read(Unit(model, corruption, severity), "logits")
+            except StudyNotFoundError:  # not complete (or not there)
+                continue
+            table.setdefault(model, {}).setdefault(corruption, {})[severity] = float(np.mean(logits.argmax(axis=1) == labels))
     return table
 
 
@@ -169,12 +152,15 @@ def sweep(
     :func:`onnx_geom.corruptions.corrupt`, seeded with ``seed``, ``profile``). ``corruptions`` defaults to
     all those of the folder, or all 19. Returns a JSON-able summary (see the module doc).
     """
+    from onnx_geom.corruptions import CORRUPTIONS
+    from onnx_geom.corruptions import corrupt as default_corrupt
+
     started = time.perf_counter()
     report = progress or (lambda event, unit, count: None)
     clean = _as_data(data, limit)
     folder = _open_folder(corrupted_dir) if corrupted_dir is not None else None
     if corruptions is None:
-        corruptions = list(folder.corruptions) if folder is not None else _all_corruptions()
+        corruptions = list(folder.corruptions) if folder is not None else list(CORRUPTIONS)
     corruptions = [c for c in dict.fromkeys(corruptions) if c != CLEAN]
     severities = sorted({int(s) for s in severities}) if corruptions else []  # the study records only what runs
     if corruptions and not severities:
@@ -186,10 +172,10 @@ def sweep(
     if folder is not None:
         _check_folder(folder, clean, corruptions, severities)
     if corrupt is None and folder is None and corruptions:
-        unknown = [c for c in corruptions if c not in _all_corruptions()]
+        unknown = [c for c in corruptions if c not in CORRUPTIONS]
         if unknown:
-            raise DataError(f"unknown corruption(s) {', '.join(unknown)}; choose from {', '.join(_all_corruptions())}.")
-        corrupt = _default_corrupt()
+            raise DataError(f"unknown corruption(s) {', '.join(unknown)}; choose from {', '.join(CORRUPTIONS)}.")
+        corrupt = default_corrupt
     if folder is None and corruptions:  # one image through the first corruption: bad profile or size fail now
         corrupt(clean.images[:1], corruptions[0], severities[0], profile=profile, rng=seed, indices=np.arange(1))
 

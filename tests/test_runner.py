@@ -8,7 +8,7 @@ import pytest
 
 from _probes import make_probe, reference
 from onnx_geom.errors import DataError, DeviceError, InvalidModelError
-from onnx_geom.runner import ProbeSession, check_data, default_batch_size, run_batches, to_fp16
+from onnx_geom.runner import ProbeSession, check_data, run_batches, to_fp16
 
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(37, 6, 6, 3), dtype=np.uint8)
 
@@ -42,7 +42,7 @@ def test_auto_resolves_to_a_working_device():
     model, _ = make_probe()
     session = ProbeSession.open(model, device="auto")
     assert session.device in ("cpu", "cuda") and session.providers[0] == {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[session.device]
-    assert session.batch_size == default_batch_size(session.device, (6, 6, 3))
+    assert session.batch_size == {"cpu": 256, "cuda": 2048}[session.device]  # small 6x6x3 images: the full default
 
 
 def test_explicit_gpu_that_cannot_work_is_an_error(capfd):

@@ -211,3 +211,21 @@ def test_disk_full_keeps_complete_units(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again.read(Unit("m", "clean", 0), "features"), arrays()["features"])
     meta = json.loads((tmp_path / "s/models/m/fog/1/zarr.json").read_text())
     assert meta["attributes"]["complete"] is False
+
+
+def test_a_damaged_chunk_is_one_sentence_not_a_codec_error(tmp_path):
+    study = Study.create(tmp_path / "s", images=IMAGES, labels=LABELS, dataset_name="toy")
+    study.add_model("m", INFO)
+    study.write_unit(Unit("m", "clean", 0), arrays())
+    chunk = next(p for p in (tmp_path / "s" / Unit("m", "clean", 0).key() / "features").iterdir() if p.name != "zarr.json")
+    chunk.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 8)      # zstd magic, then nonsense
+    with pytest.raises(StudyError, match="unreadable .* it may be damaged"):
+        study.read(Unit("m", "clean", 0), "features")
+
+
+def test_an_array_the_store_cannot_hold_is_refused_before_the_unit_is_claimed(tmp_path):
+    study = Study.create(tmp_path / "s", images=IMAGES, labels=LABELS, dataset_name="toy")
+    study.add_model("m", INFO)
+    with pytest.raises(StudyError, match="holds numbers or booleans"):
+        study.write_unit(Unit("m", "clean", 0), {"features": np.array(["a", "b"]), "logits": np.zeros((2, 3))})
+    assert study.incomplete_units() == [] and study.units() == []

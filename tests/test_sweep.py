@@ -158,7 +158,7 @@ def test_data_that_does_not_fit_the_probe(work, tmp_path, images, labels, messag
 
 
 def test_unknown_corruption_is_refused_before_writing(work, tmp_path):
-    with pytest.raises(DataError, match="unknown corruption|no onnx_geom.corruptions"):
+    with pytest.raises(DataError, match="unknown corruption"):
         run(work, tmp_path / "s", corruptions=["fgo"], corrupt=None)
     assert not (tmp_path / "s").exists()
 
