@@ -15,6 +15,7 @@ import pytest
 
 from onnx_geom.corruptions import _filters, corrupt
 from onnx_geom.corruptions._common import to_float, to_uint8
+from onnx_geom.corruptions._params import PARAMS
 from onnx_geom.corruptions.digital import elastic_from_noise
 from tests._corruption_data import smooth_images
 
@@ -51,7 +52,7 @@ def test_deterministic_corruptions_match_the_reference(images, name):
 
 def test_elastic_matches_the_reference_with_the_same_displacement_field(images):
     h, w = images.shape[1:3]
-    alphas = [250 * 0.05, 250 * 0.065, 250 * 0.085, 250 * 0.1, 250 * 0.12]
+    alphas = PARAMS["imagenet"]["elastic_transform"]  # our table; the reference uses its own constants
     for severity in range(1, 6):
         ours, ref = [], []
         for i, im in enumerate(images):
@@ -66,7 +67,7 @@ def test_elastic_matches_the_reference_with_the_same_displacement_field(images):
 
 
 def test_motion_blur_matches_the_reference_with_the_same_angle(images):
-    constants = [(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)]
+    constants = PARAMS["imagenet"]["motion_blur"]  # our table; the reference uses its own constants
     for severity, (radius, sigma) in enumerate(constants, start=1):
         ours, ref = [], []
         for i, im in enumerate(images):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from onnx_geom.corruptions import _filters
+
 _TG22 = int(0.4142135623730950488016887242097 * (1 << 15) + 0.5)
 _EMBOSS = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float64)
 _PER_IMAGE = np.zeros((3, 3, 3), bool)
@@ -114,5 +116,5 @@ def capped_distance(edges: np.ndarray, cap: int) -> np.ndarray:
 def mud(liquid: np.ndarray, threshold: float, sigma: float) -> np.ndarray:
     """Mud opacity ``(N, H, W)`` in [0, 1]: blurred mask of the liquid above ``threshold``, kept where >= 0.8."""
     mask = (liquid > threshold).astype(np.float32)
-    m = ndimage.gaussian_filter(mask, (0, sigma, sigma), mode="nearest")
+    m = _filters.gaussian(mask, sigma)
     return np.where(m < 0.8, 0.0, m)

@@ -20,6 +20,11 @@ from onnx_geom.corruptions._common import draw_uniforms, sample_draws, to_float,
 from onnx_geom.corruptions._params import checked, zoom_factors
 
 
+def _filtered(images: np.ndarray, operator) -> np.ndarray:
+    """uint8 ``images`` through a linear blur ``operator`` (exact sums in 0..255 units), back to uint8."""
+    return to_uint8(_linear.apply(images, operator) / 255)
+
+
 def gaussian_blur(
     images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
 ) -> np.ndarray:
@@ -31,7 +36,7 @@ def gaussian_blur(
     True
     """
     images, _, _, sigma = checked(images, severity, profile, "gaussian_blur")
-    return to_uint8(_linear.apply(images, _linear.gaussian_operator(*images.shape[1:3], sigma)) / 255)
+    return _filtered(images, _linear.gaussian_operator(*images.shape[1:3], sigma))
 
 
 def defocus_blur(
@@ -44,7 +49,7 @@ def defocus_blur(
     (2, 16, 16, 3)
     """
     images, _, _, (radius, alias) = checked(images, severity, profile, "defocus_blur")
-    return to_uint8(_linear.apply(images, _disk_operator(*images.shape[1:3], radius, alias)) / 255)
+    return _filtered(images, _disk_operator(*images.shape[1:3], radius, alias))
 
 
 @lru_cache(maxsize=32)
@@ -72,7 +77,7 @@ def glass_blur(
     count = iterations * len(hs) * len(ws) * 2
     words = sample_draws(rng, "glass_blur", severity, indices, n, -(-count // 4))
     blur = _linear.gaussian_operator(h, w, sigma)
-    x = to_uint8(_linear.apply(images, blur) / 255)
+    x = _filtered(images, blur)
     if n and len(hs) and len(ws):
         # integers in [-delta, delta) from 16 random bits each, four per word: (bits * 2 delta) >> 16 (the
         # probabilities are uniform to within 2**-16 of their own size)
@@ -80,7 +85,7 @@ def glass_blur(
         offsets = ((bits * (2 * delta)) >> 16).reshape(n, iterations, len(hs), len(ws), 2) - delta
         for it in range(iterations):
             x = _scramble(x, hs, ws, offsets[:, it, ..., 1], offsets[:, it, ..., 0])
-    return to_uint8(_linear.apply(x, blur) / 255)
+    return _filtered(x, blur)
 
 
 def motion_blur(
@@ -99,7 +104,7 @@ def motion_blur(
     """
     images, severity, profile, (radius, sigma) = checked(images, severity, profile, "motion_blur")
     angles = draw_uniforms(rng, "motion_blur", severity, indices, len(images), 1)[:, 0] * 90 - 45
-    blurred = _filters.motion_blur(to_float(images), radius, sigma, angles)
+    blurred = _filters.motion_blur(to_float(images, np.float32), radius, sigma, angles)  # the taps sum in float32
     return to_uint8(blurred, rounding=profile == "cifar")
 
 
@@ -118,7 +123,7 @@ def zoom_blur(
     images, _, profile, row = checked(images, severity, profile, "zoom_blur")
     factors = tuple(float(f) for f in zoom_factors(row))
     operator = _linear.zoom_blur_operator(*images.shape[1:3], factors, profile == "cifar")
-    return to_uint8(_linear.apply(images, operator) / 255)
+    return _filtered(images, operator)
 
 
 def _scramble(x: np.ndarray, hs: np.ndarray, ws: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:

@@ -28,12 +28,6 @@ def _grey(rgb: np.ndarray, weights: tuple[float, float, float]) -> np.ndarray:
     return (rgb[..., 0] * weights[0] + rgb[..., 1] * weights[1] + rgb[..., 2] * weights[2])[..., None]
 
 
-def _setup(images, severity, profile, name, rng, indices, count):
-    """Checked images, profile, constants and ``count(h, w, profile)`` random words per sample ``(N, count)``."""
-    images, severity, profile, c = checked(images, severity, profile, name)
-    return images, profile, c, sample_draws(rng, name, severity, indices, len(images), count(*images.shape[1:3], profile))
-
-
 def _fog_size(h: int, w: int, profile: str) -> int:
     size = next_power_of_2(max(h, w))
     return max(size, 32) if profile == "cifar" else size
@@ -51,11 +45,10 @@ def fog(
     >>> bool(fog(np.full((2, 16, 16, 1), 100, np.uint8), 5, rng=0).std() > 0)
     True
     """
-    images, profile, (strength, decay), words = _setup(
-        images, severity, profile, "fog", rng, indices, lambda h, w, p: draws_needed(_fog_size(h, w, p))
-    )
+    images, severity, profile, (strength, decay) = checked(images, severity, profile, "fog")
     n, h, w = images.shape[:3]
     size = _fog_size(h, w, profile)
+    words = sample_draws(rng, "fog", severity, indices, n, draws_needed(size))
     if not n:
         return images.copy()
     uniform = uniforms(words) * 2 - 1
@@ -79,10 +72,9 @@ def frost(
     >>> bool(frost(np.zeros((2, 32, 32, 3), np.uint8), 5, rng=0).mean() > 20)
     True
     """
-    images, profile, (image_weight, frost_weight), words = _setup(
-        images, severity, profile, "frost", rng, indices, lambda h, w, p: 3
-    )
+    images, severity, profile, (image_weight, frost_weight) = checked(images, severity, profile, "frost")
     n, h, w, c = images.shape
+    words = sample_draws(rng, "frost", severity, indices, n, 3)
     tex = _frost.textures(profile, h, w)
     choices = 5 if profile == "cifar" else 6
     u = uniforms(words)
@@ -111,9 +103,10 @@ def snow(
     >>> bool(snow(np.zeros((2, 32, 32, 3), np.uint8), 5, rng=0).mean() > 10)
     True
     """
-    images, profile, c, words = _setup(images, severity, profile, "snow", rng, indices, lambda h, w, p: (h * w + 1) // 2 + 1)
+    images, severity, profile, c = checked(images, severity, profile, "snow")
     loc, scale, zoom, threshold, radius, sigma, weight = c
     n, h, w, ch = images.shape
+    words = sample_draws(rng, "snow", severity, indices, n, (h * w + 1) // 2 + 1)
     if not n:
         return images.copy()
     layer = (np.float32(loc) + np.float32(scale) * normals(words[:, :-1], h * w, np.float32)).reshape(n, h, w, 1)
@@ -144,9 +137,10 @@ def spatter(
     >>> spatter(np.full((2, 32, 32, 3), 128, np.uint8), 5, rng=0).shape
     (2, 32, 32, 3)
     """
-    images, profile, c, words = _setup(images, severity, profile, "spatter", rng, indices, lambda h, w, p: (h * w + 1) // 2)
+    images, severity, profile, c = checked(images, severity, profile, "spatter")
     loc, scale, sigma, threshold, intensity, is_mud = c
     n, h, w, ch = images.shape
+    words = sample_draws(rng, "spatter", severity, indices, n, (h * w + 1) // 2)
     if not n:
         return images.copy()
     liquid = loc + scale * normals(words, h * w, np.float32).reshape(n, h, w).astype(np.float64)

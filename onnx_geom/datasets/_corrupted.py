@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_geom.datasets._dataset import Dataset, atomic_path, commit
+from onnx_geom.datasets._dataset import Dataset, atomic_path, commit, write_atomic
 from onnx_geom.errors import DataError, DataNotFoundError
 
 META = "corruptions.json"
@@ -69,6 +69,7 @@ class CorruptedFolder:
         self.n: int = len(self.labels) // len(self.severities)
         names = {f.stem for f in self.path.glob("*.npy") if f.stem != "labels"}
         self.corruptions: tuple[str, ...] = tuple([c for c in CORRUPTIONS if c in names] + sorted(names - set(CORRUPTIONS)))
+        self._arrays: dict[str, np.ndarray] = {}
 
     def _meta(self) -> dict:
         meta_path = self.path / META
@@ -83,6 +84,8 @@ class CorruptedFolder:
 
     def array(self, corruption: str) -> np.ndarray:
         """The memory-mapped ``(S*N, H, W, C)`` array of ``corruption`` (checked, not loaded)."""
+        if corruption in self._arrays:
+            return self._arrays[corruption]
         if corruption not in self.corruptions:
             raise DataNotFoundError(
                 f"{self.path} has no {corruption}.npy; it has {', '.join(self.corruptions) or 'no corruption files'}."
@@ -93,6 +96,7 @@ class CorruptedFolder:
                 f"{self.path / (corruption + '.npy')} must be uint8 ({len(self.labels)}, H, W, C) to match labels.npy, "
                 f"found {arr.dtype} {arr.shape}."
             )
+        self._arrays[corruption] = arr  # opened and checked once; the sweep reads it batch by batch
         return arr
 
     def _block(self, severity: int, start: int, stop: int | None) -> slice:
@@ -156,10 +160,10 @@ def write_corrupted(
             changed = ", ".join(sorted(k for k in meta if old.get(k) != meta.get(k)))
             raise DataError(f"{out} was written with other settings ({changed}); use a new folder or the same settings.")
     else:
-        _write_atomic(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        write_atomic(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
     labels = np.tile(dataset.labels, len(severities))
     if not (out / "labels.npy").is_file():
-        _write_atomic(out / "labels.npy", lambda f: np.save(f, labels))
+        write_atomic(out / "labels.npy", lambda f: np.save(f, labels))
     shape = (len(severities) * dataset.n, *dataset.image_shape)
     written = []
     for name in corruptions:
@@ -187,13 +191,3 @@ def write_corrupted(
             tmp.unlink(missing_ok=True)
         written.append(name)
     return written
-
-
-def _write_atomic(path: Path, write: Callable) -> None:
-    tmp = atomic_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,17 @@ def atomic_path(path: Path) -> Path:
     return Path(tmp)
 
 
+def write_atomic(path: Path, write: Callable) -> None:
+    """``write(file)`` into a temporary file beside ``path``, then commit it as ``path`` (removed on failure)."""
+    tmp = atomic_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def commit(tmp: Path, path: Path) -> None:
     """fsync ``tmp`` and rename it to ``path`` (a reader never sees a half-written file under ``path``)."""
     with open(tmp, "rb+") as f:
@@ -93,14 +105,9 @@ def save_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(path)
     names = np.array(dataset.class_names if dataset.class_names is not None else [], dtype=np.str_)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, images=dataset.images, labels=dataset.labels, name=np.array(dataset.name), class_names=names)
-        commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda f: np.savez(f, images=dataset.images, labels=dataset.labels, name=np.array(dataset.name),
+                                          class_names=names))
     return path
 
 
