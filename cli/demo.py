@@ -18,10 +18,9 @@ from rich.table import Table
 
 from onnx_geom.cli._console import err, out, user_errors
 
-SCREENSHOTS = ("window", "table", "similarity", "local", "global", "attribution", "samples")
-
-
 def _has_display() -> bool:
+    """An X or Wayland display to open the window on (otherwise the demo writes screenshots, and does not block
+    on an offscreen Qt platform)."""
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
@@ -82,11 +81,11 @@ def demo(
 
         shots: list[Path] = []
         if headless or not _has_display():
-            from onnx_geom.viewers import ViewerData, screenshot
+            from onnx_geom.viewers import PANELS, ViewerData, screenshot
 
             folder = output / "screenshots"
             data = ViewerData.from_study(result.study, comparison=result.comparison)  # read once for all views
-            for name in SCREENSHOTS:
+            for name in ("window", *PANELS):
                 shots.append(screenshot(data, folder / f"{name}.png", panel=None if name == "window" else name))
         if as_json:
             print(json.dumps({"study": str(result.study), "seconds": result.seconds, "accuracy": result.sweep["accuracy"],

@@ -179,13 +179,15 @@ def test_box_in_local_view_highlights_the_same_samples_everywhere(live, data):
     for visual in (local.cloud, views["global"].all_lines, views["global"].image):
         original = visual.set_data
         visual.set_data = lambda *a, _o=original, **k: (big.append(1), _o(*a, **k))[1]
-    _drag(canvas, local, (0.25, 0.25), (0.7, 0.75), (keys.SHIFT,))
+    corners = _drag(canvas, local, (0.25, 0.25), (0.7, 0.75), (keys.SHIFT,))
     chosen = sel.indices
     geom = data.geometry("dense", "fog", 3)
     assert 0 < chosen.size < data.n_samples
-    # independent check: the box in data coordinates contains exactly these samples
-    x, y = geom["angle_true"][chosen], geom["length"][chosen]
-    assert np.ptp(x) > 0 and np.ptp(y) > 0
+    # independent check: the dragged box, mapped to data coordinates, holds exactly these samples
+    box = canvas.scene.node_transform(local.viewbox.scene).map(np.asarray(corners))[:, :2]
+    lo, hi = box.min(0), box.max(0)
+    x, y = geom["angle_true"], geom["length"]
+    np.testing.assert_array_equal(chosen, np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])))
     np.testing.assert_array_equal(local.highlighted(), chosen)
     np.testing.assert_array_equal(views["global"].highlighted(), chosen)
     np.testing.assert_array_equal(views["samples"].highlighted(), np.sort(chosen[:9]))
@@ -274,4 +276,40 @@ def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample
     np.testing.assert_allclose(view.maps["margin"], occlusion(data.images[5], int(data.labels[5]),
                                                               data.feature_fns["dense"], W, b)["margin"])
     assert ("dense", 11) in view._cache     # the first one is kept for when it comes back into focus
+    canvas.close()
+
+
+def test_a_unit_without_geometry_clears_the_geometry_views(data):
+    from onnx_geom.viewers._backend import use_backend
+
+    use_backend("egl")
+    from onnx_geom.viewers.layout import build_canvas
+
+    sel = Selection(models=("dense",), condition=("fog", 3), indices=[1, 2])
+    canvas, views = build_canvas(data, sel, panels=["global", "local"], size=(900, 500))
+    assert views["global"].all_lines.visible and views["local"].cloud.visible
+    sel.condition = ("snow", 1)                              # not in this study
+    for view in views.values():
+        assert "no geometry" in view.status and view.highlighted().size == 0
+    assert not views["global"].all_lines.visible and not views["global"].ticks.visible
+    assert not views["local"].cloud.visible
+    sel.condition = ("fog", 3)
+    assert views["global"].all_lines.visible and views["global"].ticks.visible and not views["global"].status
+    canvas.close()
+
+
+def test_a_focus_beyond_the_nine_shown_thumbnails_is_brought_into_the_grid(data):
+    from onnx_geom.viewers._backend import use_backend
+
+    use_backend("egl")
+    from onnx_geom.viewers.layout import build_canvas
+
+    sel = Selection(models=("dense",), indices=list(range(20)))
+    canvas, views = build_canvas(data, sel, panels=["samples"], size=(600, 500))
+    samples = views["samples"]
+    assert list(samples.shown) == list(range(9))
+    sel.focus = 15                               # e.g. picked in the local view
+    assert 15 in samples.shown and samples.frame.visible and len(samples.shown) == 9
+    sel.focus = 3
+    assert 3 in samples.shown and samples.frame.visible
     canvas.close()

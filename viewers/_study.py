@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from onnx_geom.errors import OnnxGeomError, StudyError
+from onnx_geom.viewers.data import GEOMETRY_KEYS
 
-_KEYS = ("length", "angle_true", "angle_pred", "margin", "cos", "pred", "correct")
 
 
 def _feature_fn(probe_path: Path):
@@ -57,7 +57,8 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
         study = Study.open(study)
     study_dir = Path(study.path) if getattr(study, "path", None) is not None else None
     attrs = dict(study.attrs)
-    units = {(u.model, u.corruption, int(u.severity)) for u in study.units(group="geometry")}
+    by_key = {(u.model, u.corruption, int(u.severity)): u for u in study.units(group="geometry")}
+    units = set(by_key)
     if not units:
         raise StudyError("no unit of this study has its geometry yet; run `onnx-geom metrics STUDY` first.")
     models = sorted({u[0] for u in units})
@@ -67,11 +68,6 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
     severities = sorted({u[2] for u in units if u[1] != "clean"}) or [int(s) for s in attrs.get("severities", [])]
     labels = np.asarray(study.labels, np.int64)
     dataset = attrs.get("dataset") or {}
-    k = int(study.head(models[0])[0].shape[0])
-    class_names = [str(c) for c in dataset.get("class_names") or []]
-    if len(class_names) != k:
-        class_names = [str(c) for c in range(k)]
-    by_key = {(u.model, u.corruption, int(u.severity)): u for u in study.units(group="geometry")}
 
     def loader(model: str, corruption: str, severity: int) -> "LazyGeometry":
         unit = by_key[(model, corruption, severity)]
@@ -87,6 +83,10 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
             fns[m] = fn
         else:
             notes[m] = note
+    k = int(heads[models[0]][0].shape[0])
+    class_names = [str(c) for c in dataset.get("class_names") or []]
+    if len(class_names) != k:
+        class_names = [str(c) for c in range(k)]
     data = cls(models=models, tags=tags, corruptions=corruptions, severities=severities, labels=labels,
                class_names=class_names, loader=loader, units=units, images=_images(study), heads=heads,
                feature_fns=fns, probe_notes=notes,
@@ -122,17 +122,17 @@ class LazyGeometry(Mapping):
         self._read, self._arrays = read, {}
 
     def __getitem__(self, key: str) -> np.ndarray:
-        if key not in _KEYS:
+        if key not in GEOMETRY_KEYS:
             raise KeyError(key)
         if key not in self._arrays:
             self._arrays[key] = self._read(key)
         return self._arrays[key]
 
     def __iter__(self):
-        return iter(_KEYS)
+        return iter(GEOMETRY_KEYS)
 
     def __len__(self) -> int:
-        return len(_KEYS)
+        return len(GEOMETRY_KEYS)
 
 
 def _images(study):

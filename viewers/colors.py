@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["hex_to_rgba", "class_colors", "colormap", "MAPS"]
+__all__ = ["hex_to_rgba", "class_colors", "colormap", "image_rgba", "MAPS"]
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 TOL_MUTED = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
@@ -54,3 +54,10 @@ def colormap(values: np.ndarray, name: str = "viridis", *, alpha: float = 1.0) -
     out[..., 3] = alpha
     out[nan] = (0.85, 0.85, 0.85, alpha)
     return out.astype(np.float32)
+
+
+def image_rgba(images: np.ndarray) -> np.ndarray:
+    """uint8 images ``(..., H, W, C)`` (C = 1 grey or 3 RGB) -> float32 RGBA in [0, 1] ``(..., H, W, 4)``, opaque."""
+    out = np.ones((*images.shape[:-1], 4), np.float32)
+    out[..., :3] = images[..., :3] / np.float32(255)      # a grey channel broadcasts to R, G and B
+    return out

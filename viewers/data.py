@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 
 from onnx_geom.errors import StudyError
+from onnx_geom.geometry import GEOMETRY_ARRAYS
+from onnx_geom.viewers.selection import CLEAN
 
 __all__ = ["ViewerData", "GEOMETRY_KEYS", "CLEAN"]
 
-CLEAN = ("clean", 0)
-GEOMETRY_KEYS = ("length", "angle_true", "angle_pred", "margin", "cos", "pred", "correct")
+GEOMETRY_KEYS = tuple(GEOMETRY_ARRAYS)     # what a unit's geometry holds (written by onnx-geom metrics)
 FeatureFn = Callable[[np.ndarray], np.ndarray]
 
 

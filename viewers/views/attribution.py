@@ -15,7 +15,7 @@ from vispy.visuals.transforms import STTransform
 
 from onnx_geom.errors import OnnxGeomError
 from onnx_geom.viewers.attribution import QUANTITIES, occlusion
-from onnx_geom.viewers.colors import colormap
+from onnx_geom.viewers.colors import colormap, image_rgba
 from onnx_geom.viewers.views.base import MUTED, TEXT, View
 
 NAMES = {"angle_true": "Δ angle (deg)", "length": "Δ length", "margin": "Δ margin"}
@@ -115,13 +115,13 @@ class AttributionView(View):
         self.message.visible = False
         image = maps["image"]
         h, w = image.shape[:2]
-        rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-        grey = np.repeat(rgb.mean(axis=2, keepdims=True), 3, axis=2) / 255.0
-        grey = np.concatenate([0.6 + 0.4 * grey, np.ones((h, w, 1))], axis=2).astype(np.float32)
+        rgba = image_rgba(image)
+        grey = rgba.copy()                      # the image pale and grey under each heatmap
+        grey[..., :3] = 0.6 + 0.4 * rgba[..., :3].mean(axis=2, keepdims=True)
         scale = 1.0 / max(h, w)
         corners = [(0.0, 0.0), (1.15, 0.0), (0.0, 1.2), (1.15, 1.2)]
         captions, positions = ["image"], [(0.5, -0.03)]
-        self.tiles[0].set_data(np.concatenate([rgb / 255.0, np.ones((h, w, 1))], axis=2).astype(np.float32))
+        self.tiles[0].set_data(rgba)
         for k, q in enumerate(QUANTITIES, start=1):
             delta = maps[q]
             vmax = float(np.abs(delta).max()) or 1.0

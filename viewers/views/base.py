@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from vispy import scene
 
+from onnx_geom.errors import OnnxGeomError
 from onnx_geom.viewers.data import ViewerData
 from onnx_geom.viewers.selection import Selection, Signal
 
@@ -67,6 +68,46 @@ class View:
 
     def hover(self, xy: np.ndarray, radius: np.ndarray) -> str:
         return ""
+
+
+class UnitView(View):
+    """A view of one unit (the first selected model under the current condition) with the selection
+    highlighted on top: the unit's geometry is uploaded once per unit (``uploads`` counts it), a selection change
+    only calls :meth:`update_highlight`. Subclasses implement ``upload(geom)``, ``clear()`` (the unit has no
+    geometry: hide what the last one drew) and ``update_highlight()``."""
+
+    _unit: tuple | None = None    # the unit drawn now
+    uploads = 0                   # full uploads of a unit's points (a selection change never adds one)
+
+    def reset(self) -> None:
+        if not self.selection.models:
+            return
+        unit = (self.selection.models[0], *self.selection.condition)
+        if unit != self._unit:
+            self._unit = unit
+            try:
+                geom = self.data.geometry(*unit)
+            except OnnxGeomError as error:
+                self.status = str(error)
+                self.clear()
+            else:
+                self.status = ""
+                self.upload(geom)
+                self.uploads += 1
+        self.update_highlight()
+
+    def upload(self, geom) -> None:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def update_highlight(self) -> None:
+        raise NotImplementedError
+
+def rect_segments(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
+    """The four sides of a rectangle as line segments (pairs of points), for ``Line(connect="segments")``."""
+    return [(x0, y0), (x1, y0), (x1, y0), (x1, y1), (x1, y1), (x0, y1), (x0, y1), (x0, y0)]
 
 
 def corner_legend(viewbox, names: list[str], colors: np.ndarray, *, right: bool = True) -> scene.visuals.Text:

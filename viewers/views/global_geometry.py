@@ -9,9 +9,8 @@ import numpy as np
 from vispy import scene
 from vispy.visuals.transforms import STTransform
 
-from onnx_geom.errors import OnnxGeomError
 from onnx_geom.viewers.colors import class_colors, colormap
-from onnx_geom.viewers.views.base import MUTED, TEXT, View
+from onnx_geom.viewers.views.base import MUTED, TEXT, UnitView
 
 STEPS = 16            # density columns between two axes
 ROWS = 256            # density rows
@@ -62,7 +61,7 @@ def _count(y: np.ndarray, cols: np.ndarray, rows: int, width: int) -> np.ndarray
     return np.bincount(r * width + cols[inside], minlength=rows * width)
 
 
-class GlobalView(View):
+class GlobalView(UnitView):
     name = "global"
     aspect, flip = None, (False, False)
     title = "Global geometry"
@@ -89,31 +88,18 @@ class GlobalView(View):
         self.ticks = scene.visuals.Text("", color=MUTED, font_size=6, anchor_x="left", parent=viewbox.scene)
         viewbox.camera.set_range(x=(-0.3, self.n_axes - 0.1), y=(-0.35, 1.08), z=(0, 1), margin=0)
         self.scaled = np.zeros((0, self.n_axes), np.float32)
-        self.uploads = 0
-        self._unit = None
         self._shown = np.zeros(0, np.int64)
         self.subscribe("models", "condition")
         self.subscribe("indices", callback=lambda _s: self.update_highlight())
         self.reset()
 
-    def reset(self) -> None:
-        if not self.selection.models:
-            return
-        unit = (self.selection.models[0], *self.selection.condition)
-        if unit != self._unit:
-            self._upload(unit)
-        self.update_highlight()
+    def clear(self) -> None:
+        self.scaled = np.zeros((0, self.n_axes), np.float32)
+        for visual in (self.image, self.all_lines, self.ticks):
+            visual.visible = False
 
-    def _upload(self, unit) -> None:
-        self._unit = unit
-        try:
-            values = axis_values(self.data.geometry(*unit), class_axes=self.class_axes)
-        except OnnxGeomError as error:
-            self.status = str(error)
-            self.scaled = np.zeros((0, self.n_axes), np.float32)
-            self.image.visible = False
-            return
-        self.status = ""
+    def upload(self, geom) -> None:
+        values = axis_values(geom, class_axes=self.class_axes)
         self.scaled, ranges = normalise(values, shared=self.shared)
         n = len(self.scaled)
         self.image.visible = n > LINES_UP_TO
@@ -127,7 +113,7 @@ class GlobalView(View):
             shade = np.log1p(counts) / max(np.log1p(counts.max()), 1e-9)
             self.image.set_data(colormap(shade, "density"))
             self.image.transform = STTransform(scale=(1.0 / STEPS, 1.0 / (ROWS - 1)), translate=(-0.5 / STEPS, 0))
-        self.uploads += 1
+        self.ticks.visible = True
         k = self.shared                # the class axes share one range: label the first of them only
         axes = [0, *range(max(k, 1), self.n_axes)]
         self.ticks.text = [f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}" for y in (0, 1) for v in ranges[y, axes]]

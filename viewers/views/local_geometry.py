@@ -12,7 +12,7 @@ from vispy import scene
 
 from onnx_geom.errors import OnnxGeomError
 from onnx_geom.viewers.colors import class_colors
-from onnx_geom.viewers.views.base import View, corner_legend, nearest, points_in_polygon
+from onnx_geom.viewers.views.base import UnitView, corner_legend, nearest, points_in_polygon
 
 MAX_PAIRS = 2000
 
@@ -21,7 +21,7 @@ def _positions(geom: dict[str, np.ndarray]) -> np.ndarray:
     return np.stack([geom["angle_true"], geom["length"]], axis=1).astype(np.float32)
 
 
-class LocalView(View):
+class LocalView(UnitView):
     name = "local"
     aspect, flip = None, (False, False)
     title = "Local geometry"
@@ -39,31 +39,15 @@ class LocalView(View):
         self.pairs.set_gl_state("translucent", depth_test=False)
         corner_legend(viewbox, data.class_names[:12], self.colors)
         self.points = np.zeros((0, 2), np.float32)
-        self.uploads = 0            # full uploads of the N-point cloud (tests: selection never adds one)
-        self._unit = None
         self.subscribe("models", "condition", "shift_from_clean")
         self.subscribe("indices", callback=lambda _s: self.update_highlight())
         self.reset()
 
-    def reset(self) -> None:
-        sel = self.selection
-        if not sel.models:
-            return
-        unit = (sel.models[0], *sel.condition)
-        if unit != self._unit:
-            self._upload(unit)
-        self.update_highlight()
+    def clear(self) -> None:
+        self.points = np.zeros((0, 2), np.float32)
+        self.cloud.visible = False
 
-    def _upload(self, unit) -> None:
-        try:
-            geom = self.data.geometry(*unit)
-        except OnnxGeomError as error:
-            self.status = str(error)
-            self.points = np.zeros((0, 2), np.float32)
-            self.cloud.visible = False
-            self._unit = unit
-            return
-        self.status = ""
+    def upload(self, geom) -> None:
         self.cloud.visible = True
         self.points = _positions(geom)
         n = len(self.points)
@@ -74,8 +58,6 @@ class LocalView(View):
         self.cloud.antialias = 1.0 if n < 5000 else 0.5 if n < 100_000 else 0.0
         self.cloud.set_data(self.points, face_color=self.colors[self.data.labels] * [1, 1, 1, alpha],
                             edge_width=0, size=size)
-        self.uploads += 1
-        self._unit = unit
         lo, hi = np.percentile(self.points, [0.2, 99.8], axis=0) if n else (np.zeros(2), np.ones(2))
         pad = (hi - lo) * 0.05 + 1e-6
         self.viewbox.camera.set_range(x=(lo[0] - pad[0], hi[0] + pad[0]), y=(lo[1] - pad[1], hi[1] + pad[1]),

@@ -8,7 +8,8 @@ from vispy import scene
 from vispy.visuals.transforms import STTransform
 
 from onnx_geom.errors import OnnxGeomError
-from onnx_geom.viewers.views.base import MUTED, TEXT, View
+from onnx_geom.viewers.colors import image_rgba
+from onnx_geom.viewers.views.base import MUTED, TEXT, View, rect_segments
 
 COLUMNS = 3
 ROWS = 3
@@ -30,7 +31,10 @@ class SamplesView(View):
         viewbox.camera.set_range(x=(-0.05, COLUMNS * PITCH[0]), y=(-0.1, ROWS * PITCH[1]), z=(0, 1), margin=0)
         self.shown = np.zeros(0, np.int64)
         self.subscribe("indices", "models", "condition")
-        self.subscribe("focus", callback=lambda _s: self._draw_frame())
+        # a focus among the shown thumbnails only moves the frame; one beyond them (picked in another view) is
+        # brought into the grid
+        self.subscribe("focus", callback=lambda s: self._draw_frame() if s.focus is None or s.focus in self.shown
+                       else self.reset())
         self.reset()
 
     def reset(self) -> None:
@@ -70,12 +74,12 @@ class SamplesView(View):
         self._draw_frame()
 
     def _mosaic(self, thumbs: np.ndarray) -> None:
-        n, h, w, c = thumbs.shape
-        rgba = np.concatenate([np.repeat(thumbs, 3 // c, axis=3) / 255.0, np.ones((n, h, w, 1))], axis=3)
+        n, h, w, _ = thumbs.shape
+        rgba = image_rgba(thumbs)
         for k, tile in enumerate(self.tiles):
             tile.visible = k < n
             if k < n:
-                tile.set_data(rgba[k].astype(np.float32))
+                tile.set_data(rgba[k])
                 tile.transform = STTransform(scale=(1.0 / w, 1.0 / h), translate=_corner(k))
 
     def _draw_frame(self) -> None:
@@ -86,10 +90,7 @@ class SamplesView(View):
             return
         k = int(hit[0])
         x, y = _corner(k)
-        corners = [(x, y), (x + 1, y), (x + 1, y), (x + 1, y + 1), (x + 1, y + 1), (x, y + 1), (x, y + 1), (x, y)]
-        self.frame.set_data(np.asarray(corners, np.float32) + [[-0.03, -0.03], [0.03, -0.03], [0.03, -0.03],
-                                                                [0.03, 0.03], [0.03, 0.03], [-0.03, 0.03],
-                                                                [-0.03, 0.03], [-0.03, -0.03]])
+        self.frame.set_data(np.asarray(rect_segments(x - 0.03, y - 0.03, x + 1.03, y + 1.03), np.float32))
         self.frame.visible = True
 
     def highlighted(self) -> np.ndarray:

@@ -8,7 +8,6 @@ from vispy import scene
 
 from onnx_geom.viewers.colors import class_colors
 from onnx_geom.viewers.views.base import MUTED, TEXT, View, corner_legend, nearest
-from onnx_geom.viewers.views.table import model_label
 
 CHAR_PX, LINE_PX = 5.2, 11.0   # a 7-point label's mean character width and line height, in pixels
 
@@ -84,7 +83,7 @@ class SimilarityView(View):
         dots.set_data(self.points, face_color=self.colors, edge_color="white", edge_width=1, size=13)
         span = float(np.ptp(self.points, axis=0).max()) if len(self.points) > 1 else 1.0
         span = span or 1.0
-        self.labels = scene.visuals.Text([model_label(m, {}) for m in data.models], pos=self.points, color=TEXT,
+        self.labels = scene.visuals.Text(list(data.models), pos=self.points, color=TEXT,
                                          font_size=7, parent=viewbox.scene)
         viewbox.events.resize.connect(self._place_labels)
         corner_legend(viewbox, self.groups, palette, right=False)

@@ -11,7 +11,7 @@ from vispy import scene
 from vispy.visuals.transforms import STTransform
 
 from onnx_geom.viewers.colors import colormap
-from onnx_geom.viewers.views.base import MUTED, TEXT, View
+from onnx_geom.viewers.views.base import MUTED, TEXT, View, rect_segments
 
 CELL = 12        # image pixels per cell, gap included
 GAP = 1
@@ -39,8 +39,9 @@ class TableView(View):
     def __init__(self, data, selection, viewbox) -> None:
         super().__init__(data, selection, viewbox)
         acc = np.concatenate([data.clean_accuracy[:, None], data.accuracy.reshape(len(data.models), -1)], axis=1)
-        mean = np.nanmean(np.where(np.isnan(acc[:, 1:]), np.nan, acc[:, 1:]), axis=1) if acc.shape[1] > 1 else acc[:, 0]
+        mean = np.nanmean(acc[:, 1:], axis=1) if acc.shape[1] > 1 else acc[:, 0]
         self.order = np.argsort(-np.nan_to_num(mean, nan=-1), kind="stable")          # best first
+        self.row_of = np.argsort(self.order)                                           # model index -> row
         self.values = acc[self.order]                                                  # (M, 1 + C*S)
         self.columns = data.conditions
         m, c = self.values.shape
@@ -92,15 +93,15 @@ class TableView(View):
 
     def reset(self) -> None:
         sel = self.selection
-        rows = [int(np.flatnonzero(self.order == self.data.models.index(m))[0]) for m in sel.models
+        rows = [int(self.row_of[self.data.models.index(m)]) for m in sel.models
                 if m in self.data.models]
         col = self.columns.index(sel.condition) if sel.condition in self.columns else None
         segments = []
         c = len(self.columns)
         for r in rows:
-            segments += _rect(0, r, c, r + 1)
+            segments += rect_segments(0, r, c, r + 1)
         if col is not None:
-            segments += _rect(col, 0, col + 1, len(self.order))
+            segments += rect_segments(col, 0, col + 1, len(self.order))
         if segments:
             self.frame.set_data(np.asarray(segments, np.float32))
         self.frame.visible = bool(segments)
@@ -128,9 +129,5 @@ class TableView(View):
         cell = self.cell_at(xy)
         if cell is None:
             return ""
-        (c, s), v = self.columns[cell[1]], self.values[list(self.order).index(cell[0]), cell[1]]
+        (c, s), v = self.columns[cell[1]], self.values[self.row_of[cell[0]], cell[1]]
         return f"{self.data.models[cell[0]]}  {c} {s}: accuracy {100 * v:.1f}%"
-
-
-def _rect(x0, y0, x1, y1) -> list[tuple[float, float]]:
-    return [(x0, y0), (x1, y0), (x1, y0), (x1, y1), (x1, y1), (x0, y1), (x0, y1), (x0, y0)]
