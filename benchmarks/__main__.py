@@ -12,7 +12,6 @@ import pkgutil
 import sys
 from pathlib import Path
 
-
 ORDER = ("corruptions", "runner", "store", "geometry", "viewer", "probe", "demo")
 
 
@@ -20,10 +19,12 @@ def collect(here: Path) -> Path:
     """Rebuild RESULTS.md: a short preface, then every ``results/<area>.md`` (known areas first)."""
     found = {p.stem: p for p in sorted((here / "results").glob("*.md"))}
     areas = [a for a in ORDER if a in found] + [a for a in found if a not in ORDER]
-    parts = ["# Benchmark results\n\nLatest figures per area, each with its machine, date and command; every speed is a ratio "
-             "against the tool a user would otherwise use, measured in the same run. Rebuilt by `python -m benchmarks` "
-             "from `benchmarks/results/*.md`.\n"]
-    demote = lambda text: "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())  # noqa: E731
+    parts = [
+        "# Benchmark results\n\nLatest figures per area, each with its machine, date and command; every speed is a ratio "
+        "against the tool a user would otherwise use, measured in the same run. Rebuilt by `python -m benchmarks` "
+        "from `benchmarks/results/*.md`.\n"
+    ]
+    demote = lambda text: "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
     parts += [demote(found[a].read_text()) + "\n" for a in areas]
     target = here / "RESULTS.md"
     target.write_text("\n".join(parts))
@@ -35,7 +36,9 @@ def main(argv: list[str]) -> None:
     if argv == ["--collect"]:
         print(f"wrote {collect(here)}")
         return
-    areas = sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    areas = sorted(
+        m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_")
+    )
     chosen = argv or areas
     unknown = sorted(set(chosen) - set(areas))
     if unknown:

@@ -17,7 +17,6 @@ import time
 import warnings
 from pathlib import Path
 
-
 from onnx_geom.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from tests._corruption_data import smooth_images
 
@@ -53,8 +52,14 @@ def main() -> None:
         ours_runs, ref_runs = [], []
         for _ in range(REPEATS):  # interleaved, best of REPEATS for each side
             with _one_blas_thread():
-                ours_runs.append(sum(_time(lambda: corrupt(x, name, s, profile="imagenet", rng=0)) for s in SEVERITIES))
-                ref_runs.append(sum(_time(lambda: [reference(im, s, name) for im in x]) for s in SEVERITIES))
+                ours_runs.append(
+                    sum(
+                        _time(lambda s=s, name=name: corrupt(x, name, s, profile="imagenet", rng=0)) for s in SEVERITIES
+                    )
+                )
+                ref_runs.append(
+                    sum(_time(lambda s=s, name=name: [reference(im, s, name) for im in x]) for s in SEVERITIES)
+                )
         ours, ref = min(ours_runs), min(ref_runs)
         rows.append((name, ref, ours))
         print(f"{name:18s} reference {ref:7.3f} s  ours {ours:7.3f} s  x{ref / ours:6.1f}", flush=True)

@@ -58,8 +58,14 @@ def naive_geometry(f: np.ndarray, W: np.ndarray, b: np.ndarray, y: np.ndarray) -
     with np.errstate(divide="ignore", invalid="ignore"):
         dist = gaps / np.linalg.norm(normals, axis=2)
     dist[np.arange(len(y)), y] = np.inf
-    return {"length": length, "cos": cos, "angle_true": np.degrees(np.arccos(np.clip(cos[np.arange(len(y)), y], -1, 1))),
-            "margin": dist.min(1), "pred": pred, "correct": pred == y}
+    return {
+        "length": length,
+        "cos": cos,
+        "angle_true": np.degrees(np.arccos(np.clip(cos[np.arange(len(y)), y], -1, 1))),
+        "margin": dist.min(1),
+        "pred": pred,
+        "correct": pred == y,
+    }
 
 
 def gram_cka(X: np.ndarray, Y: np.ndarray) -> float:
@@ -146,8 +152,9 @@ def run_on_store(models: int = 2, units: int = 8) -> dict[str, float]:
             W, b, labels_m, base = _model(rng)
             if labels is None:
                 labels = labels_m
-                study = Study.create(folder / "study", images=np.zeros((N, 1, 1, 1), np.uint8), labels=labels,
-                                     dataset_name="synthetic")
+                study = Study.create(
+                    folder / "study", images=np.zeros((N, 1, 1, 1), np.uint8), labels=labels, dataset_name="synthetic"
+                )
             info = ProbeInfo(W=W, b=b, input_shape=(1, 1, 1), layout="flat", mean=(0.0,), std=(1.0,))
             study.add_model(f"m{m}", info)
             for u in range(units):
@@ -156,12 +163,14 @@ def run_on_store(models: int = 2, units: int = 8) -> dict[str, float]:
         study = Study.open(folder / "study", mode="a")
         spent = {"read": 0.0, "write_group": 0.0}
         for name in spent:  # time the store's side on this instance only
-            def timed(*args, _real=getattr(study, name), _name=name):
+
+            def timed(*args, _real=getattr(study, name), _name=name):  # noqa: B008 (bound per loop turn)
                 t = time.perf_counter()
                 try:
                     return _real(*args)
                 finally:
                     spent[_name] += time.perf_counter() - t
+
             setattr(study, name, timed)
         t0 = time.perf_counter()
         compute_metrics(study)
@@ -169,8 +178,13 @@ def run_on_store(models: int = 2, units: int = 8) -> dict[str, float]:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     count = models * units
-    return {"store_units": count, "store_s": seconds, "store_unit_ms": 1000 * seconds / count,
-            "store_read_ms": 1000 * spent["read"] / count, "store_write_ms": 1000 * spent["write_group"] / count}
+    return {
+        "store_units": count,
+        "store_s": seconds,
+        "store_unit_ms": 1000 * seconds / count,
+        "store_read_ms": 1000 * spent["read"] / count,
+        "store_write_ms": 1000 * spent["write_group"] / count,
+    }
 
 
 class _GeometryOnlyStudy:
@@ -206,10 +220,18 @@ def run_compare(units: int = UNITS) -> dict[str, float]:
         for u in range(units):
             key = (model, "clean", 0) if u == 0 else (model, f"c{(u - 1) // 5:02d}", 1 + (u - 1) % 5)
             margin = rng.normal(size=N).astype(np.float32)
-            arrays.update({(*key, f"geometry/{q}"): v for q, v in {
-                "correct": margin > -0.8, "pred": rng.integers(0, K, N), "margin": margin,
-                "angle_true": rng.uniform(20, 90, N).astype(np.float32), "length": rng.uniform(1, 9, N).astype(np.float32),
-            }.items()})
+            arrays.update(
+                {
+                    (*key, f"geometry/{q}"): v
+                    for q, v in {
+                        "correct": margin > -0.8,
+                        "pred": rng.integers(0, K, N),
+                        "margin": margin,
+                        "angle_true": rng.uniform(20, 90, N).astype(np.float32),
+                        "length": rng.uniform(1, 9, N).astype(np.float32),
+                    }.items()
+                }
+            )
             if u == 0:
                 arrays[(*key, "features")] = base
     _, seconds, peak = _timed(lambda: compare_study(_GeometryOnlyStudy(arrays, models)))
@@ -229,31 +251,31 @@ def report(r: dict[str, float], command: str) -> str:
 
 | what | ours | peer | ratio (peer / ours) |
 |---|---|---|---|
-| metrics per unit (10,000 samples) | {r['ours_unit_ms_same']:.1f} ms | {r['peer_unit_ms']:.1f} ms (naive numpy, (N,K,D) normals) | {r['peer_unit_ms'] / r['ours_unit_ms_same']:.1f}x |
-| metrics peak memory per unit | {r['metrics_peak_mb']:.0f} MB | {r['peer_peak_mb']:.0f} MB | {r['peer_peak_mb'] / max(r['metrics_peak_mb'], 1e-9):.1f}x |
-| CKA per pair, N={GRAM_N:,} | {1000 * r['ours_pair_s_same']:.1f} ms (feature space) | {1000 * r['gram_pair_s']:.0f} ms (Gram N x N, peak {r['gram_peak_mb']:.0f} MB) | {r['gram_pair_s'] / r['ours_pair_s_same']:.0f}x |
+| metrics per unit (10,000 samples) | {r["ours_unit_ms_same"]:.1f} ms | {r["peer_unit_ms"]:.1f} ms (naive numpy, (N,K,D) normals) | {r["peer_unit_ms"] / r["ours_unit_ms_same"]:.1f}x |
+| metrics peak memory per unit | {r["metrics_peak_mb"]:.0f} MB | {r["peer_peak_mb"]:.0f} MB | {r["peer_peak_mb"] / max(r["metrics_peak_mb"], 1e-9):.1f}x |
+| CKA per pair, N={GRAM_N:,} | {1000 * r["ours_pair_s_same"]:.1f} ms (feature space) | {1000 * r["gram_pair_s"]:.0f} ms (Gram N x N, peak {r["gram_peak_mb"]:.0f} MB) | {r["gram_pair_s"] / r["ours_pair_s_same"]:.0f}x |
 
 | study-scale figure | value | goal |
 |---|---|---|
-| metrics, all {MODELS} x {units} units | {r['metrics_s']:.1f} s ({r['metrics_unit_ms']:.1f} ms/unit) | |
-| CKA, all 45 pairs, N={N:,} (`cka_matrix`) | {r['cka_matrix_s']:.1f} s, peak {r['cka_matrix_peak_mb']:.0f} MB | |
-| CKA, 45 x `linear_cka` (float64) | {r['cka_pairwise_s']:.1f} s | |
-| total metrics + CKA{' (metrics scaled to 96 units)' if units != UNITS else ''} | {total:.1f} s | < 60 s |
-| peak memory: traced (metrics) / process max RSS | {r['metrics_peak_mb']:.0f} MB / {r['max_rss_mb']:.0f} MB | < 2 GB |
+| metrics, all {MODELS} x {units} units | {r["metrics_s"]:.1f} s ({r["metrics_unit_ms"]:.1f} ms/unit) | |
+| CKA, all 45 pairs, N={N:,} (`cka_matrix`) | {r["cka_matrix_s"]:.1f} s, peak {r["cka_matrix_peak_mb"]:.0f} MB | |
+| CKA, 45 x `linear_cka` (float64) | {r["cka_pairwise_s"]:.1f} s | |
+| total metrics + CKA{" (metrics scaled to 96 units)" if units != UNITS else ""} | {total:.1f} s | < 60 s |
+| peak memory: traced (metrics) / process max RSS | {r["metrics_peak_mb"]:.0f} MB / {r["max_rss_mb"]:.0f} MB | < 2 GB |
 
 End to end on a real Zarr study (`compute_metrics`: read the features, compute, write the geometry group
-atomically), {int(r['store_units'])} units of 10,000 x 512: {r['store_unit_ms']:.0f} ms/unit, of which
-`study.read` (features, plus the summaries' reads) {r['store_read_ms']:.0f} ms and `study.write_group` (7 small arrays,
-claim/complete protocol) {r['store_write_ms']:.0f} ms; the geometry itself is about {r['metrics_unit_ms']:.0f} ms.
-At that rate the full 960 units would take about {r['store_unit_ms'] * 0.96:.0f} s; the store's share of a unit is
-{100 * (r['store_read_ms'] + r['store_write_ms']) / r['store_unit_ms']:.0f}%.
+atomically), {int(r["store_units"])} units of 10,000 x 512: {r["store_unit_ms"]:.0f} ms/unit, of which
+`study.read` (features, plus the summaries' reads) {r["store_read_ms"]:.0f} ms and `study.write_group` (7 small arrays,
+claim/complete protocol) {r["store_write_ms"]:.0f} ms; the geometry itself is about {r["metrics_unit_ms"]:.0f} ms.
+At that rate the full 960 units would take about {r["store_unit_ms"] * 0.96:.0f} s; the store's share of a unit is
+{100 * (r["store_read_ms"] + r["store_write_ms"]) / r["store_unit_ms"]:.0f}%.
 
 `compare_study` on 10 models x {units} units x 10,000 samples of synthetic geometry (an in-memory stand-in for
-the study, so no I/O on the clock; CKA of the clean features included): {r['compare_s']:.1f} s, traced peak
-{r['compare_peak_mb']:.0f} MB.
+the study, so no I/O on the clock; CKA of the clean features included): {r["compare_s"]:.1f} s, traced peak
+{r["compare_peak_mb"]:.0f} MB.
 
-Agreement: max |margin ours - naive| = {r['max_margin_diff']:.2e}; max |CKA ours - Gram form| = {r['cka_max_diff']:.2e};
-max |cka_matrix - linear_cka| = {r['cka_matrix_vs_pairwise']:.2e}.
+Agreement: max |margin ours - naive| = {r["max_margin_diff"]:.2e}; max |CKA ours - Gram form| = {r["cka_max_diff"]:.2e};
+max |cka_matrix - linear_cka| = {r["cka_matrix_vs_pairwise"]:.2e}.
 The process RSS includes the synthetic inputs (10 models' base features and the noise pool, about 230 MB).
 """
 

@@ -24,8 +24,12 @@ def _cnn():
     torch.manual_seed(0)
     layers, channels = [], 3
     for width in (32, 64, 128):
-        layers += [torch.nn.Conv2d(channels, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
-                   torch.nn.MaxPool2d(2)]
+        layers += [
+            torch.nn.Conv2d(channels, width, 3, padding=1),
+            torch.nn.BatchNorm2d(width),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+        ]
         channels = width
     layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(channels, 10)]
     return torch.nn.Sequential(*layers).eval()
@@ -65,8 +69,10 @@ def main() -> None:
     for batch in (1, 64, 256):
         images = np.random.default_rng(0).integers(0, 256, size=(batch, 32, 32, 3), dtype=np.uint8)
         peer_s, ours_s = _best_of_interleaved(
-            lambda: peer.run(None, {"input": preprocess_numpy(images, layout="NCHW", mean=mean, std=std)}),
-            lambda: ours.run(None, {"images": images}),
+            lambda images=images: peer.run(
+                None, {"input": preprocess_numpy(images, layout="NCHW", mean=mean, std=std)}
+            ),
+            lambda images=images: ours.run(None, {"images": images}),
         )
         rows.append((batch, batch / peer_s, batch / ours_s, ours_s / peer_s))
 

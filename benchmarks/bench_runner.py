@@ -32,7 +32,11 @@ def resnet18_probe_module():
             super().__init__()
             self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
             self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-            self.skip = nn.Sequential() if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.skip = (
+                nn.Sequential()
+                if stride == 1 and cin == cout
+                else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            )
 
         def forward(self, x):
             return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + self.skip(x))
@@ -103,9 +107,16 @@ def measure(path: Path, module, device: str, n: int, batch: int) -> list[tuple[s
     images = np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     rows = [(f"torch eager fp32 ({device})", images_per_s(torch_runner(module, device), images, batch))]
     ours = ProbeSession.open(path, device=device, batch_size=batch)
-    rows.append((f"onnx-geom runner fp32 ({ours.device}{', IO binding' if ours.device != 'cpu' else ''})", images_per_s(ours.run, images, batch)))
+    rows.append(
+        (
+            f"onnx-geom runner fp32 ({ours.device}{', IO binding' if ours.device != 'cpu' else ''})",
+            images_per_s(ours.run, images, batch),
+        )
+    )
     if device == "cuda":
-        rows.append(("torch eager autocast fp16 (cuda)", images_per_s(torch_runner(module, device, half=True), images, batch)))
+        rows.append(
+            ("torch eager autocast fp16 (cuda)", images_per_s(torch_runner(module, device, half=True), images, batch))
+        )
         half = ProbeSession.open(path, device=device, batch_size=batch, fp16=True)
         rows.append(("onnx-geom runner fp16 (cuda, IO binding)", images_per_s(half.run, images, batch)))
         ref_f, _ = ours.run(images[:64])
@@ -122,7 +133,9 @@ def sweep_rate(path: Path, n: int, batch: int, device: str) -> float:
     labels = np.arange(n) % 10
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        sweep({"resnet18": path}, (images, labels), Path(tmp) / "study", corruptions=[], batch_size=batch, device=device)
+        sweep(
+            {"resnet18": path}, (images, labels), Path(tmp) / "study", corruptions=[], batch_size=batch, device=device
+        )
         return n / (time.perf_counter() - start)
 
 
@@ -136,10 +149,20 @@ def main() -> None:
         path = Path(tmp) / "resnet18.probe.onnx"
         export_probe(module, path)
         sections = [("cpu", 1024, 256, measure(path, module, "cpu", 1024, 256))]
-        sections[0][3].append(("onnx-geom sweep, clean only (incl. session start, study writes) (cpu)", sweep_rate(path, 1024, 256, "cpu")))
+        sections[0][3].append(
+            (
+                "onnx-geom sweep, clean only (incl. session start, study writes) (cpu)",
+                sweep_rate(path, 1024, 256, "cpu"),
+            )
+        )
         if _auto_device(False) == "cuda" and torch.cuda.is_available():
             sections.append(("cuda", 20480, 2048, measure(path, module, "cuda", 20480, 2048)))
-            sections[1][3].append(("onnx-geom sweep, clean only (incl. session start, study writes) (cuda)", sweep_rate(path, 10000, 2048, "cuda")))
+            sections[1][3].append(
+                (
+                    "onnx-geom sweep, clean only (incl. session start, study writes) (cuda)",
+                    sweep_rate(path, 10000, 2048, "cuda"),
+                )
+            )
     lines = [
         "# Runner benchmark",
         "",
@@ -151,7 +174,12 @@ def main() -> None:
     ]
     for device, n, batch, rows in sections:
         base = rows[0][1]
-        lines += [f"## {device}: {n} images, batch {batch}", "", "| what | images/s | vs torch eager fp32 |", "|---|---:|---:|"]
+        lines += [
+            f"## {device}: {n} images, batch {batch}",
+            "",
+            "| what | images/s | vs torch eager fp32 |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {name} | {rate:,.0f} | {rate / base:.2f}x |" for name, rate in rows]
         lines.append("")
     if len(sections) == 1:

@@ -41,8 +41,17 @@ def _arrays(n: int, d: int, k: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _study(root: Path, n: int, d: int, k: int) -> Study:
-    study = Study.create(root / "study", images=np.zeros((n, 2, 2, 1), np.uint8), labels=np.arange(n) % k, dataset_name="bench")
-    info = ProbeInfo(W=np.ones((k, d), np.float32), b=np.zeros(k, np.float32), input_shape=(1, 2, 2), layout="NCHW", mean=(0.0,), std=(1.0,))
+    study = Study.create(
+        root / "study", images=np.zeros((n, 2, 2, 1), np.uint8), labels=np.arange(n) % k, dataset_name="bench"
+    )
+    info = ProbeInfo(
+        W=np.ones((k, d), np.float32),
+        b=np.zeros(k, np.float32),
+        input_shape=(1, 2, 2),
+        layout="NCHW",
+        mean=(0.0,),
+        std=(1.0,),
+    )
     study.add_model("m", info)
     return study
 
@@ -70,7 +79,9 @@ def measure(kind: str, units: int) -> dict[str, float]:
         study = _study(root, n, d, k)
         out["ours_write"] = _per_unit(lambda u: study.write_unit(Unit("m", f"c{u}", 1), arrays), units)
         out["ours_read"] = _per_unit(lambda u: study.read_many(Unit("m", f"c{u}", 1), ["features", "logits"]), units)
-        geometry = {name: np.random.default_rng(i).normal(size=n).astype(np.float32) for i, name in enumerate("abcdefg")}
+        geometry = {
+            name: np.random.default_rng(i).normal(size=n).astype(np.float32) for i, name in enumerate("abcdefg")
+        }
         out["ours_group"] = _per_unit(lambda u: study.write_group(Unit("m", f"c{u}", 1), "geometry", geometry), units)
         shutil.rmtree(root / "study" / "models" / "m" / "c0" / "1" / "geometry")
         out["ours_bytes"] = _size(root / "study" / "models" / "m" / "c0" / "1")
@@ -82,7 +93,9 @@ def measure(kind: str, units: int) -> dict[str, float]:
                 np.save(folder / f"{name}.npy", a)
 
         out["peer_write"] = _per_unit(save, units)
-        out["peer_read"] = _per_unit(lambda u: {name: np.load(root / "npy" / str(u) / f"{name}.npy") for name in arrays}, units)
+        out["peer_read"] = _per_unit(
+            lambda u: {name: np.load(root / "npy" / str(u) / f"{name}.npy") for name in arrays}, units
+        )
         out["peer_bytes"] = _size(root / "npy" / "0")
 
         def zarr_write(u: int) -> None:
@@ -92,7 +105,9 @@ def measure(kind: str, units: int) -> dict[str, float]:
             group.attrs["complete"] = True
 
         out["zarr_write"] = _per_unit(zarr_write, units)
-        out["zarr_read"] = _per_unit(lambda u: {name: zarr.open_array(str(root / "zarr" / str(u) / name), mode="r")[:] for name in arrays}, units)
+        out["zarr_read"] = _per_unit(
+            lambda u: {name: zarr.open_array(str(root / "zarr" / str(u) / name), mode="r")[:] for name in arrays}, units
+        )
         out["zarr_bytes"] = _size(root / "zarr" / "0")
     return out
 
@@ -111,11 +126,23 @@ def main(argv: list[str] | None = None) -> None:
         m = measure(kind, units)
         n, d, k = SHAPES[kind]
         label = f"{kind} ({n:,} x {d} + {n:,} x {k})"
-        rows.append(f"| {label} write | {_ms(m['ours_write'])} | {_ms(m['peer_write'])} | {m['peer_write'] / m['ours_write']:.2f}x | {_ms(m['zarr_write'])} |")
-        rows.append(f"| {label} read | {_ms(m['ours_read'])} | {_ms(m['peer_read'])} | {m['peer_read'] / m['ours_read']:.2f}x | {_ms(m['zarr_read'])} |")
-        rows.append(f"| {label} bytes | {m['ours_bytes'] / 1e3:,.0f} kB | {m['peer_bytes'] / 1e3:,.0f} kB | {m['peer_bytes'] / m['ours_bytes']:.2f}x | {m['zarr_bytes'] / 1e3:,.0f} kB |")
+        rows.append(
+            f"| {label} write | {_ms(m['ours_write'])} | {_ms(m['peer_write'])} | {m['peer_write'] / m['ours_write']:.2f}x | {_ms(m['zarr_write'])} |"
+        )
+        rows.append(
+            f"| {label} read | {_ms(m['ours_read'])} | {_ms(m['peer_read'])} | {m['peer_read'] / m['ours_read']:.2f}x | {_ms(m['zarr_read'])} |"
+        )
+        rows.append(
+            f"| {label} bytes | {m['ours_bytes'] / 1e3:,.0f} kB | {m['peer_bytes'] / 1e3:,.0f} kB | {m['peer_bytes'] / m['ours_bytes']:.2f}x | {m['zarr_bytes'] / 1e3:,.0f} kB |"
+        )
         rows.append(f"| {label} write_group, 7 x ({n:,},) | {_ms(m['ours_group'])} | | | |")
-        print(f"{kind}: " + ", ".join(f"{key} {v * 1e3:.2f} ms" if not key.endswith("bytes") else f"{key} {v:,.0f}" for key, v in m.items()), flush=True)
+        print(
+            f"{kind}: "
+            + ", ".join(
+                f"{key} {v * 1e3:.2f} ms" if not key.endswith("bytes") else f"{key} {v:,.0f}" for key, v in m.items()
+            ),
+            flush=True,
+        )
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = "\n".join(
         [
@@ -125,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             "  (absolute times are noisy; ours and the peer are timed in the same run); local ext4 disk;",
             f"  command: `python -m benchmarks store` ({args.small} small units, {args.large} large units, per-unit means).",
             "- ours: `Study.write_unit` (flock claim, incomplete mark, arrays, complete mark) and",
-            "  `Study.read_many(unit, [\"features\", \"logits\"])`; peer: `np.save` / `np.load` of each array in a folder",
+            '  `Study.read_many(unit, ["features", "logits"])`; peer: `np.save` / `np.load` of each array in a folder',
             "  per unit (no atomicity, no lock, no compression); zarr-python 3 `create_array(data=...)` per array with its",
             "  default codec, for reference (how the store wrote units before).",
             "",
@@ -136,7 +163,9 @@ def main(argv: list[str] | None = None) -> None:
         ]
     )
     out = Path(__file__).parent / "results" / "store.md"
-    notes = out.read_text().split("<!-- notes -->", 1)[1] if out.exists() and "<!-- notes -->" in out.read_text() else ""
+    notes = (
+        out.read_text().split("<!-- notes -->", 1)[1] if out.exists() and "<!-- notes -->" in out.read_text() else ""
+    )
     out.write_text(text + ("\n<!-- notes -->" + notes if notes else ""))
     print(text)
 

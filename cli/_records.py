@@ -22,8 +22,12 @@ def records_table(title: str, records: Sequence[Mapping[str, Any]], columns: Seq
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     cells = [[_cell(record.get(name, "")) for name in columns] for record in records]
     for k, name in enumerate(columns):
-        numeric = bool(records) and isinstance(records[0].get(name), (int, float)) and not isinstance(records[0].get(name), bool)
-        if numeric:     # the numbers and the words of a long header keep their width; the header wraps
+        numeric = (
+            bool(records)
+            and isinstance(records[0].get(name), (int, float))
+            and not isinstance(records[0].get(name), bool)
+        )
+        if numeric:  # the numbers and the words of a long header keep their width; the header wraps
             header = name.replace("_", " ")
             widest = max([len(row[k]) for row in cells] + [len(word) for word in header.split()])
             table.add_column(header, justify="right", min_width=widest)

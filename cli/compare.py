@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -24,21 +24,47 @@ def _vs_reference(cmp) -> list[dict[str, Any]]:
     for model in cmp.models:
         pair = next((p for p in cmp.pairs if {p["model_a"], p["model_b"]} == {model, cmp.reference}), {})
         per_unit = counts.get(model, [])
-        rows.append({"model": model, "cka": pair.get("cka", 1.0), "kappa": pair.get("kappa", 1.0),
-                     "agreement": pair.get("agreement", 1.0), "geom_dist": pair.get("geometric_distance", 0.0),
-                     "robust": len(cmp.samples["robust_for"].get(model, [])),
-                     "fragile_pruning": len(cmp.samples["fragile_to_pruning"].get(model, [])),
-                     "fragile_corr_per_unit": mean_or_nan(per_unit)})
+        rows.append(
+            {
+                "model": model,
+                "cka": pair.get("cka", 1.0),
+                "kappa": pair.get("kappa", 1.0),
+                "agreement": pair.get("agreement", 1.0),
+                "geom_dist": pair.get("geometric_distance", 0.0),
+                "robust": len(cmp.samples["robust_for"].get(model, [])),
+                "fragile_pruning": len(cmp.samples["fragile_to_pruning"].get(model, [])),
+                "fragile_corr_per_unit": mean_or_nan(per_unit),
+            }
+        )
     return rows
 
 
 def compare(
     study: Annotated[Path, typer.Argument(help="The study folder, with its geometry (`onnx-geom metrics`).")],
-    reference: Annotated[Optional[str], typer.Option("--reference", "-r", help="The reference model (default: the one tagged dense, else the first).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", file_okay=False, help="Write every table (CSV) and comparison.json into this folder.")] = None,
-    parquet: Annotated[bool, typer.Option("--parquet", help="With -o: write the tables as Parquet instead of CSV (needs pyarrow).")] = False,
-    distance: Annotated[str, typer.Option(help="Distance for the model map: geometry, cka, kappa or agreement.")] = "geometry",
-    threshold: Annotated[float, typer.Option(min=0.0, max=2.0, help="Cut of the corruption clustering, in 1 - correlation: lower makes smaller, tighter groups.")] = 0.5,
+    reference: Annotated[
+        str | None,
+        typer.Option("--reference", "-r", help="The reference model (default: the one tagged dense, else the first)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", file_okay=False, help="Write every table (CSV) and comparison.json into this folder."
+        ),
+    ] = None,
+    parquet: Annotated[
+        bool, typer.Option("--parquet", help="With -o: write the tables as Parquet instead of CSV (needs pyarrow).")
+    ] = False,
+    distance: Annotated[
+        str, typer.Option(help="Distance for the model map: geometry, cka, kappa or agreement.")
+    ] = "geometry",
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=2.0,
+            help="Cut of the corruption clustering, in 1 - correlation: lower makes smaller, tighter groups.",
+        ),
+    ] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole comparison as JSON on stdout.")] = False,
 ) -> None:
     """Compare models, group the corruptions that behave alike, find robust and fragile samples.
@@ -59,21 +85,44 @@ def compare(
             try:
                 paths = cmp.write(output, parquet=parquet)
             except OSError as error:
-                raise fail(f"cannot write the tables to {output} ({error.strerror or error}); choose another folder.") from None
+                raise fail(
+                    f"cannot write the tables to {output} ({error.strerror or error}); choose another folder."
+                ) from None
             err.print(f"wrote {len(paths)} files to {output}")
         if as_json:
             print(json.dumps(cmp.to_json()))
             return
         out.print(records_table("robustness", cmp.summary, list(cmp.summary[0])))
-        out.print(records_table(f"against the reference {cmp.reference}", _vs_reference(cmp),
-                                ("model", "cka", "kappa", "agreement", "geom_dist", "robust", "fragile_pruning", "fragile_corr_per_unit")))
+        out.print(
+            records_table(
+                f"against the reference {cmp.reference}",
+                _vs_reference(cmp),
+                (
+                    "model",
+                    "cka",
+                    "kappa",
+                    "agreement",
+                    "geom_dist",
+                    "robust",
+                    "fragile_pruning",
+                    "fragile_corr_per_unit",
+                ),
+            )
+        )
         groups = [{**g, "members": ", ".join(g["members"])} for g in cmp.groups]
         out.print(records_table("corruptions that behave alike", groups, ("group", "name", "members")))
         mst = [{"model_a": cmp.models[i], "model_b": cmp.models[j], cmp.distance_name: w} for i, j, w in cmp.mst]
         if mst:
-            out.print(records_table(f"spanning tree ({cmp.distance_name})", mst, ("model_a", "model_b", cmp.distance_name)))
+            out.print(
+                records_table(f"spanning tree ({cmp.distance_name})", mst, ("model_a", "model_b", cmp.distance_name))
+            )
         out.print(f"robust samples (right under every model and corruption): {len(cmp.samples['robust'])}")
         n = cmp.correlations[0]["models"] if cmp.correlations else 0
         if n >= 3:
-            out.print(records_table(f"clean geometry vs relative drop under corruption (Spearman, {n} models)",
-                                    cmp.correlations, ("clean_geometry", "spearman", "p_value")))
+            out.print(
+                records_table(
+                    f"clean geometry vs relative drop under corruption (Spearman, {n} models)",
+                    cmp.correlations,
+                    ("clean_geometry", "spearman", "p_value"),
+                )
+            )

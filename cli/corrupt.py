@@ -41,7 +41,9 @@ def parse_corruptions(names: list[str] | None) -> list[str]:
             chosen += [n for n in group if n not in chosen]
     unknown = [n for n in chosen if n not in CORRUPTIONS]
     if unknown:
-        raise DataError(f"unknown corruption(s) {', '.join(unknown)}; choose from all, benchmark, {', '.join(CORRUPTIONS)}.")
+        raise DataError(
+            f"unknown corruption(s) {', '.join(unknown)}; choose from all, benchmark, {', '.join(CORRUPTIONS)}."
+        )
     return chosen
 
 
@@ -49,11 +51,18 @@ def corrupt_command(
     data: Annotated[Path, typer.Argument(help="Clean data: CIFAR python folder, .npz or image folder.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write <corruption>.npy + labels.npy into.")],
     corruptions: Annotated[
-        list[str] | None, typer.Option("--corruptions", "-c", help="Names, comma-separated or repeated; 'all' (default, 19) or 'benchmark' (15).")
+        list[str] | None,
+        typer.Option(
+            "--corruptions", "-c", help="Names, comma-separated or repeated; 'all' (default, 19) or 'benchmark' (15)."
+        ),
     ] = None,
     severities: Annotated[str, typer.Option(help="Severities, e.g. 1-5 or 1,3,5.")] = "1-5",
-    profile: Annotated[str | None, typer.Option(help="cifar or imagenet constants (default: cifar up to 64 px).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed; image i always gets the same noise for a corruption and severity.")] = 0,
+    profile: Annotated[
+        str | None, typer.Option(help="cifar or imagenet constants (default: cifar up to 64 px).")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed; image i always gets the same noise for a corruption and severity.")
+    ] = 0,
     limit: Annotated[int | None, typer.Option(help="Only the first N images.", min=1)] = None,
     split: Annotated[str, typer.Option(help="CIFAR split to read: test or train.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Images per batch.", min=1)] = 500,
@@ -90,4 +99,7 @@ def corrupt_command(
     if as_json:
         out.print_json(json.dumps(summary))
     else:
-        out.print(f"wrote {len(written)} corruption file(s) to {output}" + (f"; kept {len(skipped)} finished one(s)" if skipped else ""))
+        out.print(
+            f"wrote {len(written)} corruption file(s) to {output}"
+            + (f"; kept {len(skipped)} finished one(s)" if skipped else "")
+        )

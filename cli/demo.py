@@ -1,7 +1,7 @@
 """``onnx-geom demo``: the whole story on the bundled zoo, then the viewer (or its screenshots when headless).
 
-    onnx-geom demo                      # probe, sweep 19 corruptions x 5 severities, metrics, compare, view
-    onnx-geom demo --headless -o out    # the same, writing PNGs of every view instead of opening a window
+onnx-geom demo                      # probe, sweep 19 corruptions x 5 severities, metrics, compare, view
+onnx-geom demo --headless -o out    # the same, writing PNGs of every view instead of opening a window
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from onnx_geom.cli._console import err, out, user_errors
+
 
 def _has_display() -> bool:
     """An X or Wayland display to open the window on (otherwise the demo writes screenshots, and does not block
@@ -34,8 +35,11 @@ def _headline(result: Any) -> Table:
 
     comparison = result.comparison
     nearest = {m: n for m, n, _ in nearest_models(comparison)}
-    table = Table(title="accuracy % clean and mean over corruptions; relative drop; nearest model "
-                  f"({comparison.distance_name} distance)", title_justify="left")
+    table = Table(
+        title="accuracy % clean and mean over corruptions; relative drop; nearest model "
+        f"({comparison.distance_name} distance)",
+        title_justify="left",
+    )
     for name, justify in [("model", "left"), ("pruning", "left"), ("clean", "right"), ("corrupted", "right"),
                           ("drop", "right"), ("nearest", "left")]:  # fmt: skip
         table.add_column(name, justify=justify, no_wrap=name in ("model", "nearest"))  # type: ignore[arg-type]
@@ -49,13 +53,26 @@ def _headline(result: Any) -> Table:
 
 
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for probes, the study, tables and screenshots (reused when run again).")] = Path("onnx-geom-demo"),
-    headless: Annotated[bool, typer.Option("--headless", help="Write screenshots of every view instead of opening the window (automatic without a display).")] = False,
-    models: Annotated[Optional[str], typer.Option(help="Comma-separated zoo models (default: all 14).")] = None,
-    corruptions: Annotated[Optional[str], typer.Option(help="Comma-separated corruptions (default: all 19).")] = None,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Folder for probes, the study, tables and screenshots (reused when run again)."
+        ),
+    ] = Path("onnx-geom-demo"),
+    headless: Annotated[
+        bool,
+        typer.Option(
+            "--headless",
+            help="Write screenshots of every view instead of opening the window (automatic without a display).",
+        ),
+    ] = False,
+    models: Annotated[str | None, typer.Option(help="Comma-separated zoo models (default: all 14).")] = None,
+    corruptions: Annotated[str | None, typer.Option(help="Comma-separated corruptions (default: all 19).")] = None,
     severities: Annotated[str, typer.Option(help="Comma-separated severities.")] = "1,2,3,4,5",
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N of the 359 test images.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary (accuracy, timings, files) as JSON.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N of the 359 test images.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary (accuracy, timings, files) as JSON.")
+    ] = False,
 ) -> None:
     """Run the whole pipeline on the bundled mini zoo (scikit-learn digits; a dense CNN, 12 pruned ones and an
     MLP), then open the viewer on it; nothing is downloaded."""
@@ -95,8 +112,11 @@ def demo(
             ranks = [f"{c['clean_geometry'].replace('_', ' ')} {c['spearman']:+.2f}" for c in result.comparison.correlations
                      if c["models"] >= 3]  # fmt: skip
             if ranks:
-                out.print(f"clean geometry vs relative drop, Spearman across models: {', '.join(ranks)}", highlight=False,
-                          soft_wrap=True)
+                out.print(
+                    f"clean geometry vs relative drop, Spearman across models: {', '.join(ranks)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             timing = ", ".join(f"{stage} {s:.1f} s" for stage, s in result.seconds.items())
             out.print(f"study: {escape(str(result.study))}  tables: {escape(str(output / 'compare'))}  ({timing})",
                       highlight=False, soft_wrap=True)  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -32,8 +32,11 @@ def _by_corruption(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((row["model"], row["corruption"]), []).append(row)
     merged = []
     for (model, corruption), group in groups.items():
-        record = {"model": model, "corruption": corruption,
-                  "severities": _span(sorted(int(r["severity"]) for r in group))}
+        record = {
+            "model": model,
+            "corruption": corruption,
+            "severities": _span(sorted(int(r["severity"]) for r in group)),
+        }
         for key in _SUMMARY[3:]:
             record[key] = sum(r[key] for r in group) / len(group)
         merged.append(record)
@@ -43,8 +46,16 @@ def _by_corruption(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def metrics(
     study: Annotated[Path, typer.Argument(help="The study folder written by `onnx-geom run -o STUDY`.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the per-unit summaries as JSON on stdout.")] = False,
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", dir_okay=False, help="Also write the per-sample table (one row per model x unit x sample) as CSV.")] = None,
-    parquet_path: Annotated[Optional[Path], typer.Option("--parquet", dir_okay=False, help="Also write the per-sample table as Parquet (needs pyarrow).")] = None,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", dir_okay=False, help="Also write the per-sample table (one row per model x unit x sample) as CSV."
+        ),
+    ] = None,
+    parquet_path: Annotated[
+        Path | None,
+        typer.Option("--parquet", dir_okay=False, help="Also write the per-sample table as Parquet (needs pyarrow)."),
+    ] = None,
 ) -> None:
     """Compute length, angles, margin and correctness per sample for every unit and store them in the study.
 
@@ -62,13 +73,20 @@ def metrics(
         from onnx_geom.store import Study
 
         handle = Study.open(study, mode="a")
-        columns = (TextColumn("geometry"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                   TimeRemainingColumn())
+        columns = (
+            TextColumn("geometry"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=err, transient=True, disable=as_json) as bar:
             task = bar.add_task("", total=None)
 
             def progress(unit, done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total, description=f"{unit.model}/{unit.corruption}/{unit.severity}")
+                bar.update(
+                    task, completed=done, total=total, description=f"{unit.model}/{unit.corruption}/{unit.severity}"
+                )
 
             rows = compute_metrics(handle, progress=progress)
         if not rows:
@@ -86,5 +104,5 @@ def metrics(
         if as_json:
             print(json.dumps(rows, indent=1))
         else:
-            shown = [dict(zip(_HEADERS, (r[k] for k in _SUMMARY))) for r in _by_corruption(rows)]
+            shown = [dict(zip(_HEADERS, (r[k] for k in _SUMMARY), strict=True)) for r in _by_corruption(rows)]
             out.print(records_table(f"geometry of {study}: means over samples and severities", shown, _HEADERS))

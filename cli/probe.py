@@ -1,15 +1,15 @@
 """``onnx-geom probe``: turn an ONNX classifier into a probe, list its head candidates, or check a probe.
 
-    onnx-geom probe model.onnx -o model.probe.onnx --preset cifar10
-    onnx-geom probe --inspect model.onnx
-    onnx-geom probe --check model.probe.onnx --source model.onnx
+onnx-geom probe model.onnx -o model.probe.onnx --preset cifar10
+onnx-geom probe --inspect model.onnx
+onnx-geom probe --check model.probe.onnx --source model.onnx
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,18 +18,32 @@ from onnx_geom.cli._console import fail, out, user_errors
 
 
 def probe_command(
-    model: Annotated[Path, typer.Argument(help="The ONNX classifier (or, with --check, the probe).", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the probe (.onnx).")] = None,
-    preset: Annotated[str, typer.Option(help="Normalisation after scaling to [0,1]: none, cifar10, cifar100, imagenet.")] = "none",
-    mean: Annotated[Optional[str], typer.Option(help="Per-channel mean, comma-separated (overrides the preset).")] = None,
-    std: Annotated[Optional[str], typer.Option(help="Per-channel std, comma-separated (overrides the preset).")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="The model's input layout: NCHW, NHWC or flat (default: detected).")] = None,
-    size: Annotated[Optional[str], typer.Option(help="Image size HxW when the model's input does not fix it, e.g. 224x224.")] = None,
-    features: Annotated[Optional[str], typer.Option(help="Tensor that holds the features (the head's input).")] = None,
-    logits: Annotated[Optional[str], typer.Option(help="Tensor that holds the logits (the head's pre-softmax output).")] = None,
-    inspect: Annotated[bool, typer.Option("--inspect", help="Only list the head candidates and why one was chosen.")] = False,
+    model: Annotated[
+        Path, typer.Argument(help="The ONNX classifier (or, with --check, the probe).", show_default=False)
+    ],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the probe (.onnx).")] = None,
+    preset: Annotated[
+        str, typer.Option(help="Normalisation after scaling to [0,1]: none, cifar10, cifar100, imagenet.")
+    ] = "none",
+    mean: Annotated[str | None, typer.Option(help="Per-channel mean, comma-separated (overrides the preset).")] = None,
+    std: Annotated[str | None, typer.Option(help="Per-channel std, comma-separated (overrides the preset).")] = None,
+    layout: Annotated[
+        str | None, typer.Option(help="The model's input layout: NCHW, NHWC or flat (default: detected).")
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(help="Image size HxW when the model's input does not fix it, e.g. 224x224.")
+    ] = None,
+    features: Annotated[str | None, typer.Option(help="Tensor that holds the features (the head's input).")] = None,
+    logits: Annotated[
+        str | None, typer.Option(help="Tensor that holds the logits (the head's pre-softmax output).")
+    ] = None,
+    inspect: Annotated[
+        bool, typer.Option("--inspect", help="Only list the head candidates and why one was chosen.")
+    ] = False,
     check: Annotated[bool, typer.Option("--check", help="MODEL is a probe: run its self-check.")] = False,
-    source: Annotated[Optional[Path], typer.Option(help="With --check: the source model, to compare the original outputs.")] = None,
+    source: Annotated[
+        Path | None, typer.Option(help="With --check: the source model, to compare the original outputs.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
 ) -> None:
     """Probe an ONNX classifier: uint8 images in; logits + features out; the head's W, b in its metadata."""
@@ -43,8 +57,18 @@ def probe_command(
         else:
             if output is None:
                 raise fail("say where to write the probe with -o PROBE.onnx (or use --inspect / --check).")
-            _probe(model, output, preset=preset, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
-                   layout=layout, image_size=_size(size), features=features, logits=logits, as_json=as_json)
+            _probe(
+                model,
+                output,
+                preset=preset,
+                mean=_floats(mean, "--mean"),
+                std=_floats(std, "--std"),
+                layout=layout,
+                image_size=_size(size),
+                features=features,
+                logits=logits,
+                as_json=as_json,
+            )
 
 
 def _probe(model: Path, output: Path, *, as_json: bool, **options: Any) -> None:
@@ -88,14 +112,21 @@ def _inspect(model: Path, as_json: bool) -> None:
     table.add_column("features -> logits", overflow="fold", ratio=1)
     table.add_column("why", overflow="fold", ratio=2)
     for c in candidates:
-        table.add_row(c.node, c.spelling, str(c.K or "?"), str(c.D or "?"), "[green]yes[/]" if c.chosen else "no",
-                      f"{c.features} -> {c.logits}", c.reason)
+        table.add_row(
+            c.node,
+            c.spelling,
+            str(c.K or "?"),
+            str(c.D or "?"),
+            "[green]yes[/]" if c.chosen else "no",
+            f"{c.features} -> {c.logits}",
+            c.reason,
+        )
     out.print(table)
     if not candidates:
         out.print("no Gemm or MatMul in the graph: it has no linear head.")
 
 
-def _check(model: Path, source: Optional[Path], as_json: bool) -> None:
+def _check(model: Path, source: Path | None, as_json: bool) -> None:
     from onnx_geom.probe import check_probe
 
     report = check_probe(model, source=source)
@@ -122,7 +153,7 @@ def _key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
-def _floats(text: Optional[str], option: str) -> Optional[tuple[float, ...]]:
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     if text is None:
         return None
     try:
@@ -131,7 +162,7 @@ def _floats(text: Optional[str], option: str) -> Optional[tuple[float, ...]]:
         raise fail(f"{option} must be numbers separated by commas, e.g. 0.485,0.456,0.406 (got '{text}').") from None
 
 
-def _size(text: Optional[str]) -> Optional[tuple[int, int]]:
+def _size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     parts = text.lower().split("x")

@@ -1,15 +1,15 @@
 """``onnx-geom run`` (probes x corruptions -> study) and ``onnx-geom info`` (what a study holds).
 
-    onnx-geom run dense.onnx pruned=pruned90.onnx --data cifar-10-batches-py -o study --corruptions fog,snow
-    onnx-geom run *.probe.onnx --data cifar-10-batches-py --corrupted CIFAR-10-C -o study --device cuda --fp16
-    onnx-geom info study
+onnx-geom run dense.onnx pruned=pruned90.onnx --data cifar-10-batches-py -o study --corruptions fog,snow
+onnx-geom run *.probe.onnx --data cifar-10-batches-py --corrupted CIFAR-10-C -o study --device cuda --fp16
+onnx-geom info study
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -61,7 +61,12 @@ class _Bar:
     """The sweep's progress callback as a rich bar: units done, images/s, ETA."""
 
     def __init__(self, progress: Progress) -> None:
-        self.progress, self.task, self.units, self.done = progress, progress.add_task("sweep", total=None, units="0/?"), 0, 0
+        self.progress, self.task, self.units, self.done = (
+            progress,
+            progress.add_task("sweep", total=None, units="0/?"),
+            0,
+            0,
+        )
 
     def __call__(self, event: str, unit: Any, count: int) -> None:
         if event == "plan":
@@ -76,17 +81,41 @@ class _Bar:
 
 
 def run_command(
-    models: Annotated[list[str], typer.Argument(help="Probes or plain ONNX classifiers (probed on the fly), as PATH or NAME=PATH.", show_default=False)],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Clean data: CIFAR python folder, .npz or image folder.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The study folder (created, or resumed).", show_default=False)],
-    corrupted: Annotated[Optional[Path], typer.Option(help="A CIFAR-10-C style folder to read corrupted sets from (default: made on the fly).")] = None,
-    corruptions: Annotated[str, typer.Option(help="Comma-separated corruptions, 'all' or 'none' (clean only).")] = "all",
+    models: Annotated[
+        list[str],
+        typer.Argument(
+            help="Probes or plain ONNX classifiers (probed on the fly), as PATH or NAME=PATH.", show_default=False
+        ),
+    ],
+    data: Annotated[
+        Path,
+        typer.Option("--data", "-d", help="Clean data: CIFAR python folder, .npz or image folder.", show_default=False),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The study folder (created, or resumed).", show_default=False)
+    ],
+    corrupted: Annotated[
+        Path | None,
+        typer.Option(help="A CIFAR-10-C style folder to read corrupted sets from (default: made on the fly)."),
+    ] = None,
+    corruptions: Annotated[
+        str, typer.Option(help="Comma-separated corruptions, 'all' or 'none' (clean only).")
+    ] = "all",
     severities: Annotated[str, typer.Option(help="Severities: a list (1,3,5) or a range (1-5).")] = "1-5",
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N images.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per batch (default: 256 on the CPU, 2048 on a GPU, fewer for large images).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or tensorrt; auto uses CUDA when it really works, else the CPU.")] = "auto",
-    fp16: Annotated[bool, typer.Option("--fp16", help="Run a float16 copy of each probe (GPU only; features stay float32).")] = False,
-    profile: Annotated[Optional[str], typer.Option(help="Corruption constants: cifar or imagenet (default: by image size).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N images.")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Images per batch (default: 256 on the CPU, 2048 on a GPU, fewer for large images)."),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda or tensorrt; auto uses CUDA when it really works, else the CPU.")
+    ] = "auto",
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Run a float16 copy of each probe (GPU only; features stay float32).")
+    ] = False,
+    profile: Annotated[
+        str | None, typer.Option(help="Corruption constants: cifar or imagenet (default: by image size).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the on-the-fly corruptions (per sample, whatever the batch).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show onnxruntime's own log messages.")] = False,
@@ -96,7 +125,13 @@ def run_command(
         from onnx_geom.sweep import sweep
 
         named, chosen, sevs = _model_names(models), _corruptions(corruptions), _severities(severities)
-        columns = (TextColumn("units {task.fields[units]}"), BarColumn(), TaskProgressColumn(), _Speed(), TimeRemainingColumn())
+        columns = (
+            TextColumn("units {task.fields[units]}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            _Speed(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
             summary = sweep(named, data, output, corruptions=chosen, severities=sevs, corrupted_dir=corrupted, limit=limit,
                             batch_size=batch_size, device=device, fp16=fp16, profile=profile, seed=seed,
@@ -121,7 +156,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     extra = (["mean corrupted"] if corruptions else []) + (["worst corruption"] if compact else [])
     for name in [*shown, *extra]:
         table.add_column(name, justify="right")
-    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"
     for model, per in accuracy.items():
         cells = [pct(per.get(c)) for c in shown]
         corrupted = {c: per[c] for c in corruptions if c in per}
@@ -146,7 +181,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
         err.print(f"[yellow]skipped:[/] {escape(message)} Run again later to finish.", highlight=False, soft_wrap=True)
 
 
-
 def _tags(tags: dict) -> str:
     """``key=value`` pairs, numbers to 3 significant digits.
 
@@ -154,6 +188,7 @@ def _tags(tags: dict) -> str:
     'method=gmp, sparsity=0.803, clean_accuracy=0.97'
     """
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in tags.items())
+
 
 def info_command(
     study: Annotated[Path, typer.Argument(help="The study folder.", show_default=False)],
@@ -179,9 +214,19 @@ def info_command(
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for model, row in summary["models"].items():
             missing = row["missing"]
-            shown = ", ".join(u.split("/", 1)[1] for u in missing[:4]) + (f" (+{len(missing) - 4})" if len(missing) > 4 else "")
+            shown = ", ".join(u.split("/", 1)[1] for u in missing[:4]) + (
+                f" (+{len(missing) - 4})" if len(missing) > 4 else ""
+            )
             table.add_row(escape(model), str(row["complete"]), escape(shown) or "-", escape(_tags(row["tags"])))
         out.print(table)
         for entry in summary["incomplete"]:
-            who = f"process {entry.get('pid')} on {entry.get('host')} since {entry.get('started')}" if "pid" in entry else "unknown writer"
-            out.print(f"incomplete: {escape(entry['unit'])} ({who}); being written now, or left by a stopped run (run again to finish)", highlight=False, soft_wrap=True)
+            who = (
+                f"process {entry.get('pid')} on {entry.get('host')} since {entry.get('started')}"
+                if "pid" in entry
+                else "unknown writer"
+            )
+            out.print(
+                f"incomplete: {escape(entry['unit'])} ({who}); being written now, or left by a stopped run (run again to finish)",
+                highlight=False,
+                soft_wrap=True,
+            )

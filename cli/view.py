@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from onnx_geom.cli._console import err, out, user_errors
 from onnx_geom.errors import DataError
-from onnx_geom.viewers import PANELS      # numpy only: VisPy and Qt load inside the command
+from onnx_geom.viewers import PANELS  # numpy only: VisPy and Qt load inside the command
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -26,9 +26,14 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def view(
-    study: Annotated[Path, typer.Argument(help="The study folder (written by `onnx-geom run`, with `onnx-geom metrics` run on it).")],
-    screenshot: Annotated[Optional[Path], typer.Option("--screenshot", help="Render to this PNG without a display (EGL) and exit.", dir_okay=False)] = None,
-    panel: Annotated[Optional[str], typer.Option("--panel", help=f"Only this panel: {', '.join(PANELS)}.")] = None,
+    study: Annotated[
+        Path, typer.Argument(help="The study folder (written by `onnx-geom run`, with `onnx-geom metrics` run on it).")
+    ],
+    screenshot: Annotated[
+        Path | None,
+        typer.Option("--screenshot", help="Render to this PNG without a display (EGL) and exit.", dir_okay=False),
+    ] = None,
+    panel: Annotated[str | None, typer.Option("--panel", help=f"Only this panel: {', '.join(PANELS)}.")] = None,
     size: Annotated[str, typer.Option("--size", help="Image or window size, WIDTHxHEIGHT.")] = "1280x800",
 ) -> None:
     """Open the linked views of a study (accuracy table, model map, local/global geometry, attribution,

@@ -44,10 +44,14 @@ def _os_errors(what: str) -> Iterator[None]:
         raise
     except OSError as err:
         if err.errno == errno.ENOSPC:
-            raise StudyError(f"no space left on the device while {what}; free some space and run again (completed units are kept).") from None
+            raise StudyError(
+                f"no space left on the device while {what}; free some space and run again (completed units are kept)."
+            ) from None
         if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise StudyError(f"permission denied while {what}; choose a study folder you can write to.") from None
-        raise StudyError(f"could not finish {what} ({err.strerror or err}); completed units are kept, run again.") from None
+        raise StudyError(
+            f"could not finish {what} ({err.strerror or err}); completed units are kept, run again."
+        ) from None
 
 
 @contextlib.contextmanager
@@ -89,8 +93,10 @@ def check_spec(spec: Mapping[str, tuple[Sequence[int], str]]) -> None:
         if not tuple(shape):
             raise StudyError(f"array '{name}' of a unit must have rows; got a scalar.")
         if np.dtype(dtype).name not in _zarr_files.DTYPES:
-            raise StudyError(f"array '{name}' is {np.dtype(dtype)}; a unit holds numbers or booleans "
-                             f"({', '.join(sorted(_zarr_files.DTYPES))}).")
+            raise StudyError(
+                f"array '{name}' is {np.dtype(dtype)}; a unit holds numbers or booleans "
+                f"({', '.join(sorted(_zarr_files.DTYPES))})."
+            )
 
 
 class UnitWriter:
@@ -120,7 +126,9 @@ class UnitWriter:
                 raise KeyError(f"this unit has no array {name!r}; it has {sorted(self._shapes)}")
             rows = np.asarray(rows)
             if rows.shape[1:] != self._shapes[name][1:]:
-                raise StudyError(f"rows of '{name}' must be {self._shapes[name][1:]}, got {rows.shape[1:]}; this is a bug in the caller.")
+                raise StudyError(
+                    f"rows of '{name}' must be {self._shapes[name][1:]}, got {rows.shape[1:]}; this is a bug in the caller."
+                )
             self._pending[name].append(rows)
             self._flush(name, final=False)
 
@@ -130,7 +138,9 @@ class UnitWriter:
         step = chunks[0]
         start = self._done[name]
         if start + buffered > shape[0]:
-            raise StudyError(f"more rows were given for '{name}' than its {shape[0]} rows; this is a bug in the caller.")
+            raise StudyError(
+                f"more rows were given for '{name}' than its {shape[0]} rows; this is a bug in the caller."
+            )
         ready = buffered if final else (buffered // step) * step
         if ready == 0:
             return
@@ -138,7 +148,9 @@ class UnitWriter:
         block = block.astype(self._dtypes[name], copy=False)
         for offset in range(0, ready, step):
             rows = block[offset : min(offset + step, ready)]
-            _zarr_files.write_chunk(self._folder / name, ((start + offset) // step,) + (0,) * (len(shape) - 1), rows, chunks)
+            _zarr_files.write_chunk(
+                self._folder / name, ((start + offset) // step,) + (0,) * (len(shape) - 1), rows, chunks
+            )
         self._done[name] = start + ready
         self._pending[name] = [block[ready:]] if ready < len(block) else []
 
@@ -147,4 +159,6 @@ class UnitWriter:
         for name, shape in self._shapes.items():
             self._flush(name, final=True)
             if self._done[name] != shape[0]:
-                raise StudyError(f"only {self._done[name]} of {shape[0]} rows of '{name}' were written; the unit stays incomplete.")
+                raise StudyError(
+                    f"only {self._done[name]} of {shape[0]} rows of '{name}' were written; the unit stays incomplete."
+                )

@@ -34,20 +34,30 @@ import numpy as np
 META = "zarr.json"
 #: dtypes written and read here (a unit array of another dtype is refused; an array of another form, written by
 #: another tool, is read through zarr-python).
-DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
+DTYPES = {
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+}
 _ZSTD_LEVEL = -1
 
 
 def put(path: Path, data: bytes | memoryview, *, atomic: bool = True) -> None:
     """Write ``data`` to ``path``, creating folders; ``atomic``: through a ``*.partial`` file renamed into place."""
     target = path if not atomic else path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
-    try:
-        f = open(target, "wb")
-    except FileNotFoundError:
+    if not path.parent.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(target, "wb")
     try:
-        with f:
+        with open(target, "wb") as f:
             f.write(data)
         if atomic:
             os.replace(target, path)
@@ -122,7 +132,9 @@ def array_meta(shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> dict[
     dtype = np.dtype(dtype)
     if dtype.name not in DTYPES:
         raise TypeError(f"arrays of {dtype} are not stored here")
-    bytes_codec: dict[str, Any] = {"name": "bytes"} if dtype.itemsize == 1 else {"name": "bytes", "configuration": {"endian": "little"}}
+    bytes_codec: dict[str, Any] = (
+        {"name": "bytes"} if dtype.itemsize == 1 else {"name": "bytes", "configuration": {"endian": "little"}}
+    )
     return {
         "shape": [int(s) for s in shape],
         "data_type": dtype.name,
@@ -186,11 +198,21 @@ def read_array(folder: Path) -> np.ndarray | None:
     """
     meta = read_meta(folder)
     try:
-        if meta is None or meta.get("node_type") != "array" or meta.get("zarr_format") != 3 or meta.get("storage_transformers"):
+        if (
+            meta is None
+            or meta.get("node_type") != "array"
+            or meta.get("zarr_format") != 3
+            or meta.get("storage_transformers")
+        ):
             return None
         name, codecs = meta["data_type"], meta["codecs"]
         grid, keys = meta["chunk_grid"], meta["chunk_key_encoding"]
-        if not isinstance(name, str) or name not in DTYPES or grid.get("name") != "regular" or keys.get("name") != "default":
+        if (
+            not isinstance(name, str)
+            or name not in DTYPES
+            or grid.get("name") != "regular"
+            or keys.get("name") != "default"
+        ):
             return None
         endian = _endian(codecs[0]) if codecs else None
         rest = [c.get("name") for c in codecs[1:]]
@@ -207,8 +229,8 @@ def read_array(folder: Path) -> np.ndarray | None:
     stored = np.dtype(name).newbyteorder(endian) if np.dtype(name).itemsize > 1 else np.dtype(name)
     out = np.empty(shape, dtype=np.dtype(name))
     decode = _codec().decode if rest else None
-    for index in np.ndindex(*(-(-s // c) if c else 0 for s, c in zip(shape, chunks))):
-        region = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape))
+    for index in np.ndindex(*(-(-s // c) if c else 0 for s, c in zip(shape, chunks, strict=True))):
+        region = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunks, shape, strict=True))
         try:
             with open(folder / sep.join(("c", *map(str, index))), "rb") as f:
                 raw = f.read()
@@ -216,7 +238,13 @@ def read_array(folder: Path) -> np.ndarray | None:
             out[region] = fill  # zarr does not write chunks that hold only the fill value
             continue
         target = out[region]
-        if decode is not None and out.ndim and target.shape == chunks and target.flags.c_contiguous and stored == target.dtype:
+        if (
+            decode is not None
+            and out.ndim
+            and target.shape == chunks
+            and target.flags.c_contiguous
+            and stored == target.dtype
+        ):
             decode(raw, out=target)  # straight into the result: no copy (whole row chunks)
             continue
         block = np.frombuffer(decode(raw) if decode else raw, dtype=stored).reshape(chunks)

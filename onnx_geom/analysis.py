@@ -10,6 +10,7 @@ The comparison of models and corruptions lives in :mod:`onnx_geom.comparison` (r
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,17 +23,28 @@ from onnx_geom.store import UnitAlreadyComplete
 
 __all__ = [
     "SAMPLE_COLUMNS",
+    "Comparison",
+    "compare_study",
     "compute_metrics",
     "metric_summaries",
-    "summarise_unit",
     "sample_records",
-    "compare_study",
-    "Comparison",
+    "summarise_unit",
 ]
 
 #: Columns of the per-sample table (``onnx-geom metrics --csv``); the per-class cosines stay in the study.
-SAMPLE_COLUMNS = ("model", "corruption", "severity", "sample", "label", "pred", "correct",
-                  "length", "angle_true", "angle_pred", "margin")
+SAMPLE_COLUMNS = (
+    "model",
+    "corruption",
+    "severity",
+    "sample",
+    "label",
+    "pred",
+    "correct",
+    "length",
+    "angle_true",
+    "angle_pred",
+    "margin",
+)
 
 Progress = Callable[[Any, int, int], None]
 
@@ -62,10 +74,9 @@ def compute_metrics(study, *, progress: Progress | None = None, chunk: int = 409
             geom = sample_geometry(features, W, b, labels, chunk=chunk)
         except DataError as error:
             raise StudyError(f"unit {_unit_name(unit)}: {error}") from None
-        try:
+        # another process writing (or having written) this unit's geometry keeps it
+        with contextlib.suppress(StudyLockedError, UnitAlreadyComplete):
             study.write_group(unit, "geometry", geom)
-        except (StudyLockedError, UnitAlreadyComplete):
-            pass  # another process is writing (or has written) this unit's geometry: it keeps it
         if progress is not None:
             progress(unit, done, len(todo))
     return metric_summaries(study)
@@ -81,9 +92,13 @@ def summarise_unit(unit, geom: dict[str, np.ndarray]) -> dict[str, Any]:
     >>> r = summarise_unit(U("m", "fog", 2), g); r["accuracy"], r["median_length"], r["mean_margin"]
     (0.6666666666666666, 2.0, 0.5)
     """
-    row: dict[str, Any] = {"model": unit.model, "corruption": unit.corruption, "severity": int(unit.severity),
-                           "n": int(np.size(geom["correct"])),
-                           "accuracy": float(np.mean(np.asarray(geom["correct"], bool)))}
+    row: dict[str, Any] = {
+        "model": unit.model,
+        "corruption": unit.corruption,
+        "severity": int(unit.severity),
+        "n": int(np.size(geom["correct"])),
+        "accuracy": float(np.mean(np.asarray(geom["correct"], bool))),
+    }
     for key, name in (("length", "length"), ("angle_true", "angle"), ("margin", "margin")):
         values = np.asarray(geom[key], np.float64)
         row[f"mean_{name}"] = float(np.mean(values))

@@ -21,11 +21,21 @@ from onnx_geom.errors import DataError, StudyError
 from onnx_geom.geometry import shifts
 from onnx_geom.records import jsonable, matrix_records, require_pyarrow, write_csv, write_json, write_parquet
 from onnx_geom.robustness import (
-    CLEAN, accuracy_table, corruption_effects, corruption_redundancy, geometry_and_robustness, robustness_summary,
+    CLEAN,
+    accuracy_table,
+    corruption_effects,
+    corruption_redundancy,
+    geometry_and_robustness,
+    robustness_summary,
     sample_sets,
 )
 from onnx_geom.similarity import (
-    agreement, cka_matrix, classical_mds, cohen_kappa, geometric_distance, minimum_spanning_tree,
+    agreement,
+    cka_matrix,
+    classical_mds,
+    cohen_kappa,
+    geometric_distance,
+    minimum_spanning_tree,
 )
 
 __all__ = ["DISTANCES", "Comparison", "compare_study", "default_reference"]
@@ -64,14 +74,16 @@ class Comparison:
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         """The CSV tables by file stem."""
-        tags = lambda m: {k: v for k, v in self.tags.get(m, {}).items() if isinstance(v, (str, int, float))}  # noqa: E731
+        tags = lambda m: {k: v for k, v in self.tags.get(m, {}).items() if isinstance(v, (str, int, float))}
         return {
             "accuracy": self.accuracy,
             "summary": self.summary,
             "pairs": self.pairs,
             "distance": matrix_records(self.models, self.distance, key="model"),
-            "embedding": [{"model": m, "x": float(x), "y": float(y), **tags(m)}
-                          for m, (x, y) in zip(self.models, self.embedding)],
+            "embedding": [
+                {"model": m, "x": float(x), "y": float(y), **tags(m)}
+                for m, (x, y) in zip(self.models, self.embedding, strict=True)
+            ],
             "mst": [{"model_a": self.models[i], "model_b": self.models[j], "weight": w} for i, j, w in self.mst],
             "redundancy": matrix_records(self.corruptions, self.redundancy, key="corruption"),
             "groups": [{**g, "members": ";".join(g["members"])} for g in self.groups],
@@ -132,9 +144,16 @@ def _pair_table(models, geoms, common, cka) -> tuple[list[dict[str, Any]], np.nd
     pairs = []
     for i, j in itertools.combinations(range(len(models)), 2):
         a, b = joined[models[i]], joined[models[j]]
-        pairs.append({"model_a": models[i], "model_b": models[j], "cka": float(cka[i, j]),
-                      "kappa": cohen_kappa(a["correct"], b["correct"]), "agreement": agreement(a["pred"], b["pred"]),
-                      "geometric_distance": float(gdist[i, j])})
+        pairs.append(
+            {
+                "model_a": models[i],
+                "model_b": models[j],
+                "cka": float(cka[i, j]),
+                "kappa": cohen_kappa(a["correct"], b["correct"]),
+                "agreement": agreement(a["pred"], b["pred"]),
+                "geometric_distance": float(gdist[i, j]),
+            }
+        )
     return pairs, gdist
 
 
@@ -146,14 +165,23 @@ def _distance(name: str, models: list[str], pairs: list[dict[str, Any]], gdist: 
     for p in pairs:
         value = 1.0 - p[name]
         if not np.isfinite(value):
-            raise DataError(f"the {name} of {p['model_a']} and {p['model_b']} is undefined (constant features?); "
-                            "choose another distance.")
+            raise DataError(
+                f"the {name} of {p['model_a']} and {p['model_b']} is undefined (constant features?); "
+                "choose another distance."
+            )
         D[index[p["model_a"]], index[p["model_b"]]] = D[index[p["model_b"]], index[p["model_a"]]] = max(value, 0.0)
     return D
 
 
-def compare_study(study, *, reference: str | None = None, distance: str = "geometry", cka_samples: int = 10_000,
-                  threshold: float = 0.5, seed: int = 0) -> Comparison:
+def compare_study(
+    study,
+    *,
+    reference: str | None = None,
+    distance: str = "geometry",
+    cka_samples: int = 10_000,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> Comparison:
     """Compare every model and corruption of a study whose units have their geometry.
 
     - accuracy per model x corruption x severity; per model the clean and mean corruption accuracy, the
@@ -178,20 +206,27 @@ def compare_study(study, *, reference: str | None = None, distance: str = "geome
     if reference is None:
         reference = default_reference(models, tags)
     elif reference not in models:
-        raise DataError(f"reference model {reference!r} has no geometry in this study; "
-                        f"choose one of {', '.join(models)}.")
+        raise DataError(
+            f"reference model {reference!r} has no geometry in this study; choose one of {', '.join(models)}."
+        )
     missing = [m for m in models if m not in clean_units]
     if missing:
-        raise StudyError(f"model(s) {', '.join(missing)} have no clean unit with geometry; "
-                         "sweep the clean data and run `onnx-geom metrics` first.")
+        raise StudyError(
+            f"model(s) {', '.join(missing)} have no clean unit with geometry; "
+            "sweep the clean data and run `onnx-geom metrics` first."
+        )
 
     correct = {k: g["correct"] for k, g in geoms.items()}
     table = accuracy_table(correct)
     summary = robustness_summary(table, reference=reference)
-    common = sorted(set.intersection(*({(c, s) for mm, c, s in geoms if mm == m} for m in models)),
-                    key=lambda cs: (cs[0] != CLEAN, cs))
+    common = sorted(
+        set.intersection(*({(c, s) for mm, c, s in geoms if mm == m} for m in models)),
+        key=lambda cs: (cs[0] != CLEAN, cs),
+    )
     n = len(next(iter(correct.values())))
-    rows = np.sort(np.random.default_rng(seed).choice(n, cka_samples, replace=False)) if n > cka_samples else slice(None)
+    rows = (
+        np.sort(np.random.default_rng(seed).choice(n, cka_samples, replace=False)) if n > cka_samples else slice(None)
+    )
     cka = cka_matrix([np.asarray(study.read(clean_units[m], "features"))[rows] for m in models])
     pairs, gdist = _pair_table(models, geoms, common, cka)
     D = _distance(distance, models, pairs, gdist)
@@ -200,9 +235,21 @@ def compare_study(study, *, reference: str | None = None, distance: str = "geome
     red = corruption_redundancy(corruption_effects(correct, shift), threshold=threshold)
     geometry, correlations = geometry_and_robustness({m: geoms[(m, CLEAN, 0)] for m in models}, summary)
     return Comparison(
-        models=models, reference=reference, tags=tags, accuracy=table, summary=summary, pairs=pairs,
-        distance_name=distance, distance=D, embedding=classical_mds(D, k=2), mst=minimum_spanning_tree(D),
-        corruptions=red["corruptions"], redundancy=red["similarity"], linkage=red["linkage"],
-        groups=red["groups"], geometry=geometry, correlations=correlations,
+        models=models,
+        reference=reference,
+        tags=tags,
+        accuracy=table,
+        summary=summary,
+        pairs=pairs,
+        distance_name=distance,
+        distance=D,
+        embedding=classical_mds(D, k=2),
+        mst=minimum_spanning_tree(D),
+        corruptions=red["corruptions"],
+        redundancy=red["similarity"],
+        linkage=red["linkage"],
+        groups=red["groups"],
+        geometry=geometry,
+        correlations=correlations,
         samples=sample_sets(correct, reference=reference),
     )

@@ -14,17 +14,17 @@ labels has 9 entries but images has 10; give one label per image.
 from __future__ import annotations
 
 __all__ = [
-    "OnnxGeomError",
-    "InvalidModelError",
-    "HeadNotFoundError",
-    "ProbeCheckError",
     "DataError",
     "DataNotFoundError",
-    "UnsafePickleError",
-    "StudyError",
-    "StudyNotFoundError",
-    "StudyLockedError",
     "DeviceError",
+    "HeadNotFoundError",
+    "InvalidModelError",
+    "OnnxGeomError",
+    "ProbeCheckError",
+    "StudyError",
+    "StudyLockedError",
+    "StudyNotFoundError",
+    "UnsafePickleError",
 ]
 
 

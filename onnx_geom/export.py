@@ -27,10 +27,21 @@ from onnx_geom.probe_info import TAGS_KEY, set_metadata
 __all__ = ["torch_to_onnx", "torch_to_probe"]
 
 
-def torch_to_probe(module: Any, example_input: Any, path: str | PathLike[str] | None = None, *, head: Any = None,
-                   preset: str = "none", mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                   layout: str | None = None, tags: Mapping[str, Any] | None = None, dynamo: bool = True,
-                   opset: int | None = None, check: bool = True) -> ModelProto:
+def torch_to_probe(
+    module: Any,
+    example_input: Any,
+    path: str | PathLike[str] | None = None,
+    *,
+    head: Any = None,
+    preset: str = "none",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    layout: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    dynamo: bool = True,
+    opset: int | None = None,
+    check: bool = True,
+) -> ModelProto:
     """Export ``module`` (a torch ``nn.Module``) and turn it into a probe; write it to ``path`` if given.
 
     ``example_input``: one float tensor as the model takes it, e.g. (N, C, H, W); the batch axis is exported
@@ -46,8 +57,9 @@ def torch_to_probe(module: Any, example_input: Any, path: str | PathLike[str] | 
     features = logits = None
     if head is not None:
         features, logits = _match_head(model, head)
-    result = probe(model, preset=preset, mean=mean, std=std, layout=layout, features=features, logits=logits,
-                   check=check)
+    result = probe(
+        model, preset=preset, mean=mean, std=std, layout=layout, features=features, logits=logits, check=check
+    )
     if path is not None:
         save_probe(result, path)
     return result
@@ -84,14 +96,30 @@ def _export(module: Any, example_input: Any, output_names: list[str], *, dynamo:
         warnings.simplefilter("ignore")
         if dynamo:
             program = torch.onnx.export(
-                module, (example_input,), dynamo=True, external_data=False, verbose=False, opset_version=opset,
-                input_names=["input"], output_names=output_names, dynamic_shapes=({0: torch.export.Dim("batch")},), optimize=True,
+                module,
+                (example_input,),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=output_names,
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                optimize=True,
             )
             return program.model_proto
         buffer = io.BytesIO()
         kwargs = {} if opset is None else {"opset_version": opset}
-        torch.onnx.export(module, (example_input,), buffer, dynamo=False, input_names=["input"], output_names=output_names,
-                          dynamic_axes={"input": {0: "N"}}, **kwargs)
+        torch.onnx.export(
+            module,
+            (example_input,),
+            buffer,
+            dynamo=False,
+            input_names=["input"],
+            output_names=output_names,
+            dynamic_axes={"input": {0: "N"}},
+            **kwargs,
+        )
         return onnx.load_from_string(buffer.getvalue())
 
 
@@ -103,9 +131,17 @@ def _match_head(model: ModelProto, head: Any) -> tuple[str, str]:
     W = weight.detach().cpu().double().numpy()
     bias = getattr(head, "bias", None)
     b = np.zeros(W.shape[0]) if bias is None else bias.detach().cpu().double().numpy()
-    matches = [c for c in find_heads(model) if c.W is not None and c.W.shape == W.shape
-               and np.allclose(c.W, W, rtol=1e-6, atol=1e-7) and np.allclose(c.b, b, rtol=1e-6, atol=1e-7)]
+    matches = [
+        c
+        for c in find_heads(model)
+        if c.W is not None
+        and c.W.shape == W.shape
+        and np.allclose(c.W, W, rtol=1e-6, atol=1e-7)
+        and np.allclose(c.b, b, rtol=1e-6, atol=1e-7)
+    ]
     if len(matches) != 1:
-        raise HeadNotFoundError(f"{len(matches)} layers of the exported graph have the weights of the given head "
-                                f"(shape {W.shape}); pass the final nn.Linear itself as head.")
+        raise HeadNotFoundError(
+            f"{len(matches)} layers of the exported graph have the weights of the given head "
+            f"(shape {W.shape}); pass the final nn.Linear itself as head."
+        )
     return matches[0].features, matches[0].logits

@@ -45,8 +45,9 @@ def _check_inputs(features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: np
     if not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"labels must be integers, got dtype {labels.dtype}.")
     if labels.size and (labels.min() < 0 or labels.max() >= W.shape[0]):
-        raise DataError(f"labels must lie in 0..{W.shape[0] - 1} (one per class of the head), "
-                        f"found {labels.min()}..{labels.max()}.")
+        raise DataError(
+            f"labels must lie in 0..{W.shape[0] - 1} (one per class of the head), found {labels.min()}..{labels.max()}."
+        )
     if not (np.isfinite(W).all() and np.isfinite(b).all()):
         raise DataError("the head W, b holds NaN or infinite values; re-export the model.")
 
@@ -71,8 +72,9 @@ def _margin(z: np.ndarray, y: np.ndarray, pair_norm: np.ndarray) -> np.ndarray:
     return dist.min(axis=1)  # a one-class head has no boundary: +inf
 
 
-def sample_geometry(features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: np.ndarray, *,
-                    chunk: int = 4096) -> dict[str, np.ndarray]:
+def sample_geometry(
+    features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: np.ndarray, *, chunk: int = 4096
+) -> dict[str, np.ndarray]:
     """Length, angles, cosines, margin, prediction and correctness of every sample.
 
     >>> W = np.eye(3); g = sample_geometry(np.array([[2.0, 0.0, 0.0]]), W, np.zeros(3), np.array([1]))
@@ -122,8 +124,9 @@ def sample_geometry(features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: 
         length = np.sqrt(np.einsum("ij,ij->i", f, f).astype(np.float64))
         if not np.isfinite(length).all():
             bad = start + int(np.flatnonzero(~np.isfinite(length))[0])
-            raise DataError(f"features row {bad} holds NaN or infinite values; "
-                            "the model produced invalid outputs for this sample.")
+            raise DataError(
+                f"features row {bad} holds NaN or infinite values; the model produced invalid outputs for this sample."
+            )
         y = labels[sl].astype(np.int64)
         # (n, K) f . W_c. einsum's own loops, not BLAS: for K << D a threaded GEMM spends more on waking its
         # threads than on the product (5-10x slower on a busy machine), and this is memory-bound anyway.

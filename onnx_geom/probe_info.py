@@ -31,16 +31,16 @@ import numpy as np
 from onnx_geom.errors import InvalidModelError
 
 __all__ = [
-    "PROBE_INPUT",
-    "LOGITS",
     "FEATURES",
-    "METADATA_KEY",
-    "TAGS_KEY",
     "LAYOUTS",
+    "LOGITS",
+    "METADATA_KEY",
+    "PROBE_INPUT",
+    "TAGS_KEY",
     "ProbeInfo",
     "read_probe_info",
-    "write_probe_info",
     "set_metadata",
+    "write_probe_info",
 ]
 
 PROBE_INPUT = "images"
@@ -116,7 +116,7 @@ class ProbeInfo:
         return {METADATA_KEY: json.dumps(payload)}
 
     @classmethod
-    def from_metadata(cls, props: Mapping[str, str]) -> "ProbeInfo":
+    def from_metadata(cls, props: Mapping[str, str]) -> ProbeInfo:
         """Read the info back from ``metadata_props`` (as a dict, e.g. onnxruntime's custom_metadata_map)."""
         if METADATA_KEY not in props:
             raise InvalidModelError(
@@ -139,10 +139,12 @@ class ProbeInfo:
                 tags=dict(data.get("tags", {})),
             )
         except (ValueError, KeyError, TypeError) as err:
-            raise InvalidModelError(f"the probe's 'onnx_geom.probe' metadata is damaged ({err}); re-create the probe.") from None
+            raise InvalidModelError(
+                f"the probe's 'onnx_geom.probe' metadata is damaged ({err}); re-create the probe."
+            ) from None
 
 
-def read_probe_info(model: "str | PathLike[str] | Any") -> ProbeInfo:
+def read_probe_info(model: str | PathLike[str] | Any) -> ProbeInfo:
     """Read the :class:`ProbeInfo` of a probe given as a path or an ``onnx.ModelProto``."""
     import onnx
 

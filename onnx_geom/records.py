@@ -20,8 +20,17 @@ import numpy as np
 
 from onnx_geom.errors import DataError
 
-__all__ = ["jsonable", "replacing", "require_pyarrow", "write_csv", "write_parquet", "write_columns_csv",
-           "write_columns_parquet", "write_json", "matrix_records"]
+__all__ = [
+    "jsonable",
+    "matrix_records",
+    "replacing",
+    "require_pyarrow",
+    "write_columns_csv",
+    "write_columns_parquet",
+    "write_csv",
+    "write_json",
+    "write_parquet",
+]
 
 
 def jsonable(obj: Any) -> Any:
@@ -48,7 +57,7 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
-        if tmp.exists():                 # a writer that got nothing to write leaves ``path`` alone
+        if tmp.exists():  # a writer that got nothing to write leaves ``path`` alone
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -85,8 +94,9 @@ def write_parquet(path: str | os.PathLike, records: Sequence[Mapping[str, Any]])
     import pyarrow.parquet as pq
 
     fields = list(dict.fromkeys(k for r in records for k in r))
-    plain = [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in ((k, r.get(k)) for k in fields)}
-             for r in records]  # numpy scalars -> Python; NaN stays NaN (Parquet has a place for it)
+    plain = [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in ((k, r.get(k)) for k in fields)} for r in records
+    ]  # numpy scalars -> Python; NaN stays NaN (Parquet has a place for it)
     with replacing(path) as tmp:
         pq.write_table(pa.Table.from_pylist(plain) if plain else pa.table({}), tmp)
     return Path(path)
@@ -114,7 +124,7 @@ def write_columns_csv(path: str | os.PathLike, chunks: Iterable[Mapping[str, np.
             if i == 0:
                 writer.writerow(list(chunk))
             texts = _text_columns(chunk)
-            writer.writerows(zip(*texts))
+            writer.writerows(zip(*texts, strict=True))
             rows += len(texts[0]) if texts else 0
     return rows
 

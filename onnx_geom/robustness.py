@@ -22,11 +22,11 @@ __all__ = [
     "CLEAN",
     "CORRUPTION_FAMILIES",
     "accuracy_table",
-    "robustness_summary",
     "corruption_effects",
     "corruption_redundancy",
-    "sample_sets",
     "geometry_and_robustness",
+    "robustness_summary",
+    "sample_sets",
 ]
 
 CLEAN = "clean"
@@ -40,8 +40,11 @@ CORRUPTION_FAMILIES = {
 
 Key = tuple[str, str, int]
 #: The clean-data geometry summaries that :func:`geometry_and_robustness` sets beside the drop.
-CLEAN_GEOMETRY = (("median_margin", "margin", np.median), ("mean_length", "length", np.mean),
-                  ("mean_angle_true", "angle_true", np.mean))
+CLEAN_GEOMETRY = (
+    ("median_margin", "margin", np.median),
+    ("mean_length", "length", np.mean),
+    ("mean_angle_true", "angle_true", np.mean),
+)
 
 
 def accuracy_table(correct: Mapping[Key, np.ndarray]) -> list[dict[str, Any]]:
@@ -79,8 +82,12 @@ def robustness_summary(table: Sequence[Mapping[str, Any]], *, reference: str | N
         clean = cells.get((CLEAN, 0), float("nan"))
         corrupted = [v for (c, _), v in cells.items() if c != CLEAN]
         mean = mean_or_nan(corrupted)
-        row = {"model": model, "clean_accuracy": clean, "mean_corruption_accuracy": mean,
-               "relative_drop": (clean - mean) / clean if clean > 0 else float("nan")}
+        row = {
+            "model": model,
+            "clean_accuracy": clean,
+            "mean_corruption_accuracy": mean,
+            "relative_drop": (clean - mean) / clean if clean > 0 else float("nan"),
+        }
         if reference is not None:
             row["mce"], row["relative_mce"] = _mce(cells, acc[reference])
         out.append(row)
@@ -88,7 +95,7 @@ def robustness_summary(table: Sequence[Mapping[str, Any]], *, reference: str | N
 
 
 def _mce(cells: Mapping[tuple[str, int], float], ref: Mapping[tuple[str, int], float]) -> tuple[float, float]:
-    ce, rel = [], []           # a corruption whose ratio does not exist (denominator 0, NaN) is left out
+    ce, rel = [], []  # a corruption whose ratio does not exist (denominator 0, NaN) is left out
     err_clean, ref_clean = 1 - cells.get((CLEAN, 0), np.nan), 1 - ref.get((CLEAN, 0), np.nan)
     for corruption in sorted({c for c, _ in cells if c != CLEAN}):
         sevs = [s for c, s in cells if c == corruption and (c, s) in ref]
@@ -107,8 +114,10 @@ def mean_or_nan(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def corruption_effects(correct: Mapping[Key, np.ndarray], shift: Mapping[Key, Mapping[str, np.ndarray]] | None = None,
-                       ) -> dict[str, np.ndarray]:
+def corruption_effects(
+    correct: Mapping[Key, np.ndarray],
+    shift: Mapping[Key, Mapping[str, np.ndarray]] | None = None,
+) -> dict[str, np.ndarray]:
     """Each corruption's per-sample effect across models and severities, as one vector per corruption.
 
     For every model x severity of corruption c: the per-sample correctness and, when ``shift`` is given
@@ -171,12 +180,16 @@ def corruption_redundancy(effects: Mapping[str, np.ndarray], *, threshold: float
     np.fill_diagonal(S, 1.0)
     S = np.clip(S, -1.0, 1.0)
     if len(names) == 1:
-        return {"corruptions": names, "similarity": S, "linkage": np.zeros((0, 4)),
-                "groups": [{"group": 1, "name": _group_name(names), "members": names}]}
+        return {
+            "corruptions": names,
+            "similarity": S,
+            "linkage": np.zeros((0, 4)),
+            "groups": [{"group": 1, "name": _group_name(names), "members": names}],
+        }
     Z = linkage(squareform(1.0 - S, checks=False), method="average")
     labels = fcluster(Z, t=threshold, criterion="distance")
     clusters: dict[int, list[str]] = {}
-    for name, label in zip(names, labels):
+    for name, label in zip(names, labels, strict=True):
         clusters.setdefault(int(label), []).append(name)
     ordered = sorted(clusters.values(), key=lambda ms: (-len(ms), ms[0]))
     groups = [{"group": i + 1, "name": _group_name(ms), "members": ms} for i, ms in enumerate(ordered)]
@@ -209,36 +222,47 @@ def sample_sets(correct: Mapping[Key, np.ndarray], *, reference: str) -> dict[st
         if (m, CLEAN, 0) not in correct:
             raise DataError(f"model {m!r} has no clean unit; run the sweep on clean data first.")
         clean[m] = np.asarray(correct[(m, CLEAN, 0)], bool)
-    right_in_all = {m: np.logical_and.reduce([np.asarray(v, bool) for (mm, _, _), v in correct.items() if mm == m])
-                    for m in models}   # per model: right in every one of its units
+    right_in_all = {
+        m: np.logical_and.reduce([np.asarray(v, bool) for (mm, _, _), v in correct.items() if mm == m]) for m in models
+    }  # per model: right in every one of its units
     robust = np.logical_and.reduce(list(right_in_all.values()))
     robust_for = {m: np.flatnonzero(mask).tolist() for m, mask in right_in_all.items()}
-    counts: list[dict[str, Any]] = [{"model": "*", "kind": "robust", "corruption": "*", "severity": -1,
-                                     "count": int(robust.sum())}]
-    counts += [{"model": m, "kind": "robust", "corruption": "*", "severity": -1, "count": len(robust_for[m])}
-               for m in models]
+    counts: list[dict[str, Any]] = [
+        {"model": "*", "kind": "robust", "corruption": "*", "severity": -1, "count": int(robust.sum())}
+    ]
+    counts += [
+        {"model": m, "kind": "robust", "corruption": "*", "severity": -1, "count": len(robust_for[m])} for m in models
+    ]
     pruning = {}
     for m in models:
         if m != reference:
             idx = np.flatnonzero(clean[reference] & ~clean[m])
             pruning[m] = idx.tolist()
-            counts.append({"model": m, "kind": "fragile_to_pruning", "corruption": CLEAN, "severity": 0,
-                           "count": int(idx.size)})
+            counts.append(
+                {"model": m, "kind": "fragile_to_pruning", "corruption": CLEAN, "severity": 0, "count": int(idx.size)}
+            )
     corruption: dict[str, dict[str, dict[int, list[int]]]] = {m: {} for m in models}
     for (m, c, s), v in sorted(correct.items(), key=lambda kv: (kv[0][0], kv[0][1], int(kv[0][2]))):
         if c == CLEAN:
             continue
         idx = np.flatnonzero(clean[m] & ~np.asarray(v, bool))
         corruption[m].setdefault(c, {})[int(s)] = idx.tolist()
-        counts.append({"model": m, "kind": "fragile_to_corruption", "corruption": c, "severity": int(s),
-                       "count": int(idx.size)})
-    return {"reference": reference, "robust": np.flatnonzero(robust).tolist(), "robust_for": robust_for,
-            "fragile_to_pruning": pruning,
-            "fragile_to_corruption": corruption, "counts": counts}
+        counts.append(
+            {"model": m, "kind": "fragile_to_corruption", "corruption": c, "severity": int(s), "count": int(idx.size)}
+        )
+    return {
+        "reference": reference,
+        "robust": np.flatnonzero(robust).tolist(),
+        "robust_for": robust_for,
+        "fragile_to_pruning": pruning,
+        "fragile_to_corruption": corruption,
+        "counts": counts,
+    }
 
 
-def geometry_and_robustness(clean: Mapping[str, Mapping[str, np.ndarray]], summary: Sequence[Mapping[str, Any]]
-                            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def geometry_and_robustness(
+    clean: Mapping[str, Mapping[str, np.ndarray]], summary: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Does the clean geometry of a model tell how much it loses under corruption?
 
     ``clean``: per model its clean geometry (``margin``, ``length``, ``angle_true``, each (N,)); ``summary``:

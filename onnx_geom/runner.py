@@ -18,17 +18,17 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from onnx_geom.errors import DataError, DeviceError, InvalidModelError
 from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, ProbeInfo
 
-__all__ = ["DEVICES", "ProbeSession", "default_batch_size", "to_fp16", "check_data", "run_batches"]
+__all__ = ["DEVICES", "ProbeSession", "check_data", "default_batch_size", "run_batches", "to_fp16"]
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 _PROVIDERS = {
@@ -81,12 +81,14 @@ def _quiet(verbose: bool) -> Any:
     return options
 
 
-def _session(model: "bytes | str", device: str, verbose: bool) -> Any:
+def _session(model: bytes | str, device: str, verbose: bool) -> Any:
     import onnxruntime as ort
 
     wanted = _PROVIDERS[device]
     if wanted[0] not in ort.get_available_providers():
-        raise DeviceError(f"{device} was asked for but this onnxruntime has no {wanted[0]}; install onnxruntime-gpu or use --device cpu.")
+        raise DeviceError(
+            f"{device} was asked for but this onnxruntime has no {wanted[0]}; install onnxruntime-gpu or use --device cpu."
+        )
     chatter = io.StringIO()  # onnxruntime prints "EP Error ... Falling back" to stdout itself
     try:
         with contextlib.redirect_stdout(sys.stdout if verbose else chatter):
@@ -94,9 +96,13 @@ def _session(model: "bytes | str", device: str, verbose: bool) -> Any:
     except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph classes
         if device == "cpu":
             raise InvalidModelError(f"onnxruntime cannot load the probe ({str(err).splitlines()[0][:300]}).") from None
-        raise DeviceError(f"{device} was asked for but onnxruntime could not start it ({str(err).splitlines()[0][:200]}); use --device cpu.") from None
+        raise DeviceError(
+            f"{device} was asked for but onnxruntime could not start it ({str(err).splitlines()[0][:200]}); use --device cpu."
+        ) from None
     if session.get_providers()[0] != wanted[0]:
-        raise DeviceError(f"{device} was asked for but onnxruntime fell back to {session.get_providers()[0]} (CUDA/cuDNN libraries missing?); use --device cpu or install the [cuda] extra.")
+        raise DeviceError(
+            f"{device} was asked for but onnxruntime fell back to {session.get_providers()[0]} (CUDA/cuDNN libraries missing?); use --device cpu or install the [cuda] extra."
+        )
     return session
 
 
@@ -104,7 +110,9 @@ def _check_interface(session: Any, name: str) -> None:
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name for o in session.get_outputs()}
     if PROBE_INPUT not in inputs or inputs[PROBE_INPUT].type != "tensor(uint8)" or not {FEATURES, LOGITS} <= outputs:
-        raise InvalidModelError(f"{name} does not have the probe interface (uint8 input 'images', outputs 'features' and 'logits'); re-create it with `onnx-geom probe`.")
+        raise InvalidModelError(
+            f"{name} does not have the probe interface (uint8 input 'images', outputs 'features' and 'logits'); re-create it with `onnx-geom probe`."
+        )
 
 
 @dataclass
@@ -121,14 +129,14 @@ class ProbeSession:
     @classmethod
     def open(
         cls,
-        source: "str | os.PathLike[str] | Any",
+        source: str | os.PathLike[str] | Any,
         *,
         device: str = "auto",
         fp16: bool = False,
         batch_size: int | None = None,
         verbose: bool = False,
         name: str | None = None,
-    ) -> "ProbeSession":
+    ) -> ProbeSession:
         """Open ``source`` (a probe, or a plain classifier probed on the fly) on ``device`` (see the module doc)."""
         if device not in DEVICES:
             raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
@@ -139,7 +147,9 @@ class ProbeSession:
             chosen = _auto_device(verbose)
         if fp16:
             if chosen == "cpu":
-                raise DeviceError("fp16 runs on a GPU only and this run is on the CPU; drop --fp16 or use --device cuda.")
+                raise DeviceError(
+                    "fp16 runs on a GPU only and this run is on the CPU; drop --fp16 or use --device cuda."
+                )
             model = to_fp16(model)
         # a probe file goes to onnxruntime by path: its external data (models over 2 GB) is read from there
         session = _session(str(source) if is_file and not fp16 else model.SerializeToString(), chosen, verbose)
@@ -176,7 +186,7 @@ _AUTO: dict[str, str] = {}
 
 
 def _auto_device(verbose: bool) -> str:
-    """"cuda" when a CUDA session really gets the CUDA provider, else "cpu" (decided once per process)."""
+    """ "cuda" when a CUDA session really gets the CUDA provider, else "cpu" (decided once per process)."""
     if "device" not in _AUTO:
         from onnx import TensorProto, helper
 
@@ -197,12 +207,18 @@ def check_data(info: ProbeInfo, image_shape: tuple[int, ...], labels: np.ndarray
     if tuple(image_shape) != expected:
         (h, w, c), (eh, ew, ec) = image_shape, expected
         what = "channels" if (h, w) == (eh, ew) else "size"
-        raise DataError(f"the images are {h}x{w}x{c} but probe {name!r} takes {eh}x{ew}x{ec} (different {what}); resize the data or use the matching model.")
+        raise DataError(
+            f"the images are {h}x{w}x{c} but probe {name!r} takes {eh}x{ew}x{ec} (different {what}); resize the data or use the matching model."
+        )
     if len(labels) and (labels.min() < 0 or labels.max() >= info.num_classes):
-        raise DataError(f"the labels run from {labels.min()} to {labels.max()} but probe {name!r} has {info.num_classes} classes; use the data the model was trained for.")
+        raise DataError(
+            f"the labels run from {labels.min()} to {labels.max()} but probe {name!r} has {info.num_classes} classes; use the data the model was trained for."
+        )
 
 
-def run_batches(session: ProbeSession, read: Callable[[int, int], np.ndarray], n: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def run_batches(
+    session: ProbeSession, read: Callable[[int, int], np.ndarray], n: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Stream ``n`` images read by ``read(start, stop)`` through ``session``: yields ``(start, features, logits)``."""
     for start in range(0, n, session.batch_size):
         stop = min(n, start + session.batch_size)

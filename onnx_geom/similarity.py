@@ -20,13 +20,13 @@ from onnx_geom.errors import DataError
 
 __all__ = [
     "GEOMETRIC_QUANTITIES",
-    "linear_cka",
-    "cka_matrix",
-    "cohen_kappa",
     "agreement",
-    "geometric_vectors",
-    "geometric_distance",
+    "cka_matrix",
     "classical_mds",
+    "cohen_kappa",
+    "geometric_distance",
+    "geometric_vectors",
+    "linear_cka",
     "minimum_spanning_tree",
 ]
 
@@ -51,8 +51,8 @@ def _moments(X: np.ndarray, Y: np.ndarray, chunk: int) -> dict[str, np.ndarray]:
     yy = np.zeros((Y.shape[1],) * 2)
     yx = np.zeros((Y.shape[1], X.shape[1]))
     for start in range(0, X.shape[0], chunk):
-        xc = np.asarray(X[start:start + chunk], np.float64) - mx
-        yc = np.asarray(Y[start:start + chunk], np.float64) - my
+        xc = np.asarray(X[start : start + chunk], np.float64) - mx
+        yc = np.asarray(Y[start : start + chunk], np.float64) - my
         xx += xc.T @ xc
         yy += yc.T @ yc
         yx += yc.T @ xc
@@ -128,7 +128,7 @@ def cka_matrix(features: Sequence[np.ndarray], *, chunk: int = 2048) -> np.ndarr
     M = len(mats)
     cross = {(i, j): np.zeros((mats[i].shape[1], mats[j].shape[1])) for i in range(M) for j in range(i, M)}
     for start in range(0, n, chunk):
-        block = [np.asarray(m[start:start + chunk], np.float32) - mu for m, mu in zip(mats, means)]
+        block = [np.asarray(m[start : start + chunk], np.float32) - mu for m, mu in zip(mats, means, strict=True)]
         for (i, j), acc in cross.items():
             acc += block[i].T @ block[j]
     hsic = np.array([[float(np.sum(cross[min(i, j), max(i, j)] ** 2)) for j in range(M)] for i in range(M)])
@@ -182,7 +182,9 @@ def _standardised_blocks(geoms: Sequence[Mapping[str, np.ndarray]], quantities: 
         except KeyError:
             raise DataError(f"a geometry lacks {q!r}; pass the dicts returned by sample_geometry.") from None
         except ValueError:
-            raise DataError(f"the models' {q!r} arrays cover different numbers of samples; use the same samples.") from None
+            raise DataError(
+                f"the models' {q!r} arrays cover different numbers of samples; use the same samples."
+            ) from None
         yield standardise(stack)
 
 
@@ -199,8 +201,9 @@ def standardise(values: np.ndarray) -> np.ndarray:
     return v / std if std > 0 else v
 
 
-def geometric_vectors(geoms: Sequence[Mapping[str, np.ndarray]], *,
-                      quantities: Sequence[str] = GEOMETRIC_QUANTITIES) -> np.ndarray:
+def geometric_vectors(
+    geoms: Sequence[Mapping[str, np.ndarray]], *, quantities: Sequence[str] = GEOMETRIC_QUANTITIES
+) -> np.ndarray:
     """Standardised per-sample geometric vectors of M models: (M, N * Q) float64.
 
     >>> g = [{"angle_true": np.array([10.0, 20.0]), "length": np.array([1.0, 3.0]), "margin": np.array([1.0, 0.0])}]
@@ -215,8 +218,9 @@ def geometric_vectors(geoms: Sequence[Mapping[str, np.ndarray]], *,
     return np.concatenate(list(_standardised_blocks(geoms, quantities)), axis=1)
 
 
-def geometric_distance(geoms: Sequence[Mapping[str, np.ndarray]], *,
-                       quantities: Sequence[str] = GEOMETRIC_QUANTITIES) -> np.ndarray:
+def geometric_distance(
+    geoms: Sequence[Mapping[str, np.ndarray]], *, quantities: Sequence[str] = GEOMETRIC_QUANTITIES
+) -> np.ndarray:
     """Root-mean-square distance between models' standardised geometric vectors: (M, M), 0 on the diagonal.
 
     >>> a = {"angle_true": np.array([10.0, 20.0]), "length": np.array([1.0, 3.0]), "margin": np.array([1.0, 0.0])}
@@ -292,5 +296,5 @@ def minimum_spanning_tree(D: np.ndarray) -> list[tuple[int, int, float]]:
     shift = D[D > 0].min() if (D > 0).any() else 1.0
     graph = np.triu(D + shift, k=1)
     tree = _mst(graph).tocoo()
-    edges = sorted((min(int(i), int(j)), max(int(i), int(j))) for i, j in zip(tree.row, tree.col))
+    edges = sorted((min(int(i), int(j)), max(int(i), int(j))) for i, j in zip(tree.row, tree.col, strict=True))
     return [(i, j, float(D[i, j])) for i, j in edges]

@@ -46,7 +46,7 @@ from onnx_geom import _zarr_files
 from onnx_geom._study_io import UnitWriter, _flock, _os_errors, _row_chunks, _writer_stamp, check_spec, fingerprint
 from onnx_geom.errors import StudyError, StudyNotFoundError
 
-__all__ = ["Study", "Unit", "UnitWriter", "UnitAlreadyComplete", "CLEAN", "STUDY_FORMAT", "describe", "fingerprint"]
+__all__ = ["CLEAN", "STUDY_FORMAT", "Study", "Unit", "UnitAlreadyComplete", "UnitWriter", "describe", "fingerprint"]
 
 CLEAN = "clean"
 #: Marks a Zarr group as an onnx-geom study (root attribute ``onnx_geom_version``).
@@ -74,7 +74,9 @@ class UnitAlreadyComplete(Exception):
 
 def _check_name(kind: str, name: str) -> None:
     if not name or "/" in name or name.startswith(".") or name != name.strip():
-        raise StudyError(f"{kind} name {name!r} cannot be used in a study; use letters, digits, '-', '_' or '.' (not first).")
+        raise StudyError(
+            f"{kind} name {name!r} cannot be used in a study; use letters, digits, '-', '_' or '.' (not first)."
+        )
 
 
 class Study:
@@ -85,7 +87,7 @@ class Study:
 
     # ----------------------------------------------------------------------------------------- opening
     @classmethod
-    def open(cls, path: str | os.PathLike[str], mode: str = "r") -> "Study":
+    def open(cls, path: str | os.PathLike[str], mode: str = "r") -> Study:
         """Open an existing study; :class:`StudyNotFoundError` if there is none at ``path``."""
         import zarr
 
@@ -95,12 +97,18 @@ class Study:
         if not path.is_dir():
             raise StudyNotFoundError(f"no study at {path}; create one with `onnx-geom run ... -o {path}`.")
         if not (path / "zarr.json").is_file():
-            raise StudyError(f"{path} is not an onnx-geom study (no zarr.json inside); point at the folder given to `onnx-geom run -o`.")
+            raise StudyError(
+                f"{path} is not an onnx-geom study (no zarr.json inside); point at the folder given to `onnx-geom run -o`."
+            )
         try:
-            root = zarr.open_group(zarr.storage.LocalStore(path, read_only=(mode == "r")), mode="r" if mode == "r" else "r+")
+            root = zarr.open_group(
+                zarr.storage.LocalStore(path, read_only=(mode == "r")), mode="r" if mode == "r" else "r+"
+            )
             attrs = root.attrs.asdict()
         except (ValueError, TypeError, KeyError, OSError) as err:
-            raise StudyError(f"the study at {path} is unreadable ({type(err).__name__}: {err}); it may be damaged.") from None
+            raise StudyError(
+                f"the study at {path} is unreadable ({type(err).__name__}: {err}); it may be damaged."
+            ) from None
         if "onnx_geom_version" not in attrs or "dataset" not in attrs:
             raise StudyError(f"{path} is a Zarr group but not an onnx-geom study (no onnx_geom_version attribute).")
         return cls(root, path, mode)
@@ -119,7 +127,7 @@ class Study:
         profile: str | None = None,
         seed: int = 0,
         exist_ok: bool = False,
-    ) -> "Study":
+    ) -> Study:
         """Create a study holding ``images`` uint8 (N, H, W, C) and ``labels`` int (N,), opened in mode "a".
 
         With ``exist_ok=True`` an existing study made from the same data, profile and seed is opened instead
@@ -134,11 +142,15 @@ class Study:
         if images.ndim != 4 or images.dtype != np.uint8:
             raise StudyError(f"images must be uint8 (N, H, W, C), got {images.dtype} {tuple(images.shape)}.")
         if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
-            raise StudyError(f"labels must be integers (N,) with N = {len(images)} images, got {labels.dtype} {labels.shape}.")
+            raise StudyError(
+                f"labels must be integers (N,) with N = {len(images)} images, got {labels.dtype} {labels.shape}."
+            )
         digest = fingerprint(images, labels)
         with _os_errors(f"creating the study at {path}"):
             path.mkdir(parents=True, exist_ok=True)
-            with _flock(path, wait_s=_LOCK_WAIT_S, holder=f"another process is creating the study at {path}; try again later."):
+            with _flock(
+                path, wait_s=_LOCK_WAIT_S, holder=f"another process is creating the study at {path}; try again later."
+            ):
                 if (path / "zarr.json").exists():
                     if not exist_ok:
                         raise StudyError(f"a study already exists at {path}; open it, or choose another folder.")
@@ -150,7 +162,9 @@ class Study:
                     raise StudyError(f"{path} exists and is not empty; choose a new folder for the study.")
                 root = zarr.open_group(zarr.storage.LocalStore(path), mode="w-")  # "w" would replace the locked folder
                 root.create_array("labels", data=labels.astype(np.int64), chunks=(max(1, len(labels)),))
-                out = root.create_array("images", shape=images.shape, dtype=np.uint8, chunks=_row_chunks(images.shape, 1))
+                out = root.create_array(
+                    "images", shape=images.shape, dtype=np.uint8, chunks=_row_chunks(images.shape, 1)
+                )
                 step = out.chunks[0]
                 for start in range(0, len(images), step):
                     out[start : start + step] = np.asarray(images[start : start + step], dtype=np.uint8)
@@ -161,7 +175,7 @@ class Study:
                         "format": STUDY_FORMAT,
                         "dataset": {
                             "name": str(dataset_name),
-                            "n": int(len(labels)),
+                            "n": len(labels),
                             "image_shape": [int(s) for s in images.shape[1:]],
                             "class_names": [str(c) for c in class_names],
                             "sha256": digest,
@@ -200,7 +214,11 @@ class Study:
 
     @contextlib.contextmanager
     def _study_lock(self) -> Iterator[None]:
-        with _flock(self.path, wait_s=_LOCK_WAIT_S, holder=f"another process has held the study at {self.path} for {_LOCK_WAIT_S:.0f} s; try again later."):
+        with _flock(
+            self.path,
+            wait_s=_LOCK_WAIT_S,
+            holder=f"another process has held the study at {self.path} for {_LOCK_WAIT_S:.0f} s; try again later.",
+        ):
             yield
 
     # ----------------------------------------------------------------------------------------- reading
@@ -225,7 +243,9 @@ class Study:
         try:
             return self._root[f"models/{model}"]
         except KeyError:
-            raise StudyNotFoundError(f"the study at {self.path} has no model {model!r}; it has {self._model_names()}.") from None
+            raise StudyNotFoundError(
+                f"the study at {self.path} has no model {model!r}; it has {self._model_names()}."
+            ) from None
 
     def _has_model(self, model: str) -> bool:
         """Whether the model's head is written (W is written last); one file lookup."""
@@ -257,11 +277,13 @@ class Study:
     def _all_units(self, model: str | None = None) -> Iterator[tuple[Unit, dict[str, Any]]]:
         """Every unit (of ``model``, or of all models) with its attributes (unreadable metadata reads as an
         incomplete unit)."""
-        for model in self.models if model is None else [model]:
-            for corruption in _zarr_files.child_groups(self.path / "models" / model):
-                folder = self.path / "models" / model / corruption
-                for severity, attrs in sorted(_zarr_files.child_groups(folder, digits=True).items(), key=lambda kv: int(kv[0])):
-                    yield Unit(model, corruption, int(severity)), attrs
+        for name in self.models if model is None else [model]:
+            for corruption in _zarr_files.child_groups(self.path / "models" / name):
+                folder = self.path / "models" / name / corruption
+                for severity, attrs in sorted(
+                    _zarr_files.child_groups(folder, digits=True).items(), key=lambda kv: int(kv[0])
+                ):
+                    yield Unit(name, corruption, int(severity)), attrs
 
     def units(self, model: str | None = None, group: str | None = None) -> list[Unit]:
         """Complete units, sorted (``group="geometry"``: those whose geometry is complete too)."""
@@ -275,7 +297,11 @@ class Study:
 
     def incomplete_units(self) -> list[tuple[Unit, dict[str, Any]]]:
         """Units that were started but not completed, with their ``writer`` stamp (pid, host, started)."""
-        return sorted((unit, dict(attrs.get("writer") or {})) for unit, attrs in self._all_units() if attrs.get("complete") is not True)
+        return sorted(
+            (unit, dict(attrs.get("writer") or {}))
+            for unit, attrs in self._all_units()
+            if attrs.get("complete") is not True
+        )
 
     def read(self, unit: Unit, name: str) -> np.ndarray:
         """An array of a complete unit: ``"features"``, ``"logits"``, or ``"<group>/<array>"`` (e.g. ``"geometry/margin"``)."""
@@ -292,7 +318,9 @@ class Study:
             group = name.rsplit("/", 1)[0] if "/" in name else None
             if group not in checked and not self.is_complete(unit, group):
                 what = f"{group} of unit {unit}" if group else f"unit {unit}"
-                raise StudyNotFoundError(f"{what} is not complete in the study at {self.path}; run the sweep (or metrics) again.")
+                raise StudyNotFoundError(
+                    f"{what} is not complete in the study at {self.path}; run the sweep (or metrics) again."
+                )
             checked.add(group)
             out[name] = self._read_array(unit, name)
         return out
@@ -306,7 +334,9 @@ class Study:
         except KeyError:
             raise StudyNotFoundError(f"unit {unit} has no array {name!r}.") from None
         except (ValueError, OSError, RuntimeError) as err:  # RuntimeError: a damaged zstd chunk (numcodecs)
-            raise StudyError(f"array {name!r} of unit {unit} in the study at {self.path} is unreadable ({err}); it may be damaged.") from None
+            raise StudyError(
+                f"array {name!r} of unit {unit} in the study at {self.path} is unreadable ({err}); it may be damaged."
+            ) from None
         return array
 
     # ----------------------------------------------------------------------------------------- writing
@@ -322,15 +352,25 @@ class Study:
             if self._has_model(name):
                 old_W, old_b = self.head(name)
                 if old_W.shape != W.shape or not (np.array_equal(old_W, W) and np.array_equal(old_b, b)):
-                    raise StudyError(f"the study at {self.path} already holds a different model named {name!r}; rename it (name=path) or use a new study.")
+                    raise StudyError(
+                        f"the study at {self.path} already holds a different model named {name!r}; rename it (name=path) or use a new study."
+                    )
                 return
             group = self._root["models"].require_group(name)
-            group.attrs.update({"probe": info.to_json(), "probe_path": str(probe_path), "tags": dict(tags if tags is not None else info.tags)})
+            group.attrs.update(
+                {
+                    "probe": info.to_json(),
+                    "probe_path": str(probe_path),
+                    "tags": dict(tags if tags is not None else info.tags),
+                }
+            )
             group.create_array("b", data=b, overwrite=True)
             group.create_array("W", data=W, overwrite=True)  # W last: a model is listed once W exists
 
     @contextlib.contextmanager
-    def writing(self, unit: Unit, spec: Mapping[str, tuple[Sequence[int], str]], *, group: str | None = None) -> Iterator[UnitWriter]:
+    def writing(
+        self, unit: Unit, spec: Mapping[str, tuple[Sequence[int], str]], *, group: str | None = None
+    ) -> Iterator[UnitWriter]:
         """Write a unit (or the group ``group`` inside a complete unit) atomically, claiming it first.
 
         ``spec`` maps array names to ``(shape, dtype)``. Raises :class:`StudyLockedError` if another process is
@@ -371,7 +411,11 @@ class Study:
 
     def _holder_sentence(self, attrs: Mapping[str, Any], what: str) -> str:
         stamp = attrs.get("writer") or {}
-        who = f"process {stamp.get('pid')} on {stamp.get('host')} (since {stamp.get('started')})" if stamp else "another process"
+        who = (
+            f"process {stamp.get('pid')} on {stamp.get('host')} (since {stamp.get('started')})"
+            if stamp
+            else "another process"
+        )
         return f"{what} is being written by {who}; that process keeps it, this one moves on."
 
     def write_group(self, unit: Unit, group: str, arrays: Mapping[str, np.ndarray]) -> None:
@@ -405,8 +449,14 @@ def describe(study: Study) -> dict[str, Any]:
             complete[unit.model].add((unit.corruption, unit.severity))
         else:
             incomplete.append((unit, dict(unit_attrs.get("writer") or {})))
-    models = {m: {"complete": len(done), "missing": [str(Unit(m, c, s)) for c, s in plan if (c, s) not in done],
-                  "tags": study.model_attrs(m).get("tags", {})} for m, done in complete.items()}
+    models = {
+        m: {
+            "complete": len(done),
+            "missing": [str(Unit(m, c, s)) for c, s in plan if (c, s) not in done],
+            "tags": study.model_attrs(m).get("tags", {}),
+        }
+        for m, done in complete.items()
+    }
     return {
         "path": str(study.path),
         "dataset": {k: v for k, v in attrs["dataset"].items() if k != "class_names"},

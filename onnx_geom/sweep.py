@@ -29,7 +29,7 @@ from onnx_geom.errors import DataError, StudyLockedError, StudyNotFoundError
 from onnx_geom.runner import ProbeSession, check_data
 from onnx_geom.store import CLEAN, Study, Unit, UnitAlreadyComplete
 
-__all__ = ["sweep", "SweepData", "accuracy_table", "Progress"]
+__all__ = ["Progress", "SweepData", "accuracy_table", "sweep"]
 
 #: progress(event, unit, count): ("plan", None, units to compute), ("plan_images", None, images to run through
 #: models in all), ("images", None, images just run through a model),
@@ -56,7 +56,9 @@ def _load_dataset(path: str | os.PathLike[str]) -> Any:
         if str(path).endswith(".npz") and Path(path).is_file():
             with np.load(path, allow_pickle=False) as npz:
                 return SweepData(npz["images"], npz["labels"], Path(path).stem)
-        raise DataError(f"this install cannot read {path} (no onnx_geom.datasets); pass an .npz with images and labels.") from None
+        raise DataError(
+            f"this install cannot read {path} (no onnx_geom.datasets); pass an .npz with images and labels."
+        ) from None
     return load(path)
 
 
@@ -102,14 +104,20 @@ def _prefetched(read: Callable[[int, int], np.ndarray], n: int, step: int) -> It
 def _check_folder(folder: Any, data: SweepData, corruptions: Sequence[str], severities: Sequence[int]) -> None:
     n = len(data.labels)
     if folder.n < n:
-        raise DataError(f"{folder.path} holds {folder.n} images per severity but the clean data has {n}; use --limit {folder.n} or the matching folder.")
+        raise DataError(
+            f"{folder.path} holds {folder.n} images per severity but the clean data has {n}; use --limit {folder.n} or the matching folder."
+        )
     for severity in severities:
         if not np.array_equal(folder.read_labels(severity, 0, n), data.labels):
-            raise DataError(f"the labels of {folder.path} (severity {severity}) differ from the clean data's; the folder was made from other data.")
+            raise DataError(
+                f"the labels of {folder.path} (severity {severity}) differ from the clean data's; the folder was made from other data."
+            )
     for corruption in corruptions:
         shape = folder.array(corruption).shape[1:]
         if tuple(shape) != data.images.shape[1:]:
-            raise DataError(f"{corruption}.npy in {folder.path} holds {shape} images but the clean data is {data.images.shape[1:]}.")
+            raise DataError(
+                f"{corruption}.npy in {folder.path} holds {shape} images but the clean data is {data.images.shape[1:]}."
+            )
 
 
 def accuracy_table(study: Study, models: Sequence[str], plan: Sequence[tuple[str, int]]) -> dict[str, Any]:
@@ -122,7 +130,9 @@ def accuracy_table(study: Study, models: Sequence[str], plan: Sequence[tuple[str
                 logits = study.read(Unit(model, corruption, severity), "logits")
             except StudyNotFoundError:  # not complete (or not there)
                 continue
-            table.setdefault(model, {}).setdefault(corruption, {})[severity] = float(np.mean(logits.argmax(axis=1) == labels))
+            table.setdefault(model, {}).setdefault(corruption, {})[severity] = float(
+                np.mean(logits.argmax(axis=1) == labels)
+            )
     return table
 
 
@@ -179,7 +189,10 @@ def sweep(
     if folder is None and corruptions:  # one image through the first corruption: bad profile or size fail now
         corrupt(clean.images[:1], corruptions[0], severities[0], profile=profile, rng=seed, indices=np.arange(1))
 
-    sessions = {name: ProbeSession.open(src, device=device, fp16=fp16, batch_size=batch_size, verbose=verbose, name=name) for name, src in models.items()}
+    sessions = {
+        name: ProbeSession.open(src, device=device, fp16=fp16, batch_size=batch_size, verbose=verbose, name=name)
+        for name, src in models.items()
+    }
     for name, session in sessions.items():
         check_data(session.info, clean.images.shape[1:], clean.labels, name)
     step = min(s.batch_size for s in sessions.values())
@@ -207,7 +220,9 @@ def sweep(
             return lambda a, b: clean.images[a:b]
         if folder is not None:
             return lambda a, b: folder.read(corruption, severity, a, b)
-        return lambda a, b: corrupt(clean.images[a:b], corruption, severity, profile=profile, rng=seed, indices=np.arange(a, b))
+        return lambda a, b: corrupt(
+            clean.images[a:b], corruption, severity, profile=profile, rng=seed, indices=np.arange(a, b)
+        )
 
     for corruption, severity, names in todo:
         if not names:
@@ -248,9 +263,18 @@ def sweep(
         "fp16": fp16,
         "batch_size": step,
         "images": n,
-        "units": {"planned": len(plan) * len(models), "computed": computed, "already_complete": len(plan) * len(models) - sum(len(x) for *_, x in todo) + raced, "locked": locked},
+        "units": {
+            "planned": len(plan) * len(models),
+            "computed": computed,
+            "already_complete": len(plan) * len(models) - sum(len(x) for *_, x in todo) + raced,
+            "locked": locked,
+        },
         "seconds": round(seconds, 3),
         "images_per_s": round(images_run / seconds, 1) if seconds > 0 else 0.0,
-        "accuracy": {m: {c: float(np.mean(list(by_sev.values()))) for c, by_sev in per.items()} for m, per in table.items()},
-        "accuracy_by_severity": {m: {c: {str(s): a for s, a in by_sev.items()} for c, by_sev in per.items()} for m, per in table.items()},
+        "accuracy": {
+            m: {c: float(np.mean(list(by_sev.values()))) for c, by_sev in per.items()} for m, per in table.items()
+        },
+        "accuracy_by_severity": {
+            m: {c: {str(s): a for s, a in by_sev.items()} for c, by_sev in per.items()} for m, per in table.items()
+        },
     }

@@ -75,8 +75,11 @@ def gemm_trans_b0(rng, *, n_classes=5, alpha=0.5, beta=2.0, size=4, reshape=True
     """NCHW input -> GlobalAveragePool -> Reshape (or Flatten) -> Gemm(transB=0, alpha, beta, C of shape (1, K)) -> LogSoftmax."""
     B = rng.standard_normal((3, n_classes)).astype(np.float32)
     C = rng.standard_normal((1, n_classes)).astype(np.float32)
-    to_2d = (helper.make_node("Reshape", ["pooled", "shape"], ["flat"], name="reshape") if reshape
-             else helper.make_node("Flatten", ["pooled"], ["flat"], axis=1, name="flatten"))
+    to_2d = (
+        helper.make_node("Reshape", ["pooled", "shape"], ["flat"], name="reshape")
+        if reshape
+        else helper.make_node("Flatten", ["pooled"], ["flat"], axis=1, name="flatten")
+    )
     nodes = [
         helper.make_node("GlobalAveragePool", ["x"], ["pooled"], name="gap"),
         to_2d,
@@ -108,8 +111,12 @@ def squeezenet_tail(rng, *, n_classes=4, size=4):
         helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"),
         helper.make_node("Softmax", ["flat"], ["probs"], axis=1, name="softmax"),
     ]
-    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
-                  [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", n_classes])], {"w": w})
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", n_classes])],
+        {"w": w},
+    )
 
 
 def two_heads(rng, *, size=4):
@@ -122,9 +129,15 @@ def two_heads(rng, *, size=4):
         helper.make_node("Gemm", ["f", "W1"], ["main"], transB=1, name="main_head"),
         helper.make_node("Gemm", ["f", "W2"], ["aux"], transB=1, name="aux_head"),
     ]
-    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
-                   [helper.make_tensor_value_info("main", TensorProto.FLOAT, ["N", 4]),
-                    helper.make_tensor_value_info("aux", TensorProto.FLOAT, ["N", 6])], {"W1": W1, "W2": W2})
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
+        [
+            helper.make_tensor_value_info("main", TensorProto.FLOAT, ["N", 4]),
+            helper.make_tensor_value_info("aux", TensorProto.FLOAT, ["N", 6]),
+        ],
+        {"W1": W1, "W2": W2},
+    )
 
     def reference(x):
         f = x.mean(axis=(2, 3))
@@ -139,16 +152,25 @@ def typed_input(elem_type, shape, *, embed=False):
     W = rng.standard_normal((3, 4)).astype(np.float32)
     if embed:  # token ids -> embedding lookup -> mean over the sequence -> Gemm
         table = rng.standard_normal((10, 4)).astype(np.float32)
-        nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"]),
-                 helper.make_node("ReduceMean", ["emb", "axes"], ["pooled"], keepdims=0),
-                 helper.make_node("Gemm", ["pooled", "W"], ["y"], transB=1)]
+        nodes = [
+            helper.make_node("Gather", ["table", "ids"], ["emb"]),
+            helper.make_node("ReduceMean", ["emb", "axes"], ["pooled"], keepdims=0),
+            helper.make_node("Gemm", ["pooled", "W"], ["y"], transB=1),
+        ]
         inits = {"table": table, "axes": np.array([1], np.int64), "W": W}
         name = "ids"
     else:
-        nodes = [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
-                 helper.make_node("ReduceMean", ["xf", "axes"], ["pooled"], keepdims=0),
-                 helper.make_node("Gemm", ["pooled", "W"], ["y"], transB=1)]
+        nodes = [
+            helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceMean", ["xf", "axes"], ["pooled"], keepdims=0),
+            helper.make_node("Gemm", ["pooled", "W"], ["y"], transB=1),
+        ]
         inits = {"axes": np.array(list(range(1, len(shape) - 1)), np.int64), "W": W}
         name = "x"
-    return _model(nodes, [helper.make_tensor_value_info(name, elem_type, shape)],
-                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [shape[0], 3])], inits, opset=18)
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info(name, elem_type, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [shape[0], 3])],
+        inits,
+        opset=18,
+    )

@@ -43,8 +43,15 @@ def make_probe(*, seed: int = 0, shape=(6, 6, 3), features: int = 8, classes: in
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
-    info = ProbeInfo(W=weights["W"], b=weights["b"], input_shape=shape, layout="NCHW", mean=(0.0,) * c, std=(1.0,) * c,
-                     tags={"seed": seed})
+    info = ProbeInfo(
+        W=weights["W"],
+        b=weights["b"],
+        input_shape=shape,
+        layout="NCHW",
+        mean=(0.0,) * c,
+        std=(1.0,) * c,
+        tags={"seed": seed},
+    )
     write_probe_info(model, info)
     return model, weights
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _probes import toy_corrupt  # noqa: E402
+from _probes import toy_corrupt
 
-from onnx_geom.sweep import sweep  # noqa: E402
+from onnx_geom.sweep import sweep
 
 work, study = Path(sys.argv[1]), sys.argv[2]
 pause = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
@@ -29,7 +29,16 @@ def progress(event, unit, count):
         print(event, unit, flush=True)
 
 
-summary = sweep({"a": work / "a.onnx", "b": work / "b.onnx"}, (data["images"], data["labels"]), study,
-                corruptions=["n1", "n2", "n3"], severities=[1, 2], batch_size=8, device="cpu", seed=5,
-                corrupt=slow_corrupt, progress=progress)
+summary = sweep(
+    {"a": work / "a.onnx", "b": work / "b.onnx"},
+    (data["images"], data["labels"]),
+    study,
+    corruptions=["n1", "n2", "n3"],
+    severities=[1, 2],
+    batch_size=8,
+    device="cpu",
+    seed=5,
+    corrupt=slow_corrupt,
+    progress=progress,
+)
 print("summary", json.dumps(summary["units"]), flush=True)

@@ -12,8 +12,11 @@ import numpy as np
 from onnx_geom.probe_info import ProbeInfo
 from onnx_geom.store import Study, Unit
 
-MODELS = {"dense": {"method": "dense", "sparsity": 0.0}, "mag50": {"method": "magnitude", "sparsity": 0.5},
-          "mag90": {"method": "magnitude", "sparsity": 0.9}}
+MODELS = {
+    "dense": {"method": "dense", "sparsity": 0.0},
+    "mag50": {"method": "magnitude", "sparsity": 0.5},
+    "mag90": {"method": "magnitude", "sparsity": 0.9},
+}
 
 
 _BUILT: dict[tuple, Path] = {}
@@ -39,17 +42,23 @@ def make_study(path, seed=0, *, geometry=False, **kwargs) -> Study:
     return Study.open(path, mode="a")
 
 
-def build_study(path, seed=0, *, corruptions=("gaussian_noise", "defocus_blur", "motion_blur"), severities=(1, 3),
-                n=120, d=8, k=4) -> Study:
-    """Pruned models and higher severities are noisier; blurs shrink the features. Returns it opened "a".
-    """
+def build_study(
+    path, seed=0, *, corruptions=("gaussian_noise", "defocus_blur", "motion_blur"), severities=(1, 3), n=120, d=8, k=4
+) -> Study:
+    """Pruned models and higher severities are noisier; blurs shrink the features. Returns it opened "a"."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, k, size=n)
     means = rng.normal(size=(k, d)) * 2.0
     base = rng.normal(size=(n, d))
-    study = Study.create(path, images=np.zeros((n, 2, 2, 3), np.uint8), labels=labels, dataset_name="synthetic",
-                         class_names=[f"c{i}" for i in range(k)], corruptions=list(corruptions),
-                         severities=list(severities))
+    study = Study.create(
+        path,
+        images=np.zeros((n, 2, 2, 3), np.uint8),
+        labels=labels,
+        dataset_name="synthetic",
+        class_names=[f"c{i}" for i in range(k)],
+        corruptions=list(corruptions),
+        severities=list(severities),
+    )
     for model, tags in MODELS.items():
         W = (means + rng.normal(scale=0.2, size=means.shape)).astype(np.float32)
         b = rng.normal(scale=0.1, size=k).astype(np.float32)
@@ -57,7 +66,7 @@ def build_study(path, seed=0, *, corruptions=("gaussian_noise", "defocus_blur", 
         study.add_model(model, info, tags=tags)
         sparsity = float(tags["sparsity"])
         for corruption in ("clean", *corruptions):
-            for severity in ((0,) if corruption == "clean" else severities):
+            for severity in (0,) if corruption == "clean" else severities:
                 f = means[labels] + base * (1 + sparsity) + rng.normal(scale=0.5 * severity, size=(n, d))
                 if "blur" in corruption:
                     f = f * (1 - 0.1 * severity)

@@ -48,7 +48,7 @@ def test_compute_metrics_resumes_after_partial_run(tmp_path, monkeypatch):
 def test_compute_metrics_names_the_unit_on_bad_data(tmp_path, monkeypatch):
     study = make_study(tmp_path / "s")
     monkeypatch.setattr(Study, "labels", property(lambda self: np.array([7] + [0] * 119)))
-    with pytest.raises(StudyError, match="unit dense/clean/0: labels must lie in 0..3"):
+    with pytest.raises(StudyError, match=r"unit dense/clean/0: labels must lie in 0..3"):
         compute_metrics(study)
 
 
@@ -73,16 +73,28 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
     same = total = 0
     for unit in study.units(model="dense"):
         other = Unit("mag90", unit.corruption, unit.severity)
-        za = study.read(unit, "features").astype(np.float64) @ study.head("dense")[0].T.astype(np.float64) + study.head("dense")[1]
-        zb = study.read(other, "features").astype(np.float64) @ study.head("mag90")[0].T.astype(np.float64) + study.head("mag90")[1]
-        same += int(np.sum(za.argmax(1) == zb.argmax(1))); total += len(za)
+        za = (
+            study.read(unit, "features").astype(np.float64) @ study.head("dense")[0].T.astype(np.float64)
+            + study.head("dense")[1]
+        )
+        zb = (
+            study.read(other, "features").astype(np.float64) @ study.head("mag90")[0].T.astype(np.float64)
+            + study.head("mag90")[1]
+        )
+        same += int(np.sum(za.argmax(1) == zb.argmax(1)))
+        total += len(za)
     assert pair["agreement"] == pytest.approx(same / total)
     assert cmp.distance.shape == (3, 3) and cmp.embedding.shape == (3, 2) and len(cmp.mst) == 2
     # the geometric distance from the stored geometry: every unit the models share, each quantity
     # standardised over all models and samples, then the root-mean-square difference
     shared = sorted({(u.corruption, u.severity) for u in study.units(model="dense", group="geometry")})
-    vectors = {m: {q: np.concatenate([study.read(Unit(m, c, sv), f"geometry/{q}").astype(np.float64) for c, sv in shared])
-                   for q in ("angle_true", "length", "margin")} for m in ("dense", "mag90", "mag50")}
+    vectors = {
+        m: {
+            q: np.concatenate([study.read(Unit(m, c, sv), f"geometry/{q}").astype(np.float64) for c, sv in shared])
+            for q in ("angle_true", "length", "margin")
+        }
+        for m in ("dense", "mag90", "mag50")
+    }
     squares = count = 0.0
     for q in ("angle_true", "length", "margin"):
         pooled = np.concatenate([vectors[m][q] for m in vectors])
@@ -102,12 +114,14 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
     assert "comparison.json" in names and "pairs.csv" in names and "sample_counts.csv" in names
     assert "correlations.csv" in names and "geometry.csv" in names
     margins = {r["model"]: r["median_margin"] for r in cmp.geometry}
-    for model in cmp.models:     # the clean margin recomputed from the stored features and head
+    for model in cmp.models:  # the clean margin recomputed from the stored features and head
         W, b = (np.asarray(a, np.float64) for a in study.head(model))
         z = study.read(Unit(model, "clean", 0), "features").astype(np.float64) @ W.T + b
         y = np.asarray(study.labels)
-        dist = [min((z[i, y[i]] - z[i, j]) / np.linalg.norm(W[y[i]] - W[j]) for j in range(len(b)) if j != y[i])
-                for i in range(len(y))]      # distance to the nearest boundary of the true class, by a loop
+        dist = [
+            min((z[i, y[i]] - z[i, j]) / np.linalg.norm(W[y[i]] - W[j]) for j in range(len(b)) if j != y[i])
+            for i in range(len(y))
+        ]  # distance to the nearest boundary of the true class, by a loop
         assert margins[model] == pytest.approx(np.median(dist), rel=1e-4)
     data = json.loads((tmp_path / "out" / "comparison.json").read_text())
     assert data["samples"]["robust"] == cmp.samples["robust"]
@@ -134,10 +148,16 @@ def test_two_processes_computing_metrics_on_one_study(tmp_path):
     import sys
 
     make_study(tmp_path / "s")
-    code = ("import sys; from onnx_geom.store import Study; from onnx_geom.analysis import compute_metrics;"
-            "print(len(compute_metrics(Study.open(sys.argv[1], mode='a'))))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s")], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    code = (
+        "import sys; from onnx_geom.store import Study; from onnx_geom.analysis import compute_metrics;"
+        "print(len(compute_metrics(Study.open(sys.argv[1], mode='a'))))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     study = Study.open(tmp_path / "s")
@@ -159,8 +179,14 @@ def test_compare_study_with_a_unit_missing_for_one_model(tmp_path):
     assert len(cmp.accuracy) == 20
     # Pairs use the 6 units all three models share: agreement by a plain loop over them.
     shared = [u for u in study.units(model="dense") if (u.corruption, u.severity) != ("gaussian_noise", 3)]
-    same = sum(int(np.sum(study.read(u, "geometry/pred") == study.read(Unit("mag50", u.corruption, u.severity), "geometry/pred")))
-               for u in shared)
+    same = sum(
+        int(
+            np.sum(
+                study.read(u, "geometry/pred") == study.read(Unit("mag50", u.corruption, u.severity), "geometry/pred")
+            )
+        )
+        for u in shared
+    )
     pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
     assert pair["agreement"] == pytest.approx(same / (len(shared) * 120))
     assert "gaussian_noise" in cmp.corruptions  # redundancy still uses the severities every corruption has
@@ -175,10 +201,10 @@ def test_comparison_tables_as_parquet_hold_the_csv_values(tmp_path):
     pq_paths = cmp.write(tmp_path / "pq", parquet=True)
     assert sorted(p.stem for p in csv_paths) == sorted(p.stem for p in pq_paths)
     for name in ("summary", "pairs", "correlations", "distance"):
-        rows = list(csv.DictReader(open(tmp_path / "csv" / f"{name}.csv")))
+        rows = list(csv.DictReader((tmp_path / "csv" / f"{name}.csv").read_text().splitlines()))
         table = pq.read_table(tmp_path / "pq" / f"{name}.parquet").to_pylist()
-        assert [list(r) for r in rows] == [list(r) for r in table]          # same columns, same order
-        for a, b in zip(rows, table):
+        assert [list(r) for r in rows] == [list(r) for r in table]  # same columns, same order
+        for a, b in zip(rows, table, strict=True):
             for key, text in a.items():
                 value = b[key]
                 if isinstance(value, float):

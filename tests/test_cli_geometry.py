@@ -14,6 +14,7 @@ from onnx_geom.cli.app import app
 @pytest.fixture
 def study(monkeypatch, tmp_path):
     from onnx_geom.cli import _console
+
     monkeypatch.setattr(_console.out, "width", 200)
     s = make_study(tmp_path / "study")
     return tmp_path / "study", s
@@ -58,6 +59,7 @@ def test_metrics_parquet(measured, tmp_path):
 
 def test_metrics_parquet_without_pyarrow_is_one_clear_line(study, tmp_path, monkeypatch):
     import importlib.util
+
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))
     path, s = study
@@ -75,7 +77,7 @@ def test_missing_study_is_one_clear_line(study, tmp_path):
 def test_compare_writes_tables_and_prints_headlines(study, measured, tmp_path):
     unmeasured = CliRunner().invoke(app, ["compare", str(study[0])])
     assert unmeasured.exit_code == 1 and "run `onnx-geom metrics STUDY` first" in unmeasured.output
-    path, s = measured
+    path, _s = measured
     result = CliRunner().invoke(app, ["compare", str(path), "-o", str(tmp_path / "cmp"), "--reference", "mag50"])
     assert result.exit_code == 0, result.output
     assert "against the reference mag50" in result.stdout and "robust samples" in result.stdout
@@ -111,8 +113,9 @@ def test_unwritable_outputs_are_one_clear_line(measured, tmp_path):
 def test_empty_study_and_non_study_folder_are_one_clear_line(tmp_path):
     from onnx_geom.store import Study
 
-    Study.create(tmp_path / "empty", images=np.zeros((3, 1, 1, 1), np.uint8), labels=np.zeros(3, int),
-                 dataset_name="none")
+    Study.create(
+        tmp_path / "empty", images=np.zeros((3, 1, 1, 1), np.uint8), labels=np.zeros(3, int), dataset_name="none"
+    )
     result = CliRunner().invoke(app, ["metrics", str(tmp_path / "empty")])
     assert result.exit_code == 1 and "has no complete unit yet" in result.output
     (tmp_path / "plain").mkdir()

@@ -22,7 +22,23 @@ def data(tmp_path):
 def test_writes_the_cifar10c_layout_that_reads_back(tmp_path, data):
     ds, path = data
     out = tmp_path / "c"
-    result = CliRunner().invoke(app, ["corrupt", str(path), "-o", str(out), "-c", "fog,shot_noise", "--severities", "2-3", "--seed", "4", "--batch-size", "2"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "corrupt",
+            str(path),
+            "-o",
+            str(out),
+            "-c",
+            "fog,shot_noise",
+            "--severities",
+            "2-3",
+            "--seed",
+            "4",
+            "--batch-size",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     folder = CorruptedFolder(out)
     assert folder.corruptions == ("shot_noise", "fog") and folder.severities == (2, 3) and folder.n == 5
@@ -36,7 +52,9 @@ def test_writes_the_cifar10c_layout_that_reads_back(tmp_path, data):
 def test_batch_size_does_not_change_the_bytes(tmp_path, data):
     ds, _ = data
     for b in (1, 3):
-        write_corrupted(ds, tmp_path / f"b{b}", corruptions=["glass_blur", "spatter"], severities=[4], seed=1, batch_size=b)
+        write_corrupted(
+            ds, tmp_path / f"b{b}", corruptions=["glass_blur", "spatter"], severities=[4], seed=1, batch_size=b
+        )
     for name in ("glass_blur", "spatter"):
         assert (np.load(tmp_path / "b1" / f"{name}.npy") == np.load(tmp_path / "b3" / f"{name}.npy")).all()
 
@@ -68,7 +86,7 @@ def test_a_killed_run_leaves_no_file_that_looks_complete_and_resumes(tmp_path, d
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path, data):
-    ds, path = data
+    _ds, path = data
     out = tmp_path / "c"
     assert CliRunner().invoke(app, ["corrupt", str(path), "-o", str(out), "-c", "contrast"]).exit_code == 0
     result = CliRunner().invoke(app, ["corrupt", str(path), "-o", str(out), "-c", "contrast", "--seed", "9"])
@@ -100,7 +118,7 @@ def test_missing_data_says_where_to_put_cifar(tmp_path):
 def test_a_folder_begun_under_the_old_random_streams_is_not_resumed(tmp_path, data):
     import json
 
-    ds, path = data
+    _ds, path = data
     out = tmp_path / "c"
     assert CliRunner().invoke(app, ["corrupt", str(path), "-o", str(out), "-c", "contrast"]).exit_code == 0
     meta = json.loads((out / "corruptions.json").read_text())

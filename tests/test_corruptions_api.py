@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,7 @@ DETERMINISTIC = sorted(set(CORRUPTIONS) - set(RANDOM))
 
 def test_the_names_are_the_19_of_hendrycks_and_dietterich_in_order():
     assert len(CORRUPTIONS) == 19 and len(set(CORRUPTIONS)) == 19
-    assert BENCHMARK_CORRUPTIONS == CORRUPTIONS[:15]
+    assert CORRUPTIONS[:15] == BENCHMARK_CORRUPTIONS
     assert CORRUPTIONS[15:] == ("speckle_noise", "gaussian_blur", "spatter", "saturate")
     assert SEVERITIES == (1, 2, 3, 4, 5)
 
@@ -108,12 +110,26 @@ def test_deterministic_corruptions_ignore_the_seed(name):
     assert (corrupt(x, name, 3, rng=1) == corrupt(x, name, 3, rng=2)).all()
 
 
-@pytest.mark.parametrize("name", ["brightness", "contrast", "saturate", "gaussian_blur", "defocus_blur", "zoom_blur", "pixelate", "jpeg_compression"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "brightness",
+        "contrast",
+        "saturate",
+        "gaussian_blur",
+        "defocus_blur",
+        "zoom_blur",
+        "pixelate",
+        "jpeg_compression",
+    ],
+)
 def test_greyscale_equals_the_grey_rgb_image(name):
     grey = smooth_images(4, c=1)
     rgb = np.repeat(grey, 3, axis=3)
     for profile in ("cifar", "imagenet"):
-        diff = np.abs(corrupt(grey, name, 3, profile=profile).astype(int) - corrupt(rgb, name, 3, profile=profile)[..., :1])
+        diff = np.abs(
+            corrupt(grey, name, 3, profile=profile).astype(int) - corrupt(rgb, name, 3, profile=profile)[..., :1]
+        )
         # JPEG decodes through RGB; brightness's grey path adds c where the RGB path scales by (v + c) / v
         assert diff.max() <= (1 if name in ("jpeg_compression", "brightness") else 0)
 
@@ -161,7 +177,7 @@ def test_severity_grows_as_in_the_reference(profile, name):
     distance = {s: np.abs(corrupt(x, name, s, profile=profile, rng=0).astype(float) - x).mean() for s in SEVERITIES}
     for group in MONOTONE_GROUPS.get((profile, name), [SEVERITIES]):
         values = [distance[s] for s in group]
-        assert all(b > a for a, b in zip(values, values[1:])), (group, values)
+        assert all(b > a for a, b in itertools.pairwise(values)), (group, values)
 
 
 def test_views_and_memory_maps_give_the_same_bytes(tmp_path):
@@ -179,6 +195,6 @@ def test_views_and_memory_maps_give_the_same_bytes(tmp_path):
 def test_large_batches_split_into_cache_sized_chunks_give_the_one_pass_bytes(name):
     from onnx_geom.corruptions import CHUNK_PIXELS, FUNCTIONS
 
-    x = smooth_images(2 * CHUNK_PIXELS // (32 * 32) + 5, seed=9)          # two whole chunks and a tail
+    x = smooth_images(2 * CHUNK_PIXELS // (32 * 32) + 5, seed=9)  # two whole chunks and a tail
     one_pass = FUNCTIONS[name](x, 3, profile=None, rng=21, indices=range(100, 100 + len(x)))
     assert (corrupt(x, name, 3, rng=21, indices=range(100, 100 + len(x))) == one_pass).all()

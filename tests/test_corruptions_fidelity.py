@@ -42,7 +42,19 @@ def _ref(x, name, severity):
         return np.stack([reference(im, severity, name) for im in x])
 
 
-@pytest.mark.parametrize("name", ["brightness", "contrast", "saturate", "jpeg_compression", "pixelate", "gaussian_blur", "zoom_blur", "defocus_blur"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "brightness",
+        "contrast",
+        "saturate",
+        "jpeg_compression",
+        "pixelate",
+        "gaussian_blur",
+        "zoom_blur",
+        "defocus_blur",
+    ],
+)
 def test_deterministic_corruptions_match_the_reference(images, name):
     for severity in range(1, 6):
         diff = np.abs(corrupt(images, name, severity, profile="imagenet").astype(int) - _ref(images, name, severity))
@@ -60,7 +72,13 @@ def test_elastic_matches_the_reference_with_the_same_displacement_field(images):
             noise_dx, noise_dy = (np.random.uniform(-h * 0.005, h * 0.005, size=(h, w)) for _ in range(2))
             np.random.seed(i)
             ref.append(reference(im, severity, "elastic_transform"))
-            warped = elastic_from_noise(to_float(im[None], np.float32), noise_dx[None], noise_dy[None], np.array([h, w]) * 0.01, alphas[severity - 1])
+            warped = elastic_from_noise(
+                to_float(im[None], np.float32),
+                noise_dx[None],
+                noise_dy[None],
+                np.array([h, w]) * 0.01,
+                alphas[severity - 1],
+            )
             ours.append(to_uint8(warped)[0])
         diff = np.abs(np.stack(ours).astype(int) - np.stack(ref))
         assert diff.mean() <= MEAN_ABS_DIFF["elastic_transform"] + 1e-4 and diff.max() <= 1

@@ -26,7 +26,7 @@ def test_saturation_is_scikit_images_hsv_round_trip_bit_for_bit():
         hsv = skcolor.rgb2hsv(rgb)
         hsv[:, 1] = np.clip(hsv[:, 1] * scale + shift, 0, 1)
         expected = skcolor.hsv2rgb(hsv)
-        assert (_color.saturate_planes(np.ascontiguousarray(rgb.T), scale, shift).T == expected).all()
+        assert (expected == _color.saturate_planes(np.ascontiguousarray(rgb.T), scale, shift).T).all()
     assert (_color.saturate_planes(np.ascontiguousarray(rgb.T), 2.5, 0.2, channels=1)[0] == expected[:, 0]).all()
 
 
@@ -36,7 +36,7 @@ def test_batch_resize_is_pillow_image_by_image(resample, channels):
     x = smooth_images(5, 32, 30, channels)
     for size in ((19, 20), (30, 32), (32, 32), (41, 13)):
         ours = _resize.resize(x, size, resample)
-        for im, got in zip(x, ours):
+        for im, got in zip(x, ours, strict=True):
             pil = Image.fromarray(im[..., 0] if channels == 1 else im).resize(size, resample)
             assert (got[..., 0] if channels == 1 else got).tolist() == np.asarray(pil).tolist()
 
@@ -88,7 +88,10 @@ def test_linear_operators_equal_scipy():
     # the weights are integers / 2**20 (exact arithmetic): about 1e-4 grey levels off the float result
     assert np.allclose(disk, ndimage.correlate(f, kernel[None, :, :, None], mode="mirror"), atol=1e-3)
     for factor, centre in [(1.07, True), (1.26, False)]:
-        op = _linear.operator(_linear.clipped_zoom_matrix(30, factor, centre=centre)[None], _linear.clipped_zoom_matrix(26, factor, centre=centre)[None])
+        op = _linear.operator(
+            _linear.clipped_zoom_matrix(30, factor, centre=centre)[None],
+            _linear.clipped_zoom_matrix(26, factor, centre=centre)[None],
+        )
         ch, cw = int(np.ceil(30 / factor)), int(np.ceil(26 / factor))
         t, left = (30 - ch) // 2, (26 - cw) // 2
         z = ndimage.zoom(f[:, t : t + ch, left : left + cw], (1, factor, factor, 1), order=1)
@@ -103,17 +106,19 @@ def test_canny_and_equalize_hist_match_opencv():
     layer = (np.clip(liquid, 0, 1) * 255).astype(np.uint8)
     edges = _spatter.canny(layer, 50, 150)
     assert edges.any()
-    for ours, img in zip(edges, layer):
+    for ours, img in zip(edges, layer, strict=True):
         assert (ours == (cv2.Canny(img, 50, 150) > 0)).all()
     levels = rng.integers(0, 21, (6, 32, 32)).astype(np.uint8)
     levels[0] = 7  # a flat image
-    for ours, img in zip(_spatter.equalize_hist(levels), levels):
+    for ours, img in zip(_spatter.equalize_hist(levels), levels, strict=True):
         assert (ours == cv2.equalizeHist(img)).all()
 
 
 def test_affine_warp_matches_opencv_within_its_fixed_point():
     x = smooth_images(3, 32, 32).astype(np.float32) / 255
-    moved = _warp.affine_points(32, 32)[None] + np.random.default_rng(0).uniform(-2.5, 2.5, (3, 3, 2)).astype(np.float32)
+    moved = _warp.affine_points(32, 32)[None] + np.random.default_rng(0).uniform(-2.5, 2.5, (3, 3, 2)).astype(
+        np.float32
+    )
     ours = _warp.affine_warp(x, moved)
     for i in range(3):
         m = cv2.getAffineTransform(_warp.affine_points(32, 32), moved[i])
@@ -134,7 +139,7 @@ def test_cifar_constants_by_hand():
 def test_cifar_pixelate_is_box_down_and_box_up():
     x = smooth_images(3)
     ours = corrupt(x, "pixelate", 4, profile="cifar")
-    for im, got in zip(x, ours):
+    for im, got in zip(x, ours, strict=True):
         small = Image.fromarray(im).resize((24, 24), Image.Resampling.BOX)
         assert (np.asarray(small.resize((32, 32), Image.Resampling.BOX)) == got).all()
 
@@ -144,7 +149,12 @@ def test_sample_draws_are_keyed_by_index_whatever_the_runs():
     scattered = _common.sample_draws(3, "snow", 2, [9, 2, 3, 4, 11], 5, 7)
     assert (scattered == whole[[9, 2, 3, 4, 11]]).all()
     # a fixed word count per sample: the Philox blocks of index i are i * B + 1 .. i * B + B (4 words a block)
-    philox = np.random.Philox(counter=4 * 2, key=int.from_bytes(np.random.SeedSequence(3, spawn_key=(7, 2)).generate_state(2, np.uint64).tobytes(), "little"))
+    philox = np.random.Philox(
+        counter=4 * 2,
+        key=int.from_bytes(
+            np.random.SeedSequence(3, spawn_key=(7, 2)).generate_state(2, np.uint64).tobytes(), "little"
+        ),
+    )
     assert (philox.random_raw(8)[:7] == whole[4]).all()
     assert (_common.sample_draws(4, "snow", 2, None, 2, 7) != whole[:2]).all()
 
@@ -175,8 +185,8 @@ def test_poisson_inversion_has_the_poisson_distribution(c):
         assert abs(k.mean() - lam) < 5 * np.sqrt(lam / k.size)
     # the guide table only starts the search: the answer is the least k with u < CDF(k), by brute force
     cdf, _ = noise.poisson_table(float(c))
-    brute = (cdf[levels[:: 997].astype(int)] <= u[:: 997, None]).sum(axis=1)
-    assert (counts[:: 997] == brute).all()
+    brute = (cdf[levels[::997].astype(int)] <= u[::997, None]).sum(axis=1)
+    assert (counts[::997] == brute).all()
 
 
 def test_capped_distance_is_the_per_image_distance_by_brute_force():
@@ -186,7 +196,7 @@ def test_capped_distance_is_the_per_image_distance_by_brute_force():
     edges[3, 0, 0] = True  # one far corner: distances beyond the cap are capped
     got = _spatter.capped_distance(edges, 20)
     ys, xs = np.mgrid[:20, :17]
-    for image, dist in zip(edges, got):
+    for image, dist in zip(edges, got, strict=True):
         ey, ex = np.nonzero(image)
         d = np.sqrt((ys[..., None] - ey) ** 2 + (xs[..., None] - ex) ** 2).min(axis=-1, initial=np.inf)
         assert np.allclose(dist, np.minimum(d, 20))
@@ -219,9 +229,12 @@ def test_clipped_zoom_is_scipys_zoom_of_the_centre(factor):
     ch, cw = int(np.ceil(16 / factor)), int(np.ceil(21 / factor))
     top, left = (16 - ch) // 2, (21 - cw) // 2
     expected = np.stack(
-        [ndimage.zoom(x[:, top : top + ch, left : left + cw, c], (1, factor, factor), order=1) for c in range(2)], axis=-1
+        [ndimage.zoom(x[:, top : top + ch, left : left + cw, c], (1, factor, factor), order=1) for c in range(2)],
+        axis=-1,
     )
     got = _filters.clipped_zoom(x, factor, centre=True, crop=False)
     assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-6)
     t0, t1 = (expected.shape[1] - 16) // 2, (expected.shape[2] - 21) // 2
-    assert np.allclose(_filters.clipped_zoom(x, factor, centre=True), expected[:, t0 : t0 + 16, t1 : t1 + 21], atol=1e-6)
+    assert np.allclose(
+        _filters.clipped_zoom(x, factor, centre=True), expected[:, t0 : t0 + 16, t1 : t1 + 21], atol=1e-6
+    )

@@ -19,9 +19,26 @@ def _cifar10(root: Path, n: int = 6) -> tuple[np.ndarray, list[int]]:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     labels = [int(v) for v in rng.integers(0, 10, n)]
-    batch = {b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": images.transpose(0, 3, 1, 2).reshape(n, 3072)}
+    batch = {
+        b"batch_label": b"testing batch 1 of 1",
+        b"labels": labels,
+        b"data": images.transpose(0, 3, 1, 2).reshape(n, 3072),
+    }
     (root / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
-    meta = {b"label_names": [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]}
+    meta = {
+        b"label_names": [
+            b"airplane",
+            b"automobile",
+            b"bird",
+            b"cat",
+            b"deer",
+            b"dog",
+            b"frog",
+            b"horse",
+            b"ship",
+            b"truck",
+        ]
+    }
     (root / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return images, labels
 
@@ -37,7 +54,9 @@ def test_cifar100_folder_uses_fine_labels(tmp_path):
     root = tmp_path / "cifar-100-python"
     root.mkdir()
     data = np.zeros((2, 3072), np.uint8)
-    (root / "test").write_bytes(pickle.dumps({b"data": data, b"fine_labels": [3, 99], b"coarse_labels": [0, 1]}, protocol=2))
+    (root / "test").write_bytes(
+        pickle.dumps({b"data": data, b"fine_labels": [3, 99], b"coarse_labels": [0, 1]}, protocol=2)
+    )
     (root / "meta").write_bytes(pickle.dumps({b"fine_label_names": [f"c{i}".encode() for i in range(100)]}, protocol=2))
     ds = load(root)
     assert ds.labels.tolist() == [3, 99] and len(ds.class_names) == 100
@@ -81,7 +100,9 @@ def test_other_unsafe_or_broken_pickles_are_refused(tmp_path, payload):
 
 
 def test_npz_round_trip_and_refusals(tmp_path):
-    ds = Dataset(np.arange(2 * 16 * 16, dtype=np.uint8).reshape(2, 16, 16, 1), np.array([1, 0], np.uint8), "toy", ("a", "b"))
+    ds = Dataset(
+        np.arange(2 * 16 * 16, dtype=np.uint8).reshape(2, 16, 16, 1), np.array([1, 0], np.uint8), "toy", ("a", "b")
+    )
     path = save_npz(ds, tmp_path / "toy.npz")
     back = load(path)
     assert (back.images == ds.images).all() and back.labels.dtype == np.int64 and back.class_names == ("a", "b")
@@ -131,7 +152,7 @@ def test_corrupted_folder_reads_severity_blocks_memory_mapped(tmp_path):
     assert (ds.images == arr[4:8]).all()
     with pytest.raises(DataError, match="pass a corruption and a severity"):
         load(tmp_path / "c10c")
-    with pytest.raises(DataNotFoundError, match="has no snow.npy; it has fog"):
+    with pytest.raises(DataNotFoundError, match=r"has no snow.npy; it has fog"):
         folder.read("snow", 1)
     with pytest.raises(DataError, match="severity 6"):
         folder.read("fog", 6)
@@ -146,7 +167,7 @@ def test_corrupted_folder_refuses_bad_files(tmp_path):
     with pytest.raises(DataError, match=r"must be uint8 \(20, H, W, C\)"):
         folder.read("snow", 1)
     for name in ("frost", "zoom_blur"):
-        with pytest.raises(DataError, match="not a readable .npy"):
+        with pytest.raises(DataError, match=r"not a readable .npy"):
             folder.read(name, 1)
 
 
@@ -163,10 +184,10 @@ def test_image_folder(tmp_path):
 
 
 def test_load_says_what_it_expected_and_where_to_put_cifar(tmp_path):
-    with pytest.raises(DataNotFoundError, match="does not exist.*cifar-10-python.tar.gz.*CIFAR-10-C"):
+    with pytest.raises(DataNotFoundError, match=r"does not exist.*cifar-10-python.tar.gz.*CIFAR-10-C"):
         load(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataNotFoundError, match="holds no data set.*nothing is downloaded"):
+    with pytest.raises(DataNotFoundError, match=r"holds no data set.*nothing is downloaded"):
         load(tmp_path / "empty")
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(DataError, match="cannot read as a data set"):

@@ -20,8 +20,21 @@ MODELS, CORRUPTIONS, SEVERITIES, LIMIT = ["dense", "magnitude_95"], ["fog", "con
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    args = ["demo", "-o", str(out), "--headless", "--models", ",".join(MODELS), "--corruptions", ",".join(CORRUPTIONS),
-            "--severities", ",".join(map(str, SEVERITIES)), "--limit", str(LIMIT), "--json"]
+    args = [
+        "demo",
+        "-o",
+        str(out),
+        "--headless",
+        "--models",
+        ",".join(MODELS),
+        "--corruptions",
+        ",".join(CORRUPTIONS),
+        "--severities",
+        ",".join(map(str, SEVERITIES)),
+        "--limit",
+        str(LIMIT),
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
@@ -30,7 +43,9 @@ def demo_dir(tmp_path_factory):
 def test_the_study_is_complete_with_geometry(demo_dir):
     out, summary = demo_dir
     study = Study.open(out / "study")
-    expected = {Unit(m, "clean", 0) for m in MODELS} | {Unit(m, c, s) for m in MODELS for c in CORRUPTIONS for s in SEVERITIES}
+    expected = {Unit(m, "clean", 0) for m in MODELS} | {
+        Unit(m, c, s) for m in MODELS for c in CORRUPTIONS for s in SEVERITIES
+    }
     assert set(study.units()) == expected
     assert set(study.units(group="geometry")) == expected
     assert (out / "compare" / "summary.csv").is_file() and (out / "compare" / "comparison.json").is_file()
@@ -38,7 +53,7 @@ def test_the_study_is_complete_with_geometry(demo_dir):
 
 
 def test_clean_accuracy_equals_the_zoo_model_run_directly(demo_dir):
-    out, summary = demo_dir
+    _out, summary = demo_dir
     images, labels = load_test_split()
     images, labels = images[:LIMIT], labels[:LIMIT]
     for name in MODELS:  # the zoo model itself, fed floats in [0, 1] as it was trained: independent of the probe
@@ -49,7 +64,7 @@ def test_clean_accuracy_equals_the_zoo_model_run_directly(demo_dir):
 
 
 def test_every_view_has_a_screenshot_that_is_not_blank(demo_dir):
-    out, summary = demo_dir
+    _out, summary = demo_dir
     assert len(summary["screenshots"]) == 7
     for path in summary["screenshots"]:
         pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.int32)

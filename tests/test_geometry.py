@@ -12,7 +12,6 @@ from onnx_geom.geometry import GEOMETRY_ARRAYS, sample_geometry, shifts
 
 def _tiny_probe_outputs(rng, n=64, d_in=12, d=16, k=5):
     """Run a hand-built ONNX MLP (features = relu(x A + a), logits = Gemm(features, W, b, transB=1))."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -28,9 +27,15 @@ def _tiny_probe_outputs(rng, n=64, d_in=12, d=16, k=5):
         helper.make_node("Gemm", ["features", "W", "b"], ["logits"], transB=1),
     ]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", d_in])],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", d]),
-         helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", k])], inits)
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", d_in])],
+        [
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", d]),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", k]),
+        ],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -52,7 +57,9 @@ def test_logit_decomposition_on_real_onnxruntime_outputs():
 
 def test_angles_and_length_match_scipy_per_sample():
     rng = np.random.default_rng(1)
-    f = rng.normal(size=(30, 7)); W = rng.normal(size=(4, 7)); b = rng.normal(size=4)
+    f = rng.normal(size=(30, 7))
+    W = rng.normal(size=(4, 7))
+    b = rng.normal(size=4)
     y = rng.integers(0, 4, size=30)
     g = sample_geometry(f.astype(np.float32), W, b, y)
     for i in range(30):
@@ -69,7 +76,9 @@ def test_angles_and_length_match_scipy_per_sample():
 def test_margin_is_distance_to_nearest_boundary_and_sign_is_correctness():
     rng = np.random.default_rng(2)
     n, d, k = 400, 6, 5
-    f = rng.normal(size=(n, d)); W = rng.normal(size=(k, d)); b = rng.normal(size=k)
+    f = rng.normal(size=(n, d))
+    W = rng.normal(size=(k, d))
+    b = rng.normal(size=k)
     y = rng.integers(0, k, size=n)
     g = sample_geometry(f, W, b, y, chunk=33)
     assert 0 < g["correct"].sum() < n  # both cases present
@@ -92,7 +101,9 @@ def test_margin_is_distance_to_nearest_boundary_and_sign_is_correctness():
 
 def test_chunking_does_not_change_results_and_dtypes_follow_the_layout():
     rng = np.random.default_rng(3)
-    f = rng.normal(size=(101, 9)).astype(np.float32); W = rng.normal(size=(3, 9)); b = rng.normal(size=3)
+    f = rng.normal(size=(101, 9)).astype(np.float32)
+    W = rng.normal(size=(3, 9))
+    b = rng.normal(size=3)
     y = rng.integers(0, 3, size=101)
     whole = sample_geometry(f, W, b, y, chunk=1000)
     for chunk in (1, 7, 100):
@@ -133,7 +144,10 @@ def test_bad_input_is_one_clear_data_error(features, W, b, labels, words):
 
 def test_shifts_are_differences_against_the_reference():
     rng = np.random.default_rng(4)
-    f = rng.normal(size=(50, 4)); W = rng.normal(size=(3, 4)); b = np.zeros(3); y = rng.integers(0, 3, size=50)
+    f = rng.normal(size=(50, 4))
+    W = rng.normal(size=(3, 4))
+    b = np.zeros(3)
+    y = rng.integers(0, 3, size=50)
     ga = sample_geometry(f, W, b, y)
     gb = sample_geometry(f + rng.normal(scale=0.5, size=f.shape), W, b, y)
     s = shifts(ga, gb)
@@ -147,12 +161,18 @@ def test_shifts_are_differences_against_the_reference():
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
-@given(n=st.integers(1, 30), d=st.integers(1, 12), k=st.integers(2, 8), seed=st.integers(0, 2**32 - 1),
-       scale=st.sampled_from([1e-3, 1.0, 1e3]))
+@given(
+    n=st.integers(1, 30),
+    d=st.integers(1, 12),
+    k=st.integers(2, 8),
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+)
 def test_properties_on_random_heads(n, d, k, seed, scale):
     rng = np.random.default_rng(seed)
     f = (rng.normal(size=(n, d)) * scale).astype(np.float32)
-    W = rng.normal(size=(k, d)).astype(np.float32); b = rng.normal(size=k).astype(np.float32) * scale
+    W = rng.normal(size=(k, d)).astype(np.float32)
+    b = rng.normal(size=k).astype(np.float32) * scale
     y = rng.integers(0, k, size=n)
     g = sample_geometry(f, W, b, y, chunk=7)
     z = f.astype(np.float64) @ W.T.astype(np.float64) + b

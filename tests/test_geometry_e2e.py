@@ -15,8 +15,15 @@ def test_logit_decomposition_and_margin_sign_on_swept_probe_outputs(tmp_path):
     labels = rng.integers(0, 4, size=40)
     for name, seed in (("a", 0), ("b", 1)):
         onnx.save(make_probe(seed=seed)[0], tmp_path / f"{name}.onnx")
-    sweep({"a": tmp_path / "a.onnx", "b": tmp_path / "b.onnx"}, (images, labels), tmp_path / "s",
-          corruptions=["gaussian_noise", "defocus_blur"], severities=[1, 2], device="cpu", corrupt=toy_corrupt)
+    sweep(
+        {"a": tmp_path / "a.onnx", "b": tmp_path / "b.onnx"},
+        (images, labels),
+        tmp_path / "s",
+        corruptions=["gaussian_noise", "defocus_blur"],
+        severities=[1, 2],
+        device="cpu",
+        corrupt=toy_corrupt,
+    )
     study = Study.open(tmp_path / "s", mode="a")
     rows = compute_metrics(study)
     assert len(rows) == 2 * 5
@@ -35,6 +42,9 @@ def test_logit_decomposition_and_margin_sign_on_swept_probe_outputs(tmp_path):
     cmp = compare_study(study)
     assert cmp.models == ["a", "b"] and len(cmp.mst) == 1
     accuracy = {(r["model"], r["corruption"], r["severity"]): r["accuracy"] for r in cmp.accuracy}
-    assert accuracy[("b", "defocus_blur", 2)] == np.mean(study.read(
-        next(u for u in study.units() if (u.model, u.corruption, u.severity) == ("b", "defocus_blur", 2)), "logits"
-    ).argmax(1) == labels)
+    assert accuracy[("b", "defocus_blur", 2)] == np.mean(
+        study.read(
+            next(u for u in study.units() if (u.model, u.corruption, u.severity) == ("b", "defocus_blur", 2)), "logits"
+        ).argmax(1)
+        == labels
+    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from _probe_models import gemm_trans_b0, keras_style, squeezenet_tail, two_heads, typed_input
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from _probe_models import gemm_trans_b0, keras_style, squeezenet_tail, two_heads, typed_input
 from onnx_geom.cli.app import app
 from onnx_geom.errors import HeadNotFoundError, InvalidModelError
 from onnx_geom.probe import find_heads, load_model, probe
@@ -59,12 +59,24 @@ def test_squeezenet_style_tail_is_refused_saying_why(tmp_path):
 
 
 def test_several_equally_good_heads_then_the_override_picks_one(tmp_path):
-    model, reference = two_heads(np.random.default_rng(0))
+    model, _reference = two_heads(np.random.default_rng(0))
     onnx.save(model, tmp_path / "two.onnx")
     text = cli_fails([tmp_path / "two.onnx", "-o", tmp_path / "p.onnx"], contains="2 equally good head candidates")
     assert "main_head" in text and "aux_head" in text and "--features TENSOR --logits TENSOR" in text
-    result = CliRunner().invoke(app, ["probe", str(tmp_path / "two.onnx"), "-o", str(tmp_path / "p.onnx"),
-                                      "--features", "f", "--logits", "aux", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "probe",
+            str(tmp_path / "two.onnx"),
+            "-o",
+            str(tmp_path / "p.onnx"),
+            "--features",
+            "f",
+            "--logits",
+            "aux",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert '"num_classes": 6' in result.output
     cli_fails([tmp_path / "two.onnx", "-o", tmp_path / "q.onnx", "--logits", "pooled"], contains="no linear layer")
@@ -76,7 +88,10 @@ def test_inspect_lists_each_candidate_and_why(tmp_path):
     result = CliRunner().invoke(app, ["probe", "--inspect", str(tmp_path / "k.onnx"), "--json"])
     assert result.exit_code == 0, result.output
     candidates = {c["node"]: c for c in __import__("json").loads(result.output)["candidates"]}
-    assert candidates["dense_1/MatMul"]["chosen"] and (candidates["dense_1/MatMul"]["K"], candidates["dense_1/MatMul"]["D"]) == (4, 6)
+    assert candidates["dense_1/MatMul"]["chosen"] and (
+        candidates["dense_1/MatMul"]["K"],
+        candidates["dense_1/MatMul"]["D"],
+    ) == (4, 6)
     assert not candidates["dense/MatMul"]["chosen"] and "Relu" in candidates["dense/MatMul"]["reason"]
     table = CliRunner().invoke(app, ["probe", "--inspect", str(tmp_path / "k.onnx")])
     assert table.exit_code == 0 and "dense_1/MatMul" in table.output and "yes" in table.output
@@ -98,13 +113,19 @@ def test_inputs_that_cannot_take_images(tmp_path, elem_type, shape, embed, messa
 
 def test_quantized_head_is_not_a_float_head():
     W = np.ones((4, 3), np.int8)
-    nodes = [helper.make_node("Cast", ["x"], ["xi"], to=TensorProto.INT8),
-             helper.make_node("MatMulInteger", ["xi", "W"], ["acc"]),
-             helper.make_node("Cast", ["acc"], ["y"], to=TensorProto.FLOAT),
-             helper.make_node("MatMul", ["y", "Wi"], ["z"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 12])],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 2])],
-                              [numpy_helper.from_array(W.T.copy(), "W"), numpy_helper.from_array(np.ones((4, 2), np.int8), "Wi")])
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xi"], to=TensorProto.INT8),
+        helper.make_node("MatMulInteger", ["xi", "W"], ["acc"]),
+        helper.make_node("Cast", ["acc"], ["y"], to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["y", "Wi"], ["z"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 12])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(W.T.copy(), "W"), numpy_helper.from_array(np.ones((4, 2), np.int8), "Wi")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     [candidate] = find_heads(model)
     assert "int8, not floating point" in candidate.reason
@@ -169,7 +190,9 @@ def test_image_size_must_be_given_when_the_input_does_not_fix_it(tmp_path):
     onnx.save(model, tmp_path / "dyn.onnx")
     cli_fails([tmp_path / "dyn.onnx", "-o", tmp_path / "p.onnx"], contains="pass --size HxW")
     cli_fails([tmp_path / "dyn.onnx", "-o", tmp_path / "p.onnx", "--size", "6by5"], contains="--size must be HxW")
-    result = CliRunner().invoke(app, ["probe", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "p.onnx"), "--size", "6x5"])
+    result = CliRunner().invoke(
+        app, ["probe", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "p.onnx"), "--size", "6x5"]
+    )
     assert result.exit_code == 0, result.output
     from onnx_geom.probe_info import read_probe_info
 

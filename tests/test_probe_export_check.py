@@ -7,10 +7,10 @@ import json
 import numpy as np
 import onnx
 import pytest
+from _probe_models import gemm_trans_b0, keras_style, preprocess
 from onnx import TensorProto
 from typer.testing import CliRunner
 
-from _probe_models import gemm_trans_b0, keras_style, preprocess
 from onnx_geom.cli.app import app
 from onnx_geom.errors import ProbeCheckError
 from onnx_geom.probe import check_probe, probe, save_probe
@@ -48,8 +48,15 @@ def test_torch_to_probe_writes_one_self_contained_file(tmp_path, dynamo):
 
     net = TwoHeads().train()
     path = tmp_path / "net.probe.onnx"
-    torch_to_probe(net, torch.rand(1, 3, 4, 4), path, head=net.fc, preset="cifar100", dynamo=dynamo,
-                   tags={"method": "magnitude", "sparsity": 0.5})
+    torch_to_probe(
+        net,
+        torch.rand(1, 3, 4, 4),
+        path,
+        head=net.fc,
+        preset="cifar100",
+        dynamo=dynamo,
+        tags={"method": "magnitude", "sparsity": 0.5},
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["net.probe.onnx"]
     assert net.training  # the caller's mode is restored
     model = onnx.load(path, load_external_data=False)
@@ -62,7 +69,7 @@ def test_torch_to_probe_writes_one_self_contained_file(tmp_path, dynamo):
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     images = np.random.default_rng(0).integers(0, 256, size=(7, 4, 4, 3), dtype=np.uint8)
-    out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {PROBE_INPUT: images})))
+    out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {PROBE_INPUT: images}), strict=True))
     features, logits = numpy_forward(net, preprocess(images, *CIFAR100, "NCHW"))  # published constants, not the probe's
     np.testing.assert_allclose(out[FEATURES], features, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out[LOGITS], logits, rtol=1e-4, atol=1e-5)
@@ -79,7 +86,9 @@ def test_check_compares_original_outputs_with_the_source(tmp_path):
     save_probe(model, tmp_path / "p.onnx")
     report = check_probe(tmp_path / "p.onnx", source=tmp_path / "k.onnx", n=5, seed=3)
     assert report.outputs_compared == ["dense_1"] and report.n == 5
-    result = CliRunner().invoke(app, ["probe", "--check", str(tmp_path / "p.onnx"), "--source", str(tmp_path / "k.onnx")])
+    result = CliRunner().invoke(
+        app, ["probe", "--check", str(tmp_path / "p.onnx"), "--source", str(tmp_path / "k.onnx")]
+    )
     assert result.exit_code == 0 and "passed" in result.output and "dense_1" in result.output
 
     other, _ = keras_style(np.random.default_rng(1))  # same graph, other weights: outputs differ
@@ -118,9 +127,11 @@ def test_probe_and_export_import_neither_torch_nor_the_cli():
     import subprocess
     import sys
 
-    code = ("import sys, onnx_geom.probe, onnx_geom.export;"
-            "bad=[m for m in sys.modules if m.startswith(('torch', 'onnx_geom.cli', 'onnx_geom.viewers'))];"
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, onnx_geom.probe, onnx_geom.export;"
+        "bad=[m for m in sys.modules if m.startswith(('torch', 'onnx_geom.cli', 'onnx_geom.viewers'))];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -130,8 +141,16 @@ def test_the_cli_prints_the_head_as_a_table_and_the_same_as_json(tmp_path):
     args = ["probe", str(tmp_path / "g.onnx"), "-o", str(tmp_path / "p.onnx"), "--preset", "imagenet"]
     table = CliRunner().invoke(app, args)
     assert table.exit_code == 0, table.output
-    for piece in ("head [Gemm(transB=0, alpha=0.5, beta=2)]", "K = 5", "D = 3", "uint8 N x 4 x 4 x 3 -> NCHW 'x'",
-                  "(0.485, 0.456, 0.406)", "(0.229, 0.224, 0.225)", "self-check", "passed"):
+    for piece in (
+        "head [Gemm(transB=0, alpha=0.5, beta=2)]",
+        "K = 5",
+        "D = 3",
+        "uint8 N x 4 x 4 x 3 -> NCHW 'x'",
+        "(0.485, 0.456, 0.406)",
+        "(0.229, 0.224, 0.225)",
+        "self-check",
+        "passed",
+    ):
         assert piece in table.output, piece
     as_json = json.loads(CliRunner().invoke(app, [*args, "--json"]).output)
     assert as_json == {"probe": str(tmp_path / "p.onnx"), **read_probe_info(tmp_path / "p.onnx").to_json()}

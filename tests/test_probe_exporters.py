@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from _probe_models import gemm_trans_b0, keras_style, preprocess, softmax
+
 from onnx_geom.probe import find_heads, probe, save_probe
 from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, TAGS_KEY, read_probe_info
 
@@ -21,7 +21,7 @@ PRESET_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 def run(model, images):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, {PROBE_INPUT: images})))
+    return dict(zip(names, session.run(names, {PROBE_INPUT: images}), strict=True))
 
 
 def images_for(model, n, seed=1):
@@ -116,7 +116,7 @@ def test_graph_without_value_info_is_probed_alike(torch_export):
     del source.graph.value_info[:]
     model = probe(source)
     images = images_for(model, 3)
-    features, logits = torch_reference(net, preprocess(images, (0, 0, 0), (1, 1, 1), "NCHW"))
+    _features, logits = torch_reference(net, preprocess(images, (0, 0, 0), (1, 1, 1), "NCHW"))
     assert_close(run(model, images)[LOGITS], logits, "logits")
 
 
@@ -194,7 +194,7 @@ def test_clashing_names_are_renamed_and_the_probe_keeps_working(tmp_path):
     assert set(renamed) == {PROBE_INPUT, LOGITS, FEATURES}
     save_probe(model, tmp_path / "p.onnx")
     images = images_for(model, 2)
-    features, logits, outputs = reference(preprocess(images, (0, 0, 0), (1, 1, 1), "NHWC"))
+    _features, logits, outputs = reference(preprocess(images, (0, 0, 0), (1, 1, 1), "NHWC"))
     out = run(onnx.load(tmp_path / "p.onnx"), images)
     assert_close(out[LOGITS], logits, "logits")
     assert_close(out[renamed[LOGITS]], outputs["dense_1"], "the original output under its new name")
@@ -226,11 +226,16 @@ def _bias_as_row_and_initializers_as_inputs(model):
 
     bias = next(t for t in model.graph.initializer if t.name == "dense_1/bias")
     bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias)[None, :], "dense_1/bias"))
-    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in model.graph.initializer)
+    model.graph.input.extend(
+        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in model.graph.initializer
+    )
 
 
-@pytest.mark.parametrize("respell", [_weights_as_constant_nodes, _weight_through_transpose,
-                                     _bias_as_row_and_initializers_as_inputs], ids=lambda f: f.__name__.strip("_"))
+@pytest.mark.parametrize(
+    "respell",
+    [_weights_as_constant_nodes, _weight_through_transpose, _bias_as_row_and_initializers_as_inputs],
+    ids=lambda f: f.__name__.strip("_"),
+)
 def test_equivalent_spellings_of_the_same_head(respell):
     source, reference = keras_style(np.random.default_rng(6))
     respell(source)

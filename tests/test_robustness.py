@@ -5,7 +5,11 @@ import pytest
 
 from onnx_geom.errors import DataError
 from onnx_geom.robustness import (
-    accuracy_table, corruption_effects, corruption_redundancy, geometry_and_robustness, robustness_summary,
+    accuracy_table,
+    corruption_effects,
+    corruption_redundancy,
+    geometry_and_robustness,
+    robustness_summary,
     sample_sets,
 )
 
@@ -15,10 +19,18 @@ def _table(acc):
 
 
 def test_summary_and_mce_hand_worked():
-    acc = {("ref", "clean", 0): 0.9, ("ref", "fog", 1): 0.8, ("ref", "fog", 2): 0.6,
-           ("ref", "snow", 1): 0.5, ("ref", "snow", 2): 0.5,
-           ("p", "clean", 0): 0.8, ("p", "fog", 1): 0.8, ("p", "fog", 2): 0.7,
-           ("p", "snow", 1): 0.4, ("p", "snow", 2): 0.2}
+    acc = {
+        ("ref", "clean", 0): 0.9,
+        ("ref", "fog", 1): 0.8,
+        ("ref", "fog", 2): 0.6,
+        ("ref", "snow", 1): 0.5,
+        ("ref", "snow", 2): 0.5,
+        ("p", "clean", 0): 0.8,
+        ("p", "fog", 1): 0.8,
+        ("p", "fog", 2): 0.7,
+        ("p", "snow", 1): 0.4,
+        ("p", "snow", 2): 0.2,
+    }
     rows = {r["model"]: r for r in robustness_summary(_table(acc), reference="ref")}
     # p: mean corruption accuracy (0.8 + 0.7 + 0.4 + 0.2) / 4 = 0.525; drop (0.8 - 0.525) / 0.8
     assert rows["p"]["mean_corruption_accuracy"] == pytest.approx(0.525)
@@ -32,7 +44,7 @@ def test_summary_and_mce_hand_worked():
     acc.update({("ref", "jpeg", 1): 0.9, ("ref", "jpeg", 2): 0.9, ("p", "jpeg", 1): 0.7, ("p", "jpeg", 2): 0.7})
     rows = {r["model"]: r for r in robustness_summary(_table(acc), reference="ref")}
     assert rows["p"]["relative_mce"] == pytest.approx((0.25 + 1.25) / 2)
-    assert rows["p"]["mce"] == pytest.approx((5 / 6 + 1.4 + 0.6 / 0.2) / 3)       # CE_jpeg = (0.3 + 0.3) / 0.2
+    assert rows["p"]["mce"] == pytest.approx((5 / 6 + 1.4 + 0.6 / 0.2) / 3)  # CE_jpeg = (0.3 + 0.3) / 0.2
     with pytest.raises(DataError, match="reference model 'x'"):
         robustness_summary(_table(acc), reference="x")
 
@@ -77,8 +89,13 @@ def test_redundancy_groups_blurs_and_noises():
     blur_base = {(m, s): rng.random(n) for m in models for s in sevs}
     noise_base = {(m, s): rng.random(n) for m in models for s in sevs}
     correct = {(m, "clean", 0): np.ones(n, bool) for m in models}
-    for name, base in [("defocus_blur", blur_base), ("motion_blur", blur_base), ("zoom_blur", blur_base),
-                       ("gaussian_noise", noise_base), ("shot_noise", noise_base)]:
+    for name, base in [
+        ("defocus_blur", blur_base),
+        ("motion_blur", blur_base),
+        ("zoom_blur", blur_base),
+        ("gaussian_noise", noise_base),
+        ("shot_noise", noise_base),
+    ]:
         for m in models:
             for s in sevs:
                 correct[(m, name, s)] = base[(m, s)] + 0.1 * rng.random(n) > 0.5
@@ -101,7 +118,7 @@ def test_effects_include_geometric_shifts_and_mixed_groups_are_named_mixed():
     effects = corruption_effects(correct, shift)
     assert effects["fog"].shape == (3 * n,)
     d = shift[("a", "fog", 1)]["delta_margin"]
-    np.testing.assert_allclose(effects["fog"][n:2 * n], (d - d.mean()) / d.std())
+    np.testing.assert_allclose(effects["fog"][n : 2 * n], (d - d.mean()) / d.std())
     red = corruption_redundancy(effects, threshold=2.0)  # everything in one group
     assert red["groups"] == [{"group": 1, "name": "mixed", "members": ["contrast", "fog"]}]
 
@@ -119,12 +136,14 @@ def test_clean_geometry_beside_the_drop_and_its_rank_correlation():
         margin, length = rng.normal(5 + m, 1, 200), rng.gamma(4 + m, 2, 200)
         clean[f"m{m}"] = {"margin": margin, "length": length, "angle_true": rng.uniform(40, 100, 200)}
         summary.append({"model": f"m{m}", "relative_drop": float(rng.uniform(0, 0.2))})
-    summary.append({"model": "no_clean", "relative_drop": 0.5})           # ignored: no clean geometry
+    summary.append({"model": "no_clean", "relative_drop": 0.5})  # ignored: no clean geometry
     per_model, correlations = geometry_and_robustness(clean, summary)
     assert [r["model"] for r in per_model] == sorted(clean)
     for r in per_model:
         g = clean[r["model"]]
-        assert r["median_margin"] == pytest.approx(sorted(g["margin"])[99:101][0] / 2 + sorted(g["margin"])[99:101][1] / 2)
+        assert r["median_margin"] == pytest.approx(
+            sorted(g["margin"])[99:101][0] / 2 + sorted(g["margin"])[99:101][1] / 2
+        )
         assert r["mean_length"] == pytest.approx(sum(g["length"]) / 200)
         assert r["mean_angle_true"] == pytest.approx(sum(g["angle_true"]) / 200)
     drop = [next(s["relative_drop"] for s in summary if s["model"] == r["model"]) for r in per_model]
@@ -135,9 +154,14 @@ def test_clean_geometry_beside_the_drop_and_its_rank_correlation():
 
 
 def test_rank_correlation_is_undefined_below_three_models_or_without_corruptions():
-    clean = {m: {"margin": np.ones(3) * v, "length": np.ones(3) * v, "angle_true": np.ones(3) * v} for m, v in [("a", 1.0), ("b", 2.0)]}
-    _, correlations = geometry_and_robustness(clean, [{"model": "a", "relative_drop": 0.1}, {"model": "b", "relative_drop": 0.2}])
+    clean = {
+        m: {"margin": np.ones(3) * v, "length": np.ones(3) * v, "angle_true": np.ones(3) * v}
+        for m, v in [("a", 1.0), ("b", 2.0)]
+    }
+    _, correlations = geometry_and_robustness(
+        clean, [{"model": "a", "relative_drop": 0.1}, {"model": "b", "relative_drop": 0.2}]
+    )
     assert all(np.isnan(c["spearman"]) and c["models"] == 2 for c in correlations)
     clean["c"] = clean["a"]
-    nan_drop = [{"model": m, "relative_drop": float("nan")} for m in "abc"]           # a study with no corruption
+    nan_drop = [{"model": m, "relative_drop": float("nan")} for m in "abc"]  # a study with no corruption
     assert all(c["models"] == 0 and np.isnan(c["spearman"]) for c in geometry_and_robustness(clean, nan_drop)[1])

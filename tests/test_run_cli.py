@@ -8,9 +8,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _probes import make_probe
 from typer.testing import CliRunner
 
-from _probes import make_probe
 from onnx_geom.cli.app import app
 
 RUNNER = CliRunner()
@@ -22,13 +22,17 @@ def files(tmp_path):
     onnx.save(make_probe(seed=1, shape=shape)[0], tmp_path / "dense.probe.onnx")
     onnx.save(make_probe(seed=2, shape=shape, features=5)[0], tmp_path / "other.onnx")
     rng = np.random.default_rng(4)
-    np.savez(tmp_path / "data.npz", images=rng.integers(0, 256, (25, *shape), dtype=np.uint8), labels=rng.integers(0, 4, 25))
+    np.savez(
+        tmp_path / "data.npz", images=rng.integers(0, 256, (25, *shape), dtype=np.uint8), labels=rng.integers(0, 4, 25)
+    )
     return tmp_path
 
 
 def direct_accuracy(model_path, data_path):
     data = np.load(data_path)
-    logits = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(["logits"], {"images": data["images"]})[0]
+    logits = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"images": data["images"]}
+    )[0]
     return float(np.mean(logits.argmax(1) == data["labels"]))
 
 
@@ -38,21 +42,54 @@ def invoke(*args):
 
 
 def test_run_json_then_info(files):
-    result, stdout = invoke("run", files / "dense.probe.onnx", f"pruned={files / 'other.onnx'}", "--data", files / "data.npz",
-                            "-o", files / "study", "--corruptions", "none", "--device", "cpu", "--batch-size", "10", "--json")
+    result, stdout = invoke(
+        "run",
+        files / "dense.probe.onnx",
+        f"pruned={files / 'other.onnx'}",
+        "--data",
+        files / "data.npz",
+        "-o",
+        files / "study",
+        "--corruptions",
+        "none",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "10",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(stdout)
-    assert summary["accuracy"]["dense"]["clean"] == pytest.approx(direct_accuracy(files / "dense.probe.onnx", files / "data.npz"))
-    assert summary["accuracy"]["pruned"]["clean"] == pytest.approx(direct_accuracy(files / "other.onnx", files / "data.npz"))
+    assert summary["accuracy"]["dense"]["clean"] == pytest.approx(
+        direct_accuracy(files / "dense.probe.onnx", files / "data.npz")
+    )
+    assert summary["accuracy"]["pruned"]["clean"] == pytest.approx(
+        direct_accuracy(files / "other.onnx", files / "data.npz")
+    )
     result, stdout = invoke("info", files / "study", "--json")
     info = json.loads(stdout)
-    assert info["models"]["dense"]["complete"] == 1 and info["models"]["pruned"]["missing"] == [] and info["dataset"]["n"] == 25
+    assert (
+        info["models"]["dense"]["complete"] == 1
+        and info["models"]["pruned"]["missing"] == []
+        and info["dataset"]["n"] == 25
+    )
     result, stdout = invoke("info", files / "study")
     assert result.exit_code == 0 and "dense" in stdout and "pruned" in stdout and "25 images" in stdout
 
 
 def test_run_table(files):
-    result, stdout = invoke("run", files / "other.onnx", "--data", files / "data.npz", "-o", files / "study", "--corruptions", "none", "--device", "cpu")
+    result, stdout = invoke(
+        "run",
+        files / "other.onnx",
+        "--data",
+        files / "data.npz",
+        "-o",
+        files / "study",
+        "--corruptions",
+        "none",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     acc = 100 * direct_accuracy(files / "other.onnx", files / "data.npz")
     assert "other" in stdout and f"{acc:.2f}" in stdout and "1 units computed" in stdout
@@ -67,7 +104,17 @@ def test_run_table(files):
     ],
 )
 def test_run_errors_are_one_sentence(files, extra, message):
-    result, _ = invoke("run", files / "other.onnx", "--data", files / "data.npz", "-o", files / "study", "--corruptions", "none", *extra)
+    result, _ = invoke(
+        "run",
+        files / "other.onnx",
+        "--data",
+        files / "data.npz",
+        "-o",
+        files / "study",
+        "--corruptions",
+        "none",
+        *extra,
+    )
     if "cuda" in extra and ort.get_device() == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers():
         from onnx_geom.runner import _auto_device
 
@@ -78,7 +125,15 @@ def test_run_errors_are_one_sentence(files, extra, message):
 
 
 def test_duplicate_names_and_missing_study(files):
-    result, _ = invoke("run", files / "other.onnx", f"other={files / 'dense.probe.onnx'}", "--data", files / "data.npz", "-o", files / "s")
+    result, _ = invoke(
+        "run",
+        files / "other.onnx",
+        f"other={files / 'dense.probe.onnx'}",
+        "--data",
+        files / "data.npz",
+        "-o",
+        files / "s",
+    )
     assert result.exit_code == 1 and "two models are named 'other'" in result.output
     result, _ = invoke("info", files / "nowhere")
     assert result.exit_code == 1 and "no study at" in result.output and "Traceback" not in result.output
@@ -86,19 +141,51 @@ def test_duplicate_names_and_missing_study(files):
 
 def test_run_with_real_corruptions(files):
     corruptions = pytest.importorskip("onnx_geom.corruptions")
-    result, stdout = invoke("run", files / "other.onnx", "--data", files / "data.npz", "-o", files / "study", "--corruptions",
-                            "gaussian_noise", "--severities", "2", "--device", "cpu", "--seed", "3", "--batch-size", "7", "--json")
+    result, stdout = invoke(
+        "run",
+        files / "other.onnx",
+        "--data",
+        files / "data.npz",
+        "-o",
+        files / "study",
+        "--corruptions",
+        "gaussian_noise",
+        "--severities",
+        "2",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+        "--batch-size",
+        "7",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     data = np.load(files / "data.npz")
     images = corruptions.corrupt(data["images"], "gaussian_noise", 2, rng=3, indices=np.arange(25))
-    logits = ort.InferenceSession(str(files / "other.onnx"), providers=["CPUExecutionProvider"]).run(["logits"], {"images": images})[0]
-    assert json.loads(stdout)["accuracy"]["other"]["gaussian_noise"] == pytest.approx(np.mean(logits.argmax(1) == data["labels"]))
+    logits = ort.InferenceSession(str(files / "other.onnx"), providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"images": images}
+    )[0]
+    assert json.loads(stdout)["accuracy"]["other"]["gaussian_noise"] == pytest.approx(
+        np.mean(logits.argmax(1) == data["labels"])
+    )
 
 
 def test_info_shows_incomplete_and_missing_units(files):
     from onnx_geom.store import Study, Unit
 
-    result, _ = invoke("run", files / "other.onnx", "--data", files / "data.npz", "-o", files / "study", "--corruptions", "none", "--device", "cpu")
+    result, _ = invoke(
+        "run",
+        files / "other.onnx",
+        "--data",
+        files / "data.npz",
+        "-o",
+        files / "study",
+        "--corruptions",
+        "none",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     study = Study.open(files / "study", mode="a")
     study._grow_plan(["fog"], [1])  # as if a run with --corruptions fog --severities 1 had been stopped
@@ -123,7 +210,15 @@ def test_progress_bar_counts_units_and_images():
     with Progress(TextColumn("units {task.fields[units]}"), TextColumn("{task.completed}/{task.total}"), _Speed(),
                   console=Console(file=buffer, force_terminal=True, width=100)) as progress:  # fmt: skip
         bar = _Bar(progress)
-        for event, count in [("plan", 3), ("plan_images", 90), ("images", 30), ("unit", 0), ("skip", 0), ("images", 30), ("unit", 0)]:
+        for event, count in [
+            ("plan", 3),
+            ("plan_images", 90),
+            ("images", 30),
+            ("unit", 0),
+            ("skip", 0),
+            ("images", 30),
+            ("unit", 0),
+        ]:
             bar(event, None, count)
         task = progress.tasks[0]
         assert (task.completed, task.total, task.fields["units"]) == (60, 90, "3/3")

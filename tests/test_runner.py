@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-
 from _probes import make_probe, reference
+
 from onnx_geom.errors import DataError, DeviceError, InvalidModelError
 from onnx_geom.runner import ProbeSession, check_data, run_batches, to_fp16
 
@@ -41,7 +41,10 @@ def test_io_binding_path_gives_the_same_outputs():
 def test_auto_resolves_to_a_working_device():
     model, _ = make_probe()
     session = ProbeSession.open(model, device="auto")
-    assert session.device in ("cpu", "cuda") and session.providers[0] == {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[session.device]
+    assert (
+        session.device in ("cpu", "cuda")
+        and session.providers[0] == {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}[session.device]
+    )
     assert session.batch_size == {"cpu": 256, "cuda": 2048}[session.device]  # small 6x6x3 images: the full default
 
 
@@ -71,7 +74,7 @@ def test_fp16_copy_keeps_io_types_and_values():
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.initializer)
     session = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"])
     feats, logits = session.run(["features", "logits"], {"images": IMAGES})
-    ref_f, ref_z = reference(IMAGES, weights)
+    _ref_f, ref_z = reference(IMAGES, weights)
     assert feats.dtype == np.float32
     np.testing.assert_allclose(logits, ref_z, rtol=2e-2, atol=2e-2 * np.abs(ref_z).max())
 

@@ -9,7 +9,13 @@ from sklearn.metrics import cohen_kappa_score
 
 from onnx_geom.errors import DataError
 from onnx_geom.similarity import (
-    agreement, cka_matrix, classical_mds, cohen_kappa, geometric_distance, geometric_vectors, linear_cka,
+    agreement,
+    cka_matrix,
+    classical_mds,
+    cohen_kappa,
+    geometric_distance,
+    geometric_vectors,
+    linear_cka,
     minimum_spanning_tree,
 )
 
@@ -19,7 +25,7 @@ def gram_cka(X, Y):
     n = X.shape[0]
     H = np.eye(n) - np.ones((n, n)) / n
     K, L = X @ X.T, Y @ Y.T
-    hsic = lambda A, B: np.trace(A @ H @ B @ H)  # noqa: E731
+    hsic = lambda A, B: np.trace(A @ H @ B @ H)
     return hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
 
 
@@ -28,20 +34,27 @@ def song_unbiased_hsic(K, L):
     n = K.shape[0]
     Kt, Lt = K - np.diag(np.diag(K)), L - np.diag(np.diag(L))
     one = np.ones(n)
-    return (np.trace(Kt @ Lt) + (one @ Kt @ one) * (one @ Lt @ one) / ((n - 1) * (n - 2))
-            - 2 / (n - 2) * one @ Kt @ Lt @ one) / (n * (n - 3))
+    return (
+        np.trace(Kt @ Lt)
+        + (one @ Kt @ one) * (one @ Lt @ one) / ((n - 1) * (n - 2))
+        - 2 / (n - 2) * one @ Kt @ Lt @ one
+    ) / (n * (n - 3))
 
 
 def kornblith_debiased_cka(X, Y):
     """Debiased CKA the way Kornblith et al.'s notebook does it: U-centred Grams (Szekely), then cosine."""
+
     def ucenter(G):
-        G = G.copy(); n = G.shape[0]
+        G = G.copy()
+        n = G.shape[0]
         np.fill_diagonal(G, 0)
         means = G.sum(0) / (n - 2)
         means -= means.sum() / (2 * (n - 1))
-        G -= means[:, None]; G -= means[None, :]
+        G -= means[:, None]
+        G -= means[None, :]
         np.fill_diagonal(G, 0)
         return G
+
     K, L = ucenter(X @ X.T), ucenter(Y @ Y.T)
     return (K.ravel() @ L.ravel()) / np.sqrt((K.ravel() @ K.ravel()) * (L.ravel() @ L.ravel()))
 
@@ -64,7 +77,8 @@ def test_debiased_cka_equals_two_gram_forms(reps):
     X, Y = reps
     Xc, Yc = X - X.mean(0), Y - Y.mean(0)
     song = song_unbiased_hsic(X @ X.T, Y @ Y.T) / np.sqrt(
-        song_unbiased_hsic(X @ X.T, X @ X.T) * song_unbiased_hsic(Y @ Y.T, Y @ Y.T))
+        song_unbiased_hsic(X @ X.T, X @ X.T) * song_unbiased_hsic(Y @ Y.T, Y @ Y.T)
+    )
     assert linear_cka(X, Y, debiased=True) == pytest.approx(song, rel=1e-8)
     assert linear_cka(X, Y, debiased=True) == pytest.approx(kornblith_debiased_cka(Xc, Yc), rel=1e-8)
     assert linear_cka(X, Y, debiased=True) != pytest.approx(linear_cka(X, Y), rel=1e-3)
@@ -116,7 +130,8 @@ def test_kappa_hand_worked_examples():
 def test_kappa_matches_sklearn_on_random_correctness():
     rng = np.random.default_rng(5)
     for _ in range(20):
-        a = rng.random(200) < rng.random(); b = rng.random(200) < rng.random()
+        a = rng.random(200) < rng.random()
+        b = rng.random(200) < rng.random()
         if len(set(a)) == 1 and len(set(b)) == 1:
             continue
         assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
@@ -167,10 +182,11 @@ def _brute_force_mst_weight(D):
     for tree in itertools.combinations(edges, M - 1):
         parent = list(range(M))
 
-        def root(i):
+        def root(i, parent=parent):
             while parent[i] != i:
                 i = parent[i]
             return i
+
         ok = True
         for i, j in tree:
             ri, rj = root(i), root(j)
@@ -189,7 +205,8 @@ def test_mst_has_m_minus_1_edges_and_is_minimal(seed):
     M = 6
     P = rng.normal(size=(M, 3))
     D = np.linalg.norm(P[:, None] - P[None], axis=-1) if seed % 2 else rng.integers(1, 5, size=(M, M)).astype(float)
-    D = np.triu(D, 1); D = D + D.T
+    D = np.triu(D, 1)
+    D = D + D.T
     edges = minimum_spanning_tree(D)
     assert len(edges) == M - 1
     assert all(i < j and w == D[i, j] for i, j, w in edges)

@@ -19,20 +19,39 @@ from onnx_geom.store import Study, Unit, UnitAlreadyComplete
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, size=(10, 4, 4, 3), dtype=np.uint8)
 LABELS = np.arange(10) % 3
-INFO = ProbeInfo(W=RNG.normal(size=(3, 5)).astype(np.float32), b=RNG.normal(size=3).astype(np.float32),
-                 input_shape=(4, 4, 3), layout="NCHW", mean=(0.0,) * 3, std=(1.0,) * 3, tags={"sparsity": 0.5})
+INFO = ProbeInfo(
+    W=RNG.normal(size=(3, 5)).astype(np.float32),
+    b=RNG.normal(size=3).astype(np.float32),
+    input_shape=(4, 4, 3),
+    layout="NCHW",
+    mean=(0.0,) * 3,
+    std=(1.0,) * 3,
+    tags={"sparsity": 0.5},
+)
 
 
 def make(tmp_path, **kw):
-    study = Study.create(tmp_path / "s", images=IMAGES, labels=LABELS, dataset_name="toy", class_names=["a", "b", "c"],
-                         corruptions=["clean", "fog"], severities=[0, 1], seed=3, **kw)
+    study = Study.create(
+        tmp_path / "s",
+        images=IMAGES,
+        labels=LABELS,
+        dataset_name="toy",
+        class_names=["a", "b", "c"],
+        corruptions=["clean", "fog"],
+        severities=[0, 1],
+        seed=3,
+        **kw,
+    )
     study.add_model("m", INFO, probe_path="m.onnx")
     return study
 
 
 def arrays(seed=1):
     rng = np.random.default_rng(seed)
-    return {"features": rng.normal(size=(10, 5)).astype(np.float32), "logits": rng.normal(size=(10, 3)).astype(np.float32)}
+    return {
+        "features": rng.normal(size=(10, 5)).astype(np.float32),
+        "logits": rng.normal(size=(10, 3)).astype(np.float32),
+    }
 
 
 def test_layout_is_plain_zarr(tmp_path):
@@ -57,7 +76,7 @@ def test_reader_api(tmp_path):
     make(tmp_path).write_unit(Unit("m", "clean", 0), arrays())
     study = Study.open(tmp_path / "s")
     assert study.models == ["m"] and study.units() == [Unit("m", "clean", 0)]
-    W, b = study.head("m")
+    W, _b = study.head("m")
     np.testing.assert_array_equal(W, INFO.W)
     assert study.model_attrs("m")["probe"]["num_classes"] == 3
     np.testing.assert_array_equal(study.images[[1, 3]], IMAGES[[1, 3]])
@@ -94,7 +113,10 @@ def test_incomplete_unit_is_invisible_and_rewritten(tmp_path):
     assert [u for u, _ in study.incomplete_units()] == [unit]
     with pytest.raises(StudyNotFoundError, match="not complete"):
         study.read(unit, "features")
-    with pytest.raises(StudyError, match="only 4 of 10 rows"), study.writing(unit, {"features": ((10, 5), "float32")}) as writer:
+    with (
+        pytest.raises(StudyError, match="only 4 of 10 rows"),
+        study.writing(unit, {"features": ((10, 5), "float32")}) as writer,
+    ):
         writer.append(features=arrays()["features"][:4])
     assert not study.is_complete(unit)
     study.write_unit(unit, arrays(2))
@@ -173,7 +195,7 @@ def test_open_errors(tmp_path):
 
 def test_reopen_checks_data_and_grows_plan(tmp_path):
     make(tmp_path)
-    kw = dict(images=IMAGES, labels=LABELS, dataset_name="toy", seed=3, exist_ok=True)
+    kw = {"images": IMAGES, "labels": LABELS, "dataset_name": "toy", "seed": 3, "exist_ok": True}
     study = Study.create(tmp_path / "s", corruptions=["snow"], severities=[5], **kw)
     assert study.attrs["corruptions"] == ["clean", "fog", "snow"] and study.attrs["severities"] == [0, 1, 5]
     with pytest.raises(StudyError, match="other data"):
@@ -217,9 +239,11 @@ def test_a_damaged_chunk_is_one_sentence_not_a_codec_error(tmp_path):
     study = Study.create(tmp_path / "s", images=IMAGES, labels=LABELS, dataset_name="toy")
     study.add_model("m", INFO)
     study.write_unit(Unit("m", "clean", 0), arrays())
-    chunk = next(p for p in (tmp_path / "s" / Unit("m", "clean", 0).key() / "features").iterdir() if p.name != "zarr.json")
-    chunk.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 8)      # zstd magic, then nonsense
-    with pytest.raises(StudyError, match="unreadable .* it may be damaged"):
+    chunk = next(
+        p for p in (tmp_path / "s" / Unit("m", "clean", 0).key() / "features").iterdir() if p.name != "zarr.json"
+    )
+    chunk.write_bytes(b"\x28\xb5\x2f\xfd" + b"garbage" * 8)  # zstd magic, then nonsense
+    with pytest.raises(StudyError, match=r"unreadable .* it may be damaged"):
         study.read(Unit("m", "clean", 0), "features")
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from _probes import make_probe, toy_corrupt
+
 from onnx_geom.errors import DataError, StudyError
 from onnx_geom.store import Study, Unit
 from onnx_geom.sweep import sweep
@@ -31,7 +31,9 @@ def work(tmp_path_factory):
     onnx.save(make_probe(seed=1)[0], work / "a.onnx")
     onnx.save(make_probe(seed=2, features=5)[0], work / "b.onnx")
     rng = np.random.default_rng(3)
-    np.savez(work / "data.npz", images=rng.integers(0, 256, (30, 6, 6, 3), dtype=np.uint8), labels=rng.integers(0, 4, 30))
+    np.savez(
+        work / "data.npz", images=rng.integers(0, 256, (30, 6, 6, 3), dtype=np.uint8), labels=rng.integers(0, 4, 30)
+    )
     return work
 
 
@@ -43,7 +45,11 @@ def expected(work):
     for model in ("a", "b"):
         session = ort.InferenceSession(str(work / f"{model}.onnx"), providers=["CPUExecutionProvider"])
         for corruption, severity in PLAN:
-            images = data["images"] if corruption == "clean" else toy_corrupt(data["images"], corruption, severity, rng=SEED, indices=range(30))
+            images = (
+                data["images"]
+                if corruption == "clean"
+                else toy_corrupt(data["images"], corruption, severity, rng=SEED, indices=range(30))
+            )
             feats, logits = session.run(["features", "logits"], {"images": images})
             out[Unit(model, corruption, severity)] = {"features": feats, "logits": logits}
     return out
@@ -51,8 +57,17 @@ def expected(work):
 
 def run(work, study, **kw):
     data = np.load(work / "data.npz")
-    options = dict(corruptions=CORRUPTIONS, severities=SEVERITIES, batch_size=8, device="cpu", seed=SEED, corrupt=toy_corrupt)
-    return sweep({"a": work / "a.onnx", "b": work / "b.onnx"}, (data["images"], data["labels"]), study, **{**options, **kw})
+    options = {
+        "corruptions": CORRUPTIONS,
+        "severities": SEVERITIES,
+        "batch_size": 8,
+        "device": "cpu",
+        "seed": SEED,
+        "corrupt": toy_corrupt,
+    }
+    return sweep(
+        {"a": work / "a.onnx", "b": work / "b.onnx"}, (data["images"], data["labels"]), study, **{**options, **kw}
+    )
 
 
 def assert_study_equals(path, expected):
@@ -73,7 +88,10 @@ def test_sweep_equals_direct_onnxruntime(work, expected, tmp_path):
             sevs = [s for c, s in PLAN if c == corruption]
             acc = np.mean([np.mean(expected[Unit(model, corruption, s)]["logits"].argmax(1) == labels) for s in sevs])
             assert summary["accuracy"][model][corruption] == pytest.approx(acc)
-    assert events[:2] == [("plan", None, 14), ("plan_images", None, 14 * 30)] and sum(c for e, _, c in events if e == "images") == 14 * 30
+    assert (
+        events[:2] == [("plan", None, 14), ("plan_images", None, 14 * 30)]
+        and sum(c for e, _, c in events if e == "images") == 14 * 30
+    )
     assert summary["units"]["already_complete"] == 0 and len(summary["units"]["computed"]) == 14
     assert summary["device"] == "cpu" and summary["images"] == 30
     study = Study.open(tmp_path / "s")
@@ -85,7 +103,9 @@ def test_sweep_equals_direct_onnxruntime(work, expected, tmp_path):
 
 
 def test_sigkill_then_rerun_recomputes_only_what_was_missing(work, expected, tmp_path):
-    child = subprocess.Popen([sys.executable, str(CHILD), str(work), str(tmp_path / "s"), "0.03"], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, str(CHILD), str(work), str(tmp_path / "s"), "0.03"], stdout=subprocess.PIPE, text=True
+    )
     done = []
     for line in child.stdout:
         done.append(line.split()[1])
@@ -110,10 +130,17 @@ def test_sigkill_then_rerun_recomputes_only_what_was_missing(work, expected, tmp
 
 
 def test_two_concurrent_runs_do_not_corrupt_the_study(work, expected, tmp_path):
-    children = [subprocess.Popen([sys.executable, str(CHILD), str(work), str(tmp_path / "s"), "0.01"], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(CHILD), str(work), str(tmp_path / "s"), "0.01"], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [c.communicate(timeout=120)[0] for c in children]
     assert [c.returncode for c in children] == [0, 0], outputs
-    summaries = [json.loads(next(line for line in out.splitlines() if line.startswith("summary"))[8:]) for out in outputs]
+    summaries = [
+        json.loads(next(line for line in out.splitlines() if line.startswith("summary"))[8:]) for out in outputs
+    ]
     computed = [u for s in summaries for u in s["computed"]]
     assert len(computed) == len(set(computed))  # no unit was written twice
     assert_study_equals(tmp_path / "s", expected)
@@ -186,7 +213,7 @@ def test_disk_full_mid_sweep_keeps_complete_units(work, expected, tmp_path, monk
         return real_put(path, value, **options)
 
     monkeypatch.setattr(files, "put", put)
-    with pytest.raises(StudyError, match="no space left on the device while writing unit ./n2/1"):
+    with pytest.raises(StudyError, match=r"no space left on the device while writing unit ./n2/1"):
         run(work, tmp_path / "s")
     monkeypatch.setattr(files, "put", real_put)
     study = Study.open(tmp_path / "s")
@@ -201,8 +228,18 @@ class FakeFolder:
     """The CorruptedFolder interface (CIFAR-10-C layout) over arrays in memory."""
 
     def __init__(self, images, labels, corruptions, seed):
-        self.path, self.n, self.corruptions, self.severities = Path("fake"), len(labels), tuple(corruptions), (1, 2, 3, 4, 5)
-        self.blocks = {c: np.concatenate([toy_corrupt(images, c, s, rng=seed, indices=range(len(images))) for s in self.severities]) for c in corruptions}
+        self.path, self.n, self.corruptions, self.severities = (
+            Path("fake"),
+            len(labels),
+            tuple(corruptions),
+            (1, 2, 3, 4, 5),
+        )
+        self.blocks = {
+            c: np.concatenate(
+                [toy_corrupt(images, c, s, rng=seed, indices=range(len(images))) for s in self.severities]
+            )
+            for c in corruptions
+        }
         self.labels = np.tile(labels, 5)
 
     def array(self, corruption):
@@ -213,7 +250,9 @@ class FakeFolder:
         return self.blocks[corruption][base + start : base + (self.n if stop is None else stop)]
 
     def read_labels(self, severity, start=0, stop=None):
-        return self.labels[(severity - 1) * self.n + start : (severity - 1) * self.n + (self.n if stop is None else stop)]
+        return self.labels[
+            (severity - 1) * self.n + start : (severity - 1) * self.n + (self.n if stop is None else stop)
+        ]
 
 
 def test_corrupted_folder_gives_the_same_units(work, expected, tmp_path, monkeypatch):
@@ -235,9 +274,26 @@ def test_real_corruptions_on_the_fly_equal_a_written_folder(tmp_path):
     onnx.save(make_probe(shape=(32, 32, 3))[0], tmp_path / "p.onnx")
     rng = np.random.default_rng(0)
     data = datasets.Dataset(rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), rng.integers(0, 4, 12), "toy")
-    datasets.write_corrupted(data, tmp_path / "C", corruptions=["fog", "shot_noise"], severities=(1, 2, 3, 4, 5), seed=0)
-    sweep({"p": tmp_path / "p.onnx"}, data, tmp_path / "fly", corruptions=["fog", "shot_noise"], severities=[2, 4], device="cpu", batch_size=5)
-    sweep({"p": tmp_path / "p.onnx"}, data, tmp_path / "disk", corrupted_dir=tmp_path / "C", severities=[2, 4], device="cpu")
+    datasets.write_corrupted(
+        data, tmp_path / "C", corruptions=["fog", "shot_noise"], severities=(1, 2, 3, 4, 5), seed=0
+    )
+    sweep(
+        {"p": tmp_path / "p.onnx"},
+        data,
+        tmp_path / "fly",
+        corruptions=["fog", "shot_noise"],
+        severities=[2, 4],
+        device="cpu",
+        batch_size=5,
+    )
+    sweep(
+        {"p": tmp_path / "p.onnx"},
+        data,
+        tmp_path / "disk",
+        corrupted_dir=tmp_path / "C",
+        severities=[2, 4],
+        device="cpu",
+    )
     fly, disk = Study.open(tmp_path / "fly"), Study.open(tmp_path / "disk")
     assert fly.units() == disk.units() and len(fly.units()) == 5
     for unit in fly.units():
@@ -256,7 +312,9 @@ def test_plain_model_is_probed_on_the_fly(tmp_path):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
         [numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")],
     )  # fmt: skip
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "plain.onnx")
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "plain.onnx"
+    )
     images, labels = rng.integers(0, 256, (9, 6, 6, 3), dtype=np.uint8), rng.integers(0, 5, 9)
     sweep({"plain": tmp_path / "plain.onnx"}, (images, labels), tmp_path / "s", corruptions=[], device="cpu")
     study = Study.open(tmp_path / "s")

@@ -22,19 +22,19 @@ def test_selection_setters_fire_once_per_real_change():
     sel.indices = [5, 2, 5]
     assert sel.indices.tolist() == [2, 5] and sel.focus == 2
     assert log == ["indices", "focus"]
-    sel.indices = np.array([2, 5])            # same set, other container: nothing
+    sel.indices = np.array([2, 5])  # same set, other container: nothing
     sel.models = ["a"]
     sel.condition = ("clean", 0)
     sel.shift_from_clean = False
     assert log == ["indices", "focus"]
-    sel.indices = [5, 9]                      # focus 2 left the selection -> first of the new one
+    sel.indices = [5, 9]  # focus 2 left the selection -> first of the new one
     assert sel.focus == 5 and log[-2:] == ["indices", "focus"]
-    sel.indices = [9, 5, 7]                   # focus 5 still selected: focus unchanged
+    sel.indices = [9, 5, 7]  # focus 5 still selected: focus unchanged
     assert sel.focus == 5 and log[-1] == "indices"
-    sel.models = ("a", "b", "c")              # at most two
+    sel.models = ("a", "b", "c")  # at most two
     assert sel.models == ("a", "b")
     with pytest.raises(ValueError):
-        sel.indices.__setitem__(0, 1)         # read-only: views cannot change it behind the selection's back
+        sel.indices.__setitem__(0, 1)  # read-only: views cannot change it behind the selection's back
 
 
 def test_linked_listeners_that_set_back_do_not_loop():
@@ -101,7 +101,7 @@ def test_points_in_polygon_matches_matplotlib():
     rng = np.random.default_rng(0)
     pts = rng.uniform(-1, 1, (5000, 2))
     angles = np.sort(rng.uniform(0, 2 * np.pi, 12))
-    poly = np.stack([np.cos(angles), np.sin(angles)], 1) * rng.uniform(0.3, 1, (12, 1))   # star-ish, concave
+    poly = np.stack([np.cos(angles), np.sin(angles)], 1) * rng.uniform(0.3, 1, (12, 1))  # star-ish, concave
     np.testing.assert_array_equal(points_in_polygon(pts, poly), MplPath(poly).contains_points(pts))
 
 
@@ -125,7 +125,7 @@ def test_density_image_counts_every_polyline_once_per_column():
 
 def _manual_geometry(f, W, b, y):
     """Written independently of onnx_geom.geometry: loops, no vectorised margin."""
-    z = W @ f + b
+    W @ f + b
     cos = (W @ f) / (np.linalg.norm(W, axis=1) * np.linalg.norm(f))
     margin = min(((W[y] - W[j]) @ f + b[y] - b[j]) / np.linalg.norm(W[y] - W[j]) for j in range(len(b)) if j != y)
     return {"angle_true": np.degrees(np.arccos(np.clip(cos[y], -1, 1))), "length": np.linalg.norm(f), "margin": margin}
@@ -135,15 +135,15 @@ def test_occlusion_matches_a_manual_loop():
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
     A = rng.standard_normal((12 * 10 * 3, 5))
-    fn = lambda x: (x.reshape(len(x), -1) / 255.0) @ A        # noqa: E731
+    fn = lambda x: (x.reshape(len(x), -1) / 255.0) @ A
     W, b = rng.standard_normal((4, 5)), rng.standard_normal(4)
     maps = occlusion(image, 2, fn, W, b, patch=4, fill=100)
-    assert maps["margin"].shape == (3, 3)                     # ceil(12/4) x ceil(10/4)
+    assert maps["margin"].shape == (3, 3)  # ceil(12/4) x ceil(10/4)
     base = _manual_geometry(fn(image[None])[0], W, b, 2)
     for r in range(3):
         for c in range(3):
             occluded = image.copy()
-            occluded[4 * r:4 * r + 4, 4 * c:4 * c + 4] = 100
+            occluded[4 * r : 4 * r + 4, 4 * c : 4 * c + 4] = 100
             g = _manual_geometry(fn(occluded[None])[0], W, b, 2)
             for q in ("angle_true", "length", "margin"):
                 assert maps[q][r, c] == pytest.approx(g[q] - base[q], rel=1e-3, abs=1e-3), (q, r, c)
@@ -152,18 +152,24 @@ def test_occlusion_matches_a_manual_loop():
 
 
 def test_data_model_and_selection_never_import_qt_or_vispy():
-    code = ("import sys, onnx_geom.viewers, onnx_geom.viewers.data, onnx_geom.viewers.selection, "
-            "onnx_geom.viewers.attribution, onnx_geom.viewers.colors;"
-            "from onnx_geom.viewers import ViewerData; ViewerData.synthetic(20, 3);"
-            "bad=[m for m in sys.modules if m.startswith(('vispy','PySide6'))]; print(bad); sys.exit(bool(bad))")
+    code = (
+        "import sys, onnx_geom.viewers, onnx_geom.viewers.data, onnx_geom.viewers.selection, "
+        "onnx_geom.viewers.attribution, onnx_geom.viewers.colors;"
+        "from onnx_geom.viewers import ViewerData; ViewerData.synthetic(20, 3);"
+        "bad=[m for m in sys.modules if m.startswith(('vispy','PySide6'))]; print(bad); sys.exit(bool(bad))"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_many_classes_give_four_global_axes_without_reading_cosines():
     from onnx_geom.viewers.views.global_geometry import axis_values
 
-    geom = {"angle_true": np.array([10.0, 20]), "angle_pred": np.array([5.0, 20]), "length": np.array([1.0, 2]),
-            "margin": np.array([0.5, -0.1])}                        # no "cos": it must not be touched
+    geom = {
+        "angle_true": np.array([10.0, 20]),
+        "angle_pred": np.array([5.0, 20]),
+        "length": np.array([1.0, 2]),
+        "margin": np.array([0.5, -0.1]),
+    }  # no "cos": it must not be touched
     np.testing.assert_allclose(axis_values(geom, class_axes=False), [[10, 5, 1, 0.5], [20, 20, 2, -0.1]], rtol=1e-6)
     cos = np.array([[1.0, 0.0], [0.5, -1.0]])
     np.testing.assert_allclose(axis_values({**geom, "cos": cos})[:, :2], [[0, 90], [60, 180]], atol=1e-4)
@@ -173,8 +179,11 @@ def test_first_view_opens_on_the_first_models_worst_condition_and_the_samples_it
     from onnx_geom.viewers.layout import initial_selection
 
     data = ViewerData.synthetic(300, 4, models=("dense", "magnitude-90"), seed=1)
-    recount = {(c, s): np.mean(data.geometry("dense", c, s)["pred"] == data.labels)
-               for c in data.corruptions for s in data.severities}
+    recount = {
+        (c, s): np.mean(data.geometry("dense", c, s)["pred"] == data.labels)
+        for c in data.corruptions
+        for s in data.severities
+    }
     sel = initial_selection(data)
     assert sel.models == ("dense",) and sel.condition == min(recount, key=recount.get)
     clean_ok = data.geometry("dense", "clean", 0)["pred"] == data.labels
@@ -185,11 +194,21 @@ def test_first_view_opens_on_the_first_models_worst_condition_and_the_samples_it
 def _boxes_touching(centres, half, points):
     """Brute force: pairs of label boxes that overlap, and (label, point) pairs where a box covers a point."""
     n = len(centres)
-    boxes = [(i, j) for i in range(n) for j in range(i + 1, n)
-             if abs(centres[i][0] - centres[j][0]) < half[i][0] + half[j][0]
-             and abs(centres[i][1] - centres[j][1]) < half[i][1] + half[j][1]]
-    covered = [(i, k) for i in range(n) for k in range(len(points)) if k != i
-               and abs(points[k][0] - centres[i][0]) <= half[i][0] and abs(points[k][1] - centres[i][1]) <= half[i][1]]
+    boxes = [
+        (i, j)
+        for i in range(n)
+        for j in range(i + 1, n)
+        if abs(centres[i][0] - centres[j][0]) < half[i][0] + half[j][0]
+        and abs(centres[i][1] - centres[j][1]) < half[i][1] + half[j][1]
+    ]
+    covered = [
+        (i, k)
+        for i in range(n)
+        for k in range(len(points))
+        if k != i
+        and abs(points[k][0] - centres[i][0]) <= half[i][0]
+        and abs(points[k][1] - centres[i][1]) <= half[i][1]
+    ]
     return boxes, covered
 
 
@@ -198,7 +217,7 @@ def test_model_map_labels_avoid_each_other_other_dots_and_the_panel_edge():
 
     rng = np.random.default_rng(3)
     grid = np.stack(np.meshgrid(np.arange(4) * 10.0, np.arange(3) * 4.0), -1).reshape(-1, 2)
-    points = np.concatenate([grid, grid + rng.uniform(-0.1, 0.1, grid.shape)])   # 12 near-coincident pairs
+    points = np.concatenate([grid, grid + rng.uniform(-0.1, 0.1, grid.shape)])  # 12 near-coincident pairs
     widths = rng.uniform(2.0, 4.0, len(points))
     centres = label_positions(points, widths, 1.0, 0.5)
     half = np.stack([widths / 2, np.full(len(points), 0.5)], 1)
@@ -214,6 +233,6 @@ def test_model_map_labels_avoid_each_other_other_dots_and_the_panel_edge():
 
 
 def test_thumbnails_fall_back_to_clean_images_when_the_condition_cannot_be_remade():
-    data = ViewerData.synthetic(40, 3, seed=2)          # no sweep profile: corrupted images came from elsewhere
+    data = ViewerData.synthetic(40, 3, seed=2)  # no sweep profile: corrupted images came from elsewhere
     assert data.remakes(("clean", 0)) and not data.remakes(("fog", 2))
     assert np.array_equal(data.thumbnails([5, 1], ("fog", 2)), data.images[[5, 1]])

@@ -27,7 +27,7 @@ def test_local_panel_draws_every_class_in_its_own_colour(data):
     alpha = np.clip(3000 / data.n_samples, 0.08, 0.85)
     counts = []
     for rgba in class_colors(data.n_classes):
-        blended = alpha * rgba[:3] + (1 - alpha) * 1.0       # translucent over white, no depth test
+        blended = alpha * rgba[:3] + (1 - alpha) * 1.0  # translucent over white, no depth test
         counts.append(int(_near(img, blended, 0.05).sum()))
     assert min(counts) > 200, counts
 
@@ -129,7 +129,7 @@ def _canvas(data):
     sel = Selection(models=("dense",), condition=("fog", 3))
     canvas, views = build_canvas(data, sel, size=(1280, 800))
     interaction = Interaction(canvas, views)
-    canvas.render()                      # lays the grid out
+    canvas.render()  # lays the grid out
     yield sel, canvas, views, interaction
     interaction.close()
     for view in views.values():
@@ -152,8 +152,8 @@ def test_whole_window_has_six_filled_panels(live):
     for name, view in views.items():
         box = view.viewbox
         o = canvas.scene.node_transform(box).inverse.map([[0, 0], list(box.size)])[:, :2].astype(int)
-        cell = img[o[0, 1] + 2:o[1, 1] - 2, o[0, 0] + 2:o[1, 0] - 2, :3]
-        assert (cell < 200).any(axis=-1).mean() > 0.01, name            # every panel drew something
+        cell = img[o[0, 1] + 2 : o[1, 1] - 2, o[0, 0] + 2 : o[1, 0] - 2, :3]
+        assert (cell < 200).any(axis=-1).mean() > 0.01, name  # every panel drew something
         assert len(np.unique(cell.reshape(-1, 3), axis=0)) > 30, name
 
 
@@ -161,7 +161,7 @@ def _drag(canvas, view, a, b, mods, via=()):
     """Drag with ``mods`` held from fraction ``a`` to ``b`` of ``view``'s box (canvas events, as Qt would)."""
     box = view.viewbox
     o = canvas.scene.node_transform(box).inverse.map([[0, 0], list(box.size)])[:, :2]
-    at = lambda f: tuple(o[0] + (o[1] - o[0]) * np.asarray(f))     # noqa: E731
+    at = lambda f: tuple(o[0] + (o[1] - o[0]) * np.asarray(f))
     canvas.events.mouse_press(pos=at(a), button=1, modifiers=mods)
     for f in (*via, b):
         canvas.events.mouse_move(pos=at(f), button=1, buttons=[1], modifiers=mods)
@@ -172,10 +172,10 @@ def _drag(canvas, view, a, b, mods, via=()):
 def test_box_in_local_view_highlights_the_same_samples_everywhere(live, data):
     from vispy.util import keys
 
-    sel, canvas, views, interaction = live
+    sel, canvas, views, _interaction = live
     local = views["local"]
     uploads = (local.uploads, views["global"].uploads)
-    big = []                                                    # spy on VisPy itself, not only our counter
+    big = []  # spy on VisPy itself, not only our counter
     for visual in (local.cloud, views["global"].all_lines, views["global"].image):
         original = visual.set_data
         visual.set_data = lambda *a, _o=original, **k: (big.append(1), _o(*a, **k))[1]
@@ -192,7 +192,7 @@ def test_box_in_local_view_highlights_the_same_samples_everywhere(live, data):
     np.testing.assert_array_equal(views["global"].highlighted(), chosen)
     np.testing.assert_array_equal(views["samples"].highlighted(), np.sort(chosen[:9]))
     assert views["attribution"].maps is not None and sel.focus == chosen[0]
-    assert (local.uploads, views["global"].uploads) == uploads and not big   # big layers not re-uploaded
+    assert (local.uploads, views["global"].uploads) == uploads and not big  # big layers not re-uploaded
     sel.condition = ("gaussian_noise", 1)
     assert local.uploads == uploads[0] + 1 and views["global"].uploads == uploads[1] + 1 and len(big) == 2
     for visual in (local.cloud, views["global"].all_lines, views["global"].image):
@@ -204,7 +204,7 @@ def test_lasso_selects_the_points_inside_the_drawn_polygon(live, data):
     from matplotlib.path import Path as MplPath
     from vispy.util import keys
 
-    sel, canvas, views, interaction = live
+    sel, canvas, views, _interaction = live
     local = views["local"]
     path = _drag(canvas, local, (0.2, 0.2), (0.2, 0.8), (keys.CONTROL,), via=[(0.8, 0.3), (0.6, 0.9)])
     to_scene = canvas.scene.node_transform(local.viewbox.scene)
@@ -219,11 +219,11 @@ def test_lasso_selects_the_points_inside_the_drawn_polygon(live, data):
 def test_clicks_in_table_and_model_map_choose_models_and_condition(live, data):
     from vispy.util import keys
 
-    sel, canvas, views, interaction = live
+    sel, canvas, views, _interaction = live
     table = views["table"]
     to_canvas = table.viewbox.scene.node_transform(canvas.scene)
     row = int(np.flatnonzero(table.order == data.models.index("magnitude-90"))[0])
-    pos = to_canvas.map([[2.5, row + 0.5]])[0, :2]             # column 2 = gaussian_noise severity 3
+    pos = to_canvas.map([[2.5, row + 0.5]])[0, :2]  # column 2 = gaussian_noise severity 3
     canvas.events.mouse_press(pos=pos, button=1, modifiers=())
     canvas.events.mouse_release(pos=pos, button=1, modifiers=())
     assert sel.models == ("magnitude-90",) and sel.condition == ("gaussian_noise", 3)
@@ -231,24 +231,32 @@ def test_clicks_in_table_and_model_map_choose_models_and_condition(live, data):
     pos = sim.viewbox.scene.node_transform(canvas.scene).map([sim.points[0]])[0, :2]
     canvas.events.mouse_press(pos=pos, button=1, modifiers=(keys.SHIFT,))
     canvas.events.mouse_release(pos=pos, button=1, modifiers=(keys.SHIFT,))
-    assert sel.models == ("magnitude-90", data.models[0])      # shift adds a second model: shift view
+    assert sel.models == ("magnitude-90", data.models[0])  # shift adds a second model: shift view
     assert views["local"].pairs.visible and views["local"].ends.visible
 
 
 def test_hover_shows_the_sample_under_the_mouse(live, data):
-    sel, canvas, views, interaction = live
+    _sel, canvas, views, interaction = live
     local = views["local"]
     geom = data.geometry("dense", "fog", 3)
-    i = int(np.argmin(np.abs(geom["angle_true"] - np.median(geom["angle_true"]))
-                      + np.abs(geom["length"] - np.median(geom["length"]))))
+    i = int(
+        np.argmin(
+            np.abs(geom["angle_true"] - np.median(geom["angle_true"]))
+            + np.abs(geom["length"] - np.median(geom["length"]))
+        )
+    )
     pos = local.viewbox.scene.node_transform(canvas.scene).map([[geom["angle_true"][i], geom["length"][i]]])[0, :2]
     text = interaction.show_tooltip(pos)
-    j = int(text.split()[0][1:])                     # "#<index> ..." the nearest sample within 8 px
-    near = np.hypot(*(local.viewbox.scene.node_transform(canvas.scene).map(
-        [[geom["angle_true"][j], geom["length"][j]]])[0, :2] - pos))
+    j = int(text.split()[0][1:])  # "#<index> ..." the nearest sample within 8 px
+    near = np.hypot(
+        *(
+            local.viewbox.scene.node_transform(canvas.scene).map([[geom["angle_true"][j], geom["length"][j]]])[0, :2]
+            - pos
+        )
+    )
     assert near <= 8 and f"margin {geom['margin'][j]:.2f}" in text
     assert interaction.tip_box.visible
-    assert interaction.show_tooltip((2, 2)) == ""          # outside every panel
+    assert interaction.show_tooltip((2, 2)) == ""  # outside every panel
 
 
 def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample_still_in_focus(data):
@@ -262,20 +270,21 @@ def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample
     sel = Selection(models=("dense",))
     canvas, views = build_canvas(data, sel, panels=["attribution"], size=(600, 500))
     view = views["attribution"]
-    view._poll_soon = lambda: None           # no event loop here: collect by hand below, as the timer would
+    view._poll_soon = lambda: None  # no event loop here: collect by hand below, as the timer would
     with ThreadPoolExecutor(1) as worker:
         view.background = worker
         sel.indices = [11]
         assert view.maps is None and view.message.text.startswith("computing the occlusion map of #11")
-        sel.indices = [5]                    # the focus moves on before the first map is back
+        sel.indices = [5]  # the focus moves on before the first map is back
         for future in list(view._pending.values()):
             future.result()
         view._collect()
     assert not view._pending and view.selection.focus == 5
     W, b = data.heads["dense"]
-    np.testing.assert_allclose(view.maps["margin"], occlusion(data.images[5], int(data.labels[5]),
-                                                              data.feature_fns["dense"], W, b)["margin"])
-    assert ("dense", 11) in view._cache     # the first one is kept for when it comes back into focus
+    np.testing.assert_allclose(
+        view.maps["margin"], occlusion(data.images[5], int(data.labels[5]), data.feature_fns["dense"], W, b)["margin"]
+    )
+    assert ("dense", 11) in view._cache  # the first one is kept for when it comes back into focus
     canvas.close()
 
 
@@ -288,7 +297,7 @@ def test_a_unit_without_geometry_clears_the_geometry_views(data):
     sel = Selection(models=("dense",), condition=("fog", 3), indices=[1, 2])
     canvas, views = build_canvas(data, sel, panels=["global", "local"], size=(900, 500))
     assert views["global"].all_lines.visible and views["local"].cloud.visible
-    sel.condition = ("snow", 1)                              # not in this study
+    sel.condition = ("snow", 1)  # not in this study
     for view in views.values():
         assert "no geometry" in view.status and view.highlighted().size == 0
     assert not views["global"].all_lines.visible and not views["global"].ticks.visible
@@ -308,7 +317,7 @@ def test_a_focus_beyond_the_nine_shown_thumbnails_is_brought_into_the_grid(data)
     canvas, views = build_canvas(data, sel, panels=["samples"], size=(600, 500))
     samples = views["samples"]
     assert list(samples.shown) == list(range(9))
-    sel.focus = 15                               # e.g. picked in the local view
+    sel.focus = 15  # e.g. picked in the local view
     assert 15 in samples.shown and samples.frame.visible and len(samples.shown) == 9
     sel.focus = 3
     assert 3 in samples.shown and samples.frame.visible

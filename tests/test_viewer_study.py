@@ -1,6 +1,5 @@
 """The viewer on a real study (the store API, geometry written by compute_metrics, a probe file on disk)."""
 
-
 import numpy as np
 import onnx
 import pytest
@@ -27,12 +26,23 @@ def _probe(path, A, W, b):
         helper.make_node("MatMul", ["scaled", "A"], ["features"]),
         helper.make_node("Gemm", ["features", "W", "b"], ["logits"], transB=1),
     ]
-    inits = [numpy_helper.from_array(np.array([-1, H * H * 3], np.int64), "shape"),
-             numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
-             numpy_helper.from_array(A, "A"), numpy_helper.from_array(W, "W"), numpy_helper.from_array(b, "b")]
-    graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", H, H, 3])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", K]),
-                               helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", D])], inits)
+    inits = [
+        numpy_helper.from_array(np.array([-1, H * H * 3], np.int64), "shape"),
+        numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
+        numpy_helper.from_array(A, "A"),
+        numpy_helper.from_array(W, "W"),
+        numpy_helper.from_array(b, "b"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "probe",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", H, H, 3])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", K]),
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", D]),
+        ],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     write_probe_info(model, ProbeInfo(W=W, b=b, input_shape=(H, H, 3), layout="NHWC", mean=(0.0,) * 3, std=(1.0,) * 3))
     onnx.save(model, path)
@@ -44,18 +54,29 @@ def study_dir(tmp_path_factory):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (N, H, H, 3), dtype=np.uint8)
     labels = rng.integers(0, K, N)
-    study = Study.create(root / "s", images=images, labels=labels, dataset_name="toy",
-                         class_names=["cat", "dog", "ship"], corruptions=["clean", "fog", "snow"], severities=[0, 1, 2])  # as the sweep plans
+    study = Study.create(
+        root / "s",
+        images=images,
+        labels=labels,
+        dataset_name="toy",
+        class_names=["cat", "dog", "ship"],
+        corruptions=["clean", "fog", "snow"],
+        severities=[0, 1, 2],
+    )  # as the sweep plans
     A = rng.standard_normal((H * H * 3, D)).astype(np.float32) * 0.1
     for i, name in enumerate(["dense", "mag-50", "mag-90"]):
         W = rng.standard_normal((K, D)).astype(np.float32)
         b = rng.standard_normal(K).astype(np.float32) * 0.1
         probe = root / f"{name}.onnx"
-        if name != "mag-90":                      # the last model's probe file is "lost"
+        if name != "mag-90":  # the last model's probe file is "lost"
             _probe(probe, A, W, b)
         info = ProbeInfo(W=W, b=b, input_shape=(H, H, 3), layout="NHWC", mean=(0.0,) * 3, std=(1.0,) * 3)
-        study.add_model(name, info, probe_path=str(probe),
-                        tags={"method": "dense" if i == 0 else "magnitude", "sparsity": [0.0, 0.5, 0.9][i]})
+        study.add_model(
+            name,
+            info,
+            probe_path=str(probe),
+            tags={"method": "dense" if i == 0 else "magnitude", "sparsity": [0.0, 0.5, 0.9][i]},
+        )
         clean = ((images.reshape(N, -1) / 255.0) @ A).astype(np.float32)
         study.write_unit(Unit(name, "clean", 0), {"features": clean, "logits": clean @ W.T + b})
         for c in ("fog", "snow"):
@@ -77,7 +98,7 @@ def test_from_study_reads_what_the_study_holds(study_dir):
         for j, c in enumerate(data.corruptions):
             for k, s in enumerate(data.severities):
                 f = study.read(Unit(m, c, s), "features")
-                expected = np.mean(np.argmax(f @ W.T + b, axis=1) == labels)     # independent of geometry
+                expected = np.mean(np.argmax(f @ W.T + b, axis=1) == labels)  # independent of geometry
                 assert data.accuracy[i, j, k] == pytest.approx(expected)
         f = study.read(Unit(m, "clean", 0), "features")
         assert data.clean_accuracy[i] == pytest.approx(np.mean(np.argmax(f @ W.T + b, 1) == labels))
@@ -87,8 +108,9 @@ def test_from_study_reads_what_the_study_holds(study_dir):
     np.testing.assert_array_equal(data.thumbnails([4, 2]), study.images[[4, 2]][[0, 1]])
     # the probe file drives attribution: its features equal the stored clean features
     images = np.asarray(study.images[[0, 1, 2]])
-    np.testing.assert_allclose(data.feature_fns["dense"](images), study.read(Unit("dense", "clean", 0), "features")[:3],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        data.feature_fns["dense"](images), study.read(Unit("dense", "clean", 0), "features")[:3], rtol=1e-4, atol=1e-5
+    )
     assert "mag-90" not in data.feature_fns and "not available" in data.probe_notes["mag-90"]
 
 
@@ -110,12 +132,12 @@ def test_cli_screenshot_of_a_study(study_dir, tmp_path, panel):
     assert result.exit_code == 0, result.output
     img = np.asarray(Image.open(out))
     assert img.shape == (400, 640, 4)
-    assert (img[..., :3] < 200).any(axis=-1).mean() > 0.005          # not blank
+    assert (img[..., :3] < 200).any(axis=-1).mean() > 0.005  # not blank
     assert len(np.unique(img[..., :3].reshape(-1, 3), axis=0)) > 20
-    if panel is None:                                                # 2 x 3 panels, each drew something
+    if panel is None:  # 2 x 3 panels, each drew something
         for r in range(2):
             for c in range(3):
-                cell = img[r * 200 + 30:(r + 1) * 200 - 10, c * 213 + 10:(c + 1) * 213 - 10, :3]
+                cell = img[r * 200 + 30 : (r + 1) * 200 - 10, c * 213 + 10 : (c + 1) * 213 - 10, :3]
                 assert (cell < 200).any(axis=-1).mean() > 0.01, (r, c)
 
 
@@ -140,7 +162,7 @@ def test_a_damaged_probe_file_is_one_sentence_when_attribution_asks(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not an onnx model")
     fn, note = _probe(None, {"probe_path": str(bad)})
-    assert note == ""                                   # the file exists: loaded only when a sample is picked
+    assert note == ""  # the file exists: loaded only when a sample is picked
     with pytest.raises(OnnxGeomError) as info:
         fn(np.zeros((1, H, H, 3), np.uint8))
     assert "\n" not in str(info.value).strip() and "bad.onnx" in str(info.value)
@@ -150,7 +172,16 @@ def test_a_damaged_probe_file_is_one_sentence_when_attribution_asks(tmp_path):
 def test_geometry_arrays_are_read_only_when_asked_for(study_dir):
     data = ViewerData.from_study(study_dir)
     geom = data.geometry("mag-50", "snow", 2)
-    assert geom._arrays == {}                                   # nothing read yet
-    np.testing.assert_array_equal(geom["margin"], Study.open(study_dir).read(Unit("mag-50", "snow", 2), "geometry/margin"))
-    assert set(geom._arrays) == {"margin"} and set(geom) == {"length", "angle_true", "angle_pred", "margin", "cos",
-                                                              "pred", "correct"}
+    assert geom._arrays == {}  # nothing read yet
+    np.testing.assert_array_equal(
+        geom["margin"], Study.open(study_dir).read(Unit("mag-50", "snow", 2), "geometry/margin")
+    )
+    assert set(geom._arrays) == {"margin"} and set(geom) == {
+        "length",
+        "angle_true",
+        "angle_pred",
+        "margin",
+        "cos",
+        "pred",
+        "correct",
+    }

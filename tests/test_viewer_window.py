@@ -68,8 +68,12 @@ def display():
     if xvfb is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb); the window test needs a virtual display")
     read, write = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [xvfb, "-displayfd", str(write), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(write)
     with os.fdopen(read) as f:
         number = f.readline().strip()
@@ -86,8 +90,9 @@ def test_window_links_a_box_selection_across_views_and_controls(display, tmp_pat
     env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
     env.pop("EGL_PLATFORM", None)
     shot = os.environ.get("ONNX_GEOM_WINDOW_PNG", "")
-    run = subprocess.run([sys.executable, "-c", SCRIPT, *([shot] if shot else [])], env=env, capture_output=True,
-                         text=True, timeout=240)
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *([shot] if shot else [])], env=env, capture_output=True, text=True, timeout=240
+    )
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert run.returncode == 0 and lines, run.stderr[-3000:]
     out = json.loads(lines[-1][7:])

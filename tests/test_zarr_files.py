@@ -36,7 +36,9 @@ def test_what_zarr_writes_is_read_here(tmp_path, dtype, compressors):
 
 
 def test_other_codecs_are_left_to_zarr(tmp_path):
-    zarr.create_array(str(tmp_path / "a"), shape=(4,), dtype="float32", compressors=zarr.codecs.GzipCodec())[:] = np.arange(4)
+    zarr.create_array(str(tmp_path / "a"), shape=(4,), dtype="float32", compressors=zarr.codecs.GzipCodec())[:] = (
+        np.arange(4)
+    )
     assert files.read_array(tmp_path / "a") is None
     assert files.read_array(tmp_path / "missing") is None
 

@@ -66,7 +66,7 @@ def test_reduced_build_is_deterministic(small_zoos):
         assert init_a.keys() == init_b.keys() and init_a
         assert all(np.array_equal(init_a[k], init_b[k]) for k in init_a), entry["name"]
         assert (a / entry["file"]).read_bytes() == (b / entry["file"]).read_bytes(), entry["name"]
-    for array_a, array_b in zip(load_test_split(a), load_test_split(b)):
+    for array_a, array_b in zip(load_test_split(a), load_test_split(b), strict=True):
         assert np.array_equal(array_a, array_b)
 
 
@@ -80,12 +80,18 @@ def test_sparsity_and_tags_match_the_onnx_initializers(small_zoos, which):
         assert entry["sparsity"] == pytest.approx(zeros / total, abs=1e-12), entry["name"]
         if entry["method"] != "dense":
             assert entry["sparsity"] == pytest.approx(entry["target_sparsity"], abs=0.01), entry["name"]
-        all_params = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+        all_params = [
+            numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT
+        ]
         assert entry["params"] == sum(a.size for a in all_params), entry["name"]
         assert entry["nonzero_params"] == sum(int(np.count_nonzero(a)) for a in all_params), entry["name"]
         tags = _tags(model)
-        assert tags == {"method": entry["method"], "sparsity": entry["sparsity"],
-                        "framework": entry["framework"], "clean_accuracy": entry["accuracy"]}
+        assert tags == {
+            "method": entry["method"],
+            "sparsity": entry["sparsity"],
+            "framework": entry["framework"],
+            "clean_accuracy": entry["accuracy"],
+        }
 
 
 def test_shipped_zoo_is_complete_and_small():
@@ -116,7 +122,7 @@ def _head(graph: onnx.GraphProto) -> tuple[str, np.ndarray, np.ndarray, bool]:
     """(features tensor, W (K, D), b (K,), softmax after?) read by hand from the graph's last Gemm or MatMul+Add."""
     producer = {out: node for node in graph.node for out in node.output}
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    node, softmax = producer[[o.name for o in graph.output if o.name in ("logits", "probabilities")][0]], False
+    node, softmax = producer[next(o.name for o in graph.output if o.name in ("logits", "probabilities"))], False
     while node.op_type in ("Identity", "Softmax"):
         softmax |= node.op_type == "Softmax"
         node = producer[node.input[0]]
@@ -143,7 +149,7 @@ def test_heads_are_linear_in_nonzero_features():
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         x = images.astype(np.float32) / 255.0
         x = x.reshape(len(x), -1) if entry["layout"] == "flat" else np.ascontiguousarray(np.moveaxis(x, -1, 1))
-        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x})))
+        outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x}), strict=True))
         f = outputs[features].astype(np.float64)
         z = f @ W.T.astype(np.float64) + b
         if softmax:
@@ -158,6 +164,7 @@ def test_heads_are_linear_in_nonzero_features():
 
 def _bilinear_up(image: np.ndarray, size: int) -> np.ndarray:
     """Half-pixel-centre bilinear upsampling with edge clamping, separable, in float64. (h, w) -> (size, size)."""
+
     def axis_weights(n: int) -> np.ndarray:
         src = np.clip((np.arange(size) + 0.5) * n / size - 0.5, 0, n - 1)
         lo = np.floor(src).astype(int)
@@ -188,7 +195,7 @@ def test_test_split_is_sklearn_digits_resized():
 
 
 def test_loaders_refuse_bad_zoo_folders(tmp_path):
-    with pytest.raises(DataNotFoundError, match="no .*manifest.json"):
+    with pytest.raises(DataNotFoundError, match=r"no .*manifest.json"):
         load_manifest(tmp_path)
     np.savez(tmp_path / "digits_test.npz", images=np.array([{"a": 1}], dtype=object), labels=np.zeros(1))
     with pytest.raises(DataError):

@@ -43,10 +43,14 @@ def _impulse(x: np.ndarray, amount: float) -> np.ndarray:
 
 
 CORRUPTIONS = {
-    "noise .08": lambda x: _noise(x, 0.08), "noise .16": lambda x: _noise(x, 0.16),
-    "blur .8": lambda x: _blur(x, 0.8), "blur 1.2": lambda x: _blur(x, 1.2),
-    "contrast .3": lambda x: _contrast(x, 0.3), "contrast .15": lambda x: _contrast(x, 0.15),
-    "impulse 5%": lambda x: _impulse(x, 0.05), "impulse 10%": lambda x: _impulse(x, 0.10),
+    "noise .08": lambda x: _noise(x, 0.08),
+    "noise .16": lambda x: _noise(x, 0.16),
+    "blur .8": lambda x: _blur(x, 0.8),
+    "blur 1.2": lambda x: _blur(x, 1.2),
+    "contrast .3": lambda x: _contrast(x, 0.3),
+    "contrast .15": lambda x: _contrast(x, 0.15),
+    "impulse 5%": lambda x: _impulse(x, 0.05),
+    "impulse 10%": lambda x: _impulse(x, 0.10),
 }
 
 
@@ -95,7 +99,9 @@ def main() -> None:
         names = [e["name"] for e in manifest]
         accs = {e["name"]: {k: _accuracy(args.zoo, e, x, labels) for k, x in sets.items()} for e in manifest}
         rows = [[k, *(f"{100 * accs[n][k]:.0f}" for n in names)] for k in sets]
-        rows.append(["mean corr.", *(f"{100 * np.mean([v for k, v in accs[n].items() if k != 'clean']):.1f}" for n in names)])
+        rows.append(
+            ["mean corr.", *(f"{100 * np.mean([v for k, v in accs[n].items() if k != 'clean']):.1f}" for n in names)]
+        )
         _print(["set", *names], rows, markdown=args.markdown)
         return
     sets = {"clean": images}
@@ -117,7 +123,7 @@ def _print(header: list[str], rows: list[list[str]], *, markdown: bool) -> None:
     else:
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
-            print("  ".join(str(v).rjust(w) for v, w in zip(row, widths)))
+            print("  ".join(str(v).rjust(w) for v, w in zip(row, widths, strict=True)))
 
 
 if __name__ == "__main__":

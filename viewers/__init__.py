@@ -11,7 +11,7 @@ from __future__ import annotations
 from onnx_geom.viewers.data import ViewerData
 from onnx_geom.viewers.selection import Selection
 
-__all__ = ["ViewerData", "Selection", "screenshot", "render", "show", "PANELS"]
+__all__ = ["PANELS", "Selection", "ViewerData", "render", "screenshot", "show"]
 
 PANELS = ("table", "similarity", "samples", "local", "global", "attribution")
 

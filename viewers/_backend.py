@@ -27,8 +27,11 @@ def use_backend(name: str) -> str:
     try:
         vispy.use(app=name)
         _default_app.use_app(name)
-    except Exception as error:      # VisPy raises RuntimeError/ImportError with backend-specific texts
-        hint = ("install Mesa's EGL (apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)" if name == "egl"
-                else "install PySide6 (`pip install 'onnx-geom[viewer]'`) and run it with a display")
+    except Exception as error:  # VisPy raises RuntimeError/ImportError with backend-specific texts
+        hint = (
+            "install Mesa's EGL (apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)"
+            if name == "egl"
+            else "install PySide6 (`pip install 'onnx-geom[viewer]'`) and run it with a display"
+        )
         raise DeviceError(f"VisPy cannot use the {name} backend ({error}); {hint}.") from None
     return name

@@ -13,7 +13,6 @@ from onnx_geom.errors import OnnxGeomError, StudyError
 from onnx_geom.viewers.data import GEOMETRY_KEYS
 
 
-
 def _feature_fn(probe_path: Path):
     """uint8 images (n, H, W, C) -> features (n, D) through the core runner (GPU when usable, else CPU)."""
     from onnx_geom.runner import ProbeSession
@@ -40,9 +39,10 @@ def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Any, str]:
                 state["fn"] = _feature_fn(path)
             except OnnxGeomError:
                 raise
-            except Exception as error:     # onnxruntime raises its own classes for unreadable files
-                raise StudyError(f"probe file {path} could not be loaded ({error}); re-create it with "
-                                 "`onnx-geom probe`.") from None
+            except Exception as error:  # onnxruntime raises its own classes for unreadable files
+                raise StudyError(
+                    f"probe file {path} could not be loaded ({error}); re-create it with `onnx-geom probe`."
+                ) from None
         return state["fn"](images)
 
     return lazy, ""
@@ -69,7 +69,7 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
     labels = np.asarray(study.labels, np.int64)
     dataset = attrs.get("dataset") or {}
 
-    def loader(model: str, corruption: str, severity: int) -> "LazyGeometry":
+    def loader(model: str, corruption: str, severity: int) -> LazyGeometry:
         unit = by_key[(model, corruption, severity)]
         return LazyGeometry(lambda key: np.asarray(study.read(unit, f"geometry/{key}")))
 
@@ -87,12 +87,23 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
     class_names = [str(c) for c in dataset.get("class_names") or []]
     if len(class_names) != k:
         class_names = [str(c) for c in range(k)]
-    data = cls(models=models, tags=tags, corruptions=corruptions, severities=severities, labels=labels,
-               class_names=class_names, loader=loader, units=units, images=_images(study), heads=heads,
-               feature_fns=fns, probe_notes=notes,
-               title=str(dataset.get("name") or (study_dir.name if study_dir else "study")),
-               corruption_profile=None if attrs.get("profile") in (None, "folder") else str(attrs["profile"]),
-               corruption_seed=int(attrs.get("seed") or 0))
+    data = cls(
+        models=models,
+        tags=tags,
+        corruptions=corruptions,
+        severities=severities,
+        labels=labels,
+        class_names=class_names,
+        loader=loader,
+        units=units,
+        images=_images(study),
+        heads=heads,
+        feature_fns=fns,
+        probe_notes=notes,
+        title=str(dataset.get("name") or (study_dir.name if study_dir else "study")),
+        corruption_profile=None if attrs.get("profile") in (None, "folder") else str(attrs["profile"]),
+        corruption_seed=int(attrs.get("seed") or 0),
+    )
     try:
         comparison = comparison if comparison is not None else compare_study(study, reference=reference)
     except OnnxGeomError as error:

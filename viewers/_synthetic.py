@@ -30,8 +30,18 @@ class SyntheticImages:
         return out[0] if scalar else out
 
 
-def make_synthetic(cls, n: int, k: int, *, models: list[str], seed: int, corruptions: list[str],
-                   severities: list[int], dim: int, image_size: int):
+def make_synthetic(
+    cls,
+    n: int,
+    k: int,
+    *,
+    models: list[str],
+    seed: int,
+    corruptions: list[str],
+    severities: list[int],
+    dim: int,
+    image_size: int,
+):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, k, n).astype(np.int64)
     directions = rng.standard_normal((k, dim)).astype(np.float32)
@@ -40,7 +50,7 @@ def make_synthetic(cls, n: int, k: int, *, models: list[str], seed: int, corrupt
     pixels = image_size * image_size * 3
     # Image -> feature map: each class prototype lands on its class direction (least squares).
     flat = (prototypes.reshape(k, pixels) / 255.0) - 0.5
-    mix = np.linalg.lstsq(flat, 3.0 * directions, rcond=None)[0].astype(np.float32)    # (pixels, D)
+    mix = np.linalg.lstsq(flat, 3.0 * directions, rcond=None)[0].astype(np.float32)  # (pixels, D)
     heads, fns, tags = {}, {}, {}
     for i, m in enumerate(models):
         W = (directions + 0.15 * i * rng.standard_normal((k, dim))).astype(np.float32)
@@ -49,7 +59,7 @@ def make_synthetic(cls, n: int, k: int, *, models: list[str], seed: int, corrupt
         method, _, sparsity = m.partition("-")
         tags[m] = {"method": method, "sparsity": float(sparsity) / 100 if sparsity.isdigit() else 0.0}
     units = {(m, "clean", 0) for m in models} | {(m, c, s) for m in models for c in corruptions for s in severities}
-    conditions = ["clean"] + corruptions
+    conditions = ["clean", *corruptions]
 
     def loader(model: str, corruption: str, severity: int) -> dict[str, np.ndarray]:
         g = np.random.default_rng((seed, models.index(model), conditions.index(corruption), severity))
@@ -60,9 +70,21 @@ def make_synthetic(cls, n: int, k: int, *, models: list[str], seed: int, corrupt
         return sample_geometry(features, W, b, labels)
 
     flat_heads = np.stack([heads[m][0].ravel() for m in models]).astype(np.float64)
-    distance = np.linalg.norm(flat_heads[:, None] - flat_heads[None], axis=-1)     # (M, M) head distances
+    distance = np.linalg.norm(flat_heads[:, None] - flat_heads[None], axis=-1)  # (M, M) head distances
     embedding, mst = classical_mds(distance, k=2), minimum_spanning_tree(distance)
-    return cls(models=list(models), tags=tags, corruptions=corruptions, severities=severities, labels=labels,
-               class_names=[f"class {c}" for c in range(k)], loader=loader, units=units, embedding=embedding,
-               mst=mst, images=SyntheticImages(labels, prototypes, seed), heads=heads, feature_fns=fns,
-               title=f"synthetic ({n:,} samples)")
+    return cls(
+        models=list(models),
+        tags=tags,
+        corruptions=corruptions,
+        severities=severities,
+        labels=labels,
+        class_names=[f"class {c}" for c in range(k)],
+        loader=loader,
+        units=units,
+        embedding=embedding,
+        mst=mst,
+        images=SyntheticImages(labels, prototypes, seed),
+        heads=heads,
+        feature_fns=fns,
+        title=f"synthetic ({n:,} samples)",
+    )

@@ -17,14 +17,22 @@ import numpy as np
 from onnx_geom.errors import DataError
 from onnx_geom.geometry import sample_geometry
 
-__all__ = ["occlusion", "QUANTITIES"]
+__all__ = ["QUANTITIES", "occlusion"]
 
 QUANTITIES = ("angle_true", "length", "margin")
 
 
-def occlusion(image: np.ndarray, label: int, features: Callable[[np.ndarray], np.ndarray], W: np.ndarray,
-              b: np.ndarray, *, patch: int | None = None, fill: float | None = None,
-              batch: int = 256) -> dict[str, np.ndarray]:
+def occlusion(
+    image: np.ndarray,
+    label: int,
+    features: Callable[[np.ndarray], np.ndarray],
+    W: np.ndarray,
+    b: np.ndarray,
+    *,
+    patch: int | None = None,
+    fill: float | None = None,
+    batch: int = 256,
+) -> dict[str, np.ndarray]:
     """Change of ``angle_true``, ``length`` and ``margin`` when each patch is occluded.
 
     Parameters
@@ -51,8 +59,8 @@ def occlusion(image: np.ndarray, label: int, features: Callable[[np.ndarray], np
     batch_images = np.repeat(image[None], gh * gw + 1, axis=0)
     for cell in range(gh * gw):
         r, c = divmod(cell, gw)
-        batch_images[cell + 1, r * patch:(r + 1) * patch, c * patch:(c + 1) * patch] = value
-    feats = np.concatenate([features(batch_images[i:i + batch]) for i in range(0, len(batch_images), batch)])
+        batch_images[cell + 1, r * patch : (r + 1) * patch, c * patch : (c + 1) * patch] = value
+    feats = np.concatenate([features(batch_images[i : i + batch]) for i in range(0, len(batch_images), batch)])
     geom = sample_geometry(np.asarray(feats, np.float32), W, b, np.full(len(feats), int(label), np.int64))
     out = {q: (geom[q][1:] - geom[q][0]).reshape(gh, gw).astype(np.float32) for q in QUANTITIES}
     out["base"] = {q: float(geom[q][0]) for q in QUANTITIES}

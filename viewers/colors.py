@@ -14,11 +14,21 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["hex_to_rgba", "class_colors", "colormap", "image_rgba", "MAPS"]
+__all__ = ["MAPS", "class_colors", "colormap", "hex_to_rgba", "image_rgba"]
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
-TOL_MUTED = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
-             "#AA4499", "#000000"]
+TOL_MUTED = [
+    "#332288",
+    "#88CCEE",
+    "#44AA99",
+    "#117733",
+    "#999933",
+    "#DDCC77",
+    "#CC6677",
+    "#882255",
+    "#AA4499",
+    "#000000",
+]
 VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"]
 MAPS = {
     "viridis": VIRIDIS,
@@ -29,7 +39,7 @@ MAPS = {
 
 def hex_to_rgba(colors: list[str], alpha: float = 1.0) -> np.ndarray:
     """(n, 4) float32 RGBA in 0..1 from ``#rrggbb`` strings."""
-    rgb = [[int(c[i:i + 2], 16) / 255.0 for i in (1, 3, 5)] for c in colors]
+    rgb = [[int(c[i : i + 2], 16) / 255.0 for i in (1, 3, 5)] for c in colors]
     return np.concatenate([np.asarray(rgb, np.float32), np.full((len(rgb), 1), alpha, np.float32)], axis=1)
 
 
@@ -59,5 +69,5 @@ def colormap(values: np.ndarray, name: str = "viridis", *, alpha: float = 1.0) -
 def image_rgba(images: np.ndarray) -> np.ndarray:
     """uint8 images ``(..., H, W, C)`` (C = 1 grey or 3 RGB) -> float32 RGBA in [0, 1] ``(..., H, W, 4)``, opaque."""
     out = np.ones((*images.shape[:-1], 4), np.float32)
-    out[..., :3] = images[..., :3] / np.float32(255)      # a grey channel broadcasts to R, G and B
+    out[..., :3] = images[..., :3] / np.float32(255)  # a grey channel broadcasts to R, G and B
     return out

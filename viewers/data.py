@@ -21,9 +21,9 @@ from onnx_geom.errors import StudyError
 from onnx_geom.geometry import GEOMETRY_ARRAYS
 from onnx_geom.viewers.selection import CLEAN
 
-__all__ = ["ViewerData", "GEOMETRY_KEYS", "CLEAN"]
+__all__ = ["CLEAN", "GEOMETRY_KEYS", "ViewerData"]
 
-GEOMETRY_KEYS = tuple(GEOMETRY_ARRAYS)     # what a unit's geometry holds (written by onnx-geom metrics)
+GEOMETRY_KEYS = tuple(GEOMETRY_ARRAYS)  # what a unit's geometry holds (written by onnx-geom metrics)
 FeatureFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -91,8 +91,10 @@ class ViewerData:
             self._cache.move_to_end(key)
             return self._cache[key]
         if key not in self.units:
-            raise StudyError(f"unit {model}/{corruption}/{severity} has no geometry in this study; "
-                             "run `onnx-geom metrics STUDY` (or sweep that unit) first.")
+            raise StudyError(
+                f"unit {model}/{corruption}/{severity} has no geometry in this study; "
+                "run `onnx-geom metrics STUDY` (or sweep that unit) first."
+            )
         geom = self.loader(*key)
         self._cache[key] = geom
         while len(self._cache) > self.cache_units:
@@ -152,7 +154,7 @@ class ViewerData:
 
     # -- constructors ------------------------------------------------------------------------------------------
     @classmethod
-    def from_study(cls, study, *, reference: str | None = None, comparison=None) -> "ViewerData":
+    def from_study(cls, study, *, reference: str | None = None, comparison=None) -> ViewerData:
         """Read a study (an :class:`onnx_geom.store.Study` or its path): geometry lazily, the comparison once.
 
         Needs the geometry groups (``onnx-geom metrics STUDY``); the model map comes from
@@ -163,9 +165,18 @@ class ViewerData:
         return read_study(cls, study, reference=reference, comparison=comparison)
 
     @classmethod
-    def synthetic(cls, n: int, k: int, *, models: Sequence[str] = ("dense", "magnitude-50", "magnitude-90"),
-                  seed: int = 0, corruptions: Sequence[str] = ("gaussian_noise", "fog"),
-                  severities: Sequence[int] = (1, 3), dim: int = 16, image_size: int = 16) -> "ViewerData":
+    def synthetic(
+        cls,
+        n: int,
+        k: int,
+        *,
+        models: Sequence[str] = ("dense", "magnitude-50", "magnitude-90"),
+        seed: int = 0,
+        corruptions: Sequence[str] = ("gaussian_noise", "fog"),
+        severities: Sequence[int] = (1, 3),
+        dim: int = 16,
+        image_size: int = 16,
+    ) -> ViewerData:
         """A made-up study of ``n`` samples and ``k`` classes, for tests, demos and benchmarks.
 
         Features are drawn around random class directions (pruned models and stronger corruptions are
@@ -175,6 +186,14 @@ class ViewerData:
         """
         from onnx_geom.viewers._synthetic import make_synthetic
 
-        return make_synthetic(cls, n, k, models=list(models), seed=seed, corruptions=list(corruptions),
-                              severities=[int(s) for s in severities], dim=dim, image_size=image_size)
-
+        return make_synthetic(
+            cls,
+            n,
+            k,
+            models=list(models),
+            seed=seed,
+            corruptions=list(corruptions),
+            severities=[int(s) for s in severities],
+            dim=dim,
+            image_size=image_size,
+        )

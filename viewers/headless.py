@@ -13,7 +13,7 @@ import numpy as np
 
 from onnx_geom.errors import DataError
 
-__all__ = ["screenshot", "render"]
+__all__ = ["render", "screenshot"]
 
 
 def _data(study_or_data):
@@ -22,7 +22,9 @@ def _data(study_or_data):
     return study_or_data if isinstance(study_or_data, ViewerData) else ViewerData.from_study(study_or_data)
 
 
-def render(study_or_data, *, panel: str | None = None, size: tuple[int, int] = (1280, 800), selection=None) -> np.ndarray:
+def render(
+    study_or_data, *, panel: str | None = None, size: tuple[int, int] = (1280, 800), selection=None
+) -> np.ndarray:
     """(H, W, 4) uint8 image of the viewer (``panel`` one of the six names, or None for all)."""
     from onnx_geom.viewers._backend import use_backend
 
@@ -44,8 +46,14 @@ def render(study_or_data, *, panel: str | None = None, size: tuple[int, int] = (
         canvas.close()
 
 
-def screenshot(study_or_data, out_png: str | os.PathLike, *, panel: str | None = None,
-               size: tuple[int, int] = (1280, 800), selection=None) -> Path:
+def screenshot(
+    study_or_data,
+    out_png: str | os.PathLike,
+    *,
+    panel: str | None = None,
+    size: tuple[int, int] = (1280, 800),
+    selection=None,
+) -> Path:
     """Render the viewer without a display and write a PNG; returns its path.
 
     ``study_or_data``: a study folder, an :class:`onnx_geom.store.Study` or a :class:`ViewerData`;

@@ -20,20 +20,21 @@ class Interaction:
 
     def __init__(self, canvas, views: dict) -> None:
         self.canvas, self.views = canvas, views
-        self.tip_box = scene.visuals.Rectangle(center=(0, 0), width=1, height=1, color=(1, 1, 0.9, 0.92),
-                                               border_color="#888888", parent=canvas.scene)
+        self.tip_box = scene.visuals.Rectangle(
+            center=(0, 0), width=1, height=1, color=(1, 1, 0.9, 0.92), border_color="#888888", parent=canvas.scene
+        )
         self.tip_box.visible = False
         # canvas pixels run downwards, so a text anchored at its "bottom" hangs below its position
-        self.tooltip = scene.visuals.Text("", parent=canvas.scene, color="#111111", font_size=8, anchor_x="left",
-                                          anchor_y="bottom")
-        self.tip_box.order, self.tooltip.order = 100, 101      # above every panel
+        self.tooltip = scene.visuals.Text(
+            "", parent=canvas.scene, color="#111111", font_size=8, anchor_x="left", anchor_y="bottom"
+        )
+        self.tip_box.order, self.tooltip.order = 100, 101  # above every panel
         self.outline = scene.visuals.Line(parent=canvas.scene, color="#D55E00", width=1.5)
         self.outline.set_gl_state("translucent", depth_test=False)
         self.outline.visible = False
         self._press: tuple | None = None
         self._path: list[tuple[float, float]] = []
-        self._handlers = {"mouse_press": self.on_press, "mouse_move": self.on_move,
-                          "mouse_release": self.on_release}
+        self._handlers = {"mouse_press": self.on_press, "mouse_move": self.on_move, "mouse_release": self.on_release}
         for name, handler in self._handlers.items():
             getattr(canvas.events, name).connect(handler)
 
@@ -75,7 +76,7 @@ class Interaction:
                 x0, y0, (x1, y1) = *start, event.pos
                 outline = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
             else:
-                outline = self._path + [start]
+                outline = [*self._path, start]
             self.outline.set_data(np.asarray(outline, np.float32))
             self.outline.visible = True
             self.canvas.update()

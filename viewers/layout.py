@@ -14,7 +14,7 @@ from onnx_geom.viewers.selection import Selection
 from onnx_geom.viewers.views import VIEWS
 from onnx_geom.viewers.views.base import MUTED, TEXT
 
-PANELS = tuple(VIEWS)      # the same names as onnx_geom.viewers.PANELS
+PANELS = tuple(VIEWS)  # the same names as onnx_geom.viewers.PANELS
 COLUMNS = 3
 
 
@@ -23,7 +23,7 @@ def initial_selection(data: ViewerData, *, fragile: int = 8) -> Selection:
     wrong under that corruption (the samples a user asks about first)."""
     model = data.models[0]
     condition = CLEAN
-    accuracy = data.accuracy[0]                                         # (C, S) of that model
+    accuracy = data.accuracy[0]  # (C, S) of that model
     if accuracy.size and np.isfinite(accuracy).any():
         c, s = np.unravel_index(np.nanargmin(accuracy), accuracy.shape)
         condition = (data.corruptions[c], data.severities[s])
@@ -40,17 +40,34 @@ def _panel(grid, row: int, col: int, view_cls, title_size: float):
     title.height_max = 22
     cell.add_widget(title, row=0, col=0, col_span=2)
     axes = getattr(view_cls, "axes", None)
-    viewbox = cell.add_view(row=1, col=1 if axes else 0, col_span=1 if axes else 2, border_color="#bbbbbb",
-                            bgcolor="white")
+    viewbox = cell.add_view(
+        row=1, col=1 if axes else 0, col_span=1 if axes else 2, border_color="#bbbbbb", bgcolor="white"
+    )
     viewbox.camera = scene.PanZoomCamera(aspect=view_cls.aspect, flip=view_cls.flip)
     if axes:
-        y = scene.AxisWidget(orientation="left", axis_label=axes[1], axis_font_size=8, tick_font_size=7,
-                             axis_label_margin=38, tick_label_margin=4, text_color=TEXT, axis_color=MUTED,
-                             tick_color=MUTED)
+        y = scene.AxisWidget(
+            orientation="left",
+            axis_label=axes[1],
+            axis_font_size=8,
+            tick_font_size=7,
+            axis_label_margin=38,
+            tick_label_margin=4,
+            text_color=TEXT,
+            axis_color=MUTED,
+            tick_color=MUTED,
+        )
         y.width_max = 58
-        x = scene.AxisWidget(orientation="bottom", axis_label=axes[0], axis_font_size=8, tick_font_size=7,
-                             axis_label_margin=26, tick_label_margin=12, text_color=TEXT, axis_color=MUTED,
-                             tick_color=MUTED)
+        x = scene.AxisWidget(
+            orientation="bottom",
+            axis_label=axes[0],
+            axis_font_size=8,
+            tick_font_size=7,
+            axis_label_margin=26,
+            tick_label_margin=12,
+            text_color=TEXT,
+            axis_color=MUTED,
+            tick_color=MUTED,
+        )
         x.height_max = 40
         cell.add_widget(y, row=1, col=0)
         cell.add_widget(x, row=2, col=1)
@@ -63,8 +80,15 @@ def _panel(grid, row: int, col: int, view_cls, title_size: float):
     return title, viewbox
 
 
-def build_canvas(data: ViewerData, selection: Selection, *, panels: list[str] | None = None,
-                 size: tuple[int, int] = (1280, 800), show: bool = False, parent=None):
+def build_canvas(
+    data: ViewerData,
+    selection: Selection,
+    *,
+    panels: list[str] | None = None,
+    size: tuple[int, int] = (1280, 800),
+    show: bool = False,
+    parent=None,
+):
     """A SceneCanvas with ``panels`` (default all six, 2 rows x 3 columns); returns (canvas, {name: view})."""
     panels = list(panels or PANELS)
     canvas = scene.SceneCanvas(size=size, show=show, bgcolor="white", keys=None, parent=parent)
@@ -78,11 +102,12 @@ def build_canvas(data: ViewerData, selection: Selection, *, panels: list[str] | 
         view.title_label = title
         views[name] = view
     refresh_titles(views)
-    for view in views.values():                 # the room a title has is known once the grid is laid out
+    for view in views.values():  # the room a title has is known once the grid is laid out
         view.title_label.events.resize.connect(lambda _e: refresh_titles(views))
     # one subscription (held by the first view, so closing the views removes it) refreshes every title
-    next(iter(views.values())).subscribe("models", "condition", "indices", "focus", "shift_from_clean",
-                                         callback=lambda _s: refresh_titles(views))
+    next(iter(views.values())).subscribe(
+        "models", "condition", "indices", "focus", "shift_from_clean", callback=lambda _s: refresh_titles(views)
+    )
     return canvas, views
 
 
@@ -109,7 +134,7 @@ def fit_title(parts: list[str], room: float) -> str:
     'Samples  ·  9 of 114 selected'
     """
     text = "  ·  ".join(parts)
-    if len(text) <= room or room < 8:           # room < 8: not laid out yet
+    if len(text) <= room or room < 8:  # room < 8: not laid out yet
         return text
     text = "  ·  ".join(parts[1:]) or text
     return text if len(text) <= room else text[: int(room) - 1] + "…"

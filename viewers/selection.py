@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["Signal", "Selection"]
+__all__ = ["Selection", "Signal"]
 
 CLEAN = ("clean", 0)
 
@@ -65,10 +65,17 @@ class Selection:
     ``models``, ``condition``, ``shift_from_clean``.
     """
 
-    def __init__(self, *, models: Iterable[str] = (), condition: tuple[str, int] = CLEAN,
-                 indices: Iterable[int] | None = None, shift_from_clean: bool = False) -> None:
-        self.events = SimpleNamespace(indices=Signal(), focus=Signal(), models=Signal(), condition=Signal(),
-                                      shift_from_clean=Signal())
+    def __init__(
+        self,
+        *,
+        models: Iterable[str] = (),
+        condition: tuple[str, int] = CLEAN,
+        indices: Iterable[int] | None = None,
+        shift_from_clean: bool = False,
+    ) -> None:
+        self.events = SimpleNamespace(
+            indices=Signal(), focus=Signal(), models=Signal(), condition=Signal(), shift_from_clean=Signal()
+        )
         self._indices = _as_indices(indices)
         self._focus: int | None = int(self._indices[0]) if self._indices.size else None
         self._models = tuple(models)[:2]

@@ -21,10 +21,13 @@ def check_display(environ=os.environ, platform: str = sys.platform) -> None:
 
     >>> check_display({"DISPLAY": ":0"}, "linux")
     """
-    if platform.startswith("linux") and not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
-                                             or environ.get("QT_QPA_PLATFORM")):
-        raise DeviceError("there is no display to open the viewer window on; use `--screenshot out.png` for a "
-                          "headless image, or run under Xvfb (xvfb-run onnx-geom view STUDY).")
+    if platform.startswith("linux") and not (
+        environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY") or environ.get("QT_QPA_PLATFORM")
+    ):
+        raise DeviceError(
+            "there is no display to open the viewer window on; use `--screenshot out.png` for a "
+            "headless image, or run under Xvfb (xvfb-run onnx-geom view STUDY)."
+        )
 
 
 def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
@@ -48,7 +51,7 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
             self.canvas, self.views = build_canvas(data, selection, size=(size[0] - 220, size[1]))
             self.interaction = Interaction(self.canvas, self.views)
             self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-geom-attribution")
-            self.views["attribution"].background = self.worker   # occlusion maps off the GUI thread
+            self.views["attribution"].background = self.worker  # occlusion maps off the GUI thread
             side = QtWidgets.QWidget()
             form = QtWidgets.QFormLayout(side)
             self.model_a, self.model_b = QtWidgets.QComboBox(), QtWidgets.QComboBox()
@@ -60,10 +63,16 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
             self.shift = QtWidgets.QCheckBox("shift from clean")
             clear = QtWidgets.QPushButton("clear selection")
             self.count = QtWidgets.QLabel()
-            help_text = QtWidgets.QLabel("click: pick · shift+drag: box\nctrl+drag: lasso · drag: pan\n"
-                                         "wheel: zoom · shift+click a model\nor table row: compare two")
-            for label, widget in (("model", self.model_a), ("compare with", self.model_b),
-                                  ("corruption", self.corruption), ("severity", self.severity)):
+            help_text = QtWidgets.QLabel(
+                "click: pick · shift+drag: box\nctrl+drag: lasso · drag: pan\n"
+                "wheel: zoom · shift+click a model\nor table row: compare two"
+            )
+            for label, widget in (
+                ("model", self.model_a),
+                ("compare with", self.model_b),
+                ("corruption", self.corruption),
+                ("severity", self.severity),
+            ):
                 form.addRow(label, widget)
             for widget in (self.shift, clear, self.count, help_text):
                 form.addRow(widget)
@@ -108,7 +117,7 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
             self.count.setText(f"{n:,} sample{'s' if n != 1 else ''} selected")
             self.canvas.update()
 
-        def closeEvent(self, event) -> None:      # noqa: N802 (Qt's name)
+        def closeEvent(self, event) -> None:
             self.interaction.close()
             for view in self.views.values():
                 view.close()

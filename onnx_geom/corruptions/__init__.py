@@ -30,10 +30,31 @@ from onnx_geom.corruptions.weather import fog, frost, snow, spatter
 from onnx_geom.errors import DataError
 
 __all__ = [
-    "CORRUPTIONS", "BENCHMARK_CORRUPTIONS", "SEVERITIES", "PROFILES", "FUNCTIONS", "corrupt",
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
-    "speckle_noise", "gaussian_blur", "spatter", "saturate",
+    "BENCHMARK_CORRUPTIONS",
+    "CORRUPTIONS",
+    "FUNCTIONS",
+    "PROFILES",
+    "SEVERITIES",
+    "brightness",
+    "contrast",
+    "corrupt",
+    "defocus_blur",
+    "elastic_transform",
+    "fog",
+    "frost",
+    "gaussian_blur",
+    "gaussian_noise",
+    "glass_blur",
+    "impulse_noise",
+    "jpeg_compression",
+    "motion_blur",
+    "pixelate",
+    "saturate",
+    "shot_noise",
+    "snow",
+    "spatter",
+    "speckle_noise",
+    "zoom_blur",
 ]  # fmt: skip
 
 FUNCTIONS: dict[str, Callable[..., np.ndarray]] = {
@@ -56,7 +77,7 @@ def corrupt(
     severity: int,
     *,
     profile: str | None = None,
-    rng: None | int | np.random.Generator = None,
+    rng: int | np.random.Generator | None = None,
     indices: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Corrupt a batch: uint8 ``images: (N, H, W, C)`` (C = 1 or 3, H and W >= 16) -> uint8, same shape.

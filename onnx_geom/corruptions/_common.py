@@ -15,6 +15,7 @@ pixels), never on the batch; and a run of consecutive indices is drawn in one ve
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,19 +37,22 @@ CIFAR_MAX_SIZE = 64
 STREAMS = "philox-counter-1"
 
 
-
 def check_images(images: np.ndarray) -> np.ndarray:
     """Return ``images`` if it is a uint8 ``(N, H, W, C)`` batch with C in (1, 3) and H, W >= 16, else DataError."""
     if not isinstance(images, np.ndarray):
         raise DataError(f"images must be a numpy array, not {type(images).__name__}; pass np.asarray(images).")
     if images.dtype != np.uint8:
-        raise DataError(f"images must be uint8 (0..255), not {images.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8).")
+        raise DataError(
+            f"images must be uint8 (0..255), not {images.dtype}; convert with np.clip(x, 0, 255).astype(np.uint8)."
+        )
     if images.ndim != 4 or images.shape[3] not in (1, 3):
         raise DataError(
             f"images must have shape (N, H, W, C) with C = 1 or 3, not {images.shape}; add a batch axis with images[None]."
         )
     if min(images.shape[1:3]) < MIN_SIZE:
-        raise DataError(f"images must be at least {MIN_SIZE}x{MIN_SIZE} pixels, not {images.shape[1]}x{images.shape[2]}.")
+        raise DataError(
+            f"images must be at least {MIN_SIZE}x{MIN_SIZE} pixels, not {images.shape[1]}x{images.shape[2]}."
+        )
     return images
 
 
@@ -69,7 +73,7 @@ def resolve_profile(profile: str | None, images: np.ndarray) -> str:
 
 
 def sample_draws(
-    rng: None | int | np.random.Generator, name: str, severity: int, indices: Sequence[int] | None, n: int, count: int
+    rng: int | np.random.Generator | None, name: str, severity: int, indices: Sequence[int] | None, n: int, count: int
 ) -> np.ndarray:
     """``count`` random 64-bit words per sample, ``(n, count)`` uint64, keyed as in the module docstring.
 
@@ -80,22 +84,30 @@ def sample_draws(
     """
     if isinstance(rng, np.random.Generator):
         if indices is not None:
-            raise DataError("indices needs an integer seed as rng (a Generator cannot be keyed per sample); pass rng=<int>.")
+            raise DataError(
+                "indices needs an integer seed as rng (a Generator cannot be keyed per sample); pass rng=<int>."
+            )
         key = int.from_bytes(rng.bytes(16), "little")
     elif rng is not None and (isinstance(rng, bool) or not isinstance(rng, (int, np.integer)) or rng < 0):
         raise DataError(f"rng must be None, a non-negative integer seed or a numpy Generator, not {rng!r}.")
     else:
         entropy = np.random.SeedSequence().entropy if rng is None else int(rng)
-        words = np.random.SeedSequence(entropy, spawn_key=(CORRUPTIONS.index(name), severity)).generate_state(2, np.uint64)
+        words = np.random.SeedSequence(entropy, spawn_key=(CORRUPTIONS.index(name), severity)).generate_state(
+            2, np.uint64
+        )
         key = int(words[0]) | int(words[1]) << 64
     idx = np.arange(n) if indices is None else np.asarray(indices)
     if idx.shape != (n,) or (n and (idx.dtype.kind not in "iu" or idx.min() < 0)):
-        raise DataError(f"indices must be {n} non-negative integers (one global index per image), not shape {idx.shape}.")
+        raise DataError(
+            f"indices must be {n} non-negative integers (one global index per image), not shape {idx.shape}."
+        )
     blocks = -(-count // 4)
     starts = [0, *(np.flatnonzero(np.diff(idx) != 1) + 1).tolist()] if n else []
     runs = [
-        np.random.Philox(counter=int(idx[a]) * blocks, key=key).random_raw((b - a) * 4 * blocks).reshape(b - a, 4 * blocks)
-        for a, b in zip(starts, starts[1:] + [n])
+        np.random.Philox(counter=int(idx[a]) * blocks, key=key)
+        .random_raw((b - a) * 4 * blocks)
+        .reshape(b - a, 4 * blocks)
+        for a, b in itertools.pairwise([*starts, n])
     ]
     out = runs[0] if len(runs) == 1 else np.concatenate(runs) if runs else np.empty((0, 4 * blocks), np.uint64)
     return out[:, :count]

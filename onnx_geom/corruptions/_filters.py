@@ -93,7 +93,7 @@ def motion_blur(x: np.ndarray, radius: int, sigma: float, angles: np.ndarray) ->
 def _edge_pad(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
     """``np.pad(x, mode="edge")`` over the last two axes of ``x: (..., H, W)``, by slice copies."""
     h, w = x.shape[-2:]
-    out = np.empty(x.shape[:-2] + (top + h + bottom, left + w + right), x.dtype)
+    out = np.empty((*x.shape[:-2], top + h + bottom, left + w + right), x.dtype)
     out[..., top : top + h, left : left + w] = x
     out[..., :top, left : left + w] = x[..., :1, :]
     out[..., top + h :, left : left + w] = x[..., -1:, :]
@@ -114,7 +114,7 @@ def clipped_zoom(x: np.ndarray, factor: float, *, centre: bool, crop: bool = Tru
     crop_ = x[:, top : top + ch, left : left + cw]
     # scipy.ndimage.zoom(order=1) of each plane, separably: output o reads input o (n_in - 1) / (n_out - 1),
     # linearly between its two neighbours; elementwise, so every sample gets the same numbers in any batch
-    zoomed = _lerp_axis(_lerp_axis(crop_, 1, int(round(ch * float(factor)))), 2, int(round(cw * float(factor))))
+    zoomed = _lerp_axis(_lerp_axis(crop_, 1, round(ch * float(factor))), 2, round(cw * float(factor)))
     if not crop:
         return zoomed
     t0 = (zoomed.shape[1] - h) // 2 if centre else 0

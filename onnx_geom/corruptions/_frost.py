@@ -97,10 +97,7 @@ def textures(profile: str, h: int, w: int) -> tuple[np.ndarray, ...]:
     out = []
     for tex in native_textures():
         th, tw = tex.shape[:2]
-        if profile == "cifar":
-            scale = max(CIFAR_SCALE, (h + 1) / th, (w + 1) / tw)
-        else:
-            scale = max(1.0, h / th, w / tw) * 1.1
+        scale = max(CIFAR_SCALE, (h + 1) / th, (w + 1) / tw) if profile == "cifar" else max(1.0, h / th, w / tw) * 1.1
         size = (int(np.ceil(tw * scale)), int(np.ceil(th * scale)))
         method = Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.BICUBIC
         out.append(np.asarray(Image.fromarray(tex).resize(size, method)))

@@ -74,7 +74,7 @@ def clipped_zoom_matrix(n: int, factor: float, *, centre: bool) -> np.ndarray:
     """``(n, n)``: crop the central ``ceil(n / factor)``, zoom it by ``factor``, keep ``n`` (top or centre)."""
     crop = int(np.ceil(n / float(factor)))
     start = (n - crop) // 2
-    zoomed = int(round(crop * float(factor)))
+    zoomed = round(crop * float(factor))
     z = zoom_matrix(crop, zoomed)
     trim = (zoomed - n) // 2 if centre else 0
     out = np.zeros((n, n))
@@ -180,7 +180,9 @@ def apply(images: np.ndarray, op: Operator) -> np.ndarray:
         out = np.zeros((n * c, h2 * w2))
         for o0, o1, i0, i1 in bands:
             part = planar[:, i0:i1]
-            out[:, o0:o1] = (part @ hi[i0:i1, o0:o1]).astype(np.float64) + (part @ lo[i0:i1, o0:o1]).astype(np.float64) * 2.0**-lo_bits
+            out[:, o0:o1] = (part @ hi[i0:i1, o0:o1]).astype(np.float64) + (part @ lo[i0:i1, o0:o1]).astype(
+                np.float64
+            ) * 2.0**-lo_bits
         return out.reshape(n, c, h2, w2).transpose(0, 2, 3, 1) * 2.0**-DENSE_BITS
     if h * w > DENSE_MAX_PIXELS:
         return _apply_sparse(images.astype(np.float64), op.rows, op.cols) * 2.0 ** (-2 * TERM_BITS)
@@ -195,7 +197,7 @@ def _apply_sparse(x: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarr
     n, h, w, c = x.shape
     flat = np.ascontiguousarray(x.transpose(1, 0, 3, 2)).reshape(h, n * c * w)
     out = 0.0
-    for r, col in zip(rows, cols):
+    for r, col in zip(rows, cols, strict=True):
         y = (sparse.csr_matrix(r) @ flat).reshape(-1, w)  # (H' N C, W)
         out = out + (sparse.csr_matrix(col) @ y.T).T
     return np.asarray(out).reshape(rows.shape[1], n, c, cols.shape[1]).transpose(1, 0, 3, 2)

@@ -61,7 +61,7 @@ def affine_warp(x: np.ndarray, moved: np.ndarray) -> np.ndarray:
     Points are (x, y) pixel coordinates as OpenCV reads them; the output pixel p reads the input at A^-1 (p - t),
     bilinearly, border reflect-101.
     """
-    n, h, w = x.shape[:3]
+    _n, h, w = x.shape[:3]
     src = affine_points(h, w).astype(np.float64)
     design = np.hstack([src, np.ones((3, 1))])  # (3, 3): rows [x, y, 1]
     maps = np.linalg.solve(design[None], moved.astype(np.float64))  # (N, 3, 2): [x y 1] @ maps = moved

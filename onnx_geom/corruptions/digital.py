@@ -89,7 +89,7 @@ def jpeg_compression(
     """
     images, _, _, quality = checked(images, severity, profile, "jpeg_compression")
     out = np.empty_like(images)
-    n, h, w, c = images.shape
+    _n, h, w, c = images.shape
     mode = "RGB" if c == 3 else "L"
     for i, image in enumerate(images):  # Pillow's raw constructors and JPEG decoder: no file-format layer per image
         buffer = io.BytesIO()
@@ -126,7 +126,7 @@ def elastic_from_noise(x: np.ndarray, noise_dx: np.ndarray, noise_dy: np.ndarray
 
     Bilinear, border reflect (half-sample symmetric), as the reference's ``map_coordinates``.
     """
-    n, h, w = x.shape[:3]
+    _n, h, w = x.shape[:3]
     dx, dy = _displacement(noise_dx, sigma, alpha), _displacement(noise_dy, sigma, alpha)
     ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     return _warp.sample(x, ys + dy, xs + dx, mode="reflect")

@@ -20,7 +20,11 @@ import numpy as np
 from scipy import stats
 
 from onnx_geom.corruptions._common import (
-    normals, sample_draws, to_float, to_uint8, uniforms,
+    normals,
+    sample_draws,
+    to_float,
+    to_uint8,
+    uniforms,
 )  # fmt: skip
 from onnx_geom.corruptions._params import checked
 

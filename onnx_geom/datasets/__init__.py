@@ -23,8 +23,15 @@ from onnx_geom.datasets._image_folder import is_image_folder, read_image_folder
 from onnx_geom.errors import DataError, DataNotFoundError
 
 __all__ = [
-    "Dataset", "load", "save_npz", "read_npz", "read_cifar", "read_image_folder", "CorruptedFolder",
-    "write_corrupted", "is_corrupted_folder",
+    "CorruptedFolder",
+    "Dataset",
+    "is_corrupted_folder",
+    "load",
+    "read_cifar",
+    "read_image_folder",
+    "read_npz",
+    "save_npz",
+    "write_corrupted",
 ]  # fmt: skip
 
 HELP = (

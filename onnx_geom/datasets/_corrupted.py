@@ -54,7 +54,9 @@ class CorruptedFolder:
 
         self.path = Path(path)
         if not self.path.is_dir():
-            raise DataNotFoundError(f"{self.path} is not a folder; a CIFAR-10-C style set is a folder of <corruption>.npy files.")
+            raise DataNotFoundError(
+                f"{self.path} is not a folder; a CIFAR-10-C style set is a folder of <corruption>.npy files."
+            )
         if not (self.path / "labels.npy").is_file():
             raise DataNotFoundError(f"{self.path} has no labels.npy, so it is not a CIFAR-10-C style folder.")
         self.meta = self._meta()
@@ -68,7 +70,9 @@ class CorruptedFolder:
         self.labels: np.ndarray = np.asarray(stored, dtype=np.int64)
         self.n: int = len(self.labels) // len(self.severities)
         names = {f.stem for f in self.path.glob("*.npy") if f.stem != "labels"}
-        self.corruptions: tuple[str, ...] = tuple([c for c in CORRUPTIONS if c in names] + sorted(names - set(CORRUPTIONS)))
+        self.corruptions: tuple[str, ...] = tuple(
+            [c for c in CORRUPTIONS if c in names] + sorted(names - set(CORRUPTIONS))
+        )
         self._arrays: dict[str, np.ndarray] = {}
 
     def _meta(self) -> dict:
@@ -79,7 +83,9 @@ class CorruptedFolder:
             meta = json.loads(meta_path.read_text())
             severities = [int(s) for s in meta.get("severities", (1, 2, 3, 4, 5))]
         except (ValueError, TypeError, AttributeError) as error:
-            raise DataError(f"{meta_path} is not valid ({error}); delete it if the folder holds all 5 severities.") from None
+            raise DataError(
+                f"{meta_path} is not valid ({error}); delete it if the folder holds all 5 severities."
+            ) from None
         return {**meta, "severities": severities}
 
     def array(self, corruption: str) -> np.ndarray:
@@ -118,7 +124,9 @@ class CorruptedFolder:
 
     def dataset(self, corruption: str, severity: int) -> Dataset:
         """One whole severity block as a :class:`Dataset` named ``<folder>/<corruption>/<severity>``."""
-        return Dataset(self.read(corruption, severity), self.read_labels(severity), f"{self.path.name}/{corruption}/{severity}")
+        return Dataset(
+            self.read(corruption, severity), self.read_labels(severity), f"{self.path.name}/{corruption}/{severity}"
+        )
 
 
 def write_corrupted(
@@ -158,7 +166,9 @@ def write_corrupted(
         old = json.loads(meta_path.read_text())
         if old != meta:
             changed = ", ".join(sorted(k for k in meta if old.get(k) != meta.get(k)))
-            raise DataError(f"{out} was written with other settings ({changed}); use a new folder or the same settings.")
+            raise DataError(
+                f"{out} was written with other settings ({changed}); use a new folder or the same settings."
+            )
     else:
         write_atomic(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
     labels = np.tile(dataset.labels, len(severities))

@@ -34,7 +34,12 @@ class Dataset:
 
     def __post_init__(self) -> None:
         images, labels = self.images, self.labels
-        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3):
+        if (
+            not isinstance(images, np.ndarray)
+            or images.dtype != np.uint8
+            or images.ndim != 4
+            or images.shape[3] not in (1, 3)
+        ):
             shape = getattr(images, "shape", None)
             dtype = getattr(images, "dtype", type(images).__name__)
             raise DataError(f"images must be a uint8 array (N, H, W, C) with C = 1 or 3, not {dtype} {shape}.")
@@ -106,8 +111,12 @@ def save_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = np.array(dataset.class_names if dataset.class_names is not None else [], dtype=np.str_)
-    write_atomic(path, lambda f: np.savez(f, images=dataset.images, labels=dataset.labels, name=np.array(dataset.name),
-                                          class_names=names))
+    write_atomic(
+        path,
+        lambda f: np.savez(
+            f, images=dataset.images, labels=dataset.labels, name=np.array(dataset.name), class_names=names
+        ),
+    )
     return path
 
 

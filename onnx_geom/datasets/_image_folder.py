@@ -51,7 +51,7 @@ def read_image_folder(path: str | os.PathLike) -> Dataset:
     grey = all(p.mode in ("L", "1", "I;16") for p in pictures)
     arrays = [np.asarray(p.convert("L" if grey else "RGB")) for p in pictures]
     size = arrays[0].shape
-    for array, f in zip(arrays, paths):
+    for array, f in zip(arrays, paths, strict=True):
         if array.shape != size:
             raise DataError(
                 f"{f} is {array.shape[1]}x{array.shape[0]} but {paths[0]} is {size[1]}x{size[0]}; resize all to one size."

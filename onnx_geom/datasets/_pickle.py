@@ -120,7 +120,7 @@ def _finish(obj):
         return [_finish(v) for v in obj]
     if isinstance(obj, tuple):
         return tuple(_finish(v) for v in obj)
-    if isinstance(obj, (_Dtype, _NdarrayMarker)) or isinstance(obj, type):
+    if isinstance(obj, (_Dtype, _NdarrayMarker, type)):
         raise UnsafePickleError("the pickle holds a bare numpy type; refusing it.")
     return obj
 
@@ -132,4 +132,6 @@ def loads(data: bytes):
     except UnsafePickleError:
         raise
     except Exception as error:  # a damaged pickle can raise almost anything; nothing was executed
-        raise UnsafePickleError(f"the pickle is damaged or not a data batch ({type(error).__name__}: {error}).") from None
+        raise UnsafePickleError(
+            f"the pickle is damaged or not a data batch ({type(error).__name__}: {error})."
+        ) from None

@@ -25,7 +25,7 @@ import numpy as np
 
 from onnx_geom.errors import DataError, DataNotFoundError
 
-__all__ = ["zoo_dir", "load_manifest", "load_test_split", "zoo_models"]
+__all__ = ["load_manifest", "load_test_split", "zoo_dir", "zoo_models"]
 
 _REBUILD = "rebuild the zoo with `python -m onnx_geom.demo.build_zoo"
 

@@ -17,7 +17,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["SIZE", "TEST_FRACTION", "SPLIT_SEED", "Digits", "to_uint8", "resize_bilinear", "digits_32", "stratified_split"]
+__all__ = [
+    "SIZE",
+    "SPLIT_SEED",
+    "TEST_FRACTION",
+    "Digits",
+    "digits_32",
+    "resize_bilinear",
+    "stratified_split",
+    "to_uint8",
+]
 
 SIZE = 32
 TEST_FRACTION = 0.2
@@ -87,7 +96,7 @@ def stratified_split(
     test = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        take = int(round(test_fraction * len(members)))
+        take = round(test_fraction * len(members))
         test.append(rng.permutation(members)[:take])
     test_idx = np.sort(np.concatenate(test)).astype(np.int64)
     train_idx = np.setdiff1d(np.arange(len(labels)), test_idx).astype(np.int64)

@@ -20,7 +20,7 @@ import numpy as np
 
 from onnx_geom.probe_info import TAGS_KEY, set_metadata
 
-__all__ = ["export_torch", "export_sklearn", "set_tags", "onnx_logits", "OPSET"]
+__all__ = ["OPSET", "export_sklearn", "export_torch", "onnx_logits", "set_tags"]
 
 OPSET = 17
 

@@ -13,20 +13,30 @@ true sparsity of a model is counted from its weights with :func:`weight_sparsity
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch import nn
 
 from onnx_geom.demo._train import DigitNet, prunable
 
-__all__ = ["magnitude_masks", "erk_densities", "random_masks", "l1_channel_masks", "snip_masks", "mask_sparsity", "weight_sparsity"]
+__all__ = [
+    "erk_densities",
+    "l1_channel_masks",
+    "magnitude_masks",
+    "mask_sparsity",
+    "random_masks",
+    "snip_masks",
+    "weight_sparsity",
+]
 
 
 def _global_masks(weights: dict[str, torch.Tensor], order: torch.Tensor, sparsity: float) -> dict[str, torch.Tensor]:
     """Prune the first ``round(sparsity * total)`` entries of ``order`` (indices into the concatenated weights)."""
     total = sum(w.numel() for w in weights.values())
     keep = torch.ones(total)
-    keep[order[: int(round(sparsity * total))]] = 0.0
+    keep[order[: round(sparsity * total)]] = 0.0
     masks, start = {}, 0
     for name, w in weights.items():
         masks[name] = keep[start : start + w.numel()].reshape(w.shape).clone()
@@ -77,7 +87,7 @@ def random_masks(model: nn.Module, *, sparsity: float, seed: int) -> dict[str, t
     masks = {}
     for name, w in weights.items():
         keep = torch.zeros(w.numel())
-        keep[torch.randperm(w.numel(), generator=generator)[: int(round(densities[name] * w.numel()))]] = 1.0
+        keep[torch.randperm(w.numel(), generator=generator)[: round(densities[name] * w.numel())]] = 1.0
         masks[name] = keep.reshape(w.shape)
     return masks
 
@@ -91,10 +101,10 @@ def _channel_masks(model: DigitNet, fraction: float) -> dict[str, torch.Tensor]:
     chain = ["conv1", "conv2", "conv3", "fc", "head"]
     layers = {name: getattr(model, name) for name in chain}
     masks = {f"{n}.{p}": torch.ones_like(getattr(layers[n], p)) for n in chain for p in ("weight", "bias")}
-    for name, following in zip(chain[:-1], chain[1:]):
+    for name, following in itertools.pairwise(chain):
         weight = layers[name].weight.detach()
         norms = weight.abs().flatten(1).sum(1)
-        n_keep = max(1, int(round((1.0 - fraction) * len(norms))))
+        n_keep = max(1, round((1.0 - fraction) * len(norms)))
         dropped = torch.argsort(-norms, stable=True)[n_keep:]
         masks[f"{name}.weight"][dropped] = 0.0
         masks[f"{name}.bias"][dropped] = 0.0

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["DigitNet", "Masks", "deterministic", "to_tensor", "train", "accuracy", "apply_masks", "prunable"]
+__all__ = ["DigitNet", "Masks", "accuracy", "apply_masks", "deterministic", "prunable", "to_tensor", "train"]
 
 Masks = Mapping[str, torch.Tensor]
 BATCH = 64

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Recipe", "FULL", "SMALL", "build_zoo", "main"]
+__all__ = ["FULL", "SMALL", "Recipe", "build_zoo", "main"]
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,25 @@ class Recipe:
 
 
 FULL = Recipe(
-    dense_epochs=20, rewind_epochs=1, finetune_epochs=8, gmp_epochs=6, lth_epochs=10,
-    sparsities=(0.8, 0.95), lth_schedule=(0.5, 0.8, 0.9, 0.95), mlp_iterations=200,
+    dense_epochs=20,
+    rewind_epochs=1,
+    finetune_epochs=8,
+    gmp_epochs=6,
+    lth_epochs=10,
+    sparsities=(0.8, 0.95),
+    lth_schedule=(0.5, 0.8, 0.9, 0.95),
+    mlp_iterations=200,
 )
 SMALL = Recipe(
-    dense_epochs=2, rewind_epochs=1, finetune_epochs=1, gmp_epochs=1, lth_epochs=1,
-    sparsities=(0.8,), lth_schedule=(0.8,), mlp_iterations=15, train_limit=300,
+    dense_epochs=2,
+    rewind_epochs=1,
+    finetune_epochs=1,
+    gmp_epochs=1,
+    lth_epochs=1,
+    sparsities=(0.8,),
+    lth_schedule=(0.8,),
+    mlp_iterations=15,
+    train_limit=300,
 )
 LR_TRAIN, LR_FINETUNE = 2e-3, 1e-3
 
@@ -64,7 +77,7 @@ def _seed(name: str) -> int:
 
 
 def _label(method: str, sparsity: float) -> str:
-    return f"{method}_{int(round(sparsity * 100))}"
+    return f"{method}_{round(sparsity * 100)}"
 
 
 def _cnn_variants(x: Any, y: Any, recipe: Recipe) -> Iterator[tuple[str, str, float, Any]]:
@@ -110,7 +123,12 @@ def _cnn_variants(x: Any, y: Any, recipe: Recipe) -> Iterator[tuple[str, str, fl
         model = DigitNet()
         model.load_state_dict(initial)
         masks = prune.snip_masks(model, x[:512], y[:512], sparsity=s)
-        yield name, "snip", s, train(model, x, y, epochs=recipe.dense_epochs, lr=LR_TRAIN, seed=_seed(name), masks=masks)
+        yield (
+            name,
+            "snip",
+            s,
+            train(model, x, y, epochs=recipe.dense_epochs, lr=LR_TRAIN, seed=_seed(name), masks=masks),
+        )
 
     # Iterative magnitude pruning with weight rewinding (lottery ticket, Frankle et al. 2019/2020).
     ticket = copy.deepcopy(dense)
@@ -137,8 +155,19 @@ def _mlp(x_flat: np.ndarray, y: np.ndarray, recipe: Recipe) -> Any:
     return clf
 
 
-def _save(out: Path, name: str, proto: Any, *, method: str, framework: str, target: float, accuracy: float,
-          weights: list[np.ndarray], params: list[np.ndarray], layout: str) -> dict[str, Any]:
+def _save(
+    out: Path,
+    name: str,
+    proto: Any,
+    *,
+    method: str,
+    framework: str,
+    target: float,
+    accuracy: float,
+    weights: list[np.ndarray],
+    params: list[np.ndarray],
+    layout: str,
+) -> dict[str, Any]:
     """Tag ``proto``, write it to ``out/<name>.onnx`` and return its manifest entry.
 
     ``weights``: the prunable weight arrays (their zero fraction is the sparsity); ``params``: every parameter.
@@ -151,10 +180,18 @@ def _save(out: Path, name: str, proto: Any, *, method: str, framework: str, targ
     blob = proto.SerializeToString()
     (out / f"{name}.onnx").write_bytes(blob)
     return {
-        "name": name, "file": f"{name}.onnx", "method": method, "framework": framework,
-        "sparsity": sparsity, "target_sparsity": target, "accuracy": accuracy,
-        "params": int(sum(p.size for p in params)), "nonzero_params": int(sum(np.count_nonzero(p) for p in params)),
-        "layout": layout, "input_shape": [32, 32, 1], "sha256": hashlib.sha256(blob).hexdigest(),
+        "name": name,
+        "file": f"{name}.onnx",
+        "method": method,
+        "framework": framework,
+        "sparsity": sparsity,
+        "target_sparsity": target,
+        "accuracy": accuracy,
+        "params": int(sum(p.size for p in params)),
+        "nonzero_params": int(sum(np.count_nonzero(p) for p in params)),
+        "layout": layout,
+        "input_shape": [32, 32, 1],
+        "sha256": hashlib.sha256(blob).hexdigest(),
     }
 
 
@@ -163,7 +200,9 @@ def _flat(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0)
 
 
-def build_zoo(out_dir: str | Path, *, small: bool = False, log: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
+def build_zoo(
+    out_dir: str | Path, *, small: bool = False, log: Callable[[str], None] = lambda _: None
+) -> list[dict[str, Any]]:
     """Build the zoo into ``out_dir`` (created if needed) and return the manifest's model entries."""
     import torch
 
@@ -189,29 +228,52 @@ def build_zoo(out_dir: str | Path, *, small: bool = False, log: Callable[[str], 
             torch_acc = accuracy(module, torch.from_numpy(x_test), torch.from_numpy(test_labels))
             if abs(acc - torch_acc) > 1.5 / len(test_labels):
                 raise RuntimeError(f"{name}: accuracy {acc:.4f} in onnxruntime but {torch_acc:.4f} in torch")
-            models.append(_save(
-                out, name, proto, method=method, framework="pytorch", target=target, accuracy=acc, layout="NCHW",
-                weights=[w.detach().numpy() for w in prunable(module).values()],
-                params=[p.detach().numpy() for p in module.parameters()],
-            ))
+            models.append(
+                _save(
+                    out,
+                    name,
+                    proto,
+                    method=method,
+                    framework="pytorch",
+                    target=target,
+                    accuracy=acc,
+                    layout="NCHW",
+                    weights=[w.detach().numpy() for w in prunable(module).values()],
+                    params=[p.detach().numpy() for p in module.parameters()],
+                )
+            )
             log(f"{name}: sparsity {models[-1]['sparsity']:.3f}, accuracy {acc:.4f}")
 
     clf = _mlp(_flat(data.images[train_idx]), data.labels[train_idx], recipe)
     proto = export_sklearn(clf, n_features=32 * 32)
     acc = float(np.mean(onnx_logits(proto, _flat(test_images)).argmax(1) == test_labels))
-    models.append(_save(
-        out, "mlp_sklearn", proto, method="dense", framework="scikit-learn", target=0.0, accuracy=acc, layout="flat",
-        weights=list(clf.coefs_), params=[*clf.coefs_, *clf.intercepts_],
-    ))
+    models.append(
+        _save(
+            out,
+            "mlp_sklearn",
+            proto,
+            method="dense",
+            framework="scikit-learn",
+            target=0.0,
+            accuracy=acc,
+            layout="flat",
+            weights=list(clf.coefs_),
+            params=[*clf.coefs_, *clf.intercepts_],
+        )
+    )
     log(f"mlp_sklearn: accuracy {acc:.4f}")
 
     np.savez_compressed(out / "digits_test.npz", images=test_images, labels=test_labels, indices=data.indices[test_idx])
     manifest = {
         "version": 1,
         "dataset": {
-            "name": "sklearn-digits-32", "n_test": int(len(test_idx)), "n_train": int(len(train_idx)),
-            "image_shape": [32, 32, 1], "class_names": [str(c) for c in range(10)],
-            "test_fraction": TEST_FRACTION, "split_seed": SPLIT_SEED,
+            "name": "sklearn-digits-32",
+            "n_test": len(test_idx),
+            "n_train": len(train_idx),
+            "image_shape": [32, 32, 1],
+            "class_names": [str(c) for c in range(10)],
+            "test_fraction": TEST_FRACTION,
+            "split_seed": SPLIT_SEED,
             "preprocess": "load_digits images * 255/16 rounded to uint8, Pillow bilinear resize 8x8 -> 32x32",
         },
         "recipe": {**asdict(recipe), "small": small},
@@ -232,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
         models = build_zoo(args.output, small=args.small, log=lambda line: print(line, flush=True))
     except OSError as err:
         reason = err.strerror or err
-        raise SystemExit(f"cannot write the zoo to {args.output} ({reason}); choose a writable folder with -o.") from None
+        raise SystemExit(
+            f"cannot write the zoo to {args.output} ({reason}); choose a writable folder with -o."
+        ) from None
     print(f"wrote {len(models)} models to {args.output} in {time.perf_counter() - start:.1f} s")
 
 

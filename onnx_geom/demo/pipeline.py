@@ -26,7 +26,7 @@ from typing import Any
 from onnx_geom.demo import load_manifest, load_test_split, zoo_models
 from onnx_geom.errors import DataError
 
-__all__ = ["DemoResult", "run_demo", "nearest_models"]
+__all__ = ["DemoResult", "nearest_models", "run_demo"]
 
 #: progress(stage, done, total): stage is "probe", "sweep" (images), "metrics" (units).
 Progress = Callable[[str, int, int], None]
@@ -156,4 +156,7 @@ def nearest_models(comparison: Any) -> list[tuple[str, str, float]]:
     D = np.array(comparison.distance, dtype=float)
     np.fill_diagonal(D, np.inf)
     nearest = D.argmin(axis=1)
-    return [(m, comparison.models[j], float(D[i, j])) for i, (m, j) in enumerate(zip(comparison.models, nearest))]
+    return [
+        (m, comparison.models[j], float(D[i, j]))
+        for i, (m, j) in enumerate(zip(comparison.models, nearest, strict=True))
+    ]

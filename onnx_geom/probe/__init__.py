@@ -15,8 +15,8 @@ from onnx_geom.probe._preprocess import PRESETS, preprocess_numpy
 from onnx_geom.probe._surgery import probe, save_probe
 
 __all__ = [
-    "HeadCandidate",
     "PRESETS",
+    "HeadCandidate",
     "ProbeReport",
     "check_probe",
     "find_heads",

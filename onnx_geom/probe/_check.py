@@ -56,8 +56,13 @@ def head_tolerance(features: np.ndarray, W: np.ndarray, b: np.ndarray, *, rtol: 
     return rtol * scale + 1e-2 * rtol * max(float(scale.max(initial=0.0)), 1.0)
 
 
-def check_probe(probe: str | PathLike[str] | ModelProto, *, source: str | PathLike[str] | ModelProto | None = None,
-                n: int = 8, seed: int = 0) -> ProbeReport:
+def check_probe(
+    probe: str | PathLike[str] | ModelProto,
+    *,
+    source: str | PathLike[str] | ModelProto | None = None,
+    n: int = 8,
+    seed: int = 0,
+) -> ProbeReport:
     """Run ``n`` random uint8 images (seeded) through ``probe`` and verify it; raise ProbeCheckError if wrong.
 
     Checks, with onnxruntime graph optimisation ORT_ENABLE_ALL and ORT_DISABLE_ALL: ``logits`` (n, K) and
@@ -71,14 +76,16 @@ def check_probe(probe: str | PathLike[str] | ModelProto, *, source: str | PathLi
     data = model.SerializeToString()
     runs = [_run(data, {PROBE_INPUT: images}, level) for level in _LEVELS]
     report = ProbeReport(n=n, num_classes=info.num_classes, feature_dim=info.feature_dim)
-    for level, outputs in zip(_LEVELS, runs):
+    for level, outputs in zip(_LEVELS, runs, strict=True):
         _check_head(outputs, info, level, report)
     reference = runs[1]
     for name, value in runs[0].items():
         difference = _difference(value, reference[name])
         if difference is None:
-            raise ProbeCheckError(f"output '{name}' differs between onnxruntime optimisation on and off; the graph is "
-                                  "fragile under onnxruntime's fusions, please report it with the model.")
+            raise ProbeCheckError(
+                f"output '{name}' differs between onnxruntime optimisation on and off; the graph is "
+                "fragile under onnxruntime's fusions, please report it with the model."
+            )
         report.max_level_difference = max(report.max_level_difference, difference)
     if source is not None:
         _compare_source(source, info, images, reference, report)
@@ -94,8 +101,9 @@ def _session(model_bytes: bytes, level: str):
     try:
         return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     except Exception as err:
-        raise ProbeCheckError(f"onnxruntime cannot load the probe ({first_line(err)}); the model may use ops "
-                              "onnxruntime lacks.") from None
+        raise ProbeCheckError(
+            f"onnxruntime cannot load the probe ({first_line(err)}); the model may use ops onnxruntime lacks."
+        ) from None
 
 
 def _run(model_bytes: bytes, feeds: dict[str, np.ndarray], level: str = "ORT_DISABLE_ALL") -> dict[str, Any]:
@@ -104,10 +112,15 @@ def _run(model_bytes: bytes, feeds: dict[str, np.ndarray], level: str = "ORT_DIS
     try:
         values = session.run(names, feeds)
     except Exception as err:
-        hint = " (does the model have a fixed batch size? re-export it with a dynamic batch axis)" if len(next(iter(feeds.values()))) > 1 else ""
-        raise ProbeCheckError(f"onnxruntime fails to run the model on {len(next(iter(feeds.values())))} images: "
-                              f"{first_line(err)}{hint}.") from None
-    return dict(zip(names, values))
+        hint = (
+            " (does the model have a fixed batch size? re-export it with a dynamic batch axis)"
+            if len(next(iter(feeds.values()))) > 1
+            else ""
+        )
+        raise ProbeCheckError(
+            f"onnxruntime fails to run the model on {len(next(iter(feeds.values())))} images: {first_line(err)}{hint}."
+        ) from None
+    return dict(zip(names, values, strict=True))
 
 
 def _check_head(outputs: dict[str, Any], info: ProbeInfo, level: str, report: ProbeReport) -> None:
@@ -115,23 +128,36 @@ def _check_head(outputs: dict[str, Any], info: ProbeInfo, level: str, report: Pr
     for name, width in ((LOGITS, info.num_classes), (FEATURES, info.feature_dim)):
         value = outputs.get(name)
         if not isinstance(value, np.ndarray) or value.dtype != np.float32 or value.shape != (n, width):
-            got = "missing" if value is None else f"{getattr(value, 'dtype', type(value).__name__)} {getattr(value, 'shape', '')}"
-            raise ProbeCheckError(f"under {level} the probe's '{name}' output is {got}, not float32 ({n}, {width}); "
-                                  "the chosen head is not a per-sample linear layer, pick another with --features/--logits.")
+            got = (
+                "missing"
+                if value is None
+                else f"{getattr(value, 'dtype', type(value).__name__)} {getattr(value, 'shape', '')}"
+            )
+            raise ProbeCheckError(
+                f"under {level} the probe's '{name}' output is {got}, not float32 ({n}, {width}); "
+                "the chosen head is not a per-sample linear layer, pick another with --features/--logits."
+            )
     features, logits = outputs[FEATURES].astype(np.float64), outputs[LOGITS].astype(np.float64)
     expected = features @ info.W.astype(np.float64).T + info.b.astype(np.float64)
     tolerance = head_tolerance(features, info.W, info.b, rtol=_rtol(info.head.get("weight_dtype")))
     error = np.abs(logits - expected)
     if not np.all(np.isfinite(logits)) or np.any(error > tolerance):
-        raise ProbeCheckError(f"under {level} the probe's logits differ from features @ W.T + b by up to "
-                              f"{np.nanmax(error):.3g} (tolerance {tolerance.max():.3g}); the head's weights were not "
-                              "read correctly, please report it with the model.")
+        raise ProbeCheckError(
+            f"under {level} the probe's logits differ from features @ W.T + b by up to "
+            f"{np.nanmax(error):.3g} (tolerance {tolerance.max():.3g}); the head's weights were not "
+            "read correctly, please report it with the model."
+        )
     report.max_logit_error = max(report.max_logit_error, float(error.max(initial=0.0)))
     report.logit_tolerance = max(report.logit_tolerance, float(tolerance.max(initial=0.0)))
 
 
-def _compare_source(source: str | PathLike[str] | ModelProto, info: ProbeInfo, images: np.ndarray,
-                    probed: dict[str, Any], report: ProbeReport) -> None:
+def _compare_source(
+    source: str | PathLike[str] | ModelProto,
+    info: ProbeInfo,
+    images: np.ndarray,
+    probed: dict[str, Any],
+    report: ProbeReport,
+) -> None:
     from onnx_geom.probe._surgery import source_input
 
     model = source if isinstance(source, ModelProto) else load_model(Path(source))
@@ -141,15 +167,17 @@ def _compare_source(source: str | PathLike[str] | ModelProto, info: ProbeInfo, i
     dims = value.type.tensor_type.shape.dim
     step = dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else len(x)
     model_bytes = model.SerializeToString()
-    chunks = [_run(model_bytes, {value.name: x[i:i + step]}) for i in range(0, len(x), step)]
+    chunks = [_run(model_bytes, {value.name: x[i : i + step]}) for i in range(0, len(x), step)]
     renamed = info.head.get("renamed", {})
     for name in chunks[0]:
         expected = _concat([chunk[name] for chunk in chunks])
         got = probed.get(renamed.get(name, name))
         difference = None if got is None else _difference(got, expected)
         if difference is None:
-            raise ProbeCheckError(f"the probe's original output '{name}' differs from the source model's on the same "
-                                  "images; the surgery changed the model, please report it with the model.")
+            raise ProbeCheckError(
+                f"the probe's original output '{name}' differs from the source model's on the same "
+                "images; the surgery changed the model, please report it with the model."
+            )
         report.outputs_compared.append(name)
         report.max_output_difference = max(report.max_output_difference, difference)
 
@@ -179,7 +207,6 @@ def _difference(a: Any, b: Any) -> float | None:
         parts = [_difference(np.asarray(a[k]), np.asarray(b[k])) for k in a]
         return None if None in parts else max(parts, default=0.0)
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        parts = [_difference(x, y) for x, y in zip(a, b)]
+        parts = [_difference(x, y) for x, y in zip(a, b, strict=True)]
         return None if None in parts else max(parts, default=0.0)
     return None
-

@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 from onnx import AttributeProto, GraphProto, NodeProto, helper, numpy_helper
 
-__all__ = ["GraphIndex", "node_label", "rename_tensors", "unique_name", "all_tensor_names"]
+__all__ = ["GraphIndex", "all_tensor_names", "node_label", "rename_tensors", "unique_name"]
 
 
 def node_label(node: NodeProto, position: int) -> str:
@@ -66,8 +66,12 @@ class GraphIndex:
 def _constant_attribute(attrs: dict[str, AttributeProto]) -> np.ndarray | None:
     if "value" in attrs:
         return numpy_helper.to_array(attrs["value"].t)
-    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
-                       ("value_ints", np.int64)):
+    for key, dtype in (
+        ("value_float", np.float32),
+        ("value_floats", np.float32),
+        ("value_int", np.int64),
+        ("value_ints", np.int64),
+    ):
         if key in attrs:
             return np.asarray(helper.get_attribute_value(attrs[key]), dtype=dtype)
     return None
@@ -84,8 +88,9 @@ def _fold(op_type: str, value: np.ndarray, attrs: dict[str, AttributeProto]) -> 
 
 def subgraphs(node) -> list[GraphProto]:
     """The graphs held by ``node``'s attributes (If branches, Loop and Scan bodies)."""
-    return [g for attr in node.attribute
-            for g in ([attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs))]
+    return [
+        g for attr in node.attribute for g in ([attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs))
+    ]
 
 
 def all_tensor_names(graph: GraphProto) -> set[str]:

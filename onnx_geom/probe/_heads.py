@@ -20,13 +20,27 @@ from onnx import ModelProto, NodeProto, helper
 from onnx_geom.errors import HeadNotFoundError
 from onnx_geom.probe._graph import GraphIndex
 
-__all__ = ["HeadCandidate", "find_heads", "choose_head", "PASS_THROUGH"]
+__all__ = ["PASS_THROUGH", "HeadCandidate", "choose_head", "find_heads"]
 
 #: Ops through which the logits may reach a graph output (shape-preserving, monotone, or class lookups).
-PASS_THROUGH = frozenset({
-    "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Softmax", "LogSoftmax", "Sigmoid",
-    "ArgMax", "TopK", "ZipMap", "ArrayFeatureExtractor", "Normalizer",
-})
+PASS_THROUGH = frozenset(
+    {
+        "Identity",
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Cast",
+        "Softmax",
+        "LogSoftmax",
+        "Sigmoid",
+        "ArgMax",
+        "TopK",
+        "ZipMap",
+        "ArrayFeatureExtractor",
+        "Normalizer",
+    }
+)
 #: Linear ops a walk back from an output may pass when explaining why no head was found.
 _LINEAR_POOLING = frozenset({"GlobalAveragePool", "AveragePool", "ReduceMean", "ReduceSum"})
 
@@ -54,8 +68,16 @@ class HeadCandidate:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary (no weights): what ``--inspect`` shows."""
-        return {"node": self.node, "spelling": self.spelling, "features": self.features, "logits": self.logits,
-                "K": self.K, "D": self.D, "chosen": self.chosen, "reason": self.reason}
+        return {
+            "node": self.node,
+            "spelling": self.spelling,
+            "features": self.features,
+            "logits": self.logits,
+            "K": self.K,
+            "D": self.D,
+            "chosen": self.chosen,
+            "reason": self.reason,
+        }
 
 
 def find_heads(model: ModelProto) -> list[HeadCandidate]:
@@ -66,8 +88,11 @@ def find_heads(model: ModelProto) -> list[HeadCandidate]:
     """
     index = GraphIndex(model.graph)
     ranks = _known_ranks(model)
-    candidates = [_candidate(index, position, ranks) for position, node in enumerate(index.nodes)
-                  if node.op_type in ("Gemm", "MatMul") and node.domain in ("", "ai.onnx")]
+    candidates = [
+        _candidate(index, position, ranks)
+        for position, node in enumerate(index.nodes)
+        if node.op_type in ("Gemm", "MatMul") and node.domain in ("", "ai.onnx")
+    ]
     viable = [c for c in candidates if c.viable]
     if len(viable) == 1:
         viable[0].chosen = True
@@ -78,17 +103,25 @@ def find_heads(model: ModelProto) -> list[HeadCandidate]:
     return candidates
 
 
-def choose_head(model: ModelProto, candidates: list[HeadCandidate], *, features: str | None = None,
-                logits: str | None = None) -> HeadCandidate:
+def choose_head(
+    model: ModelProto, candidates: list[HeadCandidate], *, features: str | None = None, logits: str | None = None
+) -> HeadCandidate:
     """The head to probe: the chosen candidate, or the one whose tensors match ``features``/``logits``."""
     if features or logits:
-        matches = [c for c in candidates if c.W is not None and features in (None, c.features)
-                   and logits in (None, c.logits)]
+        matches = [
+            c for c in candidates if c.W is not None and features in (None, c.features) and logits in (None, c.logits)
+        ]
         if len(matches) == 1:
             return matches[0]
         asked = ", ".join(f"{k} '{v}'" for k, v in (("features", features), ("logits", logits)) if v)
-        problem = "no linear layer (Gemm or MatMul with constant weights) joins" if not matches else "several linear layers match"
-        raise HeadNotFoundError(f"{problem} {asked}; {_listing([c for c in candidates if c.W is not None], reasons=False)}")
+        problem = (
+            "no linear layer (Gemm or MatMul with constant weights) joins"
+            if not matches
+            else "several linear layers match"
+        )
+        raise HeadNotFoundError(
+            f"{problem} {asked}; {_listing([c for c in candidates if c.W is not None], reasons=False)}"
+        )
     chosen = [c for c in candidates if c.chosen]
     if chosen:
         return chosen[0]
@@ -105,8 +138,10 @@ def choose_head(model: ModelProto, candidates: list[HeadCandidate], *, features:
 def _listing(candidates: list[HeadCandidate], *, reasons: bool = True, prefix: str = "candidates: ") -> str:
     if not candidates:
         return "the graph has no usable Gemm or MatMul at all (--features/--logits can only name such a layer)"
-    shown = [f"{c.node} [{c.spelling}] features '{c.features}' -> logits '{c.logits}'"
-             + (f": {c.reason}" if reasons else "") for c in candidates[-6:]]
+    shown = [
+        f"{c.node} [{c.spelling}] features '{c.features}' -> logits '{c.logits}'" + (f": {c.reason}" if reasons else "")
+        for c in candidates[-6:]
+    ]
     more = f" (and {len(candidates) - 6} earlier)" if len(candidates) > 6 else ""
     return prefix + "; ".join(shown) + more
 
@@ -114,8 +149,9 @@ def _listing(candidates: list[HeadCandidate], *, reasons: bool = True, prefix: s
 def _candidate(index: GraphIndex, position: int, ranks: dict[str, int]) -> HeadCandidate:
     node = index.nodes[position]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    cand = HeadCandidate(node=index.label(position), spelling=node.op_type, features=node.input[0],
-                         logits=node.output[0])
+    cand = HeadCandidate(
+        node=index.label(position), spelling=node.op_type, features=node.input[0], logits=node.output[0]
+    )
     weight = index.constant(node.input[1])
     gemm = node.op_type == "Gemm"
     if gemm:
@@ -161,8 +197,11 @@ def _reject(cand: HeadCandidate, reason: str) -> HeadCandidate:
 
 def _weight_problem(weight: np.ndarray | None, left: np.ndarray | None) -> str:
     if weight is None:
-        return ("its left operand is the constant, so it is not a layer applied to features" if left is not None
-                else "its weight is computed at run time, not a constant")
+        return (
+            "its left operand is the constant, so it is not a layer applied to features"
+            if left is not None
+            else "its weight is computed at run time, not a constant"
+        )
     if weight.ndim != 2:
         return f"its weight has shape {tuple(weight.shape)}, not (D, K)"
     if not np.issubdtype(weight.dtype, np.floating):
@@ -230,9 +269,11 @@ def _explain_no_head(index: GraphIndex) -> str:
     culprit = index.nodes[index.producer[name]]
     if culprit.op_type in ("Gemm", "MatMul"):
         return f"no usable final linear layer: output '{output}' comes from {chain}"
-    return (f"no final linear layer found: output '{output}' comes from {chain}, and {culprit.op_type} "
-            f"'{index.label(index.producer[name])}' is not a linear layer with constant weights, so the scores are "
-            "not linear in any feature vector")
+    return (
+        f"no final linear layer found: output '{output}' comes from {chain}, and {culprit.op_type} "
+        f"'{index.label(index.producer[name])}' is not a linear layer with constant weights, so the scores are "
+        "not linear in any feature vector"
+    )
 
 
 def _known_ranks(model: ModelProto) -> dict[str, int]:

@@ -19,7 +19,7 @@ from onnx import AttributeProto, GraphProto, ModelProto, TensorProto
 from onnx_geom.errors import InvalidModelError
 from onnx_geom.probe._graph import subgraphs
 
-__all__ = ["load_model", "read_model", "load_external_data", "model_sha256", "iter_tensors", "first_line"]
+__all__ = ["first_line", "iter_tensors", "load_external_data", "load_model", "model_sha256", "read_model"]
 
 
 def load_model(path: str | PathLike[str]) -> ModelProto:
@@ -109,7 +109,9 @@ def _external_tensors(model: ModelProto, folder: Path) -> list[tuple[TensorProto
         try:
             offset, length = int(info.get("offset") or 0), (int(info["length"]) if info.get("length") else None)
         except ValueError:
-            raise InvalidModelError(f"tensor '{tensor.name}' has a damaged external-data offset or length; re-save the model.") from None
+            raise InvalidModelError(
+                f"tensor '{tensor.name}' has a damaged external-data offset or length; re-save the model."
+            ) from None
         found.append((tensor, target, offset, length))
     return found
 

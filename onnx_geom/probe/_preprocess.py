@@ -45,8 +45,9 @@ class ImageSpec:
     batch: int | None = None  # the input's static batch size, None when dynamic
 
 
-def image_spec(value: ValueInfoProto, *, layout: str | None = None,
-               image_size: tuple[int, int] | None = None) -> ImageSpec:
+def image_spec(
+    value: ValueInfoProto, *, layout: str | None = None, image_size: tuple[int, int] | None = None
+) -> ImageSpec:
     """Detect layout and image size from the model input ``value``; ``layout``/``image_size`` override."""
     name = value.name
     tensor = value.type.tensor_type
@@ -65,16 +66,22 @@ def image_spec(value: ValueInfoProto, *, layout: str | None = None,
     if len(dims) == 4:
         layout = layout or _guess_4d(name, dims)
         if layout == "flat":
-            raise InvalidModelError(f"the model input '{name}' has rank 4, so it cannot take flat vectors; use NCHW or NHWC.")
+            raise InvalidModelError(
+                f"the model input '{name}' has rank 4, so it cannot take flat vectors; use NCHW or NHWC."
+            )
         h, w, c = (dims[2], dims[3], dims[1]) if layout == "NCHW" else (dims[1], dims[2], dims[3])
         if image_size:
             h, w = image_size
         if None in (h, w, c):
-            raise InvalidModelError(f"the model input '{name}' has no fixed image size ({_shape(dims)}); pass --size HxW.")
+            raise InvalidModelError(
+                f"the model input '{name}' has no fixed image size ({_shape(dims)}); pass --size HxW."
+            )
         return ImageSpec(layout, (h, w, c), tensor.elem_type, batch)
     if len(dims) == 2:
         if layout not in (None, "flat"):
-            raise InvalidModelError(f"the model input '{name}' has rank 2 ({_shape(dims)}), so it takes flat vectors, not {layout}.")
+            raise InvalidModelError(
+                f"the model input '{name}' has rank 2 ({_shape(dims)}), so it takes flat vectors, not {layout}."
+            )
         return ImageSpec("flat", _flat_hwc(name, dims[1], image_size), tensor.elem_type, batch)
     raise InvalidModelError(
         f"the model input '{name}' has shape {_shape(dims)}, which cannot take images "
@@ -112,8 +119,9 @@ def _flat_hwc(name: str, size: int | None, image_size: tuple[int, int] | None) -
     )
 
 
-def normalisation(preset: str, mean: Sequence[float] | None, std: Sequence[float] | None, *,
-                  channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def normalisation(
+    preset: str, mean: Sequence[float] | None, std: Sequence[float] | None, *, channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel (mean, std), each of length ``channels``: explicit values win over the preset."""
     if preset not in PRESETS:
         raise InvalidModelError(f"preset '{preset}' is unknown; use one of {', '.join(PRESETS)}.")
@@ -124,15 +132,18 @@ def normalisation(preset: str, mean: Sequence[float] | None, std: Sequence[float
         if len(values) == 1:
             values = values * channels
         if len(values) != channels:
-            raise InvalidModelError(f"{label} has {len(values)} values but the images have {channels} channel(s); give one per channel.")
+            raise InvalidModelError(
+                f"{label} has {len(values)} values but the images have {channels} channel(s); give one per channel."
+            )
         if not np.all(np.isfinite(values)) or (label == "std" and min(values) <= 0):
             raise InvalidModelError(f"{label} {list(values)} is not usable; give finite values (std > 0).")
         result.append(values)
     return result[0], result[1]
 
 
-def preprocess_nodes(source: str, target: str, spec: ImageSpec, mean: Sequence[float], std: Sequence[float],
-                     taken: set[str]) -> tuple[list[NodeProto], list[TensorProto]]:
+def preprocess_nodes(
+    source: str, target: str, spec: ImageSpec, mean: Sequence[float], std: Sequence[float], taken: set[str]
+) -> tuple[list[NodeProto], list[TensorProto]]:
     """Nodes (and their constants) that turn uint8 images ``source`` (N, H, W, C) into the model input ``target``."""
     from onnx_geom.probe._graph import unique_name
 
@@ -145,8 +156,10 @@ def preprocess_nodes(source: str, target: str, spec: ImageSpec, mean: Sequence[f
     scale = (1.0 / (255.0 * std64)).reshape(channel_shape)
     shift = (-mean64 / std64).reshape(channel_shape)
     names = {key: fresh(key) for key in ("scale", "shift", "cast", "scaled")}
-    inits = [numpy_helper.from_array(scale.astype(np.float32), names["scale"]),
-             numpy_helper.from_array(shift.astype(np.float32), names["shift"])]
+    inits = [
+        numpy_helper.from_array(scale.astype(np.float32), names["scale"]),
+        numpy_helper.from_array(shift.astype(np.float32), names["shift"]),
+    ]
     nodes, laid_out = [], source
     if spec.layout == "NCHW":
         laid_out = fresh("nchw")

@@ -32,9 +32,18 @@ _BATCH = "N"
 _TWO_GB = 2**31
 
 
-def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean: Sequence[float] | None = None,
-          std: Sequence[float] | None = None, layout: str | None = None, features: str | None = None,
-          logits: str | None = None, image_size: tuple[int, int] | None = None, check: bool = True) -> ModelProto:
+def probe(
+    model: str | PathLike[str] | ModelProto,
+    *,
+    preset: str = "none",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    layout: str | None = None,
+    features: str | None = None,
+    logits: str | None = None,
+    image_size: tuple[int, int] | None = None,
+    check: bool = True,
+) -> ModelProto:
     """Turn the ONNX classifier ``model`` (a path or a ModelProto) into a probe and return it.
 
     The probe takes uint8 ``images`` (N, H, W, C) and adds outputs ``logits`` (N, K) and ``features`` (N, D)
@@ -47,16 +56,20 @@ def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean
     path = None if isinstance(model, ModelProto) else Path(model)
     source = load_model(path) if path is not None else model
     if source.ByteSize() >= _TWO_GB:
-        raise InvalidModelError("the model is larger than 2 GB with its weights, and a probe is one self-contained "
-                                "file, which ONNX limits to 2 GB; probe a smaller (or float16) export of it.")
+        raise InvalidModelError(
+            "the model is larger than 2 GB with its weights, and a probe is one self-contained "
+            "file, which ONNX limits to 2 GB; probe a smaller (or float16) export of it."
+        )
     if any(prop.key == METADATA_KEY for prop in source.metadata_props):
         raise InvalidModelError("this model is already an onnx-geom probe; probe its source model instead.")
     head = choose_head(source, find_heads(source), features=features, logits=logits)
     original = source_input(source)
     spec = image_spec(original, layout=layout, image_size=image_size)
     if 0 < _default_opset(source) < 7:
-        raise InvalidModelError(f"the model uses opset {_default_opset(source)}, older than the 7 the probe's "
-                                "preprocessing needs; convert it with onnx.version_converter first.")
+        raise InvalidModelError(
+            f"the model uses opset {_default_opset(source)}, older than the 7 the probe's "
+            "preprocessing needs; convert it with onnx.version_converter first."
+        )
     mean_c, std_c = normalisation(preset, mean, std, channels=spec.hwc[2])
 
     result = ModelProto()
@@ -71,16 +84,25 @@ def probe(model: str | PathLike[str] | ModelProto, *, preset: str = "none", mean
         result.opset_import.append(helper.make_opsetid("", 13))
 
     info = ProbeInfo(
-        W=head.W, b=head.b, input_shape=spec.hwc, layout=spec.layout, mean=mean_c, std=std_c,
-        source_sha256=model_sha256(path, source), producer=" ".join(filter(None, (source.producer_name, source.producer_version))),
-        opset=_default_opset(source), head=_head_json(head, original.name, renamed), tags=_tags(source),
+        W=head.W,
+        b=head.b,
+        input_shape=spec.hwc,
+        layout=spec.layout,
+        mean=mean_c,
+        std=std_c,
+        source_sha256=model_sha256(path, source),
+        producer=" ".join(filter(None, (source.producer_name, source.producer_version))),
+        opset=_default_opset(source),
+        head=_head_json(head, original.name, renamed),
+        tags=_tags(source),
     )
     write_probe_info(result, info)
     try:
         onnx.checker.check_model(result)
     except Exception as err:
-        raise InvalidModelError(f"the probe built from this model is not valid ONNX ({first_line(err)}); "
-                                "please report it with the model.") from None
+        raise InvalidModelError(
+            f"the probe built from this model is not valid ONNX ({first_line(err)}); please report it with the model."
+        ) from None
     if check:
         from onnx_geom.probe._check import check_probe
 
@@ -98,8 +120,14 @@ def _rename_clashes(graph: onnx.GraphProto, head: HeadCandidate, taken: set[str]
     return renamed
 
 
-def _splice_prefix(graph: onnx.GraphProto, model_input: str, spec: ImageSpec, mean: Sequence[float], std: Sequence[float],
-                   taken: set[str]) -> None:
+def _splice_prefix(
+    graph: onnx.GraphProto,
+    model_input: str,
+    spec: ImageSpec,
+    mean: Sequence[float],
+    std: Sequence[float],
+    taken: set[str],
+) -> None:
     """Replace the graph input ``model_input`` by uint8 ``images`` and the preprocessing nodes that feed it."""
     nodes, inits = preprocess_nodes(PROBE_INPUT, model_input, spec, mean, std, taken)
     inputs = [value for value in graph.input if value.name != model_input]
@@ -118,7 +146,9 @@ def _add_outputs(graph: onnx.GraphProto, head: HeadCandidate, renamed: dict[str,
         src = renamed.get(src, src)
         if src != name:
             op, extra = ("Identity", {}) if head.dtype == "float32" else ("Cast", {"to": TensorProto.FLOAT})
-            graph.node.append(helper.make_node(op, [src], [name], name=unique_name(f"onnx_geom/{name}", taken), **extra))
+            graph.node.append(
+                helper.make_node(op, [src], [name], name=unique_name(f"onnx_geom/{name}", taken), **extra)
+            )
         if name not in outputs:
             graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [_BATCH, dim]))
 
@@ -137,7 +167,9 @@ def save_probe(model: ModelProto, path: str | PathLike[str]) -> Path:
     """Write ``model`` to ``path`` as one self-contained file (atomically: a failure leaves no partial file)."""
     path = Path(path)
     if model.ByteSize() >= _TWO_GB:
-        raise InvalidModelError("the probe is larger than 2 GB, which one ONNX file cannot hold; prune or quantize the model.")
+        raise InvalidModelError(
+            "the probe is larger than 2 GB, which one ONNX file cannot hold; prune or quantize the model."
+        )
     if not path.parent.is_dir():
         raise InvalidModelError(f"the folder '{path.parent}' does not exist; create it or write the probe elsewhere.")
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -166,8 +198,14 @@ def _default_opset(model: ModelProto) -> int:
 
 
 def _head_json(head: HeadCandidate, source_input_name: str, renamed: dict[str, str]) -> dict[str, Any]:
-    info = {"node": head.node, "spelling": head.spelling, "features": head.features, "logits": head.logits,
-            "source_input": source_input_name, "weight_dtype": head.dtype}
+    info = {
+        "node": head.node,
+        "spelling": head.spelling,
+        "features": head.features,
+        "logits": head.logits,
+        "source_input": source_input_name,
+        "weight_dtype": head.dtype,
+    }
     if renamed:
         info["renamed"] = dict(renamed)
     return info
@@ -182,5 +220,7 @@ def _tags(model: ModelProto) -> dict[str, Any]:
     except ValueError:
         raise InvalidModelError(f"the model's '{TAGS_KEY}' metadata is not JSON; fix or remove it.") from None
     if not isinstance(tags, dict):
-        raise InvalidModelError(f"the model's '{TAGS_KEY}' metadata is not a JSON object; write it as {{\"key\": value}}.")
+        raise InvalidModelError(
+            f"the model's '{TAGS_KEY}' metadata is not a JSON object; write it as {{\"key\": value}}."
+        )
     return tags

@@ -17,4 +17,4 @@ VIEWS = {
     "attribution": AttributionView,
 }
 
-__all__ = ["VIEWS", "TableView", "SimilarityView", "LocalView", "GlobalView", "AttributionView", "SamplesView"]
+__all__ = ["VIEWS", "AttributionView", "GlobalView", "LocalView", "SamplesView", "SimilarityView", "TableView"]

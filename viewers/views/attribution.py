@@ -28,18 +28,23 @@ class AttributionView(View):
 
     def __init__(self, data, selection, viewbox) -> None:
         super().__init__(data, selection, viewbox)
-        self.tiles = [scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene,
-                                          interpolation="nearest") for _ in range(4)]
-        self.overlays = [scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene,
-                                             interpolation="nearest") for _ in range(3)]
+        self.tiles = [
+            scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene, interpolation="nearest")
+            for _ in range(4)
+        ]
+        self.overlays = [
+            scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene, interpolation="nearest")
+            for _ in range(3)
+        ]
         for overlay in self.overlays:
             overlay.set_gl_state("translucent", depth_test=False)
         self.captions = scene.visuals.Text("", color=TEXT, font_size=7, anchor_y="top", parent=viewbox.scene)
-        self.info = scene.visuals.Text("", color=TEXT, font_size=7, anchor_y="bottom", pos=(1.075, 2.28),
-                                       parent=viewbox.scene)
+        self.info = scene.visuals.Text(
+            "", color=TEXT, font_size=7, anchor_y="bottom", pos=(1.075, 2.28), parent=viewbox.scene
+        )
         self.message = scene.visuals.Text("", color=MUTED, font_size=8, pos=(1.075, 1.1), parent=viewbox.scene)
         viewbox.camera.set_range(x=(-0.1, 2.25), y=(-0.2, 2.75), z=(0, 1), margin=0)
-        self._cache: dict[tuple[str, int], dict | str] = {}        # maps, or the sentence saying why there are none
+        self._cache: dict[tuple[str, int], dict | str] = {}  # maps, or the sentence saying why there are none
         self.maps: dict | None = None
         self.background: Executor | None = None
         self._pending: dict[tuple[str, int], Future] = {}
@@ -116,7 +121,7 @@ class AttributionView(View):
         image = maps["image"]
         h, w = image.shape[:2]
         rgba = image_rgba(image)
-        grey = rgba.copy()                      # the image pale and grey under each heatmap
+        grey = rgba.copy()  # the image pale and grey under each heatmap
         grey[..., :3] = 0.6 + 0.4 * rgba[..., :3].mean(axis=2, keepdims=True)
         scale = 1.0 / max(h, w)
         corners = [(0.0, 0.0), (1.15, 0.0), (0.0, 1.2), (1.15, 1.2)]
@@ -136,9 +141,11 @@ class AttributionView(View):
         self.tiles[0].transform = STTransform(scale=(scale, scale))
         base = maps["base"]
         i = self.selection.focus
-        self.info.text = (f"#{i} {self.data.class_names[self.data.labels[i]]}, clean image: angle {base['angle_true']:.1f} deg, "
-                          f"length {base['length']:.2f}, margin {base['margin']:.2f}\n"
-                          "occluding a patch: orange = value drops, purple = rises")
+        self.info.text = (
+            f"#{i} {self.data.class_names[self.data.labels[i]]}, clean image: angle {base['angle_true']:.1f} deg, "
+            f"length {base['length']:.2f}, margin {base['margin']:.2f}\n"
+            "occluding a patch: orange = value drops, purple = rises"
+        )
         self.captions.text = captions
         self.captions.pos = positions
         for visual in (*self.tiles, *self.overlays, self.captions, self.info):

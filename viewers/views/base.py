@@ -25,12 +25,12 @@ class View:
 
     title = ""
     name = ""
-    aspect, flip = None, (False, False)     # the PanZoomCamera the layout gives the ViewBox
+    aspect, flip = None, (False, False)  # the PanZoomCamera the layout gives the ViewBox
 
     def __init__(self, data: ViewerData, selection: Selection, viewbox: scene.ViewBox) -> None:
         self.data, self.selection, self.viewbox = data, selection, viewbox
         self._subscriptions: list[tuple[Signal, Callable]] = []
-        self.status = ""            # a short sentence shown in the panel's title (errors, notes)
+        self.status = ""  # a short sentence shown in the panel's title (errors, notes)
 
     def subscribe(self, *names: str, callback: Callable | None = None) -> None:
         """Call ``callback`` (default ``reset``) when any of the selection's events ``names`` fires."""
@@ -76,8 +76,8 @@ class UnitView(View):
     only calls :meth:`update_highlight`. Subclasses implement ``upload(geom)``, ``clear()`` (the unit has no
     geometry: hide what the last one drew) and ``update_highlight()``."""
 
-    _unit: tuple | None = None    # the unit drawn now
-    uploads = 0                   # full uploads of a unit's points (a selection change never adds one)
+    _unit: tuple | None = None  # the unit drawn now
+    uploads = 0  # full uploads of a unit's points (a selection change never adds one)
 
     def reset(self) -> None:
         if not self.selection.models:
@@ -105,6 +105,7 @@ class UnitView(View):
     def update_highlight(self) -> None:
         raise NotImplementedError
 
+
 def rect_segments(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
     """The four sides of a rectangle as line segments (pairs of points), for ``Line(connect="segments")``."""
     return [(x0, y0), (x1, y0), (x1, y0), (x1, y1), (x1, y1), (x0, y1), (x0, y1), (x0, y0)]
@@ -112,8 +113,15 @@ def rect_segments(x0: float, y0: float, x1: float, y1: float) -> list[tuple[floa
 
 def corner_legend(viewbox, names: list[str], colors: np.ndarray, *, right: bool = True) -> scene.visuals.Text:
     """Coloured names stacked in a corner of ``viewbox`` (pixel coordinates, kept there on resize)."""
-    legend = scene.visuals.Text(names, color=colors[: len(names)], font_size=7, bold=True,
-                                anchor_x="right" if right else "left", anchor_y="bottom", parent=viewbox)
+    legend = scene.visuals.Text(
+        names,
+        color=colors[: len(names)],
+        font_size=7,
+        bold=True,
+        anchor_x="right" if right else "left",
+        anchor_y="bottom",
+        parent=viewbox,
+    )
 
     def place(_event=None) -> None:
         x = viewbox.size[0] - 6 if right else 6
@@ -137,7 +145,7 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     cand = np.flatnonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))
     px, py = x[cand], y[cand]
     hit = np.zeros(cand.size, bool)
-    for (x0, y0), (x1, y1) in zip(polygon, np.roll(polygon, -1, axis=0)):
+    for (x0, y0), (x1, y1) in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
         crosses = (y0 > py) != (y1 > py)
         with np.errstate(divide="ignore", invalid="ignore"):
             xcross = x0 + (py - y0) * (x1 - x0) / (y1 - y0)

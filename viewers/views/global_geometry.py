@@ -12,19 +12,21 @@ from vispy.visuals.transforms import STTransform
 from onnx_geom.viewers.colors import class_colors, colormap
 from onnx_geom.viewers.views.base import MUTED, TEXT, UnitView
 
-STEPS = 16            # density columns between two axes
-ROWS = 256            # density rows
+STEPS = 16  # density columns between two axes
+ROWS = 256  # density rows
 DENSITY_SAMPLES = 200_000
 LINES_UP_TO = 20_000  # fewer samples than this: every polyline is drawn (translucent); more: a density image
 MAX_LINES = 2000
-MAX_CLASS_AXES = 12   # more classes: no per-class axes (unreadable, and the (N, K) cosines stay unread)
+MAX_CLASS_AXES = 12  # more classes: no per-class axes (unreadable, and the (N, K) cosines stay unread)
 
 
 def axis_values(geom, *, class_axes: bool = True) -> np.ndarray:
     """(N, K + 3): angle to every class direction (deg), angle to the true class, length, margin; without
     ``class_axes`` (N, 4): angle to the true class, angle to the predicted class, length, margin."""
     if not class_axes:
-        return np.column_stack([geom["angle_true"], geom["angle_pred"], geom["length"], geom["margin"]]).astype(np.float32)
+        return np.column_stack([geom["angle_true"], geom["angle_pred"], geom["length"], geom["margin"]]).astype(
+            np.float32
+        )
     angles = np.degrees(np.arccos(np.clip(np.asarray(geom["cos"], np.float32), -1, 1)))
     return np.column_stack([angles, geom["angle_true"], geom["length"], geom["margin"]]).astype(np.float32)
 
@@ -47,7 +49,7 @@ def density_image(scaled: np.ndarray, *, steps: int = STEPS, rows: int = ROWS) -
     counts = np.zeros(rows * width, np.int64)
     t = np.arange(steps, dtype=np.float32) / steps
     for k in range(a - 1):
-        y = scaled[:, k:k + 1] * (1 - t) + scaled[:, k + 1:k + 2] * t                        # (N, steps)
+        y = scaled[:, k : k + 1] * (1 - t) + scaled[:, k + 1 : k + 2] * t  # (N, steps)
         cols = np.broadcast_to(k * steps + np.arange(steps), y.shape)
         counts += _count(y, cols, rows, width)
     counts += _count(scaled[:, -1], np.full(n, width - 1), rows, width)
@@ -71,20 +73,28 @@ class GlobalView(UnitView):
         self.colors = class_colors(data.n_classes)
         self.class_axes = data.n_classes <= MAX_CLASS_AXES
         self.shared = data.n_classes if self.class_axes else 0
-        self.axis_names = ([f"to {c}" for c in data.class_names] + ["angle", "length", "margin"] if self.class_axes
-                           else ["angle", "angle pred", "length", "margin"])
+        self.axis_names = (
+            [f"to {c}" for c in data.class_names] + ["angle", "length", "margin"]
+            if self.class_axes
+            else ["angle", "angle pred", "length", "margin"]
+        )
         self.n_axes = len(self.axis_names)
-        self.image = scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene,
-                                         interpolation="linear")
+        self.image = scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene, interpolation="linear")
         self.all_lines = scene.visuals.Line(parent=viewbox.scene, connect="segments", width=1)
         self.all_lines.set_gl_state("translucent", depth_test=False)
         self.lines = scene.visuals.Line(parent=viewbox.scene, connect="segments", width=2)
         self.lines.set_gl_state("translucent", depth_test=False)
         grid = np.array([[k, y] for k in range(self.n_axes) for y in (0, 1)], np.float32)
         scene.visuals.Line(grid, connect="segments", color=(0.3, 0.3, 0.3, 1), parent=viewbox.scene)
-        self.names = scene.visuals.Text([n if len(n) < 13 else n[:12] for n in self.axis_names],
-                                        pos=[(k, -0.03) for k in range(self.n_axes)], color=TEXT, font_size=7,
-                                        anchor_x="left", rotation=40, parent=viewbox.scene)
+        self.names = scene.visuals.Text(
+            [n if len(n) < 13 else n[:12] for n in self.axis_names],
+            pos=[(k, -0.03) for k in range(self.n_axes)],
+            color=TEXT,
+            font_size=7,
+            anchor_x="left",
+            rotation=40,
+            parent=viewbox.scene,
+        )
         self.ticks = scene.visuals.Text("", color=MUTED, font_size=6, anchor_x="left", parent=viewbox.scene)
         viewbox.camera.set_range(x=(-0.3, self.n_axes - 0.1), y=(-0.35, 1.08), z=(0, 1), margin=0)
         self.scaled = np.zeros((0, self.n_axes), np.float32)
@@ -114,7 +124,7 @@ class GlobalView(UnitView):
             self.image.set_data(colormap(shade, "density"))
             self.image.transform = STTransform(scale=(1.0 / STEPS, 1.0 / (ROWS - 1)), translate=(-0.5 / STEPS, 0))
         self.ticks.visible = True
-        k = self.shared                # the class axes share one range: label the first of them only
+        k = self.shared  # the class axes share one range: label the first of them only
         axes = [0, *range(max(k, 1), self.n_axes)]
         self.ticks.text = [f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}" for y in (0, 1) for v in ranges[y, axes]]
         self.ticks.pos = [(a + 0.05, y) for y in (0, 1) for a in axes]
@@ -133,7 +143,7 @@ class GlobalView(UnitView):
     def _segments(self, idx: np.ndarray) -> np.ndarray:
         """(2 * S * (A - 1), 2) line segments of the polylines of samples ``idx``."""
         x = np.arange(self.n_axes, dtype=np.float32)
-        y = np.clip(self.scaled[idx], -0.03, 1.03)          # outliers end at the frame
+        y = np.clip(self.scaled[idx], -0.03, 1.03)  # outliers end at the frame
         start = np.stack([np.broadcast_to(x[:-1], (idx.size, self.n_axes - 1)), y[:, :-1]], -1)
         end = np.stack([np.broadcast_to(x[1:], (idx.size, self.n_axes - 1)), y[:, 1:]], -1)
         return np.stack([start, end], axis=2).reshape(-1, 2).astype(np.float32)
@@ -143,10 +153,10 @@ class GlobalView(UnitView):
 
     def subtitle(self) -> str:
         n = len(self.scaled)
-        return ("" if not n else f"{n:,} samples" if n <= LINES_UP_TO else f"density of {n:,} samples")
+        return "" if not n else f"{n:,} samples" if n <= LINES_UP_TO else f"density of {n:,} samples"
 
     def pick_box(self, lo, hi) -> bool:
-        k = int(round((lo[0] + hi[0]) / 2))
+        k = round((lo[0] + hi[0]) / 2)
         if not 0 <= k < self.n_axes or len(self.scaled) == 0:
             return False
         v = self.scaled[:, k]
@@ -154,7 +164,7 @@ class GlobalView(UnitView):
         return True
 
     def hover(self, xy, radius) -> str:
-        k = int(round(xy[0]))
+        k = round(xy[0])
         if 0 <= k < self.n_axes and abs(xy[0] - k) < 0.15:
             return f"axis {self.axis_names[k]}; drag a box (shift) over it to select samples"
         return ""

@@ -35,7 +35,7 @@ class LocalView(UnitView):
         self.ends = scene.visuals.Markers(parent=viewbox.scene)
         self.marked = scene.visuals.Markers(parent=viewbox.scene)
         for visual in (self.cloud, self.ends, self.marked):
-            visual.set_gl_state("translucent", depth_test=False)   # DESIGN.md 9: dense clouds stay saturated
+            visual.set_gl_state("translucent", depth_test=False)  # DESIGN.md 9: dense clouds stay saturated
         self.pairs.set_gl_state("translucent", depth_test=False)
         corner_legend(viewbox, data.class_names[:12], self.colors)
         self.points = np.zeros((0, 2), np.float32)
@@ -56,20 +56,27 @@ class LocalView(UnitView):
         # Antialiasing pads every marker by 6 px on each axis; at pixel-sized points it only costs fill rate
         # (about 3x the frame time at 1M points on Mesa llvmpipe), so it fades out with the number of points.
         self.cloud.antialias = 1.0 if n < 5000 else 0.5 if n < 100_000 else 0.0
-        self.cloud.set_data(self.points, face_color=self.colors[self.data.labels] * [1, 1, 1, alpha],
-                            edge_width=0, size=size)
+        self.cloud.set_data(
+            self.points, face_color=self.colors[self.data.labels] * [1, 1, 1, alpha], edge_width=0, size=size
+        )
         lo, hi = np.percentile(self.points, [0.2, 99.8], axis=0) if n else (np.zeros(2), np.ones(2))
         pad = (hi - lo) * 0.05 + 1e-6
-        self.viewbox.camera.set_range(x=(lo[0] - pad[0], hi[0] + pad[0]), y=(lo[1] - pad[1], hi[1] + pad[1]),
-                                      z=(0, 1), margin=0)
+        self.viewbox.camera.set_range(
+            x=(lo[0] - pad[0], hi[0] + pad[0]), y=(lo[1] - pad[1], hi[1] + pad[1]), z=(0, 1), margin=0
+        )
 
     def update_highlight(self) -> None:
         """Re-upload the highlight and pair layers only (the N-point cloud stays on the GPU)."""
         idx = self.selection.indices
         idx = idx[idx < len(self.points)]
         if idx.size:
-            self.marked.set_data(self.points[idx], face_color=self.colors[self.data.labels[idx]],
-                                 edge_color="black", edge_width=2, size=12)
+            self.marked.set_data(
+                self.points[idx],
+                face_color=self.colors[self.data.labels[idx]],
+                edge_color="black",
+                edge_width=2,
+                size=12,
+            )
         self.marked.visible = bool(idx.size)
         self._draw_pairs(idx)
 
@@ -91,8 +98,9 @@ class LocalView(UnitView):
         colors = np.repeat(self.colors[self.data.labels[idx]], 2, axis=0)
         colors[0::2, 3] = 0.25
         self.pairs.set_data(segments, color=colors)
-        self.ends.set_data(b[idx], face_color=(1, 1, 1, 0), edge_color=self.colors[self.data.labels[idx]],
-                           edge_width=1.5, size=7)
+        self.ends.set_data(
+            b[idx], face_color=(1, 1, 1, 0), edge_color=self.colors[self.data.labels[idx]], edge_width=1.5, size=7
+        )
         self.pairs.visible = self.ends.visible = True
 
     def subtitle(self) -> str:
@@ -122,8 +130,9 @@ class LocalView(UnitView):
 
     def pick_box(self, lo, hi) -> bool:
         p = self.points
-        self.selection.indices = np.flatnonzero((p[:, 0] >= lo[0]) & (p[:, 0] <= hi[0]) &
-                                                (p[:, 1] >= lo[1]) & (p[:, 1] <= hi[1]))
+        self.selection.indices = np.flatnonzero(
+            (p[:, 0] >= lo[0]) & (p[:, 0] <= hi[0]) & (p[:, 1] >= lo[1]) & (p[:, 1] <= hi[1])
+        )
         return True
 
     def pick_polygon(self, polygon) -> bool:
@@ -136,5 +145,7 @@ class LocalView(UnitView):
             return ""
         g = self.data.geometry(*self._unit)
         names = self.data.class_names
-        return (f"#{i}  {names[self.data.labels[i]]} -> {names[int(g['pred'][i])]}\n"
-                f"angle {g['angle_true'][i]:.1f} deg  length {g['length'][i]:.2f}  margin {g['margin'][i]:.2f}")
+        return (
+            f"#{i}  {names[self.data.labels[i]]} -> {names[int(g['pred'][i])]}\n"
+            f"angle {g['angle_true'][i]:.1f} deg  length {g['length'][i]:.2f}  margin {g['margin'][i]:.2f}"
+        )

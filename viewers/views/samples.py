@@ -13,7 +13,7 @@ from onnx_geom.viewers.views.base import MUTED, TEXT, View, rect_segments
 
 COLUMNS = 3
 ROWS = 3
-PITCH = (1.45, 1.75)     # tile + caption, in tile units
+PITCH = (1.45, 1.75)  # tile + caption, in tile units
 
 
 class SamplesView(View):
@@ -23,8 +23,10 @@ class SamplesView(View):
 
     def __init__(self, data, selection, viewbox) -> None:
         super().__init__(data, selection, viewbox)
-        self.tiles = [scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene,
-                                          interpolation="nearest") for _ in range(COLUMNS * ROWS)]
+        self.tiles = [
+            scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene, interpolation="nearest")
+            for _ in range(COLUMNS * ROWS)
+        ]
         self.captions = scene.visuals.Text("", color=TEXT, font_size=6, anchor_y="bottom", parent=viewbox.scene)
         self.frame = scene.visuals.Line(parent=viewbox.scene, color="#E69F00", width=3, connect="segments")
         self.message = scene.visuals.Text("", color=MUTED, font_size=8, pos=(COLUMNS / 2, 1.0), parent=viewbox.scene)
@@ -33,8 +35,9 @@ class SamplesView(View):
         self.subscribe("indices", "models", "condition")
         # a focus among the shown thumbnails only moves the frame; one beyond them (picked in another view) is
         # brought into the grid
-        self.subscribe("focus", callback=lambda s: self._draw_frame() if s.focus is None or s.focus in self.shown
-                       else self.reset())
+        self.subscribe(
+            "focus", callback=lambda s: self._draw_frame() if s.focus is None or s.focus in self.shown else self.reset()
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -62,8 +65,10 @@ class SamplesView(View):
             text = f"#{i} {names[data.labels[i]][:12]}"
             if geom is not None:
                 ok = "correct" if geom["correct"][i] else "WRONG"
-                text += (f"\npred {names[int(geom['pred'][i])][:12]} ({ok})\n"
-                         f"a {geom['angle_true'][i]:.0f}° l {geom['length'][i]:.1f} m {geom['margin'][i]:.1f}")
+                text += (
+                    f"\npred {names[int(geom['pred'][i])][:12]} ({ok})\n"
+                    f"a {geom['angle_true'][i]:.0f}° l {geom['length'][i]:.1f} m {geom['margin'][i]:.1f}"
+                )
             captions.append(text)
             positions.append((x + 0.5, y + 1.03))
         thumbs = data.thumbnails(self.shown, sel.condition)

@@ -9,11 +9,16 @@ from vispy import scene
 from onnx_geom.viewers.colors import class_colors
 from onnx_geom.viewers.views.base import MUTED, TEXT, View, corner_legend, nearest
 
-CHAR_PX, LINE_PX = 5.2, 11.0   # a 7-point label's mean character width and line height, in pixels
+CHAR_PX, LINE_PX = 5.2, 11.0  # a 7-point label's mean character width and line height, in pixels
 
 
-def label_positions(points: np.ndarray, widths: np.ndarray, height: float, gap: float,
-                    bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def label_positions(
+    points: np.ndarray,
+    widths: np.ndarray,
+    height: float,
+    gap: float,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Centres (N, 2) for labels of ``widths`` (N,) and ``height`` beside ``points`` (N, 2), ``gap`` away.
 
     Greedy, most crowded point first: each label takes the first place (right, left, above, below, then the four
@@ -29,13 +34,13 @@ def label_positions(points: np.ndarray, widths: np.ndarray, height: float, gap: 
     centres = points.copy()
     if n == 0:
         return centres
-    half = np.stack([np.asarray(widths, np.float64) / 2, np.full(n, height / 2)], axis=1)    # (N, 2)
+    half = np.stack([np.asarray(widths, np.float64) / 2, np.full(n, height / 2)], axis=1)  # (N, 2)
     distance = np.linalg.norm(points[:, None] - points[None], axis=2)
     np.fill_diagonal(distance, np.inf)
     crowding = distance.min(axis=1)
     placed: list[int] = []
     for i in np.argsort(crowding, kind="stable"):
-        wide, tall, d = gap + half[i, 0], gap + half[i, 1], 0.7 * gap      # d: a diagonal's offset on each axis
+        wide, tall, d = gap + half[i, 0], gap + half[i, 1], 0.7 * gap  # d: a diagonal's offset on each axis
         offsets = [(wide, 0.0), (-wide, 0.0), (0.0, tall), (0.0, -tall)]
         offsets += [(sx * (d + half[i, 0]), sy * (d + half[i, 1])) for sy in (1, -1) for sx in (1, -1)]
         others = np.delete(points, i, axis=0)
@@ -83,8 +88,9 @@ class SimilarityView(View):
         dots.set_data(self.points, face_color=self.colors, edge_color="white", edge_width=1, size=13)
         span = float(np.ptp(self.points, axis=0).max()) if len(self.points) > 1 else 1.0
         span = span or 1.0
-        self.labels = scene.visuals.Text(list(data.models), pos=self.points, color=TEXT,
-                                         font_size=7, parent=viewbox.scene)
+        self.labels = scene.visuals.Text(
+            list(data.models), pos=self.points, color=TEXT, font_size=7, parent=viewbox.scene
+        )
         viewbox.events.resize.connect(self._place_labels)
         corner_legend(viewbox, self.groups, palette, right=False)
         lo, hi = self.points.min(0), self.points.max(0)
@@ -111,8 +117,9 @@ class SimilarityView(View):
         chosen = [self.data.models.index(m) for m in self.selection.models if m in self.data.models]
         if chosen:
             shapes = ["o", "s"][: len(chosen)]
-            self.ring.set_data(self.points[chosen], face_color=(1, 1, 1, 0), edge_color="black", edge_width=2.5,
-                               size=24, symbol=shapes)
+            self.ring.set_data(
+                self.points[chosen], face_color=(1, 1, 1, 0), edge_color="black", edge_width=2.5, size=24, symbol=shapes
+            )
         self.ring.visible = bool(chosen)
 
     def subtitle(self) -> str:
