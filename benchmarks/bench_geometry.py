@@ -139,7 +139,7 @@ def run_on_store(models: int = 2, units: int = 8) -> dict[str, float]:
     import shutil
     import tempfile
 
-    from onnx_geom.analysis import compute_metrics
+    from onnx_geom.metrics import compute_metrics
     from onnx_geom.probe_info import ProbeInfo
     from onnx_geom.store import Study, Unit
 
@@ -210,7 +210,7 @@ class _GeometryOnlyStudy:
 
 def run_compare(units: int = UNITS) -> dict[str, float]:
     """``compare_study`` over 10 models x ``units`` units x 10,000 samples of synthetic geometry."""
-    from onnx_geom.analysis import compare_study
+    from onnx_geom.comparison import compare_study
 
     rng = np.random.default_rng(2)
     arrays: dict = {}

@@ -74,8 +74,8 @@ def compare(
     mean length, mean angle to the true class) ranks its relative drop under corruption.
     """
     with user_errors():
-        from onnx_geom.analysis import compare_study
         from onnx_geom.cli._records import records_table
+        from onnx_geom.comparison import compare_study
         from onnx_geom.store import Study
 
         if parquet and output is None:

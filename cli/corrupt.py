@@ -9,25 +9,8 @@ from typing import Annotated
 import typer
 
 from onnx_geom.cli._console import err, out, user_errors
+from onnx_geom.conditions import parse_severities
 from onnx_geom.errors import DataError
-
-
-def parse_severities(text: str) -> list[int]:
-    """``"1-5"`` -> [1, 2, 3, 4, 5]; ``"1,3"`` -> [1, 3]; each severity 1..5, in increasing order.
-
-    >>> parse_severities("2-4"), parse_severities("5,1")
-    ([2, 3, 4], [1, 5])
-    """
-    values: set[int] = set()
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            values.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise DataError(f"--severities must look like 1-5 or 1,3,5, not {text!r}.") from None
-    if not values or not values <= {1, 2, 3, 4, 5}:
-        raise DataError(f"--severities must be between 1 and 5, not {text!r}.")
-    return sorted(values)
 
 
 def parse_corruptions(names: list[str] | None) -> list[str]:
@@ -56,7 +39,7 @@ def corrupt_command(
             "--corruptions", "-c", help="Names, comma-separated or repeated; 'all' (default, 19) or 'benchmark' (15)."
         ),
     ] = None,
-    severities: Annotated[str, typer.Option(help="Severities, e.g. 1-5 or 1,3,5.")] = "1-5",
+    severities: Annotated[str, typer.Option(help="Severities: a list (1,3,5), a range (1-5) or both (1,3-5).")] = "1-5",
     profile: Annotated[
         str | None, typer.Option(help="cifar or imagenet constants (default: cifar up to 64 px).")
     ] = None,

@@ -68,7 +68,7 @@ def demo(
     ] = False,
     models: Annotated[str | None, typer.Option(help="Comma-separated zoo models (default: all 14).")] = None,
     corruptions: Annotated[str | None, typer.Option(help="Comma-separated corruptions (default: all 19).")] = None,
-    severities: Annotated[str, typer.Option(help="Comma-separated severities.")] = "1,2,3,4,5",
+    severities: Annotated[str, typer.Option(help="Severities: a list (1,3,5), a range (1-5) or both (1,3-5).")] = "1-5",
     limit: Annotated[int | None, typer.Option(help="Use only the first N of the 359 test images.")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary (accuracy, timings, files) as JSON.")
@@ -77,13 +77,10 @@ def demo(
     """Run the whole pipeline on the bundled mini zoo (scikit-learn digits; a dense CNN, 12 pruned ones and an
     MLP), then open the viewer on it; nothing is downloaded."""
     with user_errors():
+        from onnx_geom.conditions import parse_severities
         from onnx_geom.demo.pipeline import run_demo
-        from onnx_geom.errors import DataError
 
-        try:
-            sevs = [int(s) for s in severities.split(",")]
-        except ValueError:
-            raise DataError(f"--severities {severities!r} is not a comma-separated list like 1,3,5.") from None
+        sevs = parse_severities(severities)
         columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
             tasks: dict[str, Any] = {}

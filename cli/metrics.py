@@ -69,7 +69,7 @@ def metrics(
             require_pyarrow()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from onnx_geom.analysis import compute_metrics, sample_records
+        from onnx_geom.metrics import compute_metrics, sample_records
         from onnx_geom.store import Study
 
         handle = Study.open(study, mode="a")

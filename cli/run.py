@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from onnx_geom.cli._console import err, fail, out, user_errors
+from onnx_geom.conditions import CLEAN, parse_severities
 
 
 def _model_names(specs: list[str]) -> dict[str, Path]:
@@ -31,19 +32,6 @@ def _model_names(specs: list[str]) -> dict[str, Path]:
             raise fail(f"two models are named {name!r} ({models[name]} and {file}); name them with NAME=PATH.")
         models[name] = file
     return models
-
-
-def _severities(text: str) -> list[int]:
-    try:
-        values: set[int] = set()
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            values.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise fail(f"--severities {text!r} is not a list like 1,3,5 or a range like 1-5.") from None
-    if not values or min(values) < 1 or max(values) > 5:
-        raise fail(f"--severities {text!r} must pick from 1..5.")
-    return sorted(values)
 
 
 def _corruptions(text: str) -> list[str] | None:
@@ -101,7 +89,7 @@ def run_command(
     corruptions: Annotated[
         str, typer.Option(help="Comma-separated corruptions, 'all' or 'none' (clean only).")
     ] = "all",
-    severities: Annotated[str, typer.Option(help="Severities: a list (1,3,5) or a range (1-5).")] = "1-5",
+    severities: Annotated[str, typer.Option(help="Severities: a list (1,3,5), a range (1-5) or both (1,3-5).")] = "1-5",
     limit: Annotated[int | None, typer.Option(help="Use only the first N images.")] = None,
     batch_size: Annotated[
         int | None,
@@ -124,7 +112,7 @@ def run_command(
     with user_errors():
         from onnx_geom.sweep import sweep
 
-        named, chosen, sevs = _model_names(models), _corruptions(corruptions), _severities(severities)
+        named, chosen, sevs = _model_names(models), _corruptions(corruptions), parse_severities(severities)
         columns = (
             TextColumn("units {task.fields[units]}"),
             BarColumn(),
@@ -147,12 +135,12 @@ _WIDE = 4  # more corruptions than this: one compact row per model instead of on
 
 def _print_summary(summary: dict[str, Any]) -> None:
     accuracy = summary["accuracy"]
-    corruptions = list(dict.fromkeys(c for per in accuracy.values() for c in per if c != "clean"))
+    corruptions = list(dict.fromkeys(c for per in accuracy.values() for c in per if c != CLEAN))
     compact = len(corruptions) > _WIDE
     out.print(f"top-1 accuracy, % (mean over severities), {summary['images']} images", highlight=False, soft_wrap=True)
     table = Table()
     table.add_column("model")
-    shown = ["clean"] + ([] if compact else corruptions)
+    shown = [CLEAN] + ([] if compact else corruptions)
     extra = (["mean corrupted"] if corruptions else []) + (["worst corruption"] if compact else [])
     for name in [*shown, *extra]:
         table.add_column(name, justify="right")

@@ -24,12 +24,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from onnx_geom._files import write_bytes
 
 META = "zarr.json"
 #: dtypes written and read here (a unit array of another dtype is refused; an array of another form, written by
@@ -52,19 +53,14 @@ _ZSTD_LEVEL = -1
 
 
 def put(path: Path, data: bytes | memoryview, *, atomic: bool = True) -> None:
-    """Write ``data`` to ``path``, creating folders; ``atomic``: through a ``*.partial`` file renamed into place."""
-    target = path if not atomic else path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+    """Write ``data`` to ``path``, creating folders; ``atomic``: through :func:`onnx_geom._files.write_bytes`."""
+    if atomic:
+        write_bytes(path, data)
+        return
     if not path.parent.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(target, "wb") as f:
-            f.write(data)
-        if atomic:
-            os.replace(target, path)
-    except BaseException:
-        if atomic:
-            target.unlink(missing_ok=True)
-        raise
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def _json(meta: dict[str, Any]) -> bytes:

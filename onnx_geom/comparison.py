@@ -4,7 +4,7 @@
 >>> cmp = compare_study(Study.open("runs/cifar"), reference="dense")   # doctest: +SKIP
 >>> cmp.write("runs/cifar-compare")                                    # doctest: +SKIP
 
-Needs the geometry of the units (``onnx-geom metrics`` / :func:`onnx_geom.analysis.compute_metrics`).
+Needs the geometry of the units (``onnx-geom metrics`` / :func:`onnx_geom.metrics.compute_metrics`).
 """
 
 from __future__ import annotations

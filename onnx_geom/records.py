@@ -11,19 +11,18 @@ import importlib.util
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from onnx_geom._files import replacing
 from onnx_geom.errors import DataError
 
 __all__ = [
     "jsonable",
     "matrix_records",
-    "replacing",
     "require_pyarrow",
     "write_columns_csv",
     "write_columns_parquet",
@@ -46,21 +45,6 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-@contextmanager
-def replacing(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path`` (its folder created) that replaces ``path`` when the block succeeds and
-    is removed when it fails, so a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        if tmp.exists():  # a writer that got nothing to write leaves ``path`` alone
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def require_pyarrow() -> None:

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from onnx_geom.conditions import CLEAN
 from onnx_geom.errors import DataError
 from onnx_geom.similarity import standardise
 
 __all__ = [
-    "CLEAN",
     "CORRUPTION_FAMILIES",
     "accuracy_table",
     "corruption_effects",
@@ -29,7 +29,6 @@ __all__ = [
     "sample_sets",
 ]
 
-CLEAN = "clean"
 #: The four families of Hendrycks & Dietterich (2019), used to name groups of corruptions.
 CORRUPTION_FAMILIES = {
     "noise": ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"),

@@ -44,11 +44,11 @@ import numpy as np
 
 from onnx_geom import _zarr_files
 from onnx_geom._study_io import UnitWriter, _flock, _os_errors, _row_chunks, _writer_stamp, check_spec, fingerprint
+from onnx_geom.conditions import CLEAN
 from onnx_geom.errors import StudyError, StudyNotFoundError
 
-__all__ = ["CLEAN", "STUDY_FORMAT", "Study", "Unit", "UnitAlreadyComplete", "UnitWriter", "describe", "fingerprint"]
+__all__ = ["STUDY_FORMAT", "Study", "Unit", "UnitAlreadyComplete", "UnitWriter", "describe", "fingerprint"]
 
-CLEAN = "clean"
 #: Marks a Zarr group as an onnx-geom study (root attribute ``onnx_geom_version``).
 STUDY_FORMAT = 1
 _LOCK_WAIT_S = 30.0

@@ -15,21 +15,24 @@ next run recomputes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from onnx_geom.errors import DataError, StudyLockedError, StudyNotFoundError
+from onnx_geom.conditions import CLEAN
+from onnx_geom.datasets import CorruptedFolder, Dataset, load
+from onnx_geom.errors import DataError, StudyLockedError
+from onnx_geom.robustness import accuracy_table
 from onnx_geom.runner import ProbeSession, check_data
-from onnx_geom.store import CLEAN, Study, Unit, UnitAlreadyComplete
+from onnx_geom.store import Study, Unit, UnitAlreadyComplete
 
-__all__ = ["Progress", "SweepData", "accuracy_table", "sweep"]
+__all__ = ["Progress", "sweep"]
 
 #: progress(event, unit, count): ("plan", None, units to compute), ("plan_images", None, images to run through
 #: models in all), ("images", None, images just run through a model),
@@ -38,56 +41,19 @@ Progress = Callable[[str, "Unit | None", int], None]
 Corrupt = Callable[..., np.ndarray]
 
 
-@dataclass(frozen=True)
-class SweepData:
-    """The clean data of a sweep: ``images`` uint8 (N, H, W, C), ``labels`` int64 (N,)."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    name: str = "data"
-    class_names: tuple[str, ...] = ()
-
-
-# --- the one place that calls onnx_geom.datasets and onnx_geom.corruptions ---------------------------------------
-def _load_dataset(path: str | os.PathLike[str]) -> Any:
-    try:
-        from onnx_geom.datasets import load
-    except ImportError:  # until onnx_geom.datasets is installed: .npz files only
-        if str(path).endswith(".npz") and Path(path).is_file():
-            with np.load(path, allow_pickle=False) as npz:
-                return SweepData(npz["images"], npz["labels"], Path(path).stem)
-        raise DataError(
-            f"this install cannot read {path} (no onnx_geom.datasets); pass an .npz with images and labels."
-        ) from None
-    return load(path)
-
-
-def _open_folder(path: str | os.PathLike[str]) -> Any:
-    from onnx_geom.datasets import CorruptedFolder
-
-    return CorruptedFolder(path)
-
-
-# ------------------------------------------------------------------------------------------------------------------
-def _as_data(data: Any, limit: int | None) -> SweepData:
-    """A path, a Dataset-like object (.images, .labels, .name, .class_names) or an (images, labels) pair."""
+def _as_data(data: Any, limit: int | None) -> Dataset:
+    """A path (read with :func:`onnx_geom.datasets.load`), a :class:`Dataset` (or anything with ``.images``,
+    ``.labels`` and optionally ``.name``, ``.class_names``) or an ``(images, labels)`` pair; the first ``limit``."""
     if isinstance(data, (str, os.PathLike)):
-        data = _load_dataset(data)
-    if isinstance(data, tuple) and len(data) == 2:
-        images, labels, name, classes = data[0], data[1], "data", ()
-    else:
-        images, labels = data.images, data.labels
-        name, classes = getattr(data, "name", "data"), getattr(data, "class_names", None) or ()
-    images, labels = np.asarray(images), np.asarray(labels)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise DataError(f"images must be uint8 (N, H, W, C) with C = 1 or 3, got {images.dtype} {images.shape}.")
-    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in "iu":
-        raise DataError(f"labels must be integers, one per image ({len(images)}), got {labels.dtype} {labels.shape}.")
-    if limit is not None:
-        if limit < 1:
-            raise DataError(f"--limit must be at least 1, not {limit}.")
-        images, labels = images[:limit], labels[:limit]
-    return SweepData(images, labels.astype(np.int64), str(name), tuple(str(c) for c in classes))
+        data = load(data)
+    elif isinstance(data, tuple) and len(data) == 2:
+        data = Dataset(np.asarray(data[0]), data[1], "data")
+    elif not isinstance(data, Dataset):
+        data = Dataset(np.asarray(data.images), data.labels, str(getattr(data, "name", "data")),
+                       getattr(data, "class_names", None))  # fmt: skip
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit must be at least 1, not {limit}.")
+    return data.head(limit)
 
 
 def _prefetched(read: Callable[[int, int], np.ndarray], n: int, step: int) -> Iterator[np.ndarray]:
@@ -101,7 +67,9 @@ def _prefetched(read: Callable[[int, int], np.ndarray], n: int, step: int) -> It
             yield batch
 
 
-def _check_folder(folder: Any, data: SweepData, corruptions: Sequence[str], severities: Sequence[int]) -> None:
+def _check_folder(
+    folder: CorruptedFolder, data: Dataset, corruptions: Sequence[str], severities: Sequence[int]
+) -> None:
     n = len(data.labels)
     if folder.n < n:
         raise DataError(
@@ -120,19 +88,18 @@ def _check_folder(folder: Any, data: SweepData, corruptions: Sequence[str], seve
             )
 
 
-def accuracy_table(study: Study, models: Sequence[str], plan: Sequence[tuple[str, int]]) -> dict[str, Any]:
-    """Top-1 accuracy of every complete unit of ``plan``: ``{model: {corruption: {severity: acc}}}``."""
+def _accuracy(study: Study, models: Sequence[str], plan: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    """Top-1 accuracy of every complete unit of ``plan``: ``{model: {corruption: {severity: accuracy}}}``."""
     labels = study.labels
-    table: dict[str, dict[str, dict[int, float]]] = {}
-    for model in models:
-        for corruption, severity in plan:
-            try:
-                logits = study.read(Unit(model, corruption, severity), "logits")
-            except StudyNotFoundError:  # not complete (or not there)
-                continue
-            table.setdefault(model, {}).setdefault(corruption, {})[severity] = float(
-                np.mean(logits.argmax(axis=1) == labels)
-            )
+    correct = {}
+    for model, (corruption, severity) in itertools.product(models, plan):
+        unit = Unit(model, corruption, severity)
+        if study.is_complete(unit):
+            correct[unit] = study.read(unit, "logits").argmax(axis=1) == labels
+    accuracy = {(r["model"], r["corruption"], r["severity"]): r["accuracy"] for r in accuracy_table(correct)}
+    table: dict[str, Any] = {}
+    for unit in correct:  # in the order of the plan
+        table.setdefault(unit.model, {}).setdefault(unit.corruption, {})[unit.severity] = accuracy[unit]
     return table
 
 
@@ -168,7 +135,7 @@ def sweep(
     started = time.perf_counter()
     report = progress or (lambda event, unit, count: None)
     clean = _as_data(data, limit)
-    folder = _open_folder(corrupted_dir) if corrupted_dir is not None else None
+    folder = CorruptedFolder(corrupted_dir) if corrupted_dir is not None else None
     if corruptions is None:
         corruptions = list(folder.corruptions) if folder is not None else list(CORRUPTIONS)
     corruptions = [c for c in dict.fromkeys(corruptions) if c != CLEAN]
@@ -198,7 +165,7 @@ def sweep(
     step = min(s.batch_size for s in sessions.values())
 
     study = Study.create(
-        study_path, images=clean.images, labels=clean.labels, dataset_name=clean.name, class_names=clean.class_names,
+        study_path, images=clean.images, labels=clean.labels, dataset_name=clean.name, class_names=clean.class_names or (),
         corruptions=[CLEAN, *corruptions], severities=[0, *severities],
         profile="folder" if folder is not None else (profile or "auto"), seed=seed, exist_ok=True,
     )  # fmt: skip
@@ -254,7 +221,7 @@ def sweep(
             report("unit", Unit(m, corruption, severity), 0)
 
     seconds = time.perf_counter() - started
-    table = accuracy_table(study, list(models), plan)
+    table = _accuracy(study, list(models), plan)
     any_session = next(iter(sessions.values()))
     return {
         "study": str(Path(study_path)),

@@ -33,7 +33,7 @@ def make_study(path, seed=0, *, geometry=False, **kwargs) -> Study:
     if key not in _BUILT:
         _BUILT[key] = _CACHE / f"s{len(_BUILT)}"
         if geometry:
-            from onnx_geom.analysis import compute_metrics
+            from onnx_geom.metrics import compute_metrics
 
             compute_metrics(make_study(_BUILT[key], seed, **kwargs))
         else:

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["geometry", "similarity", "robustness", "records", "analysis", "comparison"])
+@pytest.mark.parametrize("name", ["geometry", "similarity", "robustness", "records", "metrics", "comparison"])
 def test_docstring_examples(name):
     module = importlib.import_module(f"onnx_geom.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

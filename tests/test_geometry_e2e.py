@@ -4,7 +4,8 @@ import numpy as np
 import onnx
 from _probes import make_probe, toy_corrupt
 
-from onnx_geom.analysis import compare_study, compute_metrics
+from onnx_geom.comparison import compare_study
+from onnx_geom.metrics import compute_metrics
 from onnx_geom.store import Study
 from onnx_geom.sweep import sweep
 

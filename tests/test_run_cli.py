@@ -99,7 +99,7 @@ def test_run_table(files):
     ("extra", "message"),
     [
         (["--device", "cuda"], "cuda was asked for"),
-        (["--severities", "0-7"], "must pick from 1..5"),
+        (["--severities", "0-7"], "severities must be between 1 and 5"),
         (["--limit", "0"], "--limit must be at least 1"),
     ],
 )

@@ -175,7 +175,7 @@ def test_unit_held_by_another_process_is_skipped_and_reported(work, expected, tm
         (np.zeros((4, 6, 6, 1), np.uint8), np.zeros(4, int), "different channels"),
         (np.zeros((4, 6, 6, 3), np.uint8), np.array([0, 1, 2, 7]), "4 classes"),
         (np.zeros((4, 6, 6, 3), np.float32), np.zeros(4, int), "must be uint8"),
-        (np.zeros((4, 6, 6, 3), np.uint8), np.zeros(3, int), "one per image"),
+        (np.zeros((4, 6, 6, 3), np.uint8), np.zeros(3, int), "one label per image"),
     ],
 )
 def test_data_that_does_not_fit_the_probe(work, tmp_path, images, labels, message):
@@ -258,7 +258,7 @@ class FakeFolder:
 def test_corrupted_folder_gives_the_same_units(work, expected, tmp_path, monkeypatch):
     data = np.load(work / "data.npz")
     folder = FakeFolder(data["images"], data["labels"], CORRUPTIONS, SEED)
-    monkeypatch.setattr("onnx_geom.sweep._open_folder", lambda path: folder)
+    monkeypatch.setattr("onnx_geom.sweep.CorruptedFolder", lambda path: folder)
     summary = run(work, tmp_path / "s", corrupted_dir="fake", corruptions=None, corrupt=None)
     assert len(summary["units"]["computed"]) == 14 and Study.open(tmp_path / "s").attrs["profile"] == "folder"
     assert_study_equals(tmp_path / "s", expected)

@@ -7,9 +7,9 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from typer.testing import CliRunner
 
-from onnx_geom.analysis import compute_metrics
 from onnx_geom.cli.app import app
 from onnx_geom.errors import StudyError
+from onnx_geom.metrics import compute_metrics
 from onnx_geom.probe_info import ProbeInfo, write_probe_info
 from onnx_geom.store import Study, Unit
 from onnx_geom.viewers import ViewerData

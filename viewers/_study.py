@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from onnx_geom.conditions import CLEAN
 from onnx_geom.errors import OnnxGeomError, StudyError
 from onnx_geom.viewers.data import GEOMETRY_KEYS
 
@@ -50,7 +51,7 @@ def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Any, str]:
 
 def read_study(cls, study, *, reference: str | None = None, comparison=None):
     """See :meth:`ViewerData.from_study`."""
-    from onnx_geom.analysis import compare_study
+    from onnx_geom.comparison import compare_study
     from onnx_geom.store import Study
 
     if isinstance(study, (str, os.PathLike)):
@@ -63,9 +64,9 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
         raise StudyError("no unit of this study has its geometry yet; run `onnx-geom metrics STUDY` first.")
     models = sorted({u[0] for u in units})
     # the study's plan lists "clean" among its corruptions; the viewer keeps clean as its own column
-    corruptions = [c for c in attrs.get("corruptions", []) if c != "clean" and any(u[1] == c for u in units)]
-    corruptions += sorted({u[1] for u in units} - set(corruptions) - {"clean"})
-    severities = sorted({u[2] for u in units if u[1] != "clean"}) or [int(s) for s in attrs.get("severities", [])]
+    corruptions = [c for c in attrs.get("corruptions", []) if c != CLEAN and any(u[1] == c for u in units)]
+    corruptions += sorted({u[1] for u in units} - set(corruptions) - {CLEAN})
+    severities = sorted({u[2] for u in units if u[1] != CLEAN}) or [int(s) for s in attrs.get("severities", [])]
     labels = np.asarray(study.labels, np.int64)
     dataset = attrs.get("dataset") or {}
 
@@ -117,7 +118,7 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
         if rec["model"] not in models:
             continue
         i = models.index(rec["model"])
-        if rec["corruption"] == "clean":
+        if rec["corruption"] == CLEAN:
             clean[i] = rec["accuracy"]
         elif rec["corruption"] in corruptions and rec["severity"] in severities:
             table[i, corruptions.index(rec["corruption"]), severities.index(rec["severity"])] = rec["accuracy"]

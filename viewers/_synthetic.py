@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnx_geom.conditions import CLEAN
 from onnx_geom.geometry import sample_geometry
 from onnx_geom.similarity import classical_mds, minimum_spanning_tree
 
@@ -58,8 +59,8 @@ def make_synthetic(
         fns[m] = lambda images, mix=mix: ((images.reshape(len(images), -1) / 255.0) - 0.5).astype(np.float32) @ mix
         method, _, sparsity = m.partition("-")
         tags[m] = {"method": method, "sparsity": float(sparsity) / 100 if sparsity.isdigit() else 0.0}
-    units = {(m, "clean", 0) for m in models} | {(m, c, s) for m in models for c in corruptions for s in severities}
-    conditions = ["clean", *corruptions]
+    units = {(m, CLEAN, 0) for m in models} | {(m, c, s) for m in models for c in corruptions for s in severities}
+    conditions = [CLEAN, *corruptions]
 
     def loader(model: str, corruption: str, severity: int) -> dict[str, np.ndarray]:
         g = np.random.default_rng((seed, models.index(model), conditions.index(corruption), severity))

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from onnx_geom.conditions import CLEAN_CONDITION
 from onnx_geom.errors import StudyError
 from onnx_geom.geometry import GEOMETRY_ARRAYS
-from onnx_geom.viewers.selection import CLEAN
 
-__all__ = ["CLEAN", "GEOMETRY_KEYS", "ViewerData"]
+__all__ = ["GEOMETRY_KEYS", "ViewerData"]
 
 GEOMETRY_KEYS = tuple(GEOMETRY_ARRAYS)  # what a unit's geometry holds (written by onnx-geom metrics)
 FeatureFn = Callable[[np.ndarray], np.ndarray]
@@ -77,7 +77,7 @@ class ViewerData:
     @property
     def conditions(self) -> list[tuple[str, int]]:
         """Every (corruption, severity) column: clean first, then each corruption by severity."""
-        return [CLEAN] + [(c, s) for c in self.corruptions for s in self.severities]
+        return [CLEAN_CONDITION] + [(c, s) for c in self.corruptions for s in self.severities]
 
     def has(self, model: str, corruption: str, severity: int) -> bool:
         return (model, corruption, int(severity)) in self.units
@@ -116,8 +116,8 @@ class ViewerData:
             clean = np.full(len(self.models), np.nan)
             table = np.full((len(self.models), len(self.corruptions), len(self.severities)), np.nan)
             for i, m in enumerate(self.models):
-                if self.has(m, *CLEAN):
-                    clean[i] = float(np.mean(self.geometry(m, *CLEAN)["correct"]))
+                if self.has(m, *CLEAN_CONDITION):
+                    clean[i] = float(np.mean(self.geometry(m, *CLEAN_CONDITION)["correct"]))
                 for j, c in enumerate(self.corruptions):
                     for k, s in enumerate(self.severities):
                         if self.has(m, c, s):
@@ -129,7 +129,7 @@ class ViewerData:
         """Use precomputed accuracies (``clean`` (M,), ``table`` (M, C, S)) instead of reading every unit."""
         self._accuracy = (np.asarray(clean, float), np.asarray(table, float))
 
-    def thumbnails(self, indices: Sequence[int], condition: tuple[str, int] = CLEAN) -> np.ndarray | None:
+    def thumbnails(self, indices: Sequence[int], condition: tuple[str, int] = CLEAN_CONDITION) -> np.ndarray | None:
         """(n, H, W, C) uint8 images of ``indices`` as the models saw them under ``condition``; the clean ones
         when that condition cannot be remade (see :meth:`remakes`); None when the study holds no images."""
         if self.images is None:
@@ -139,7 +139,7 @@ class ViewerData:
         out = np.asarray(self.images[idx[order]]) if idx.size else np.zeros((0, 1, 1, 3), np.uint8)
         back = np.empty_like(out)
         back[order] = out
-        if idx.size and condition != CLEAN and self.remakes(condition):
+        if idx.size and condition != CLEAN_CONDITION and self.remakes(condition):
             from onnx_geom.corruptions import corrupt
 
             profile = None if self.corruption_profile == "auto" else self.corruption_profile
@@ -150,7 +150,7 @@ class ViewerData:
         """Whether :meth:`thumbnails` shows ``condition`` itself (clean, or made on the fly by the sweep)."""
         from onnx_geom.corruptions import CORRUPTIONS
 
-        return condition == CLEAN or (self.corruption_profile is not None and condition[0] in CORRUPTIONS)
+        return condition == CLEAN_CONDITION or (self.corruption_profile is not None and condition[0] in CORRUPTIONS)
 
     # -- constructors ------------------------------------------------------------------------------------------
     @classmethod
@@ -158,7 +158,7 @@ class ViewerData:
         """Read a study (an :class:`onnx_geom.store.Study` or its path): geometry lazily, the comparison once.
 
         Needs the geometry groups (``onnx-geom metrics STUDY``); the model map comes from
-        :func:`onnx_geom.analysis.compare_study`, or from ``comparison`` when the caller already has it.
+        :func:`onnx_geom.comparison.compare_study`, or from ``comparison`` when the caller already has it.
         """
         from onnx_geom.viewers._study import read_study
 

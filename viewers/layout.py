@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from vispy import scene
 
-from onnx_geom.viewers.data import CLEAN, ViewerData
+from onnx_geom.conditions import CLEAN_CONDITION
+from onnx_geom.viewers.data import ViewerData
 from onnx_geom.viewers.selection import Selection
 from onnx_geom.viewers.views import VIEWS
 from onnx_geom.viewers.views.base import MUTED, TEXT
@@ -22,14 +23,16 @@ def initial_selection(data: ViewerData, *, fragile: int = 8) -> Selection:
     """The first model, its strongest corruption (lowest accuracy), and up to ``fragile`` samples it gets right on clean data but
     wrong under that corruption (the samples a user asks about first)."""
     model = data.models[0]
-    condition = CLEAN
+    condition = CLEAN_CONDITION
     accuracy = data.accuracy[0]  # (C, S) of that model
     if accuracy.size and np.isfinite(accuracy).any():
         c, s = np.unravel_index(np.nanargmin(accuracy), accuracy.shape)
         condition = (data.corruptions[c], data.severities[s])
     selection = Selection(models=(model,), condition=condition)
-    if data.has(model, *CLEAN) and data.has(model, *condition) and condition != CLEAN:
-        flipped = np.flatnonzero(data.geometry(model, *CLEAN)["correct"] & ~data.geometry(model, *condition)["correct"])
+    if data.has(model, *CLEAN_CONDITION) and data.has(model, *condition) and condition != CLEAN_CONDITION:
+        flipped = np.flatnonzero(
+            data.geometry(model, *CLEAN_CONDITION)["correct"] & ~data.geometry(model, *condition)["correct"]
+        )
         selection.indices = flipped[:: max(1, len(flipped) // fragile)][:fragile]
     return selection
 

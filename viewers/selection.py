@@ -19,9 +19,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["Selection", "Signal"]
+from onnx_geom.conditions import CLEAN_CONDITION
 
-CLEAN = ("clean", 0)
+__all__ = ["Selection", "Signal"]
 
 
 class Signal:
@@ -69,7 +69,7 @@ class Selection:
         self,
         *,
         models: Iterable[str] = (),
-        condition: tuple[str, int] = CLEAN,
+        condition: tuple[str, int] = CLEAN_CONDITION,
         indices: Iterable[int] | None = None,
         shift_from_clean: bool = False,
     ) -> None:
@@ -155,6 +155,6 @@ class Selection:
         c, s = self._condition
         if len(self._models) == 2:
             return (self._models[0], c, s), (self._models[1], c, s)
-        if self._shift and self._models and self._condition != CLEAN:
-            return (self._models[0], *CLEAN), (self._models[0], c, s)
+        if self._shift and self._models and self._condition != CLEAN_CONDITION:
+            return (self._models[0], *CLEAN_CONDITION), (self._models[0], c, s)
         return None

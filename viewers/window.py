@@ -10,6 +10,7 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from onnx_geom.conditions import CLEAN
 from onnx_geom.errors import DeviceError
 from onnx_geom.viewers._backend import use_backend
 
@@ -58,7 +59,7 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
             self.model_a.addItems(data.models)
             self.model_b.addItems([NONE, *data.models])
             self.corruption, self.severity = QtWidgets.QComboBox(), QtWidgets.QComboBox()
-            self.corruption.addItems(["clean", *data.corruptions])
+            self.corruption.addItems([CLEAN, *data.corruptions])
             self.severity.addItems([str(s) for s in data.severities])
             self.shift = QtWidgets.QCheckBox("shift from clean")
             clear = QtWidgets.QPushButton("clear selection")
@@ -94,8 +95,8 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
             b = self.model_b.currentText()
             selection.models = (self.model_a.currentText(),) + (() if b == NONE else (b,))
             corruption = self.corruption.currentText()
-            self.severity.setEnabled(corruption != "clean")
-            severity = 0 if corruption == "clean" else int(self.severity.currentText() or 0)
+            self.severity.setEnabled(corruption != CLEAN)
+            severity = 0 if corruption == CLEAN else int(self.severity.currentText() or 0)
             selection.condition = (corruption, severity)
             self.canvas.update()
 
@@ -108,9 +109,9 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
             self.model_b.setCurrentText(models[1] if len(models) > 1 else NONE)
             corruption, severity = selection.condition
             self.corruption.setCurrentText(corruption)
-            if corruption != "clean":
+            if corruption != CLEAN:
                 self.severity.setCurrentText(str(severity))
-            self.severity.setEnabled(corruption != "clean")
+            self.severity.setEnabled(corruption != CLEAN)
             for box in boxes:
                 box.blockSignals(False)
             n = selection.indices.size

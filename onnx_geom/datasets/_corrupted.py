@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_geom.datasets._dataset import Dataset, atomic_path, commit, write_atomic
+from onnx_geom._files import replacing, write_bytes
+from onnx_geom.datasets._dataset import Dataset
 from onnx_geom.errors import DataError, DataNotFoundError
 
 META = "corruptions.json"
@@ -170,10 +171,11 @@ def write_corrupted(
                 f"{out} was written with other settings ({changed}); use a new folder or the same settings."
             )
     else:
-        write_atomic(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        write_bytes(meta_path, json.dumps(meta, indent=1).encode())
     labels = np.tile(dataset.labels, len(severities))
     if not (out / "labels.npy").is_file():
-        write_atomic(out / "labels.npy", lambda f: np.save(f, labels))
+        with replacing(out / "labels.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, labels)
     shape = (len(severities) * dataset.n, *dataset.image_shape)
     written = []
     for name in corruptions:
@@ -183,8 +185,7 @@ def write_corrupted(
             if existing.shape == shape and existing.dtype == np.uint8:
                 continue
             raise DataError(f"{target} exists with shape {existing.shape}, expected {shape}; delete it to rewrite it.")
-        tmp = atomic_path(target)
-        try:
+        with replacing(target) as tmp:
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             for block, severity in enumerate(severities):
                 for start in range(0, dataset.n, batch_size):
@@ -196,8 +197,5 @@ def write_corrupted(
                         progress(name, stop - start)
             arr.flush()
             del arr
-            commit(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         written.append(name)
     return written

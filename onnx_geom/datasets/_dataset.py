@@ -9,14 +9,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from onnx_geom._files import replacing
 from onnx_geom.errors import DataError, DataNotFoundError
 
 
@@ -42,7 +41,7 @@ class Dataset:
         ):
             shape = getattr(images, "shape", None)
             dtype = getattr(images, "dtype", type(images).__name__)
-            raise DataError(f"images must be a uint8 array (N, H, W, C) with C = 1 or 3, not {dtype} {shape}.")
+            raise DataError(f"images must be uint8 (N, H, W, C) with C = 1 or 3, not {dtype} {shape}.")
         labels = np.asarray(labels)
         if labels.dtype.kind not in "iu" or labels.ndim != 1:
             raise DataError(f"labels must be a 1-D integer array, not {labels.dtype} with shape {labels.shape}.")
@@ -74,31 +73,6 @@ class Dataset:
         return Dataset(self.images[:limit], self.labels[:limit], self.name, self.class_names)
 
 
-def atomic_path(path: Path) -> Path:
-    """A temporary name next to ``path`` (same folder, so the final rename is atomic)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def write_atomic(path: Path, write: Callable) -> None:
-    """``write(file)`` into a temporary file beside ``path``, then commit it as ``path`` (removed on failure)."""
-    tmp = atomic_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def commit(tmp: Path, path: Path) -> None:
-    """fsync ``tmp`` and rename it to ``path`` (a reader never sees a half-written file under ``path``)."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
     """Write ``dataset`` to ``path`` (``.npz`` with images, labels, name, class_names), atomically.
 
@@ -111,12 +85,8 @@ def save_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = np.array(dataset.class_names if dataset.class_names is not None else [], dtype=np.str_)
-    write_atomic(
-        path,
-        lambda f: np.savez(
-            f, images=dataset.images, labels=dataset.labels, name=np.array(dataset.name), class_names=names
-        ),
-    )
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=dataset.images, labels=dataset.labels, name=np.array(dataset.name), class_names=names)
     return path
 
 

@@ -98,8 +98,9 @@ def run_demo(
     ``models`` picks zoo models by name (default: all), ``corruptions`` defaults to all 19, ``limit`` keeps the
     first N test images. Complete work from an earlier run in the same folder is reused.
     """
-    from onnx_geom.analysis import compare_study, compute_metrics
+    from onnx_geom.comparison import compare_study
     from onnx_geom.datasets import Dataset
+    from onnx_geom.metrics import compute_metrics
     from onnx_geom.store import Study
     from onnx_geom.sweep import sweep
 

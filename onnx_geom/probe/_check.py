@@ -17,6 +17,7 @@ import numpy as np
 from onnx import ModelProto, helper
 
 from onnx_geom.errors import ProbeCheckError
+from onnx_geom.probe._graph import source_input
 from onnx_geom.probe._load import first_line, load_model
 from onnx_geom.probe._preprocess import preprocess_numpy
 from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, ProbeInfo, read_probe_info
@@ -158,8 +159,6 @@ def _compare_source(
     probed: dict[str, Any],
     report: ProbeReport,
 ) -> None:
-    from onnx_geom.probe._surgery import source_input
-
     model = source if isinstance(source, ModelProto) else load_model(Path(source))
     value = source_input(model)
     dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-from onnx import AttributeProto, GraphProto, NodeProto, helper, numpy_helper
+import onnx
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, helper, numpy_helper
 
-__all__ = ["GraphIndex", "all_tensor_names", "node_label", "rename_tensors", "unique_name"]
+from onnx_geom.errors import InvalidModelError
+
+__all__ = ["GraphIndex", "all_tensor_names", "node_label", "rename_tensors", "source_input", "unique_name"]
 
 
 def node_label(node: NodeProto, position: int) -> str:
@@ -129,3 +132,13 @@ def rename_tensors(graph: GraphProto, mapping: dict[str, str]) -> None:
         node.output[:] = [mapping.get(name, name) for name in node.output]
         for sub in subgraphs(node):
             rename_tensors(sub, mapping)
+
+
+def source_input(model: ModelProto) -> onnx.ValueInfoProto:
+    """The model's single real input (initializers listed as inputs by old exporters do not count)."""
+    constants = {tensor.name for tensor in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in constants]
+    if len(inputs) != 1:
+        names = ", ".join(f"'{v.name}'" for v in inputs) or "none"
+        raise InvalidModelError(f"the model has {len(inputs)} inputs ({names}); a probe needs exactly one image input.")
+    return inputs[0]

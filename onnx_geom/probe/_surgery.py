@@ -9,8 +9,6 @@ The recipe: load -> find the head -> add the preprocessing prefix and the two ou
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -19,14 +17,16 @@ from typing import Any
 import onnx
 from onnx import ModelProto, TensorProto, helper
 
+from onnx_geom._files import write_bytes
 from onnx_geom.errors import InvalidModelError
-from onnx_geom.probe._graph import all_tensor_names, rename_tensors, unique_name
+from onnx_geom.probe._check import check_probe
+from onnx_geom.probe._graph import all_tensor_names, rename_tensors, source_input, unique_name
 from onnx_geom.probe._heads import HeadCandidate, choose_head, find_heads
 from onnx_geom.probe._load import first_line, load_model, model_sha256
 from onnx_geom.probe._preprocess import ImageSpec, image_spec, normalisation, preprocess_nodes
 from onnx_geom.probe_info import FEATURES, LOGITS, METADATA_KEY, PROBE_INPUT, TAGS_KEY, ProbeInfo, write_probe_info
 
-__all__ = ["probe", "save_probe", "source_input"]
+__all__ = ["probe", "save_probe"]
 
 _BATCH = "N"
 _TWO_GB = 2**31
@@ -104,8 +104,6 @@ def probe(
             f"the probe built from this model is not valid ONNX ({first_line(err)}); please report it with the model."
         ) from None
     if check:
-        from onnx_geom.probe._check import check_probe
-
         check_probe(result, source=source)
     return result
 
@@ -153,16 +151,6 @@ def _add_outputs(graph: onnx.GraphProto, head: HeadCandidate, renamed: dict[str,
             graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [_BATCH, dim]))
 
 
-def source_input(model: ModelProto) -> onnx.ValueInfoProto:
-    """The model's single real input (initializers listed as inputs by old exporters do not count)."""
-    constants = {tensor.name for tensor in model.graph.initializer}
-    inputs = [value for value in model.graph.input if value.name not in constants]
-    if len(inputs) != 1:
-        names = ", ".join(f"'{v.name}'" for v in inputs) or "none"
-        raise InvalidModelError(f"the model has {len(inputs)} inputs ({names}); a probe needs exactly one image input.")
-    return inputs[0]
-
-
 def save_probe(model: ModelProto, path: str | PathLike[str]) -> Path:
     """Write ``model`` to ``path`` as one self-contained file (atomically: a failure leaves no partial file)."""
     path = Path(path)
@@ -172,15 +160,7 @@ def save_probe(model: ModelProto, path: str | PathLike[str]) -> Path:
         )
     if not path.parent.is_dir():
         raise InvalidModelError(f"the folder '{path.parent}' does not exist; create it or write the probe elsewhere.")
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(model.SerializeToString())
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-    return path
+    return write_bytes(path, model.SerializeToString())
 
 
 def _free_batch(graph: onnx.GraphProto, batch: int | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from vispy import scene
 
+from onnx_geom.conditions import CLEAN
 from onnx_geom.errors import OnnxGeomError
 from onnx_geom.viewers.colors import class_colors
 from onnx_geom.viewers.views.base import UnitView, corner_legend, nearest, points_in_polygon
@@ -107,7 +108,7 @@ class LocalView(UnitView):
         sel = self.selection
         if not sel.models:
             return ""
-        condition = "clean" if sel.condition[0] == "clean" else f"{sel.condition[0]} {sel.condition[1]}"
+        condition = CLEAN if sel.condition[0] == CLEAN else f"{sel.condition[0]} {sel.condition[1]}"
         pair = sel.shift_pair()
         if pair is None:
             return f"{sel.models[0]}, {condition}"

@@ -10,6 +10,7 @@ import numpy as np
 from vispy import scene
 from vispy.visuals.transforms import STTransform
 
+from onnx_geom.conditions import CLEAN
 from onnx_geom.viewers.colors import colormap
 from onnx_geom.viewers.views.base import MUTED, TEXT, View, rect_segments
 
@@ -80,7 +81,7 @@ class TableView(View):
             parent=self.viewbox.scene,
         )
         # corruption names at the centre of their severity columns, steep enough that neighbours never touch
-        groups = ["clean", *data.corruptions]
+        groups = [CLEAN, *data.corruptions]
         n = max(len(data.severities), 1)
         centres = [0.5] + [1 + k * n + n / 2 for k in range(len(data.corruptions))]
         digits = bool(data.severities) and c - 1 <= 40  # severity numbers only while they can be read

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from geometry_study import count_writes, make_study
 
-from onnx_geom.analysis import compare_study, compute_metrics, sample_records
+from onnx_geom.comparison import compare_study
 from onnx_geom.errors import DataError, StudyError
 from onnx_geom.geometry import sample_geometry
+from onnx_geom.metrics import compute_metrics, sample_records
 from onnx_geom.similarity import linear_cka
 from onnx_geom.store import Study, Unit
 
@@ -149,7 +150,7 @@ def test_two_processes_computing_metrics_on_one_study(tmp_path):
 
     make_study(tmp_path / "s")
     code = (
-        "import sys; from onnx_geom.store import Study; from onnx_geom.analysis import compute_metrics;"
+        "import sys; from onnx_geom.store import Study; from onnx_geom.metrics import compute_metrics;"
         "print(len(compute_metrics(Study.open(sys.argv[1], mode='a'))))"
     )
     procs = [

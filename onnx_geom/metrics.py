@@ -4,8 +4,7 @@
 >>> rows = compute_metrics(Study.open("runs/cifar", mode="a"))         # doctest: +SKIP
 >>> rows[0]["accuracy"], rows[0]["mean_margin"]                        # doctest: +SKIP
 
-The comparison of models and corruptions lives in :mod:`onnx_geom.comparison` (re-exported here:
-:func:`compare_study`, :class:`Comparison`).
+The comparison of models and corruptions is :mod:`onnx_geom.comparison`.
 """
 
 from __future__ import annotations
@@ -16,15 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from onnx_geom.comparison import Comparison, compare_study
+from onnx_geom.conditions import CLEAN
 from onnx_geom.errors import DataError, StudyError, StudyLockedError
 from onnx_geom.geometry import sample_geometry
 from onnx_geom.store import UnitAlreadyComplete
 
 __all__ = [
     "SAMPLE_COLUMNS",
-    "Comparison",
-    "compare_study",
     "compute_metrics",
     "metric_summaries",
     "sample_records",
@@ -107,7 +104,7 @@ def summarise_unit(unit, geom: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def _sort_key(unit) -> tuple:
-    return (unit.model, unit.corruption != "clean", unit.corruption, int(unit.severity))
+    return (unit.model, unit.corruption != CLEAN, unit.corruption, int(unit.severity))
 
 
 def metric_summaries(study) -> list[dict[str, Any]]:
