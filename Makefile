@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Pin torch first: an unpinned torch pulls several GB of CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[torch,viewer,dev]'
+	# setuptools prints a notice on every editable install with a package-dir mapping (ours: cli/, viewers/)
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -e '.[torch,viewer,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
