@@ -107,18 +107,19 @@ def _export(module: Any, example_input: Any, output_names: list[str], *, dynamo:
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
                 optimize=True,
             )
+            if program is None:
+                raise InvalidModelError("torch.onnx.export returned no program; export the model with dynamo=False.")
             return program.model_proto
         buffer = io.BytesIO()
-        kwargs = {} if opset is None else {"opset_version": opset}
         torch.onnx.export(
             module,
             (example_input,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the legacy exporter writes to any binary file object
             dynamo=False,
             input_names=["input"],
             output_names=output_names,
             dynamic_axes={"input": {0: "N"}},
-            **kwargs,
+            opset_version=opset,
         )
         return onnx.load_from_string(buffer.getvalue())
 
@@ -135,6 +136,7 @@ def _match_head(model: ModelProto, head: Any) -> tuple[str, str]:
         c
         for c in find_heads(model)
         if c.W is not None
+        and c.b is not None
         and c.W.shape == W.shape
         and np.allclose(c.W, W, rtol=1e-6, atol=1e-7)
         and np.allclose(c.b, b, rtol=1e-6, atol=1e-7)

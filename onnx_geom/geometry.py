@@ -112,7 +112,9 @@ def sample_geometry(
     if chunk < 1:
         raise DataError(f"chunk must be a positive number of rows, got {chunk}.")
     n, k = features.shape[0], W64.shape[0]
-    out = {name: np.empty((n, k) if name == "cos" else n, dtype) for name, dtype in GEOMETRY_ARRAYS.items()}
+    out: dict[str, np.ndarray] = {
+        name: np.empty((n, k) if name == "cos" else n, dtype) for name, dtype in GEOMETRY_ARRAYS.items()
+    }
     work = np.float64 if features.dtype == np.float64 else np.float32
     Ww = np.ascontiguousarray(W64, dtype=work)
     w_norm = np.linalg.norm(W64, axis=1)

@@ -128,7 +128,7 @@ class ProbeInfo:
             return cls(
                 W=_decode(data["W"]),
                 b=_decode(data["b"]),
-                input_shape=tuple(int(v) for v in data["input_shape"]),
+                input_shape=_shape3(data["input_shape"]),
                 layout=str(data["layout"]),
                 mean=tuple(float(v) for v in data["mean"]),
                 std=tuple(float(v) for v in data["std"]),
@@ -166,3 +166,8 @@ def set_metadata(model: Any, entries: dict[str, str]) -> None:
     for key, value in entries.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
+
+
+def _shape3(values: Any) -> tuple[int, int, int]:
+    h, w, c = (int(v) for v in values)
+    return h, w, c

@@ -60,10 +60,11 @@ def _prefetched(read: Callable[[int, int], np.ndarray], n: int, step: int) -> It
     """Batches ``read(start, stop)`` of ``n`` images, the next one made in a thread while this one runs."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         bounds = [(start, min(n, start + step)) for start in range(0, n, step)]
-        pending = pool.submit(read, *bounds[0]) if bounds else None
+        pending = [pool.submit(read, *bounds[0])] if bounds else []
         for i in range(len(bounds)):
-            batch = pending.result()
-            pending = pool.submit(read, *bounds[i + 1]) if i + 1 < len(bounds) else None
+            batch = pending.pop().result()
+            if i + 1 < len(bounds):
+                pending.append(pool.submit(read, *bounds[i + 1]))
             yield batch
 
 
@@ -91,15 +92,16 @@ def _check_folder(
 def _accuracy(study: Study, models: Sequence[str], plan: Sequence[tuple[str, int]]) -> dict[str, Any]:
     """Top-1 accuracy of every complete unit of ``plan``: ``{model: {corruption: {severity: accuracy}}}``."""
     labels = study.labels
-    correct = {}
+    correct: dict[tuple[str, str, int], np.ndarray] = {}
     for model, (corruption, severity) in itertools.product(models, plan):
         unit = Unit(model, corruption, severity)
         if study.is_complete(unit):
             correct[unit] = study.read(unit, "logits").argmax(axis=1) == labels
     accuracy = {(r["model"], r["corruption"], r["severity"]): r["accuracy"] for r in accuracy_table(correct)}
     table: dict[str, Any] = {}
-    for unit in correct:  # in the order of the plan
-        table.setdefault(unit.model, {}).setdefault(unit.corruption, {})[unit.severity] = accuracy[unit]
+    for key in correct:  # in the order of the plan
+        model, corruption, severity = key
+        table.setdefault(model, {}).setdefault(corruption, {})[severity] = accuracy[key]
     return table
 
 
@@ -148,13 +150,13 @@ def sweep(
         raise DataError("no models were given; pass at least one probe or ONNX model.")
     if folder is not None:
         _check_folder(folder, clean, corruptions, severities)
-    if corrupt is None and folder is None and corruptions:
+    if corrupt is None and folder is None:
         unknown = [c for c in corruptions if c not in CORRUPTIONS]
         if unknown:
             raise DataError(f"unknown corruption(s) {', '.join(unknown)}; choose from {', '.join(CORRUPTIONS)}.")
-        corrupt = default_corrupt
+    make = corrupt or default_corrupt
     if folder is None and corruptions:  # one image through the first corruption: bad profile or size fail now
-        corrupt(clean.images[:1], corruptions[0], severities[0], profile=profile, rng=seed, indices=np.arange(1))
+        make(clean.images[:1], corruptions[0], severities[0], profile=profile, rng=seed, indices=np.arange(1))
 
     sessions = {
         name: ProbeSession.open(src, device=device, fp16=fp16, batch_size=batch_size, verbose=verbose, name=name)
@@ -187,7 +189,7 @@ def sweep(
             return lambda a, b: clean.images[a:b]
         if folder is not None:
             return lambda a, b: folder.read(corruption, severity, a, b)
-        return lambda a, b: corrupt(
+        return lambda a, b: make(
             clean.images[a:b], corruption, severity, profile=profile, rng=seed, indices=np.arange(a, b)
         )
 

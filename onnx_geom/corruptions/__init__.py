@@ -18,9 +18,10 @@ Reproducibility: ``rng`` an int seeds one stream per sample, keyed by (seed, cor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from onnx_geom.corruptions._common import BENCHMARK_CORRUPTIONS, CORRUPTIONS, PROFILES, SEVERITIES
 from onnx_geom.corruptions.blur import defocus_blur, gaussian_blur, glass_blur, motion_blur, zoom_blur
@@ -78,7 +79,7 @@ def corrupt(
     *,
     profile: str | None = None,
     rng: int | np.random.Generator | None = None,
-    indices: Sequence[int] | None = None,
+    indices: ArrayLike | None = None,
 ) -> np.ndarray:
     """Corrupt a batch: uint8 ``images: (N, H, W, C)`` (C = 1 or 3, H and W >= 16) -> uint8, same shape.
 

@@ -16,9 +16,9 @@ pixels), never on the batch; and a run of consecutive indices is drawn in one ve
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from onnx_geom.errors import DataError
 
@@ -73,7 +73,7 @@ def resolve_profile(profile: str | None, images: np.ndarray) -> str:
 
 
 def sample_draws(
-    rng: int | np.random.Generator | None, name: str, severity: int, indices: Sequence[int] | None, n: int, count: int
+    rng: int | np.random.Generator | None, name: str, severity: int, indices: ArrayLike | None, n: int, count: int
 ) -> np.ndarray:
     """``count`` random 64-bit words per sample, ``(n, count)`` uint64, keyed as in the module docstring.
 
@@ -126,13 +126,13 @@ def normals(words: np.ndarray, size: int, dtype: type = np.float64) -> np.ndarra
     """
     half = words.shape[1]
     pairs = np.ascontiguousarray(words).view(np.uint32).reshape(len(words), half, 2)  # (low, high) little-endian
-    radius = np.ascontiguousarray(pairs[..., 1]).astype(dtype)
+    radius: np.ndarray = np.ascontiguousarray(pairs[..., 1]).astype(dtype)
     radius += 1
     radius *= dtype(2.0**-32)  # (high + 1) / 2**32 in (0, 1], rounded to dtype
     np.log(radius, out=radius)
     radius *= -2
     np.sqrt(radius, out=radius)
-    angle = np.ascontiguousarray(pairs[..., 0]).astype(dtype)
+    angle: np.ndarray = np.ascontiguousarray(pairs[..., 0]).astype(dtype)
     angle *= dtype(2 * np.pi * 2.0**-32)
     out = np.empty((len(words), 2 * half), dtype)
     np.multiply(radius, np.cos(angle), out=out[:, :half])

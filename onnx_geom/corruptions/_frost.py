@@ -72,7 +72,7 @@ def _smooth_noise(rng: np.random.Generator, sigma: float) -> np.ndarray:
 def _pattern(k: int) -> np.ndarray:
     """Standardised frost pattern ``(H, W)`` number ``k`` (0..5) at native size."""
     rng = np.random.default_rng(np.random.SeedSequence(_SEED, spawn_key=(k,)))
-    haze = _standard(sum(s**0.6 * _smooth_noise(rng, s) for s in (48, 24, 12, 6, 3, 1.5)))
+    haze = _standard(np.sum([s**0.6 * _smooth_noise(rng, s) for s in (48, 24, 12, 6, 3, 1.5)], axis=0))
     needles = _standard(_needles(rng, NATIVE_SHAPE, np.exp(haze)))
     return _standard(0.7 * haze + needles)
 

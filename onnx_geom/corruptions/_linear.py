@@ -176,10 +176,10 @@ def apply(images: np.ndarray, op: Operator) -> np.ndarray:
         return out.reshape(h2, w2, n, c).transpose(2, 0, 1, 3)
     if op.dense is not None:
         hi, lo, lo_bits, bands = op.dense
-        planar = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32).reshape(n * c, h * w)
-        out = np.zeros((n * c, h2 * w2))
+        rows = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32).reshape(n * c, h * w)
+        out = np.zeros((n * c, h2 * w2), np.float64)
         for o0, o1, i0, i1 in bands:
-            part = planar[:, i0:i1]
+            part = rows[:, i0:i1]
             out[:, o0:o1] = (part @ hi[i0:i1, o0:o1]).astype(np.float64) + (part @ lo[i0:i1, o0:o1]).astype(
                 np.float64
             ) * 2.0**-lo_bits

@@ -50,9 +50,9 @@ def _border_pair(i0: np.ndarray, n: int, mode: str) -> tuple[np.ndarray, np.ndar
 
 def affine_points(h: int, w: int) -> np.ndarray:
     """The three reference points of the CIFAR-10-C random affine, ``(3, 2)`` in that generator's order."""
-    centre = np.float32((h, w)) // 2
+    centre = np.array((h, w), np.float32) // 2
     square = min(h, w) // 3
-    return np.float32([centre + square, [centre[0] + square, centre[1] - square], centre - square])
+    return np.array([centre + square, [centre[0] + square, centre[1] - square], centre - square], np.float32)
 
 
 def affine_warp(x: np.ndarray, moved: np.ndarray) -> np.ndarray:

@@ -10,10 +10,10 @@ Every function maps uint8 ``images: (N, H, W, C)`` to a uint8 batch of the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from onnx_geom.corruptions import _filters, _linear
 from onnx_geom.corruptions._common import draw_uniforms, sample_draws, to_float, to_uint8
@@ -26,7 +26,7 @@ def _filtered(images: np.ndarray, operator) -> np.ndarray:
 
 
 def gaussian_blur(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Gaussian blur with the profile's sigma (border: nearest; ``rng`` is unused, the blur is deterministic).
 
@@ -40,7 +40,7 @@ def gaussian_blur(
 
 
 def defocus_blur(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Convolve with the reference's anti-aliased disk (radius, alias blur); border reflect-101; deterministic.
 
@@ -58,7 +58,7 @@ def _disk_operator(h: int, w: int, radius: float, alias: float):
 
 
 def glass_blur(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Blur, locally scramble pixels, blur again (sigma, max_delta, iterations from the profile).
 
@@ -89,7 +89,7 @@ def glass_blur(
 
 
 def motion_blur(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Blur along a line at a random angle in [-45, 45] degrees per sample, with our own line kernel.
 
@@ -109,7 +109,7 @@ def motion_blur(
 
 
 def zoom_blur(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Average the image with bilinear zooms of its centre by the profile's factors; deterministic.
 

@@ -11,9 +11,9 @@ True
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from PIL import Image
 
 from onnx_geom.corruptions import _filters, _warp
@@ -24,7 +24,7 @@ from onnx_geom.corruptions._resize import resize
 
 
 def brightness(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Add ``c`` to the HSV value (greyscale: to the grey level); deterministic.
 
@@ -44,7 +44,7 @@ def brightness(
 
 
 def contrast(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Pull every value towards its image's channel mean: ``(x - mean) * c + mean``; deterministic.
 
@@ -60,7 +60,7 @@ def contrast(
 
 
 def saturate(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Scale and shift the HSV saturation: ``s * c0 + c1``; severities 1-2 desaturate, 3-5 oversaturate.
 
@@ -79,7 +79,7 @@ def saturate(
 
 
 def jpeg_compression(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Encode and decode each image as JPEG (Pillow, the profile's quality); greyscale goes through RGB.
 
@@ -101,7 +101,7 @@ def jpeg_compression(
 
 
 def pixelate(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Box-downscale by ``c`` and scale back up (box in the cifar profile, nearest in imagenet's), with Pillow.
 
@@ -133,7 +133,7 @@ def elastic_from_noise(x: np.ndarray, noise_dx: np.ndarray, noise_dy: np.ndarray
 
 
 def elastic_transform(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Warp each image by a smooth random displacement field (plus a random affine in the cifar profile).
 

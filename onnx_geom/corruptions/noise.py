@@ -13,10 +13,10 @@ a fixed number of 64-bit words per sample: one per value (uniforms, Poisson by i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from onnx_geom.corruptions._common import (
@@ -88,7 +88,7 @@ def poisson_counts(levels: np.ndarray, c: float, u: np.ndarray) -> np.ndarray:
 
 
 def gaussian_noise(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Add N(0, c^2) noise to every value of ``images: (N, H, W, C)`` in [0, 1] units.
 
@@ -101,7 +101,7 @@ def gaussian_noise(
 
 
 def shot_noise(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Poisson noise: each value becomes ``Poisson(x * c) / c`` (fewer photons ``c`` = more noise).
 
@@ -115,7 +115,7 @@ def shot_noise(
 
 
 def impulse_noise(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Salt and pepper: a fraction ``c`` of the values is replaced, half by 0 and half by 1 (each value on its own).
 
@@ -135,7 +135,7 @@ def impulse_noise(
 
 
 def speckle_noise(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Multiplicative noise: ``x + x * N(0, c^2)``.
 

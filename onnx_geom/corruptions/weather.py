@@ -10,9 +10,8 @@ Every function maps uint8 ``images: (N, H, W, C)`` to a uint8 batch of the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 from onnx_geom.corruptions import _filters, _frost, _spatter
 from onnx_geom.corruptions._common import normals, sample_draws, to_float, to_uint8, uniforms
@@ -34,7 +33,7 @@ def _fog_size(h: int, w: int, profile: str) -> int:
 
 
 def fog(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Add a plasma-fractal haze of ``strength`` (roughness ``decay``) and rescale by the image's maximum.
 
@@ -59,7 +58,7 @@ def fog(
 
 
 def frost(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Blend with a random crop of a frost texture: ``image_weight * x + frost_weight * texture`` (0..255 units).
 
@@ -90,7 +89,7 @@ def frost(
 
 
 def snow(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Falling snow: thresholded zoomed noise, motion-blurred at a random angle in [-135, -45] degrees.
 
@@ -126,7 +125,7 @@ def snow(
 
 
 def spatter(
-    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: Sequence[int] | None = None
+    images: np.ndarray, severity: int, *, profile: str | None = None, rng=None, indices: ArrayLike | None = None
 ) -> np.ndarray:
     """Water drops (severities 1-3: pale turquoise, embossed) or mud (4-5: brown blots) on the lens.
 

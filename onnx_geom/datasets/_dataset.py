@@ -64,7 +64,8 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(H, W, C)``."""
-        return tuple(int(s) for s in self.images.shape[1:])
+        h, w, c = (int(s) for s in self.images.shape[1:])
+        return h, w, c
 
     def head(self, limit: int | None) -> Dataset:
         """The first ``limit`` images (all if None)."""

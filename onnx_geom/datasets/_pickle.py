@@ -43,7 +43,7 @@ class _Dtype:
 
     def dtype(self) -> np.dtype:
         dt = np.dtype(self.descr)
-        return dt.newbyteorder(self.order) if self.order in "<>" else dt
+        return dt.newbyteorder("<" if self.order == "<" else ">") if self.order in "<>" else dt
 
 
 class _Array:

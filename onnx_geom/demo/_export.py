@@ -43,7 +43,7 @@ def export_torch(model: Any, *, input_shape: tuple[int, ...] = (1, 1, 32, 32)) -
         torch.onnx.export(
             model,
             (torch.zeros(input_shape),),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the legacy exporter writes to any binary file object
             dynamo=False,
             input_names=["input"],
             output_names=["logits"],

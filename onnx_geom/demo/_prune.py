@@ -133,7 +133,7 @@ def snip_masks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, sparsity: 
     model.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(model(x), y).backward()
     with torch.no_grad():
-        scores = torch.cat([(w.detach() * w.grad).abs().flatten() for w in weights.values()])
+        scores = torch.cat([(w.detach() * _grad(w)).abs().flatten() for w in weights.values()])
     model.zero_grad(set_to_none=True)
     return _global_masks(weights, torch.argsort(scores, stable=True), sparsity)
 
@@ -152,3 +152,8 @@ def weight_sparsity(arrays: list[np.ndarray]) -> float:
     0.875
     """
     return sum(int(np.count_nonzero(a == 0)) for a in arrays) / sum(a.size for a in arrays)
+
+
+def _grad(weight: torch.Tensor) -> torch.Tensor:
+    """The gradient of a weight after ``backward()``; a weight the loss does not reach has none, so zero."""
+    return weight.grad if weight.grad is not None else torch.zeros_like(weight)

@@ -203,9 +203,13 @@ def _difference(a: Any, b: Any) -> float | None:
     if isinstance(a, dict) and isinstance(b, dict):
         if a.keys() != b.keys():
             return None
-        parts = [_difference(np.asarray(a[k]), np.asarray(b[k])) for k in a]
-        return None if None in parts else max(parts, default=0.0)
+        return _largest([_difference(np.asarray(a[k]), np.asarray(b[k])) for k in a])
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        parts = [_difference(x, y) for x, y in zip(a, b, strict=True)]
-        return None if None in parts else max(parts, default=0.0)
+        return _largest([_difference(x, y) for x, y in zip(a, b, strict=True)])
     return None
+
+
+def _largest(parts: list[float | None]) -> float | None:
+    """The largest difference, or None when any part differs beyond tolerance (None)."""
+    found = [p for p in parts if p is not None]
+    return max(found, default=0.0) if len(found) == len(parts) else None

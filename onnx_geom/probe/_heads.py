@@ -162,7 +162,7 @@ def _candidate(index: GraphIndex, position: int, ranks: dict[str, int]) -> HeadC
         if trans_a:
             return _reject(cand, "transA=1, so its features would be the transpose of its input")
     problem = _weight_problem(weight, index.constant(node.input[0]))
-    if problem:
+    if problem or weight is None:
         return _reject(cand, problem)
     if gemm:
         W = alpha * (weight if trans_b else weight.T).astype(np.float64)

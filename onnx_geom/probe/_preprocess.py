@@ -72,7 +72,7 @@ def image_spec(
         h, w, c = (dims[2], dims[3], dims[1]) if layout == "NCHW" else (dims[1], dims[2], dims[3])
         if image_size:
             h, w = image_size
-        if None in (h, w, c):
+        if h is None or w is None or c is None:
             raise InvalidModelError(
                 f"the model input '{name}' has no fixed image size ({_shape(dims)}); pass --size HxW."
             )

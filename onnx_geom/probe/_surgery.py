@@ -54,7 +54,7 @@ def probe(
     is run on random images first (:func:`check_probe`) and ProbeCheckError is raised if it is wrong.
     """
     path = None if isinstance(model, ModelProto) else Path(model)
-    source = load_model(path) if path is not None else model
+    source = model if isinstance(model, ModelProto) else load_model(Path(model))
     if source.ByteSize() >= _TWO_GB:
         raise InvalidModelError(
             "the model is larger than 2 GB with its weights, and a probe is one self-contained "
@@ -83,6 +83,7 @@ def probe(
     if not any(op.domain in ("", "ai.onnx") for op in result.opset_import):
         result.opset_import.append(helper.make_opsetid("", 13))
 
+    assert head.W is not None and head.b is not None  # choose_head returns an accepted head, whose W, b are set
     info = ProbeInfo(
         W=head.W,
         b=head.b,
@@ -143,7 +144,8 @@ def _add_outputs(graph: onnx.GraphProto, head: HeadCandidate, renamed: dict[str,
     for name, src, dim in ((LOGITS, head.logits, head.K), (FEATURES, head.features, head.D)):
         src = renamed.get(src, src)
         if src != name:
-            op, extra = ("Identity", {}) if head.dtype == "float32" else ("Cast", {"to": TensorProto.FLOAT})
+            extra: dict[str, Any] = {} if head.dtype == "float32" else {"to": TensorProto.FLOAT}
+            op = "Identity" if head.dtype == "float32" else "Cast"
             graph.node.append(
                 helper.make_node(op, [src], [name], name=unique_name(f"onnx_geom/{name}", taken), **extra)
             )
@@ -178,7 +180,7 @@ def _default_opset(model: ModelProto) -> int:
 
 
 def _head_json(head: HeadCandidate, source_input_name: str, renamed: dict[str, str]) -> dict[str, Any]:
-    info = {
+    info: dict[str, Any] = {
         "node": head.node,
         "spelling": head.spelling,
         "features": head.features,
