@@ -22,7 +22,9 @@ def _vs_reference(cmp) -> list[dict[str, Any]]:
             counts.setdefault(r["model"], []).append(r["count"])
     rows = []
     for model in cmp.models:
-        pair = next((p for p in cmp.pairs if {p["model_a"], p["model_b"]} == {model, cmp.reference}), {})
+        pair: dict[str, Any] = next(
+            (p for p in cmp.pairs if {p["model_a"], p["model_b"]} == {model, cmp.reference}), {}
+        )
         per_unit = counts.get(model, [])
         rows.append(
             {

@@ -7,8 +7,10 @@ from scipy import ndimage
 
 from onnx_geom.errors import DataError
 from onnx_geom.viewers import Selection, ViewerData, render, screenshot
+from onnx_geom.viewers._synthetic import synthetic_services
 from onnx_geom.viewers.attribution import occlusion
 from onnx_geom.viewers.colors import class_colors, colormap
+from onnx_geom.viewers.services import ProbeFeatures, Services
 
 pytestmark = pytest.mark.gui
 
@@ -60,11 +62,12 @@ def test_attribution_panel_shows_one_heatmap_cell_per_patch(data):
     from onnx_geom.viewers.layout import build_canvas
 
     sel = Selection(models=("dense",), indices=[11])
-    canvas, views = build_canvas(data, sel, panels=["attribution"], size=(900, 700))
+    services = synthetic_services(data)
+    canvas, views = build_canvas(data, sel, panels=["attribution"], size=(900, 700), services=services)
     view = views["attribution"]
     img = canvas.render()
     W, b = data.heads["dense"]
-    ref = occlusion(data.images[11], int(data.labels[11]), data.feature_fns["dense"], W, b)
+    ref = occlusion(data.images[11], int(data.labels[11]), lambda x: services.features("dense", x), W, b)
     gh, gw = ref["margin"].shape
     assert (gh, gw) == (8, 8) and view.grid_shape() == (8, 8)
     np.testing.assert_allclose(view.maps["margin"], ref["margin"])
@@ -92,14 +95,12 @@ def test_attribution_says_so_when_the_probe_is_missing(data):
     use_backend("egl")
     from onnx_geom.viewers.layout import build_canvas
 
-    fns, notes = data.feature_fns, data.probe_notes
-    data.feature_fns, data.probe_notes = {}, {"dense": "probe file /gone/p.onnx is not available on this machine"}
-    try:
-        canvas, views = build_canvas(data, Selection(models=("dense",), indices=[3]), panels=["attribution"])
-        assert "not available" in views["attribution"].message.text and views["attribution"].maps is None
-        canvas.close()
-    finally:
-        data.feature_fns, data.probe_notes = fns, notes
+    services = Services(ProbeFeatures({}, {"dense": "probe file /gone/p.onnx is not available on this machine"}))
+    canvas, views = build_canvas(
+        data, Selection(models=("dense",), indices=[3]), panels=["attribution"], services=services
+    )
+    assert "not available" in views["attribution"].message.text and views["attribution"].maps is None
+    canvas.close()
 
 
 def test_panel_names_agree_between_the_api_and_the_layout():
@@ -127,7 +128,7 @@ def _canvas(data):
     from onnx_geom.viewers.layout import build_canvas
 
     sel = Selection(models=("dense",), condition=("fog", 3))
-    canvas, views = build_canvas(data, sel, size=(1280, 800))
+    canvas, views = build_canvas(data, sel, size=(1280, 800), services=synthetic_services(data))
     interaction = Interaction(canvas, views)
     canvas.render()  # lays the grid out
     yield sel, canvas, views, interaction
@@ -268,7 +269,8 @@ def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample
     from onnx_geom.viewers.layout import build_canvas
 
     sel = Selection(models=("dense",))
-    canvas, views = build_canvas(data, sel, panels=["attribution"], size=(600, 500))
+    services = synthetic_services(data)
+    canvas, views = build_canvas(data, sel, panels=["attribution"], size=(600, 500), services=services)
     view = views["attribution"]
     view._poll_soon = lambda: None  # no event loop here: collect by hand below, as the timer would
     with ThreadPoolExecutor(1) as worker:
@@ -282,7 +284,8 @@ def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample
     assert not view._pending and view.selection.focus == 5
     W, b = data.heads["dense"]
     np.testing.assert_allclose(
-        view.maps["margin"], occlusion(data.images[5], int(data.labels[5]), data.feature_fns["dense"], W, b)["margin"]
+        view.maps["margin"],
+        occlusion(data.images[5], int(data.labels[5]), lambda x: services.features("dense", x), W, b)["margin"],
     )
     assert ("dense", 11) in view._cache  # the first one is kept for when it comes back into focus
     canvas.close()

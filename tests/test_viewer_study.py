@@ -13,6 +13,7 @@ from onnx_geom.metrics import compute_metrics
 from onnx_geom.probe_info import ProbeInfo, write_probe_info
 from onnx_geom.store import Study, Unit
 from onnx_geom.viewers import ViewerData
+from onnx_geom.viewers.services import Services
 
 N, H, K, D = 90, 8, 3, 6
 
@@ -108,10 +109,11 @@ def test_from_study_reads_what_the_study_holds(study_dir):
     np.testing.assert_array_equal(data.thumbnails([4, 2]), study.images[[4, 2]][[0, 1]])
     # the probe file drives attribution: its features equal the stored clean features
     images = np.asarray(study.images[[0, 1, 2]])
+    features = Services.for_data(data).features
     np.testing.assert_allclose(
-        data.feature_fns["dense"](images), study.read(Unit("dense", "clean", 0), "features")[:3], rtol=1e-4, atol=1e-5
+        features("dense", images), study.read(Unit("dense", "clean", 0), "features")[:3], rtol=1e-4, atol=1e-5
     )
-    assert "mag-90" not in data.feature_fns and "not available" in data.probe_notes["mag-90"]
+    assert "mag-90" not in data.probe_paths and "not available" in features.unavailable("mag-90")
 
 
 def test_a_study_without_geometry_is_refused_with_a_sentence(tmp_path):
@@ -158,13 +160,14 @@ def test_window_without_a_display_is_a_sentence_not_a_crash(study_dir, monkeypat
 def test_a_damaged_probe_file_is_one_sentence_when_attribution_asks(tmp_path):
     from onnx_geom.errors import OnnxGeomError
     from onnx_geom.viewers._study import _probe
+    from onnx_geom.viewers.services import ProbeFeatures
 
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not an onnx model")
-    fn, note = _probe(None, {"probe_path": str(bad)})
-    assert note == ""  # the file exists: loaded only when a sample is picked
+    path, note = _probe(None, {"probe_path": str(bad)})
+    assert path == bad and note == ""  # the file exists: loaded only when a sample is picked
     with pytest.raises(OnnxGeomError) as info:
-        fn(np.zeros((1, H, H, 3), np.uint8))
+        ProbeFeatures({"m": path})("m", np.zeros((1, H, H, 3), np.uint8))
     assert "\n" not in str(info.value).strip() and "bad.onnx" in str(info.value)
     assert _probe(None, {})[1] == "the study does not name this model's probe file"
 

@@ -18,6 +18,7 @@ import numpy as np
 from onnx_geom.viewers.data import ViewerData
 from onnx_geom.viewers.selection import Selection
 from onnx_geom.viewers.window import make_window
+from onnx_geom.viewers._synthetic import synthetic_services
 from vispy import app
 from PySide6 import QtCore, QtWidgets
 from PySide6.QtTest import QTest
@@ -27,7 +28,7 @@ def pump(n=10):
         app.process_events(); time.sleep(0.02)
 
 data = ViewerData.synthetic(400, 4, seed=2)
-win = make_window(data, Selection(models=("dense",), condition=("fog", 3)), size=(1400, 860))
+win = make_window(data, Selection(models=("dense",), condition=("fog", 3)), size=(1400, 860), services=synthetic_services(data))
 win.show(); QTest.qWaitForWindowExposed(win); pump(20)
 canvas, local = win.canvas, win.views["local"]
 box = local.viewbox

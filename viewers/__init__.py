@@ -10,28 +10,29 @@ from __future__ import annotations
 
 from onnx_geom.viewers.data import ViewerData
 from onnx_geom.viewers.selection import Selection
+from onnx_geom.viewers.services import Services
 
-__all__ = ["PANELS", "Selection", "ViewerData", "render", "screenshot", "show"]
+__all__ = ["PANELS", "Selection", "Services", "ViewerData", "render", "screenshot", "show"]
 
 PANELS = ("table", "similarity", "samples", "local", "global", "attribution")
 
 
-def screenshot(study_or_data, out_png, *, panel=None, size=(1280, 800), selection=None):
+def screenshot(study_or_data, out_png, *, panel=None, size=(1280, 800), selection=None, services=None):
     """Render the viewer headless to a PNG; see :func:`onnx_geom.viewers.headless.screenshot`."""
     from onnx_geom.viewers.headless import screenshot as _screenshot
 
-    return _screenshot(study_or_data, out_png, panel=panel, size=size, selection=selection)
+    return _screenshot(study_or_data, out_png, panel=panel, size=size, selection=selection, services=services)
 
 
-def render(study_or_data, *, panel=None, size=(1280, 800), selection=None):
+def render(study_or_data, *, panel=None, size=(1280, 800), selection=None, services=None):
     """(H, W, 4) uint8 image of the viewer; see :func:`onnx_geom.viewers.headless.render`."""
     from onnx_geom.viewers.headless import render as _render
 
-    return _render(study_or_data, panel=panel, size=size, selection=selection)
+    return _render(study_or_data, panel=panel, size=size, selection=selection, services=services)
 
 
-def show(study_path, *, size=(1500, 900)):
+def show(study_path, *, size=(1500, 900), services=None):
     """Open the interactive window; see :func:`onnx_geom.viewers.window.show`."""
     from onnx_geom.viewers.window import show as _show
 
-    return _show(study_path, size=size)
+    return _show(study_path, size=size, services=services)

@@ -14,16 +14,8 @@ from onnx_geom.errors import OnnxGeomError, StudyError
 from onnx_geom.viewers.data import GEOMETRY_KEYS
 
 
-def _feature_fn(probe_path: Path):
-    """uint8 images (n, H, W, C) -> features (n, D) through the core runner (GPU when usable, else CPU)."""
-    from onnx_geom.runner import ProbeSession
-
-    session = ProbeSession.open(probe_path, device="auto", name=probe_path.name)
-    return lambda images: session.run(images)[0]
-
-
-def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Any, str]:
-    """A lazy feature function for the model's probe, or None and the reason."""
+def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Path | None, str]:
+    """The model's probe file, or None and the reason there is none."""
     raw = attrs.get("probe_path")
     if not raw:
         return None, "the study does not name this model's probe file"
@@ -32,21 +24,7 @@ def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Any, str]:
         path = study_dir / path
     if not path.is_file():
         return None, f"probe file {raw} is not available on this machine"
-    state: dict[str, Any] = {}
-
-    def lazy(images: np.ndarray) -> np.ndarray:
-        if "fn" not in state:
-            try:
-                state["fn"] = _feature_fn(path)
-            except OnnxGeomError:
-                raise
-            except Exception as error:  # onnxruntime raises its own classes for unreadable files
-                raise StudyError(
-                    f"probe file {path} could not be loaded ({error}); re-create it with `onnx-geom probe`."
-                ) from None
-        return state["fn"](images)
-
-    return lazy, ""
+    return path, ""
 
 
 def read_study(cls, study, *, reference: str | None = None, comparison=None):
@@ -74,14 +52,15 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
         unit = by_key[(model, corruption, severity)]
         return LazyGeometry(lambda key: np.asarray(study.read(unit, f"geometry/{key}")))
 
-    tags, heads, fns, notes = {}, {}, {}, {}
+    tags, heads, probes, notes = {}, {}, {}, {}
     for m in models:
         model_attrs = dict(study.model_attrs(m))
         tags[m] = dict(model_attrs.get("tags") or {})
-        heads[m] = tuple(np.asarray(a) for a in study.head(m))
-        fn, note = _probe(study_dir, model_attrs)
-        if fn is not None:
-            fns[m] = fn
+        W, b = study.head(m)
+        heads[m] = (np.asarray(W), np.asarray(b))
+        path, note = _probe(study_dir, model_attrs)
+        if path is not None:
+            probes[m] = path
         else:
             notes[m] = note
     k = int(heads[models[0]][0].shape[0])
@@ -99,7 +78,7 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
         units=units,
         images=_images(study),
         heads=heads,
-        feature_fns=fns,
+        probe_paths=probes,
         probe_notes=notes,
         title=str(dataset.get("name") or (study_dir.name if study_dir else "study")),
         corruption_profile=None if attrs.get("profile") in (None, "folder") else str(attrs["profile"]),
@@ -131,7 +110,8 @@ class LazyGeometry(Mapping):
     1000-class study are 4 GB at 1M samples; views that never ask for them never read them)."""
 
     def __init__(self, read) -> None:
-        self._read, self._arrays = read, {}
+        self._read = read
+        self._arrays: dict[str, np.ndarray] = {}
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in GEOMETRY_KEYS:

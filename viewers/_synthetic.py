@@ -7,13 +7,15 @@ import numpy as np
 from onnx_geom.conditions import CLEAN
 from onnx_geom.geometry import sample_geometry
 from onnx_geom.similarity import classical_mds, minimum_spanning_tree
+from onnx_geom.viewers.services import FunctionFeatures, Services
 
 
 class SyntheticImages:
     """Array-like (N, H, W, 3) uint8 made on demand: the class prototype plus noise seeded by the index."""
 
-    def __init__(self, labels: np.ndarray, prototypes: np.ndarray, seed: int) -> None:
+    def __init__(self, labels: np.ndarray, prototypes: np.ndarray, seed: int, probe: np.ndarray) -> None:
         self.labels, self.prototypes, self.seed = labels, prototypes, seed
+        self.probe = probe  # (H * W * 3, D): how every synthetic model maps an image to its features
         self.shape = (labels.shape[0], *prototypes.shape[1:])
         self.dtype = np.dtype(np.uint8)
 
@@ -46,17 +48,16 @@ def make_synthetic(
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, k, n).astype(np.int64)
     directions = rng.standard_normal((k, dim)).astype(np.float32)
-    prototypes = rng.uniform(30, 225, (k, 4, 4, 3))
-    prototypes = np.kron(prototypes, np.ones((image_size // 4, image_size // 4, 1)))
+    coarse = rng.uniform(30, 225, (k, 4, 4, 3))
+    prototypes = np.kron(coarse, np.ones((image_size // 4, image_size // 4, 1)))
     pixels = image_size * image_size * 3
     # Image -> feature map: each class prototype lands on its class direction (least squares).
     flat = (prototypes.reshape(k, pixels) / 255.0) - 0.5
     mix = np.linalg.lstsq(flat, 3.0 * directions, rcond=None)[0].astype(np.float32)  # (pixels, D)
-    heads, fns, tags = {}, {}, {}
+    heads, tags = {}, {}
     for i, m in enumerate(models):
         W = (directions + 0.15 * i * rng.standard_normal((k, dim))).astype(np.float32)
         heads[m] = (W, np.zeros(k, np.float32))
-        fns[m] = lambda images, mix=mix: ((images.reshape(len(images), -1) / 255.0) - 0.5).astype(np.float32) @ mix
         method, _, sparsity = m.partition("-")
         tags[m] = {"method": method, "sparsity": float(sparsity) / 100 if sparsity.isdigit() else 0.0}
     units = {(m, CLEAN, 0) for m in models} | {(m, c, s) for m in models for c in corruptions for s in severities}
@@ -84,8 +85,18 @@ def make_synthetic(
         units=units,
         embedding=embedding,
         mst=mst,
-        images=SyntheticImages(labels, prototypes, seed),
+        images=SyntheticImages(labels, prototypes, seed, mix),
         heads=heads,
-        feature_fns=fns,
+        probe_notes=dict.fromkeys(models, "a synthetic study has no probe files"),
         title=f"synthetic ({n:,} samples)",
     )
+
+
+def synthetic_services(data) -> Services:
+    """Services for a synthetic study: every model's "probe" is the fixed linear map its images were made for."""
+    probe = data.images.probe
+
+    def features(images: np.ndarray) -> np.ndarray:
+        return ((images.reshape(len(images), -1) / 255.0) - 0.5).astype(np.float32) @ probe
+
+    return Services(features=FunctionFeatures(dict.fromkeys(data.models, features)))

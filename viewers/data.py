@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from onnx_geom.conditions import CLEAN_CONDITION
 from onnx_geom.errors import StudyError
@@ -24,7 +26,6 @@ from onnx_geom.geometry import GEOMETRY_ARRAYS
 __all__ = ["GEOMETRY_KEYS", "ViewerData"]
 
 GEOMETRY_KEYS = tuple(GEOMETRY_ARRAYS)  # what a unit's geometry holds (written by onnx-geom metrics)
-FeatureFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(eq=False)
@@ -37,8 +38,9 @@ class ViewerData:
     ``embedding_note`` saying why); ``labels`` (N,) int64, ``class_names`` (K,); ``images`` an array-like
     (N, H, W, C) uint8 indexable by an index array, or None. ``loader(model, corruption, severity)`` returns
     the geometry dict of a unit (keys :data:`GEOMETRY_KEYS`); use :meth:`geometry`. ``heads[model]`` is
-    ``(W (K, D), b (K,))``; ``feature_fns[model]`` maps uint8 images (n, H, W, C) to features (n, D) for the
-    attribution panel, and ``probe_notes[model]`` says why a model has none. ``corruption_profile`` and
+    ``(W (K, D), b (K,))``; ``probe_paths[model]`` is the model's probe file (the attribution panel runs it through
+    the injected :class:`~onnx_geom.viewers.services.Services`), and ``probe_notes[model]`` says why a model has
+    none. ``corruption_profile`` and
     ``corruption_seed`` are the study's when its sweep made the corrupted images on the fly (then the viewer
     remakes the ones it shows, byte for byte); None when they came from a folder or are unknown.
     """
@@ -56,7 +58,7 @@ class ViewerData:
     embedding_note: str = ""
     images: Any = field(default=None, repr=False)
     heads: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
-    feature_fns: dict[str, FeatureFn] = field(default_factory=dict, repr=False)
+    probe_paths: dict[str, Path] = field(default_factory=dict)
     probe_notes: dict[str, str] = field(default_factory=dict)
     title: str = "study"
     corruption_profile: str | None = None
@@ -129,7 +131,7 @@ class ViewerData:
         """Use precomputed accuracies (``clean`` (M,), ``table`` (M, C, S)) instead of reading every unit."""
         self._accuracy = (np.asarray(clean, float), np.asarray(table, float))
 
-    def thumbnails(self, indices: Sequence[int], condition: tuple[str, int] = CLEAN_CONDITION) -> np.ndarray | None:
+    def thumbnails(self, indices: ArrayLike, condition: tuple[str, int] = CLEAN_CONDITION) -> np.ndarray | None:
         """(n, H, W, C) uint8 images of ``indices`` as the models saw them under ``condition``; the clean ones
         when that condition cannot be remade (see :meth:`remakes`); None when the study holds no images."""
         if self.images is None:

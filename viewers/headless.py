@@ -23,9 +23,15 @@ def _data(study_or_data):
 
 
 def render(
-    study_or_data, *, panel: str | None = None, size: tuple[int, int] = (1280, 800), selection=None
+    study_or_data,
+    *,
+    panel: str | None = None,
+    size: tuple[int, int] = (1280, 800),
+    selection=None,
+    services=None,
 ) -> np.ndarray:
-    """(H, W, 4) uint8 image of the viewer (``panel`` one of the six names, or None for all)."""
+    """(H, W, 4) uint8 image of the viewer (``panel`` one of the six names, or None for all); ``services``:
+    see :func:`onnx_geom.viewers.layout.build_canvas`."""
     from onnx_geom.viewers._backend import use_backend
 
     use_backend("egl")
@@ -37,7 +43,10 @@ def render(
         raise DataError(f"size {size[0]}x{size[1]} is out of range; give a width and height from 64 to 8192.")
     data = _data(study_or_data)
     selection = selection or initial_selection(data)
-    canvas, views = build_canvas(data, selection, panels=[panel] if panel else None, size=tuple(size))
+    width, height = size
+    canvas, views = build_canvas(
+        data, selection, panels=[panel] if panel else None, size=(width, height), services=services
+    )
     try:
         return canvas.render()
     finally:
@@ -53,6 +62,7 @@ def screenshot(
     panel: str | None = None,
     size: tuple[int, int] = (1280, 800),
     selection=None,
+    services=None,
 ) -> Path:
     """Render the viewer without a display and write a PNG; returns its path.
 
@@ -62,7 +72,7 @@ def screenshot(
     """
     from PIL import Image
 
-    image = render(study_or_data, panel=panel, size=size, selection=selection)
+    image = render(study_or_data, panel=panel, size=size, selection=selection, services=services)
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(out)

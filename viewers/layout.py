@@ -12,6 +12,7 @@ from vispy import scene
 from onnx_geom.conditions import CLEAN_CONDITION
 from onnx_geom.viewers.data import ViewerData
 from onnx_geom.viewers.selection import Selection
+from onnx_geom.viewers.services import Services
 from onnx_geom.viewers.views import VIEWS
 from onnx_geom.viewers.views.base import MUTED, TEXT
 
@@ -91,9 +92,14 @@ def build_canvas(
     size: tuple[int, int] = (1280, 800),
     show: bool = False,
     parent=None,
+    services: Services | None = None,
 ):
-    """A SceneCanvas with ``panels`` (default all six, 2 rows x 3 columns); returns (canvas, {name: view})."""
+    """A SceneCanvas with ``panels`` (default all six, 2 rows x 3 columns); returns (canvas, {name: view}).
+
+    ``services`` (default :meth:`Services.for_data`) is what the views use to run models.
+    """
     panels = list(panels or PANELS)
+    services = services if services is not None else Services.for_data(data)
     canvas = scene.SceneCanvas(size=size, show=show, bgcolor="white", keys=None, parent=parent)
     grid = canvas.central_widget.add_grid(margin=6, spacing=4)
     columns = min(COLUMNS, len(panels))
@@ -101,7 +107,7 @@ def build_canvas(
     for i, name in enumerate(panels):
         cls = VIEWS[name]
         title, viewbox = _panel(grid, i // columns, i % columns, cls, 10 if len(panels) > 1 else 12)
-        view = cls(data, selection, viewbox)
+        view = cls(data, selection, viewbox, services)
         view.title_label = title
         views[name] = view
     refresh_titles(views)

@@ -31,7 +31,7 @@ def check_display(environ=os.environ, platform: str = sys.platform) -> None:
         )
 
 
-def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
+def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), services=None):
     """Build (not show) the main window for ``data``; returns it (``.canvas``, ``.views``, ``.selection``)."""
     check_display()
     use_backend("pyside6")
@@ -49,7 +49,7 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
             super().__init__()
             self.setWindowTitle(f"onnx-geom view: {data.title}")
             self.selection = selection
-            self.canvas, self.views = build_canvas(data, selection, size=(size[0] - 220, size[1]))
+            self.canvas, self.views = build_canvas(data, selection, size=(size[0] - 220, size[1]), services=services)
             self.interaction = Interaction(self.canvas, self.views)
             self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-geom-attribution")
             self.views["attribution"].background = self.worker  # occlusion maps off the GUI thread
@@ -75,8 +75,8 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
                 ("severity", self.severity),
             ):
                 form.addRow(label, widget)
-            for widget in (self.shift, clear, self.count, help_text):
-                form.addRow(widget)
+            for extra in (self.shift, clear, self.count, help_text):
+                form.addRow(extra)
             splitter = QtWidgets.QSplitter()
             splitter.addWidget(side)
             splitter.addWidget(self.canvas.native)
@@ -128,7 +128,7 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900)):
     return ViewerWindow()
 
 
-def show(study_path, *, size: tuple[int, int] = (1500, 900)) -> None:
+def show(study_path, *, size: tuple[int, int] = (1500, 900), services=None) -> None:
     """Open the viewer on a study (a folder, a Study or a ViewerData) and block until the window closes."""
     from vispy import app
 
@@ -136,6 +136,6 @@ def show(study_path, *, size: tuple[int, int] = (1500, 900)) -> None:
 
     check_display()
     data = study_path if isinstance(study_path, ViewerData) else ViewerData.from_study(study_path)
-    window = make_window(data, size=size)
+    window = make_window(data, size=size, services=services)
     window.show()
     app.run()

@@ -7,6 +7,7 @@ says "computing" and draws them when they arrive, if that sample is still the on
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import Executor, Future
 
 import numpy as np
@@ -26,8 +27,8 @@ class AttributionView(View):
     aspect, flip = 1, (False, True)
     title = "Geometric attribution"
 
-    def __init__(self, data, selection, viewbox) -> None:
-        super().__init__(data, selection, viewbox)
+    def __init__(self, data, selection, viewbox, services=None) -> None:
+        super().__init__(data, selection, viewbox, services)
         self.tiles = [
             scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene, interpolation="nearest")
             for _ in range(4)
@@ -66,9 +67,9 @@ class AttributionView(View):
         model, i = sel.models[0], int(sel.focus)
         if data.images is None:
             return self._say("this study holds no images")
-        fn = data.feature_fns.get(model)
-        if fn is None:
-            return self._say(data.probe_notes.get(model, "no probe file for this model"))
+        reason = self.services.features.unavailable(model)
+        if reason is not None:
+            return self._say(reason)
         key = (model, i)
         if key not in self._cache and self.background is not None:
             if key not in self._pending:
@@ -84,8 +85,12 @@ class AttributionView(View):
         model, i = key
         W, b = self.data.heads[model]
         try:
-            image = self.data.thumbnails([i])[0]
-            return {"image": image, **occlusion(image, int(self.data.labels[i]), self.data.feature_fns[model], W, b)}
+            images = self.data.thumbnails([i])
+            if images is None:
+                return "this study holds no images"
+            image = images[0]
+            features = functools.partial(self.services.features, model)
+            return {"image": image, **occlusion(image, int(self.data.labels[i]), features, W, b)}
         except OnnxGeomError as error:
             return str(error)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from vispy import scene
@@ -10,13 +11,14 @@ from vispy import scene
 from onnx_geom.errors import OnnxGeomError
 from onnx_geom.viewers.data import ViewerData
 from onnx_geom.viewers.selection import Selection, Signal
+from onnx_geom.viewers.services import Services
 
 TEXT = "#222222"
 MUTED = "#666666"
 
 
 class View:
-    """Base class: ``View(data, selection, viewbox)`` builds its visuals and subscribes in ``__init__``.
+    """Base class: ``View(data, selection, viewbox, services)`` builds its visuals and subscribes in ``__init__``.
 
     Subclasses set ``title``, implement ``reset()`` (redraw from data + selection) and may implement
     ``pick_point(xy, radius)``, ``pick_box(lo, hi)`` and ``pick_polygon(poly)`` in scene coordinates (they
@@ -25,10 +27,15 @@ class View:
 
     title = ""
     name = ""
-    aspect, flip = None, (False, False)  # the PanZoomCamera the layout gives the ViewBox
+    aspect: float | None = None  # the PanZoomCamera the layout gives the ViewBox
+    flip: tuple[bool, bool] = (False, False)
+    title_label: Any = None  # the panel's title (a vispy Label), set by the layout
 
-    def __init__(self, data: ViewerData, selection: Selection, viewbox: scene.ViewBox) -> None:
+    def __init__(
+        self, data: ViewerData, selection: Selection, viewbox: scene.ViewBox, services: Services | None = None
+    ) -> None:
         self.data, self.selection, self.viewbox = data, selection, viewbox
+        self.services = services if services is not None else Services.for_data(data)
         self._subscriptions: list[tuple[Signal, Callable]] = []
         self.status = ""  # a short sentence shown in the panel's title (errors, notes)
 

@@ -68,8 +68,8 @@ class GlobalView(UnitView):
     aspect, flip = None, (False, False)
     title = "Global geometry"
 
-    def __init__(self, data, selection, viewbox) -> None:
-        super().__init__(data, selection, viewbox)
+    def __init__(self, data, selection, viewbox, services=None) -> None:
+        super().__init__(data, selection, viewbox, services)
         self.colors = class_colors(data.n_classes)
         self.class_axes = data.n_classes <= MAX_CLASS_AXES
         self.shared = data.n_classes if self.class_axes else 0

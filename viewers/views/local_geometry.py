@@ -28,8 +28,8 @@ class LocalView(UnitView):
     title = "Local geometry"
     axes = ("angle to true class (deg)", "feature length ||f||")
 
-    def __init__(self, data, selection, viewbox) -> None:
-        super().__init__(data, selection, viewbox)
+    def __init__(self, data, selection, viewbox, services=None) -> None:
+        super().__init__(data, selection, viewbox, services)
         self.colors = class_colors(data.n_classes)
         self.cloud = scene.visuals.Markers(parent=viewbox.scene)
         self.pairs = scene.visuals.Line(parent=viewbox.scene, connect="segments", width=1.2)

@@ -21,8 +21,8 @@ class SamplesView(View):
     aspect, flip = 1, (False, True)
     title = "Samples"
 
-    def __init__(self, data, selection, viewbox) -> None:
-        super().__init__(data, selection, viewbox)
+    def __init__(self, data, selection, viewbox, services=None) -> None:
+        super().__init__(data, selection, viewbox, services)
         self.tiles = [
             scene.visuals.Image(np.ones((2, 2, 4), np.float32), parent=viewbox.scene, interpolation="nearest")
             for _ in range(COLUMNS * ROWS)
@@ -89,7 +89,7 @@ class SamplesView(View):
 
     def _draw_frame(self) -> None:
         focus = self.selection.focus
-        hit = np.flatnonzero(self.shown == focus) if focus is not None else []
+        hit = np.flatnonzero(self.shown == focus) if focus is not None else np.zeros(0, np.int64)
         if len(hit) == 0:
             self.frame.visible = False
             return

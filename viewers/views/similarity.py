@@ -65,8 +65,8 @@ class SimilarityView(View):
     aspect, flip = 1, (False, False)
     title = "Geometric similarity"
 
-    def __init__(self, data, selection, viewbox) -> None:
-        super().__init__(data, selection, viewbox)
+    def __init__(self, data, selection, viewbox, services=None) -> None:
+        super().__init__(data, selection, viewbox, services)
         self.points = np.zeros((0, 2), np.float32)
         if data.embedding is None or len(data.models) == 0:
             self.status = data.embedding_note or "no model map in this study"

@@ -37,8 +37,8 @@ class TableView(View):
     aspect, flip = None, (False, True)
     title = "Evaluation: accuracy"
 
-    def __init__(self, data, selection, viewbox) -> None:
-        super().__init__(data, selection, viewbox)
+    def __init__(self, data, selection, viewbox, services=None) -> None:
+        super().__init__(data, selection, viewbox, services)
         acc = np.concatenate([data.clean_accuracy[:, None], data.accuracy.reshape(len(data.models), -1)], axis=1)
         mean = np.nanmean(acc[:, 1:], axis=1) if acc.shape[1] > 1 else acc[:, 0]
         self.order = np.argsort(-np.nan_to_num(mean, nan=-1), kind="stable")  # best first
