@@ -1,6 +1,6 @@
 """Per-sample geometry of penultimate features relative to the class directions of a linear head.
 
-The logits of a probe are ``z_c = W_c . f + b_c = ||W_c|| ||f|| cos(theta_c) + b_c`` (DESIGN.md section 7), so
+The logits of a probe are ``z_c = W_c . f + b_c = ||W_c|| ||f|| cos(theta_c) + b_c`` (docs/geometry.md), so
 the length of ``f``, its angle to every class direction and its signed distance to the decision boundaries
 say everything the softmax sees.
 

@@ -36,7 +36,9 @@ class LocalView(UnitView):
         self.ends = scene.visuals.Markers(parent=viewbox.scene)
         self.marked = scene.visuals.Markers(parent=viewbox.scene)
         for visual in (self.cloud, self.ends, self.marked):
-            visual.set_gl_state("translucent", depth_test=False)  # DESIGN.md 9: dense clouds stay saturated
+            visual.set_gl_state(
+                "translucent", depth_test=False
+            )  # Markers test depth by default: clouds at one depth would come out pale
         self.pairs.set_gl_state("translucent", depth_test=False)
         corner_legend(viewbox, data.class_names[:12], self.colors)
         self.points = np.zeros((0, 2), np.float32)
