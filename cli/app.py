@@ -15,15 +15,26 @@ from onnx_geom import __version__
 from onnx_geom.cli._console import fail
 
 try:  # Typer vendors Click from 0.2x on
-    from typer._click.exceptions import UsageError
+    from typer._click import exceptions as _click_errors
 except ImportError:  # pragma: no cover - older Typer on Click
-    from click.exceptions import UsageError
+    from click import exceptions as _click_errors
+
+UsageError = _click_errors.UsageError
+_HELP = getattr(_click_errors, "NoArgsIsHelpError", ())  # `onnx-geom` alone prints the help: not an error
 
 
 class _Commands(TyperGroup):
     """The command group. A mistyped command line (an unknown option, a choice not offered, a missing argument, a
     path that must exist) is one sentence on stderr and exit code 1, like every other user error, instead of
-    Click's boxed usage text."""
+    Click's boxed usage text: at the top (``make_context``) and in a command (``invoke``)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except _HELP:
+            raise
+        except UsageError as error:
+            raise fail(_usage_sentence(error)) from None
 
     def invoke(self, ctx: Any) -> Any:
         try:

@@ -114,6 +114,8 @@ def test_usage_errors_are_one_sentence_too(tmp_path, model):
     one_sentence(invoke("probe", model, "-o", tmp_path), "is a directory")
     one_sentence(invoke("demo", "-o", model), "is a file")
     one_sentence(invoke("nonsense"), "No such command 'nonsense'")
+    one_sentence(invoke("--bogus"), "No such option: --bogus", "see `onnx-geom --help`")
+    assert invoke().exit_code == 2  # `onnx-geom` alone still prints the help
 
 
 # --- --size: WIDTHxHEIGHT everywhere ------------------------------------------------------------------------------
@@ -198,6 +200,17 @@ def test_corrupt_reads_repeated_and_comma_lists(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["written"] == ["contrast", "fog"]
     assert sorted(p.name for p in (tmp_path / "c").glob("*.npy")) == ["contrast.npy", "fog.npy", "labels.npy"]
+
+
+def test_run_with_a_folder_reads_all_as_the_folder_and_checks_names_there(tmp_path, model):
+    images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", images=images, labels=np.arange(4) % 4)
+    assert invoke("corrupt", tmp_path / "d.npz", "-o", tmp_path / "c", "-c", "fog", "--severities", "1").exit_code == 0
+    run = ["run", model, "-d", tmp_path / "d.npz", "--corrupted", tmp_path / "c", "--severities", "1", "--json"]
+    one_sentence(invoke(*run, "-o", tmp_path / "s1", "-c", "fog,mine"), "has no mine.npy; it has fog.")
+    result = invoke(*run, "-o", tmp_path / "s2")  # all: every set in the folder
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["accuracy"]["m"]) == {"clean", "fog"}
 
 
 # --- one JSON printer ---------------------------------------------------------------------------------------------
