@@ -125,7 +125,6 @@ def test_density_image_counts_every_polyline_once_per_column():
 
 def _manual_geometry(f, W, b, y):
     """Written independently of onnx_geom.geometry: loops, no vectorised margin."""
-    W @ f + b
     cos = (W @ f) / (np.linalg.norm(W, axis=1) * np.linalg.norm(f))
     margin = min(((W[y] - W[j]) @ f + b[y] - b[j]) / np.linalg.norm(W[y] - W[j]) for j in range(len(b)) if j != y)
     return {"angle_true": np.degrees(np.arccos(np.clip(cos[y], -1, 1))), "length": np.linalg.norm(f), "margin": margin}

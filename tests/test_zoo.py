@@ -23,10 +23,8 @@ METHODS = {"dense", "magnitude", "random", "l1_channel", "lth_rewind", "gmp", "s
 
 
 @pytest.fixture(scope="module")
-def small_zoos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def small_zoos(tmp_path_factory: pytest.TempPathFactory, torch, skl2onnx) -> tuple[Path, Path]:
     """Two reduced builds into separate folders, one through the function, one through the command line."""
-    pytest.importorskip("torch")
-    pytest.importorskip("skl2onnx")
     from onnx_geom.demo.build_zoo import build_zoo, main
 
     a, b = tmp_path_factory.mktemp("zoo_a"), tmp_path_factory.mktemp("zoo_b")
