@@ -134,7 +134,7 @@ def test_probe_and_export_import_neither_torch_nor_the_cli():
         "bad=[m for m in sys.modules if m.startswith(('torch', 'onnx_geom.cli', 'onnx_geom.viewers'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_the_cli_prints_the_head_as_a_table_and_the_same_as_json(tmp_path):

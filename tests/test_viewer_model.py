@@ -157,7 +157,7 @@ def test_data_model_and_selection_never_import_qt_or_vispy():
         "from onnx_geom.viewers import ViewerData; ViewerData.synthetic(20, 3);"
         "bad=[m for m in sys.modules if m.startswith(('vispy','PySide6'))]; print(bad); sys.exit(bool(bad))"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_many_classes_give_four_global_axes_without_reading_cosines():

@@ -216,4 +216,4 @@ def test_reading_the_zoo_needs_neither_torch_nor_sklearn():
         "bad=[m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn', 'skl2onnx', 'onnx', 'onnxruntime')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
