@@ -14,7 +14,9 @@ def test_version_and_help():
 
 
 def test_python_dash_m_runs_the_same_app():
-    out = subprocess.run([sys.executable, "-m", "onnx_geom", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "onnx_geom", "--version"], capture_output=True, text=True, check=True, timeout=120
+    )
     assert out.stdout.strip() == f"onnx-geom {__version__}"
 
 
@@ -24,4 +26,4 @@ def test_core_never_imports_cli_viewers_qt_or_vispy():
         "bad=[m for m in sys.modules if m.startswith(('onnx_geom.cli','onnx_geom.viewers','vispy','PySide6','torch'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

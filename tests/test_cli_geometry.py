@@ -41,6 +41,10 @@ def test_metrics_json_csv_and_table(study, tmp_path):
     assert float(first["margin"]) == pytest.approx(float(s.read(unit, "geometry/margin")[0]), rel=1e-6)
     assert first["correct"] in ("true", "false")
     assert sum(r["correct"] == "true" for r in table[:120]) / 120 == pytest.approx(rows[0]["accuracy"])
+    W, b = (np.asarray(a, np.float64) for a in s.head("dense"))  # and both from the stored features, by hand
+    z = s.read(unit, "features").astype(np.float64) @ W.T + b
+    assert (rows[0]["model"], rows[0]["corruption"]) == ("dense", "clean")
+    assert rows[0]["accuracy"] == pytest.approx(np.mean(z.argmax(1) == s.labels))
     human = CliRunner().invoke(app, ["metrics", str(path)])
     assert human.exit_code == 0 and "motion_blur" in human.stdout and "1,3" in human.stdout
     fog = [r["accuracy"] for r in rows if (r["model"], r["corruption"]) == ("mag90", "gaussian_noise")]
@@ -48,8 +52,8 @@ def test_metrics_json_csv_and_table(study, tmp_path):
     assert f"{sum(fog) / 2:.4g}" in line
 
 
-def test_metrics_parquet(measured, tmp_path):
-    pq = pytest.importorskip("pyarrow.parquet")
+def test_metrics_parquet(measured, tmp_path, pyarrow_parquet):
+    pq = pyarrow_parquet
     path, _ = measured
     result = CliRunner().invoke(app, ["metrics", str(path), "--parquet", str(tmp_path / "s.parquet")])
     assert result.exit_code == 0, result.output

@@ -11,11 +11,9 @@ from onnx_geom.corruptions import _color, _common, _filters, _fractal, _linear, 
 from onnx_geom.corruptions.blur import _scramble
 from tests._corruption_data import smooth_images
 
-cv2 = pytest.importorskip("cv2")
 
-
-def test_saturation_is_scikit_images_hsv_round_trip_bit_for_bit():
-    skcolor = pytest.importorskip("skimage.color")
+def test_saturation_is_scikit_images_hsv_round_trip_bit_for_bit(skimage_color):
+    skcolor = skimage_color
     rgb = np.random.default_rng(0).integers(0, 256, (200_000, 3)) / 255.0
     rgb[:500] = rgb[:500, :1]  # greys
     rgb[500:1000, 1] = rgb[500:1000, 0]  # ties between channels
@@ -55,8 +53,8 @@ def test_glass_scramble_equals_the_sequential_loop(delta):
     assert (_scramble(x, hs, ws, d[..., 1], d[..., 0]) == expected).all()
 
 
-def test_plasma_fractal_is_the_reference_given_the_same_uniforms(monkeypatch):
-    ref = pytest.importorskip("imagecorruptions.corruptions")
+def test_plasma_fractal_is_the_reference_given_the_same_uniforms(monkeypatch, imagecorruptions_corruptions):
+    ref = imagecorruptions_corruptions
     u = np.random.default_rng(1).uniform(-1, 1, (1, _fractal.draws_needed(32)))
     used = [0]
 
@@ -72,8 +70,8 @@ def test_plasma_fractal_is_the_reference_given_the_same_uniforms(monkeypatch):
     assert np.allclose(_fractal.plasma_fractal(u, 32, 1.7)[0], expected, atol=1e-6)
 
 
-def test_disk_kernel_is_the_references():
-    ref = pytest.importorskip("imagecorruptions.corruptions")
+def test_disk_kernel_is_the_references(imagecorruptions_corruptions):
+    ref = imagecorruptions_corruptions
     for radius, alias in [(0.3, 0.4), (1.5, 0.1), (3, 0.1), (8, 0.5), (10, 0.5)]:
         assert np.allclose(_filters.disk_kernel(radius, alias), ref.disk(radius, alias), atol=1e-7)
 
@@ -99,7 +97,7 @@ def test_linear_operators_equal_scipy():
         assert np.allclose(_linear.apply(x, op), z[:, t0 : t0 + 30, t1 : t1 + 26], atol=1e-4)
 
 
-def test_canny_and_equalize_hist_match_opencv():
+def test_canny_and_equalize_hist_match_opencv(cv2):
     rng = np.random.default_rng(0)
     liquid = ndimage.gaussian_filter(rng.normal(0.65, 0.3, (12, 32, 32)), (0, 1, 1), mode="nearest")
     liquid[liquid < 0.69] = 0
@@ -114,7 +112,7 @@ def test_canny_and_equalize_hist_match_opencv():
         assert (ours == cv2.equalizeHist(img)).all()
 
 
-def test_affine_warp_matches_opencv_within_its_fixed_point():
+def test_affine_warp_matches_opencv_within_its_fixed_point(cv2):
     x = smooth_images(3, 32, 32).astype(np.float32) / 255
     moved = _warp.affine_points(32, 32)[None] + np.random.default_rng(0).uniform(-2.5, 2.5, (3, 3, 2)).astype(
         np.float32

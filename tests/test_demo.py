@@ -40,6 +40,7 @@ def demo_dir(tmp_path_factory):
     return out, json.loads(result.stdout)
 
 
+@pytest.mark.slow  # the demo_dir fixture runs the demo: about 15 s
 def test_the_study_is_complete_with_geometry(demo_dir):
     out, summary = demo_dir
     study = Study.open(out / "study")
@@ -52,6 +53,7 @@ def test_the_study_is_complete_with_geometry(demo_dir):
     assert set(summary["seconds"]) == {"probe", "sweep", "metrics", "compare"}
 
 
+@pytest.mark.slow  # the demo_dir fixture runs the demo: about 15 s
 def test_clean_accuracy_equals_the_zoo_model_run_directly(demo_dir):
     _out, summary = demo_dir
     images, labels = load_test_split()
@@ -63,6 +65,7 @@ def test_clean_accuracy_equals_the_zoo_model_run_directly(demo_dir):
         assert summary["accuracy"][name]["clean"] == pytest.approx(np.mean(scores.argmax(1) == labels))
 
 
+@pytest.mark.slow  # the demo_dir fixture runs the demo: about 15 s
 def test_every_view_has_a_screenshot_that_is_not_blank(demo_dir):
     _out, summary = demo_dir
     assert len(summary["screenshots"]) == 7
@@ -78,6 +81,7 @@ def test_an_unknown_zoo_model_is_one_sentence(tmp_path):
     assert "the zoo has no model 'resnet9000'" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow  # the demo_dir fixture runs the demo: about 15 s
 def test_sample_thumbnails_are_the_images_the_model_saw_under_the_condition(demo_dir):
     from onnx_geom.viewers import ViewerData
 

@@ -10,4 +10,4 @@ import pytest
 def test_docstring_examples(name):
     module = importlib.import_module(f"onnx_geom.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
+    assert result.failed == 0 and result.attempted > 0  # examples marked +SKIP are not attempted

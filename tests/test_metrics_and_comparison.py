@@ -4,14 +4,41 @@ import json
 
 import numpy as np
 import pytest
+from _child import Child
 from geometry_study import count_writes, make_study
 
 from onnx_geom.comparison import compare_study
-from onnx_geom.errors import DataError, StudyError
+from onnx_geom.errors import DataError, StudyError, StudyLockedError
 from onnx_geom.geometry import sample_geometry
 from onnx_geom.metrics import compute_metrics, sample_records
-from onnx_geom.similarity import linear_cka
 from onnx_geom.store import Study, Unit
+
+
+def _margins(z, W, labels):
+    """Distance to the nearest decision boundary of the true class, by a loop: min over j != y of
+    (z_y - z_j) / ||W_y - W_j|| (negative when the sample is misclassified)."""
+    return np.array(
+        [
+            min((z[i, y] - z[i, j]) / np.linalg.norm(W[y] - W[j]) for j in range(len(W)) if j != y)
+            for i, y in enumerate(labels)
+        ]
+    )
+
+
+def _gram_cka(X, Y):
+    """Linear CKA from the N x N Gram matrices: HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), HSIC = tr(K H L H)."""
+    H = np.eye(len(X)) - 1.0 / len(X)
+    hsic = lambda K, L: np.trace(K @ H @ L @ H)
+    K, L = X @ X.T, Y @ Y.T
+    return hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
+
+
+def _kappa(a, b):
+    """Cohen's kappa of two boolean vectors: (p_observed - p_expected) / (1 - p_expected)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    observed = np.mean(a == b)
+    expected = a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean())
+    return (observed - expected) / (1 - expected)
 
 
 def test_compute_metrics_writes_every_unit_once_and_summarises(tmp_path, monkeypatch):
@@ -69,7 +96,7 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
     pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag90"))
     X = study.read(Unit("dense", "clean", 0), "features").astype(np.float64)
     Y = study.read(Unit("mag90", "clean", 0), "features").astype(np.float64)
-    assert pair["cka"] == pytest.approx(linear_cka(X, Y), rel=1e-5)
+    assert pair["cka"] == pytest.approx(_gram_cka(X, Y), rel=1e-5)
     # Agreement over every unit, by a plain loop.
     same = total = 0
     for unit in study.units(model="dense"):
@@ -118,12 +145,7 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
     for model in cmp.models:  # the clean margin recomputed from the stored features and head
         W, b = (np.asarray(a, np.float64) for a in study.head(model))
         z = study.read(Unit(model, "clean", 0), "features").astype(np.float64) @ W.T + b
-        y = np.asarray(study.labels)
-        dist = [
-            min((z[i, y[i]] - z[i, j]) / np.linalg.norm(W[y[i]] - W[j]) for j in range(len(b)) if j != y[i])
-            for i in range(len(y))
-        ]  # distance to the nearest boundary of the true class, by a loop
-        assert margins[model] == pytest.approx(np.median(dist), rel=1e-4)
+        assert margins[model] == pytest.approx(np.median(_margins(z, W, study.labels)), rel=1e-4)
     data = json.loads((tmp_path / "out" / "comparison.json").read_text())
     assert data["samples"]["robust"] == cmp.samples["robust"]
     header = (tmp_path / "out" / "accuracy.csv").read_text().splitlines()[0]
@@ -136,8 +158,17 @@ def test_compare_study_options_and_errors(tmp_path):
     study = make_study(tmp_path / "s", geometry=True)
     cmp = compare_study(study, reference="mag50", distance="kappa", cka_samples=50)
     assert cmp.reference == "mag50" and "mag50" not in cmp.samples["fragile_to_pruning"]
-    kappa = next(p["kappa"] for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
-    assert cmp.distance[0, 1] == pytest.approx(1 - kappa)
+    # kappa of the correctness over every unit the two models share, from the stored predictions
+    units = study.units(model="dense")
+    correct = {
+        m: np.concatenate(
+            [study.read(Unit(m, u.corruption, u.severity), "geometry/pred") == study.labels for u in units]
+        )
+        for m in ("dense", "mag50")
+    }
+    kappa = _kappa(correct["dense"], correct["mag50"])
+    pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
+    assert pair["kappa"] == pytest.approx(kappa) and cmp.distance[0, 1] == pytest.approx(1 - kappa)
     with pytest.raises(DataError, match="reference model 'nope'"):
         compare_study(study, reference="nope")
     with pytest.raises(DataError, match="unknown distance"):
@@ -145,29 +176,31 @@ def test_compare_study_options_and_errors(tmp_path):
 
 
 def test_two_processes_computing_metrics_on_one_study(tmp_path):
-    import subprocess
-    import sys
-
     make_study(tmp_path / "s")
-    code = (
-        "import sys; from onnx_geom.store import Study; from onnx_geom.metrics import compute_metrics;"
-        "print(len(compute_metrics(Study.open(sys.argv[1], mode='a'))))"
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    study = Study.open(tmp_path / "s")
+    study = Study.open(tmp_path / "s", mode="a")
+    with Child("metrics", tmp_path / "s") as first:
+        assert first.read() == "holding dense/clean/0/geometry"  # it waits, holding the first unit's geometry
+        with Child("metrics", tmp_path / "s") as second:
+            # the second leaves the held unit to the first and takes the next one: both hold a unit at once
+            assert second.read() == "holding dense/defocus_blur/1/geometry"
+            for child, unit in ((first, Unit("dense", "clean", 0)), (second, Unit("dense", "defocus_blur", 1))):
+                with pytest.raises(StudyLockedError, match=f"being written by process {child.pid} "):
+                    study.write_group(unit, "geometry", {"margin": np.zeros(120, np.float32)})
+            for child in (first, second):
+                child.send("free")
+            rest = first.finish() + second.finish()
+    assert rest.count("done") == 2
+    # every unit's geometry was claimed once, by one of the two (the first two claims included)
+    claims = ["dense/clean/0", "dense/defocus_blur/1"] + [x[8:-9] for x in rest if x.startswith("holding ")]
+    assert sorted(claims) == sorted(str(u) for u in study.units()) and len(study.units()) == 21
     assert len(study.units(group="geometry")) == 21
-    for unit in study.units():
-        W, b = study.head(unit.model)
-        want = sample_geometry(study.read(unit, "features"), W, b, study.labels)
-        np.testing.assert_array_equal(study.read(unit, "geometry/correct"), want["correct"])
-        np.testing.assert_allclose(study.read(unit, "geometry/margin"), want["margin"], rtol=1e-6)
+    labels = study.labels
+    for unit in study.units():  # every unit's geometry as one process alone would have written it
+        W, b = (np.asarray(a, np.float64) for a in study.head(unit.model))
+        f = study.read(unit, "features").astype(np.float64)
+        z = f @ W.T + b
+        np.testing.assert_array_equal(study.read(unit, "geometry/correct"), z.argmax(1) == labels)
+        np.testing.assert_allclose(study.read(unit, "geometry/margin"), _margins(z, W, labels), rtol=1e-4, atol=1e-4)
 
 
 def test_compare_study_with_a_unit_missing_for_one_model(tmp_path):
@@ -193,10 +226,10 @@ def test_compare_study_with_a_unit_missing_for_one_model(tmp_path):
     assert "gaussian_noise" in cmp.corruptions  # redundancy still uses the severities every corruption has
 
 
-def test_comparison_tables_as_parquet_hold_the_csv_values(tmp_path):
+def test_comparison_tables_as_parquet_hold_the_csv_values(tmp_path, pyarrow_parquet):
     import csv
 
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = pyarrow_parquet
     cmp = compare_study(make_study(tmp_path / "s", geometry=True))
     csv_paths = cmp.write(tmp_path / "csv")
     pq_paths = cmp.write(tmp_path / "pq", parquet=True)

@@ -48,24 +48,24 @@ def assert_matches(model, reference, layout, *, n=3, mean=(0, 0, 0), std=(1, 1, 
 
 # ---------------------------------------------------------------------------------------------- torch
 
-torch = pytest.importorskip("torch")
 
-
-class ConvNet(torch.nn.Module):
+def conv_net(torch, view: bool = False):
     """1x1 conv -> ReLU -> global pool -> flatten (Flatten op, or a view: Reshape) -> Linear."""
 
-    def __init__(self, view: bool = False):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = torch.nn.Conv2d(3, 6, 1)
-        self.pool = torch.nn.AdaptiveAvgPool2d(1)
-        self.fc = torch.nn.Linear(6, 5)
-        self.view = view
+    class ConvNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(3, 6, 1)
+            self.pool = torch.nn.AdaptiveAvgPool2d(1)
+            self.fc = torch.nn.Linear(6, 5)
 
-    def forward(self, x):
-        pooled = self.pool(torch.relu(self.conv(x)))
-        flat = pooled.view(pooled.shape[0], -1) if self.view else torch.flatten(pooled, 1)
-        return torch.softmax(self.fc(flat), dim=1)
+        def forward(self, x):
+            pooled = self.pool(torch.relu(self.conv(x)))
+            flat = pooled.view(pooled.shape[0], -1) if view else torch.flatten(pooled, 1)
+            return torch.softmax(self.fc(flat), dim=1)
+
+    return ConvNet()
 
 
 def torch_reference(net, x):
@@ -79,10 +79,10 @@ def torch_reference(net, x):
 
 
 @pytest.fixture(scope="module", params=["legacy", "dynamo"])
-def torch_export(request, tmp_path_factory):
+def torch_export(request, tmp_path_factory, torch):
     from onnx_geom.export import torch_to_onnx
 
-    net = ConvNet(view=request.param == "dynamo")
+    net = conv_net(torch, view=request.param == "dynamo")
     model = torch_to_onnx(net, torch.rand(2, 3, 4, 4), dynamo=request.param == "dynamo")
     path = tmp_path_factory.mktemp(request.param) / "net.onnx"
     onnx.save(model, path)
@@ -123,9 +123,8 @@ def test_graph_without_value_info_is_probed_alike(torch_export):
 # ---------------------------------------------------------------------------------------------- scikit-learn
 
 
-def test_skl2onnx_mlp_with_zipmap_and_label_outputs(tmp_path):
-    pytest.importorskip("skl2onnx")
-    from skl2onnx import to_onnx
+def test_skl2onnx_mlp_with_zipmap_and_label_outputs(tmp_path, skl2onnx):
+    to_onnx = skl2onnx.to_onnx
     from sklearn.neural_network import MLPClassifier
 
     rng = np.random.default_rng(0)

@@ -101,6 +101,11 @@ def test_redundancy_groups_blurs_and_noises():
                 correct[(m, name, s)] = base[(m, s)] + 0.1 * rng.random(n) > 0.5
     effects = corruption_effects(correct)
     assert len(effects["zoom_blur"]) == n * 4
+    # each (model, severity) block of correctness standardised, laid end to end in sorted (model, severity) order
+    blocks = [correct[(m, "zoom_blur", s)].astype(float) for m in sorted(models) for s in sevs]
+    np.testing.assert_allclose(
+        effects["zoom_blur"], np.concatenate([(x - x.mean()) / x.std() for x in blocks]), rtol=1e-6
+    )
     red = corruption_redundancy(effects)
     groups = {g["name"]: g["members"] for g in red["groups"]}
     assert groups == {"blur": ["defocus_blur", "motion_blur", "zoom_blur"], "noise": ["gaussian_noise", "shot_noise"]}

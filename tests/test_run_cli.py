@@ -11,6 +11,7 @@ import pytest
 from _probes import make_probe
 from typer.testing import CliRunner
 
+from onnx_geom import corruptions
 from onnx_geom.cli.app import app
 
 RUNNER = CliRunner()
@@ -29,11 +30,12 @@ def files(tmp_path):
 
 
 def direct_accuracy(model_path, data_path):
-    data = np.load(data_path)
+    with np.load(data_path) as data:
+        images, labels = data["images"], data["labels"]
     logits = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(
-        ["logits"], {"images": data["images"]}
+        ["logits"], {"images": images}
     )[0]
-    return float(np.mean(logits.argmax(1) == data["labels"]))
+    return float(np.mean(logits.argmax(1) == labels))
 
 
 def invoke(*args):
@@ -98,7 +100,7 @@ def test_run_table(files):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--device", "cuda"], "cuda was asked for"),
+        pytest.param(["--device", "cuda"], "cuda was asked for", marks=pytest.mark.gpu),  # skips where CUDA works
         (["--severities", "0-7"], "severities must be between 1 and 5"),
         (["--limit", "0"], "--limit must be at least 1"),
     ],
@@ -140,7 +142,6 @@ def test_duplicate_names_and_missing_study(files):
 
 
 def test_run_with_real_corruptions(files):
-    corruptions = pytest.importorskip("onnx_geom.corruptions")
     result, stdout = invoke(
         "run",
         files / "other.onnx",
@@ -161,7 +162,8 @@ def test_run_with_real_corruptions(files):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    data = np.load(files / "data.npz")
+    with np.load(files / "data.npz") as data:
+        data = dict(data)
     images = corruptions.corrupt(data["images"], "gaussian_noise", 2, rng=3, indices=np.arange(25))
     logits = ort.InferenceSession(str(files / "other.onnx"), providers=["CPUExecutionProvider"]).run(
         ["logits"], {"images": images}

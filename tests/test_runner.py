@@ -48,6 +48,7 @@ def test_auto_resolves_to_a_working_device():
     assert session.batch_size == {"cpu": 256, "cuda": 2048}[session.device]  # small 6x6x3 images: the full default
 
 
+@pytest.mark.gpu  # runs only where CUDA does not work
 def test_explicit_gpu_that_cannot_work_is_an_error(capfd):
     model, _ = make_probe()
     probe = ProbeSession.open(model, device="auto")
@@ -56,6 +57,11 @@ def test_explicit_gpu_that_cannot_work_is_an_error(capfd):
     for device in ("cuda", "tensorrt"):
         with pytest.raises(DeviceError, match=f"{device} was asked for"):
             ProbeSession.open(model, device=device)
+    assert capfd.readouterr() == ("", "")  # onnxruntime's provider chatter is silenced unless verbose
+
+
+def test_fp16_on_the_cpu_and_unknown_devices_are_errors(capfd):
+    model, _ = make_probe()
     with pytest.raises(DeviceError, match="fp16 runs on a GPU only"):
         ProbeSession.open(model, device="cpu", fp16=True)
     with pytest.raises(DeviceError, match="unknown device"):

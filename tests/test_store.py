@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import errno
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import zarr
+from _child import Child
 
 from onnx_geom.errors import StudyError, StudyLockedError, StudyNotFoundError
 from onnx_geom.probe_info import ProbeInfo
@@ -153,22 +151,12 @@ def test_second_writer_is_told_who_holds_the_unit(tmp_path):
 
 def test_lock_from_another_process_released_on_kill(tmp_path):
     make(tmp_path)
-    code = textwrap.dedent(f"""
-        import sys, time, numpy as np
-        from onnx_geom.store import Study, Unit
-        s = Study.open({str(tmp_path / "s")!r}, mode="a")
-        with s.writing(Unit("m", "fog", 1), {{"features": ((10, 5), "float32")}}):
-            print("held", flush=True); time.sleep(60)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with Child("hold", tmp_path / "s", "m", "fog", 1, 10, 5) as holder:  # claims the unit, keeps it until killed
+        assert holder.read() == "holding m/fog/1"
         study = Study.open(tmp_path / "s", mode="a")
-        with pytest.raises(StudyLockedError, match=f"process {proc.pid}"):
+        with pytest.raises(StudyLockedError, match=f"process {holder.pid}"):
             study.write_unit(Unit("m", "fog", 1), arrays())
-    finally:
-        proc.kill()
-        proc.wait()
+        holder.kill()
     study.write_unit(Unit("m", "fog", 1), arrays())  # the kernel released the dead writer's lock
     assert study.units() == [Unit("m", "fog", 1)]
 

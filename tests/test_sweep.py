@@ -5,21 +5,20 @@ from __future__ import annotations
 import errno
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _child import Child
 from _probes import make_probe, toy_corrupt
 
-from onnx_geom.errors import DataError, StudyError
+from onnx_geom import datasets
+from onnx_geom.errors import DataError, StudyError, StudyLockedError
 from onnx_geom.store import Study, Unit
 from onnx_geom.sweep import sweep
 
-CHILD = Path(__file__).parent / "_sweep_child.py"
 CORRUPTIONS, SEVERITIES, SEED = ["n1", "n2", "n3"], [1, 2], 5
 PLAN = [("clean", 0)] + [(c, s) for c in CORRUPTIONS for s in SEVERITIES]
 
@@ -40,23 +39,29 @@ def work(tmp_path_factory):
 @pytest.fixture(scope="module")
 def expected(work):
     """Every unit computed directly: corrupt the whole set at once, one plain onnxruntime call per model."""
-    data = np.load(work / "data.npz")
+    images, _labels = load_data(work)
     out = {}
     for model in ("a", "b"):
         session = ort.InferenceSession(str(work / f"{model}.onnx"), providers=["CPUExecutionProvider"])
         for corruption, severity in PLAN:
-            images = (
-                data["images"]
+            corrupted = (
+                images
                 if corruption == "clean"
-                else toy_corrupt(data["images"], corruption, severity, rng=SEED, indices=range(30))
+                else toy_corrupt(images, corruption, severity, rng=SEED, indices=range(30))
             )
-            feats, logits = session.run(["features", "logits"], {"images": images})
+            feats, logits = session.run(["features", "logits"], {"images": corrupted})
             out[Unit(model, corruption, severity)] = {"features": feats, "logits": logits}
     return out
 
 
+def load_data(work):
+    """The test images and labels (the file closed again)."""
+    with np.load(work / "data.npz") as data:
+        return data["images"], data["labels"]
+
+
 def run(work, study, **kw):
-    data = np.load(work / "data.npz")
+    images, labels = load_data(work)
     options = {
         "corruptions": CORRUPTIONS,
         "severities": SEVERITIES,
@@ -65,9 +70,7 @@ def run(work, study, **kw):
         "seed": SEED,
         "corrupt": toy_corrupt,
     }
-    return sweep(
-        {"a": work / "a.onnx", "b": work / "b.onnx"}, (data["images"], data["labels"]), study, **{**options, **kw}
-    )
+    return sweep({"a": work / "a.onnx", "b": work / "b.onnx"}, (images, labels), study, **{**options, **kw})
 
 
 def assert_study_equals(path, expected):
@@ -82,7 +85,7 @@ def test_sweep_equals_direct_onnxruntime(work, expected, tmp_path):
     events = []
     summary = run(work, tmp_path / "s", batch_size=7, progress=lambda e, u, c: events.append((e, u, c)))
     assert_study_equals(tmp_path / "s", expected)
-    labels = np.load(work / "data.npz")["labels"]
+    _images, labels = load_data(work)
     for model in ("a", "b"):
         for corruption in ["clean", *CORRUPTIONS]:
             sevs = [s for c, s in PLAN if c == corruption]
@@ -102,24 +105,26 @@ def test_sweep_equals_direct_onnxruntime(work, expected, tmp_path):
     assert again["units"]["computed"] == [] and again["units"]["already_complete"] == 14
 
 
-def test_sigkill_then_rerun_recomputes_only_what_was_missing(work, expected, tmp_path):
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD), str(work), str(tmp_path / "s"), "0.03"], stdout=subprocess.PIPE, text=True
-    )
-    done = []
-    for line in child.stdout:
-        done.append(line.split()[1])
-        if len(done) == 5:
-            child.send_signal(signal.SIGKILL)
-            break
-    child.wait()
-    assert child.returncode == -signal.SIGKILL
+def test_sigkill_mid_unit_then_rerun_recomputes_only_what_was_missing(work, expected, tmp_path):
+    with Child("sweep", work, tmp_path / "s") as child:
+        done = []
+        while (line := child.read()) != "batch n1 2 16":  # the third batch of the fifth condition, n1/2
+            kind, what = line.split(maxsplit=1)
+            assert kind in ("holding", "batch", "unit"), line
+            if kind == "unit":
+                done.append(what)
+            else:
+                child.send("go")
+        # the child is now making that batch: the two n1/2 units are claimed, their first batch written
+        assert child.kill() == -signal.SIGKILL
+    assert done == ["a/clean/0", "b/clean/0", "a/n1/1", "b/n1/1"]
     study = Study.open(tmp_path / "s")
-    complete = {str(u) for u in study.units()}
-    assert set(done) <= complete and len(complete) < 14
+    assert [str(u) for u in study.units()] == sorted(done)
+    killed = study.incomplete_units()
+    assert [str(u) for u, _ in killed] == ["a/n1/2", "b/n1/2"] and {w["pid"] for _, w in killed} == {child.pid}
     summary = run(work, tmp_path / "s")
-    assert sorted(summary["units"]["computed"]) == sorted({str(u) for u in expected} - complete)
-    assert summary["units"]["already_complete"] == len(complete)
+    assert sorted(summary["units"]["computed"]) == sorted({str(u) for u in expected} - set(done))
+    assert summary["units"]["already_complete"] == len(done) and summary["units"]["locked"] == []
     assert_study_equals(tmp_path / "s", expected)
     run(work, tmp_path / "uninterrupted")  # same options as the child: the arrays must be bit for bit the same
     resumed, whole = Study.open(tmp_path / "s"), Study.open(tmp_path / "uninterrupted")
@@ -129,38 +134,45 @@ def test_sigkill_then_rerun_recomputes_only_what_was_missing(work, expected, tmp
             np.testing.assert_array_equal(resumed.read(unit, name), whole.read(unit, name))
 
 
-def test_two_concurrent_runs_do_not_corrupt_the_study(work, expected, tmp_path):
-    children = [
-        subprocess.Popen(
-            [sys.executable, str(CHILD), str(work), str(tmp_path / "s"), "0.01"], stdout=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    outputs = [c.communicate(timeout=120)[0] for c in children]
-    assert [c.returncode for c in children] == [0, 0], outputs
-    summaries = [
-        json.loads(next(line for line in out.splitlines() if line.startswith("summary"))[8:]) for out in outputs
-    ]
+def _until_holding(child: Child) -> str:
+    """Let ``child`` go on until it holds a unit; returns that unit (the child waits, holding it)."""
+    while True:
+        line = child.read()
+        if line.startswith("holding "):
+            return line.split()[1]
+        assert line.startswith(("batch ", "skip ")), line
+        if line.startswith("batch "):
+            child.send("go")
+
+
+def test_two_concurrent_runs_overlap_and_do_not_corrupt_the_study(work, expected, tmp_path):
+    path = tmp_path / "s"
+    with Child("sweep", work, path) as first:
+        assert _until_holding(first) == "a/clean/0"  # it waits, holding the plan's first unit
+        with Child("sweep", work, path) as second:
+            assert _until_holding(second) == "b/clean/0"  # found a/clean/0 locked, took the next one
+            # both hold a unit at once; each lock is visible to a third writer and names its holder
+            study = Study.open(path, mode="a")
+            for child, model in ((first, "a"), (second, "b")):
+                unit = Unit(model, "clean", 0)
+                with pytest.raises(StudyLockedError, match=f"{unit} is being written by process {child.pid} "):
+                    study.write_unit(unit, expected[unit])
+            for child in (first, second):
+                child.send("free")
+            outputs = [child.finish() for child in (first, second)]
+    summaries = [json.loads(next(x for x in out if x.startswith("summary "))[8:]) for out in outputs]
+    assert f"a/clean/0 is being written by process {first.pid}" in " ".join(summaries[1]["locked"])
     computed = [u for s in summaries for u in s["computed"]]
-    assert len(computed) == len(set(computed))  # no unit was written twice
-    assert_study_equals(tmp_path / "s", expected)
+    assert len(computed) == len(set(computed)) == 14  # every unit written once, by one of them
+    assert_study_equals(path, expected)
 
 
 def test_unit_held_by_another_process_is_skipped_and_reported(work, expected, tmp_path):
     run(work, tmp_path / "s", corruptions=[])  # clean only: creates the study
-    code = (
-        "import sys, time; from onnx_geom.store import Study, Unit\n"
-        f"s = Study.open({str(tmp_path / 's')!r}, mode='a')\n"
-        "with s.writing(Unit('a', 'n2', 1), {'features': ((30, 8), 'float32')}):\n"
-        "    print('held', flush=True); time.sleep(60)\n"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with Child("hold", tmp_path / "s", "a", "n2", 1, 30, 8) as holder:
+        assert holder.read() == "holding a/n2/1"
         summary = run(work, tmp_path / "s")
-    finally:
         holder.kill()
-        holder.wait()
     assert len(summary["units"]["locked"]) == 1
     assert f"a/n2/1 is being written by process {holder.pid}" in summary["units"]["locked"][0]
     assert "a/n2/1" not in summary["units"]["computed"] and len(summary["units"]["computed"]) == 11
@@ -256,8 +268,7 @@ class FakeFolder:
 
 
 def test_corrupted_folder_gives_the_same_units(work, expected, tmp_path, monkeypatch):
-    data = np.load(work / "data.npz")
-    folder = FakeFolder(data["images"], data["labels"], CORRUPTIONS, SEED)
+    folder = FakeFolder(*load_data(work), CORRUPTIONS, SEED)
     monkeypatch.setattr("onnx_geom.sweep.CorruptedFolder", lambda path: folder)
     summary = run(work, tmp_path / "s", corrupted_dir="fake", corruptions=None, corrupt=None)
     assert len(summary["units"]["computed"]) == 14 and Study.open(tmp_path / "s").attrs["profile"] == "folder"
@@ -268,9 +279,6 @@ def test_corrupted_folder_gives_the_same_units(work, expected, tmp_path, monkeyp
 
 
 def test_real_corruptions_on_the_fly_equal_a_written_folder(tmp_path):
-    """Needs onnx_geom.datasets and onnx_geom.corruptions (the corrupt branch); skipped until they are installed."""
-    datasets = pytest.importorskip("onnx_geom.datasets")
-    pytest.importorskip("onnx_geom.corruptions")
     onnx.save(make_probe(shape=(32, 32, 3))[0], tmp_path / "p.onnx")
     rng = np.random.default_rng(0)
     data = datasets.Dataset(rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), rng.integers(0, 4, 12), "toy")
@@ -301,8 +309,6 @@ def test_real_corruptions_on_the_fly_equal_a_written_folder(tmp_path):
 
 
 def test_plain_model_is_probed_on_the_fly(tmp_path):
-    """Needs onnx_geom.probe (the probe branch); skipped until it is installed."""
-    pytest.importorskip("onnx_geom.probe")
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)

@@ -126,7 +126,9 @@ def test_a_study_without_geometry_is_refused_with_a_sentence(tmp_path):
 
 @pytest.mark.gui
 # (local, table and attribution panels are screenshot-tested one by one in test_viewer_render.py)
-@pytest.mark.parametrize("panel", [None, "similarity", "samples", "global"])
+@pytest.mark.parametrize(
+    "panel", [pytest.param(None, marks=pytest.mark.slow), "similarity", "samples", "global"]
+)  # None: the whole window, every shader compiled on the CPU: about 4 s
 def test_cli_screenshot_of_a_study(study_dir, tmp_path, panel):
     out = tmp_path / f"{panel or 'all'}.png"
     args = ["view", str(study_dir), "--screenshot", str(out), "--size", "640x400"]

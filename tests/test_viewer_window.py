@@ -3,6 +3,7 @@ and the controls must show the same samples."""
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -76,8 +77,8 @@ def display():
         stderr=subprocess.DEVNULL,
     )
     os.close(write)
-    with os.fdopen(read) as f:
-        number = f.readline().strip()
+    with os.fdopen(read) as f:  # Xvfb writes its display number once it is ready; wait 60 s at most
+        number = f.readline().strip() if select.select([f], [], [], 60)[0] else ""
     if not number:
         proc.kill()
         pytest.fail("Xvfb started but reported no display number")
