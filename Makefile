@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test ci bench install clean
+.PHONY: demo test ci typecheck bench install clean
 
 $(STAMP): pyproject.toml
 	# a .venv left half-made (no pip: the venv module was missing) is made again
@@ -30,8 +30,14 @@ test: $(STAMP)
 ci: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	# ---- type check (mypy) goes here ----
+	$(MAKE) typecheck
 	ONNX_GEOM_NO_SKIPS=1 $(PY) -m pytest -q
+
+# mypy on the package as it installs (onnx_geom with its cli and viewers, which live in cli/ and viewers/ here)
+typecheck: $(STAMP)
+	rm -rf build/typecheck
+	$(PY) -m pip install -q --no-deps --no-compile --target build/typecheck .
+	cd build/typecheck && $(abspath $(PY)) -m mypy --config-file $(CURDIR)/pyproject.toml -p onnx_geom
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

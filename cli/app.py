@@ -6,6 +6,7 @@ that ``onnx-geom --help`` stays fast.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -14,13 +15,10 @@ from typer.core import TyperGroup
 from onnx_geom import __version__
 from onnx_geom.cli._console import fail
 
-try:  # Typer vendors Click from 0.2x on
-    from typer._click import exceptions as _click_errors
-except ImportError:  # pragma: no cover - older Typer on Click
-    from click import exceptions as _click_errors
-
-UsageError = _click_errors.UsageError
-_HELP = getattr(_click_errors, "NoArgsIsHelpError", ())  # `onnx-geom` alone prints the help: not an error
+#: Click's usage error (Typer vendors Click in recent releases; its public BadParameter derives from it either way)
+UsageError: type[Exception] = typer.BadParameter.__base__  # type: ignore[assignment]
+#: `onnx-geom` alone prints the help: not an error
+_HELP = getattr(sys.modules[UsageError.__module__], "NoArgsIsHelpError", ())
 
 
 class _Commands(TyperGroup):
@@ -43,7 +41,7 @@ class _Commands(TyperGroup):
             raise fail(_usage_sentence(error)) from None
 
 
-def _usage_sentence(error: UsageError) -> str:
+def _usage_sentence(error: Any) -> str:
     """Click's message as one sentence that points at the command's ``--help``.
 
     >>> _usage_sentence(UsageError("Missing option '--data' / '-d'."))
