@@ -115,19 +115,10 @@ def test_npz_round_trip_and_refusals(tmp_path):
     with pytest.raises(DataError, match="no labels"):
         load(tmp_path / "nolabels.npz")
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04garbage")
-    with warnings.catch_warnings():  # the file it leaves open: test_a_broken_npz_leaves_no_file_open
-        warnings.simplefilter("ignore", ResourceWarning)
-        with pytest.raises(DataError):
-            load(tmp_path / "broken.npz")
-        gc.collect()
+    with pytest.raises(DataError):
+        load(tmp_path / "broken.npz")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="library bug: onnx_geom.datasets reads .npz with np.load(path), and NumPy leaves its file open when "
-    "the zip is damaged (NpzFile fails after np.load handed the file over); opening the file in the library fixes it",
-)
 def test_a_broken_npz_leaves_no_file_open(tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04garbage")
     with warnings.catch_warnings(record=True) as caught:

@@ -95,7 +95,7 @@ def read_npz(path: str | os.PathLike) -> Dataset:
     """Read an ``.npz`` with ``images`` and ``labels`` (and optionally ``name``, ``class_names``); never unpickles."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:  # our handle: closed on any error
             missing = {"images", "labels"} - set(data.files)
             if missing:
                 raise DataError(f"{path} has no {' or '.join(sorted(missing))} array; an .npz data set needs both.")
