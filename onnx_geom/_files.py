@@ -36,7 +36,8 @@ def replacing(path: str | os.PathLike[str], *, sync: bool = True) -> Iterator[Pa
     the new one may be empty; for files whose loss costs a recomputation, not a result.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # a stat: cheaper than a mkdir that fails
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
         yield tmp
@@ -50,8 +51,11 @@ def replacing(path: str | os.PathLike[str], *, sync: bool = True) -> Iterator[Pa
 
 def write_bytes(path: str | os.PathLike[str], data: bytes | memoryview, *, sync: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`replacing`); returns ``path`` as a Path."""
-    with replacing(path, sync=sync) as tmp, open(tmp, "wb") as f:
+    with replacing(path, sync=False) as tmp, open(tmp, "wb") as f:
         f.write(data)
+        if sync:  # through the open file: no second open
+            f.flush()
+            os.fsync(f.fileno())
     return Path(path)
 
 

@@ -192,6 +192,31 @@ def test_the_root_metadata_is_written_once_and_last(tmp_path, monkeypatch):
     assert [key for key, _ in written] == ["zarr.json"] and study.attrs["corruptions"] == ["clean", "fog", "snow"]
 
 
+def test_what_is_synced_to_the_disk(tmp_path, monkeypatch):
+    """Marks of completeness and what is written once per study or model are synced; per-unit data is not."""
+    import onnx_geom.store._zarrio as files
+
+    real_put, written = files.put, []
+
+    def put(path, value, **options):
+        durable = options.get("durable") or options.get("sync")
+        written.append((path.relative_to(tmp_path / "s").as_posix(), bool(durable)))
+        return real_put(path, value, **options)
+
+    monkeypatch.setattr(files, "put", put)
+    study = make(tmp_path)
+    assert all(durable for _, durable in written)  # root, labels, images, models, the model's group and head
+    written.clear()
+    study.write_unit(Unit("m", "fog", 1), arrays())
+    synced = [key for key, durable in written if durable]
+    assert synced == ["models/m/fog/zarr.json", "models/m/fog/1/zarr.json"]  # the new corruption group, the mark
+    assert ("models/m/fog/1/zarr.json", False) in written  # the claim
+    written.clear()
+    study.write_group(Unit("m", "fog", 1), "geometry", {"margin": np.zeros(10, np.float32)})
+    assert [key for key, durable in written if durable] == ["models/m/fog/1/geometry/zarr.json"]
+    assert len(written) == 4  # claim, chunk, array metadata, mark
+
+
 def test_the_store_imports_and_writes_without_fcntl(tmp_path):
     code = textwrap.dedent(f"""
         import sys, warnings

@@ -103,7 +103,7 @@ def store(folder: Path, obj: Any, fingerprint: Callable[[], str]) -> None:
             remove(child)
     for name, array in arrays.items():
         dims = dimension_names(f"{COMPARISON}/{name}", array.ndim)
-        write_array(folder / name, array, dims, chunks=row_chunks(array.shape, array.itemsize), sync=True)
+        write_array(folder / name, array, dims, chunks=row_chunks(array.shape, array.itemsize))
     attrs = {
         "complete": True,
         "onnx_geom_version": __version__,

@@ -23,7 +23,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,10 @@ _warned: list[bool] = []
 
 
 @contextlib.contextmanager
-def lock(directory: Path, *, wait_s: float, holder: str) -> Iterator[None]:
-    """Exclusive advisory lock on ``directory``; :class:`StudyLockedError` with the sentence ``holder`` when it is
-    not obtained within ``wait_s`` seconds. Released when the block ends (or the process dies)."""
+def lock(directory: Path, *, wait_s: float, holder: str | Callable[[], str]) -> Iterator[None]:
+    """Exclusive advisory lock on ``directory``; :class:`StudyLockedError` with the sentence ``holder`` (or what
+    ``holder()`` returns then) when it is not obtained within ``wait_s`` seconds. Released when the block ends
+    (or the process dies)."""
     if fcntl is None:
         if not _warned:
             _warned.append(True)
@@ -62,7 +63,7 @@ def lock(directory: Path, *, wait_s: float, holder: str) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise StudyLockedError(holder) from None
+                    raise StudyLockedError(holder if isinstance(holder, str) else holder()) from None
                 time.sleep(0.05)
         yield
     finally:

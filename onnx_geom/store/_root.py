@@ -67,11 +67,13 @@ def root_attrs(
 
 def write_new(path: Path, images: Any, labels: np.ndarray, attrs: dict[str, Any]) -> None:
     """Write a new study into the empty folder ``path``: labels, images (read one chunk of rows at a time), the
-    ``models`` group, and last the root's metadata in one write, synced: a folder is a study once it exists."""
+    ``models`` group, and last the root's metadata in one write: a folder is a study once it exists. All of it
+    synced to the disk."""
     labels = labels.astype(np.int64)
-    write_array(path / LABELS, labels, dimension_names(LABELS, 1), chunks=(max(1, len(labels)),), sync=True)
-    write_array(path / IMAGES, images, dimension_names(IMAGES, 4), chunks=row_chunks(images.shape, 1), sync=True)
-    write_group(path / MODELS, {})
+    durable = {"sync": True, "durable": True}  # written once, and a study is nothing without them
+    write_array(path / LABELS, labels, dimension_names(LABELS, 1), chunks=(max(1, len(labels)),), **durable)
+    write_array(path / IMAGES, images, dimension_names(IMAGES, 4), chunks=row_chunks(images.shape, 1), **durable)
+    write_group(path / MODELS, {}, durable=True)
     write_group(path, attrs, durable=True)
 
 

@@ -280,18 +280,12 @@ class Study:
                         f"the study at {self.path} already holds a different model named {name!r}; rename it (name=path) or use a new study."
                     )
                 return
-            folder = self.path / model_key(name)
-            attrs = {
-                "probe": info.to_json(),
-                "probe_path": str(probe_path),
-                "tags": dict(tags if tags is not None else info.tags),
-            }
-            write_group(folder, attrs)
-            write_array(folder / "b", b, dimension_names("b", b.ndim), chunks=row_chunks(b.shape, 4), sync=True)
-            # W last, durably: a model is listed once W's metadata exists
-            write_array(
-                folder / "W", W, dimension_names("W", W.ndim), chunks=row_chunks(W.shape, 4), sync=True, durable=True
-            )
+            folder, durable = self.path / model_key(name), {"sync": True, "durable": True}  # written once
+            attrs = {"probe": info.to_json(), "probe_path": str(probe_path)}
+            write_group(folder, {**attrs, "tags": dict(tags if tags is not None else info.tags)}, durable=True)
+            write_array(folder / "b", b, dimension_names("b", 1), chunks=row_chunks(b.shape, 4), **durable)
+            # W last: a model is listed once W's metadata exists
+            write_array(folder / "W", W, dimension_names("W", 2), chunks=row_chunks(W.shape, 4), **durable)
 
     @contextlib.contextmanager
     def writing(
@@ -315,12 +309,11 @@ class Study:
         folder = self.path / key
         with io_errors(f"writing {what} to the study at {self.path}"):
             claim = {"complete": False, "writer": writer_stamp()}
-            attrs = group_attrs(folder)
-            if attrs is None:
+            if group_attrs(folder) is None:
                 with self._study_lock():  # two processes may create the same group at once
                     require_groups(self.path, key, claim)  # a new group is created claimed
-                attrs = group_attrs(folder) or {}
-            with lock(folder, wait_s=0.0, holder=self._holder_sentence(attrs, what)):
+            holder = lambda: self._holder_sentence(group_attrs(folder) or {}, what)  # read when it is locked
+            with lock(folder, wait_s=0.0, holder=holder):
                 attrs = group_attrs(folder) or {}
                 if attrs.get("complete") is True:
                     raise UnitAlreadyComplete(str(unit))
@@ -332,8 +325,7 @@ class Study:
                 writer = UnitWriter(folder, spec, group=group)
                 yield writer
                 writer.close()
-                # durable: the mark that the unit is whole (its chunks were synced as they were written);
-                # "completion" tells one completion of the unit from another
+                # durable: the mark that the unit is whole; "completion" tells one completion from another
                 write_group(folder, {**attrs, "complete": True, "completion": uuid.uuid4().hex}, durable=True)
 
     def _holder_sentence(self, attrs: Mapping[str, Any], what: str) -> str:

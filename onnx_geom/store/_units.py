@@ -47,7 +47,8 @@ class UnitWriter:
 
     Get one from :meth:`Study.writing`; call :meth:`append` with one keyword per array, in order of rows.
     ``group``: the unit's group being written (``"geometry"``), None for the unit itself (it names the arrays'
-    dimensions). ``sync``: chunks are synced to the disk as they are written.
+    dimensions). ``sync``: chunks are synced to the disk as they are written (not by default: see docs/store.md,
+    "Guarantees").
     """
 
     def __init__(
@@ -56,7 +57,7 @@ class UnitWriter:
         spec: Mapping[str, tuple[Sequence[int], str]],
         *,
         group: str | None = None,
-        sync: bool = True,
+        sync: bool = False,
     ) -> None:
         self._arrays: dict[str, _zarrio.ArrayWriter] = {}
         for name, (shape, dtype) in spec.items():
@@ -74,6 +75,7 @@ class UnitWriter:
             self._arrays[name].append(rows)
 
     def close(self) -> None:
-        """Flush what is buffered, check that every row of every array was written, write their metadata."""
+        """Flush what is buffered, check that every row of every array was written, write their metadata (in
+        place: the unit, marked incomplete, is what becomes complete)."""
         for writer in self._arrays.values():
-            writer.close()
+            writer.close(atomic=False)

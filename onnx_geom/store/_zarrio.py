@@ -61,9 +61,12 @@ def io_errors(what: str) -> Iterator[None]:
         ) from None
 
 
-def put(path: Path, data: bytes | memoryview, *, atomic: bool = False, durable: bool = False) -> None:
+def put(
+    path: Path, data: bytes | memoryview, *, atomic: bool = False, durable: bool = False, sync: bool = False
+) -> None:
     """Write ``data`` to ``path``, creating folders. ``atomic``: replaced whole through
-    :func:`onnx_geom._files.write_bytes`; ``durable``: that, and synced to the disk before the rename."""
+    :func:`onnx_geom._files.write_bytes`; ``durable``: that, and synced to the disk before the rename; ``sync``
+    (not atomic): written in place and synced to the disk."""
     if atomic or durable:
         write_bytes(path, data, sync=durable)
         return
@@ -71,15 +74,9 @@ def put(path: Path, data: bytes | memoryview, *, atomic: bool = False, durable: 
         path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
-
-
-def sync_file(path: Path) -> None:
-    """Flush a file's data to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 # ------------------------------------------------------------------------------------------------- metadata
@@ -138,12 +135,16 @@ def write_group(folder: Path, attrs: dict[str, Any], *, durable: bool = False) -
 
 def require_groups(root: Path, key: str, attrs: dict[str, Any] | None = None) -> None:
     """Make every group on the path ``key`` below ``root`` that does not exist (or is unreadable): the last one
-    with ``attrs``, the others with none."""
-    folder, parts = root, key.split("/")
-    for i, part in enumerate(parts):
-        folder = folder / part
-        if group_attrs(folder) is None:
-            write_group(folder, (attrs or {}) if i == len(parts) - 1 else {})
+    with ``attrs`` (not synced: a claim), the others with none, synced to the disk. Looks from the end, so a
+    group below existing ones costs two reads."""
+    parts = key.split("/")
+    depth = len(parts)
+    while depth > 0 and group_attrs(root.joinpath(*parts[:depth])) is None:
+        depth -= 1
+    for i in range(depth, len(parts) - 1):  # groups others hang below: durable
+        write_group(root.joinpath(*parts[: i + 1]), {}, durable=True)
+    if depth < len(parts):
+        write_group(root / key, attrs or {})
 
 
 def remove(folder: Path) -> None:
@@ -249,14 +250,11 @@ class ArrayWriter:
             padded[tuple(slice(0, n) for n in block.shape)] = block
             block = padded
         data = np.ascontiguousarray(block, dtype=self.dtype.newbyteorder("<") if self.dtype.itemsize > 1 else None)
-        path = self.folder / ".".join(("c", *map(str, index)))
-        put(path, self._codec.encode(data))
-        if self._sync:
-            sync_file(path)
+        put(self.folder / ".".join(("c", *map(str, index))), self._codec.encode(data), sync=self._sync)
 
-    def close(self, *, durable: bool = False) -> None:
-        """Write what is buffered, check that every row was written, then write the array's ``zarr.json``
-        (``durable``: synced to the disk)."""
+    def close(self, *, atomic: bool = True, durable: bool = False) -> None:
+        """Write what is buffered, check that every row was written, then write the array's ``zarr.json``:
+        ``atomic``, replaced whole (an array in a unit marked incomplete need not be); ``durable``, synced."""
         if not self.shape:  # a 0-d array: its one chunk
             self._write_chunk((), np.asarray(self._pending[-1] if self._pending else _fill(self.dtype), self.dtype))
         else:
@@ -265,7 +263,7 @@ class ArrayWriter:
                 raise StudyError(
                     f"only {self.done} of {self.shape[0]} rows of '{self.folder.name}' were written; the unit stays incomplete."
                 )
-        put(self.folder / META, self._meta, atomic=True, durable=durable)
+        put(self.folder / META, self._meta, atomic=atomic, durable=durable)
 
 
 def write_array(
