@@ -217,6 +217,26 @@ def test_what_is_synced_to_the_disk(tmp_path, monkeypatch):
     assert len(written) == 4  # claim, chunk, array metadata, mark
 
 
+def test_the_store_needs_neither_zarr_nor_xarray(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["zarr"] = sys.modules["xarray"] = None  # `import zarr` fails
+        import numpy as np
+        from onnx_geom.store import Study, Unit
+        from onnx_geom.probe_info import ProbeInfo
+        s = Study.create({str(tmp_path / "s")!r}, images=np.zeros((2, 1, 1, 1), np.uint8), labels=[0, 1],
+                         dataset_name="toy")
+        s.add_model("m", ProbeInfo(W=np.ones((2, 3), np.float32), b=np.zeros(2, np.float32), input_shape=(1, 1, 1),
+                                   layout="NCHW", mean=(0.0,), std=(1.0,)))
+        s.write_unit(Unit("m", "clean", 0), {{"features": np.ones((2, 3), np.float32)}})
+        study = Study.open({str(tmp_path / "s")!r})
+        print(study.read(Unit("m", "clean", 0), "features").sum(), study.images[1].shape, study.labels)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["6.0", "(1,", "1,", "1)", "[0", "1]"]
+
+
 def test_the_store_imports_and_writes_without_fcntl(tmp_path):
     code = textwrap.dedent(f"""
         import sys, warnings

@@ -97,6 +97,20 @@ def test_a_lazy_read_opens_only_the_chunks_it_needs(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "damage",
+    [b"", bytes(64), "truncated", b"\x28\xb5\x2f\xfd" + b"garbage"],
+    ids=["empty", "zeroed", "truncated", "garbage"],
+)
+def test_a_chunk_that_does_not_decode_is_one_sentence(tmp_path, damage):
+    data = sample("float32", (6, 4), seed=5)
+    files.write_array(tmp_path / "a", data, ["row", "col"], chunks=(6, 4))
+    chunk = tmp_path / "a" / "c.0.0"
+    chunk.write_bytes(chunk.read_bytes()[:12] if damage == "truncated" else damage)  # what a power cut may leave
+    with pytest.raises(StudyError, match=r"^the array at .* is unreadable \(chunk c\.0\.0: .*\); it may be damaged\.$"):
+        _zarrarray.read_array(tmp_path / "a")
+
+
+@pytest.mark.parametrize(
     ("options", "what"),
     [
         ({"compressors": zarr.codecs.GzipCodec()}, "codecs"),
