@@ -143,6 +143,28 @@ def test_arrays_zarr_writes_with_its_defaults_are_read(tmp_path):
     np.testing.assert_array_equal(Study.open(tmp_path / "s").read(unit, "features"), features)
 
 
+def test_a_study_written_by_zarr_python_with_its_defaults_is_read(tmp_path):
+    """As the store wrote the root, labels, images and models before it wrote every file itself."""
+    root = zarr.open_group(str(tmp_path / "s"), mode="w")
+    root.create_array("labels", data=LABELS.astype(np.int64))
+    root.create_array("images", data=IMAGES, chunks=(3, 4, 4, 3))
+    model = root.create_group("models").create_group("m")
+    model.attrs.update({"probe": INFO.to_json(), "probe_path": "m.onnx", "tags": {"sparsity": 0.5}})
+    model.create_array("b", data=INFO.b)
+    model.create_array("W", data=INFO.W)
+    unit = model.create_group("clean").create_group("0")
+    for name, value in arrays().items():
+        unit.create_array(name, data=value)
+    unit.attrs["complete"] = True
+    root.attrs.update({"onnx_geom_version": "0.1.0", "format": 1, "dataset": {"name": "toy", "n": 10}})
+    study = Study.open(tmp_path / "s")
+    assert study.models == ["m"] and study.units() == [Unit("m", "clean", 0)]
+    np.testing.assert_array_equal(study.labels, LABELS)
+    np.testing.assert_array_equal(study.images[[7, 2]], IMAGES[[7, 2]])
+    np.testing.assert_array_equal(study.head("m")[0], INFO.W)
+    np.testing.assert_array_equal(study.read(Unit("m", "clean", 0), "logits"), arrays()["logits"])
+
+
 def test_an_array_in_another_codec_is_one_sentence(tmp_path):
     study, unit = make(tmp_path), Unit("m", "fog", 1)
     study.write_unit(unit, arrays())

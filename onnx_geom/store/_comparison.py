@@ -65,8 +65,8 @@ def from_json(value: Any) -> Any:
 
 
 def is_array(value: Any) -> bool:
-    """Whether a field is stored as an array of its own (a numpy array of numbers or booleans)."""
-    return isinstance(value, np.ndarray) and value.dtype.name in DTYPES
+    """Whether a field is stored as an array of its own (a numpy array of numbers or booleans, one axis or more)."""
+    return isinstance(value, np.ndarray) and value.dtype.name in DTYPES and value.ndim > 0
 
 
 def split(obj: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -192,9 +192,9 @@ def zstd() -> Any:
 
 
 class ArrayWriter:
-    """Writes one array in row order: :meth:`append` rows, whole chunks are written as they fill; :meth:`close`
-    writes the last chunk and then the array's ``zarr.json``. Chunks hold whole rows (``chunks[1:]`` covers
-    ``shape[1:]``). ``sync``: each chunk is synced to the disk as it is written.
+    """Writes one array (at least one axis) in row order: :meth:`append` rows, whole chunks are written as they
+    fill; :meth:`close` writes the last chunk and then the array's ``zarr.json``. Chunks hold whole rows
+    (``chunks[1:]`` covers ``shape[1:]``). ``sync``: each chunk is synced to the disk as it is written.
     """
 
     def __init__(
@@ -209,6 +209,8 @@ class ArrayWriter:
     ) -> None:
         self.folder, self.shape, self.dtype = folder, tuple(int(s) for s in shape), np.dtype(dtype)
         self.chunks = tuple(int(c) for c in chunks)
+        if not self.shape or len(self.chunks) != len(self.shape):
+            raise ValueError(f"an array of shape {self.shape} cannot be written in chunks {self.chunks}")
         self._meta = _json(array_meta(self.shape, self.dtype, self.chunks, dimension_names))
         self._sync, self._codec = sync, zstd()
         self._pending: list[np.ndarray] = []
@@ -227,9 +229,8 @@ class ArrayWriter:
         self._flush(final=False)
 
     def _flush(self, *, final: bool) -> None:
-        buffered = sum(len(p) for p in self._pending)
-        step = self.chunks[0] if self.chunks else 1
-        if self.done + buffered > (self.shape[0] if self.shape else 1):
+        buffered, step = sum(len(p) for p in self._pending), self.chunks[0]
+        if self.done + buffered > self.shape[0]:
             raise StudyError(
                 f"more rows were given for '{self.folder.name}' than its {self.shape[0]} rows; this is a bug in the caller."
             )
@@ -255,14 +256,11 @@ class ArrayWriter:
     def close(self, *, atomic: bool = True, durable: bool = False) -> None:
         """Write what is buffered, check that every row was written, then write the array's ``zarr.json``:
         ``atomic``, replaced whole (an array in a unit marked incomplete need not be); ``durable``, synced."""
-        if not self.shape:  # a 0-d array: its one chunk
-            self._write_chunk((), np.asarray(self._pending[-1] if self._pending else _fill(self.dtype), self.dtype))
-        else:
-            self._flush(final=True)
-            if self.done != self.shape[0]:
-                raise StudyError(
-                    f"only {self.done} of {self.shape[0]} rows of '{self.folder.name}' were written; the unit stays incomplete."
-                )
+        self._flush(final=True)
+        if self.done != self.shape[0]:
+            raise StudyError(
+                f"only {self.done} of {self.shape[0]} rows of '{self.folder.name}' were written; the unit stays incomplete."
+            )
         put(self.folder / META, self._meta, atomic=atomic, durable=durable)
 
 
@@ -275,12 +273,10 @@ def write_array(
     sync: bool = False,
     durable: bool = False,
 ) -> None:
-    """Write a whole array (a numpy array, or anything sliceable by rows with a ``shape`` and ``dtype``: it is
-    read one chunk of rows at a time) at ``folder``, chunked by rows (``chunks[1:]`` covers ``shape[1:]``)."""
+    """Write a whole array (a numpy array with at least one axis, or anything sliceable by rows with a ``shape``
+    and ``dtype``: it is read one chunk of rows at a time) at ``folder``, chunked by rows (``chunks[1:]`` covers
+    ``shape[1:]``)."""
     writer = ArrayWriter(folder, array.shape, array.dtype, chunks, dimension_names, sync=sync)
-    if not array.shape:
-        writer._pending.append(np.asarray(array))
-    else:
-        for start in range(0, array.shape[0], max(1, int(chunks[0]))):
-            writer.append(np.asarray(array[start : start + int(chunks[0])]))
+    for start in range(0, array.shape[0], writer.chunks[0]):
+        writer.append(np.asarray(array[start : start + writer.chunks[0]]))
     writer.close(durable=durable)
