@@ -10,8 +10,9 @@ means), the rounds of all ways interleaved: on a shared machine the other jobs o
   ``Study.read_many(unit, ["features", "logits"])`` (completeness checked, both arrays read).
 - peer: what a user would otherwise write, ``np.save`` of each array into a folder per unit and ``np.load``
   (no atomicity, no lock, no compression).
-- for reference: zarr-python 3 itself (``zarr.create_array(..., data=...)`` per array, default codec), the
-  way the store wrote units before it wrote the files itself.
+- for reference: zarr-python 3 itself (``zarr.create_array(..., data=...)`` per array, default codec), which
+  onnx-geom no longer uses (it wrote units this way, then the root, labels, images and models until the store
+  wrote every file itself).
 - metrics' write: ``Study.write_group`` of 7 arrays (N,) (a unit's geometry group).
 - the price of durability: writing a small file (20 kB) under a temporary name and renaming it into place,
   with and without ``fsync`` before the rename (``onnx_geom._files.write_bytes(sync=...)``).
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
             "- ours: `Study.write_unit` (flock claim, incomplete mark, arrays, complete mark) and",
             '  `Study.read_many(unit, ["features", "logits"])`; peer: `np.save` / `np.load` of each array in a folder',
             "  per unit (no atomicity, no lock, no compression); zarr-python 3 `create_array(data=...)` per array with its",
-            "  default codec, for reference (how the store wrote units before).",
+            "  default codec, for reference (onnx-geom no longer uses it).",
             "",
             "| unit | ours | peer (np.save / np.load) | ratio (peer / ours) | zarr-python 3 |",
             "|---|---|---|---|---|",
