@@ -63,7 +63,8 @@ class ZarrArray:
         if meta.get("storage_transformers"):
             raise _unsupported(folder, "storage transformers")
         names = [c.get("name") if isinstance(c, dict) else c for c in codecs]
-        endian = (codecs[0].get("configuration") or {}).get("endian", "little") if names[:1] == ["bytes"] else None
+        first = (codecs[0].get("configuration") if isinstance(codecs[0], dict) else None) or {} if codecs else {}
+        endian = first.get("endian", "little") if names[:1] == ["bytes"] else None
         if endian not in ("little", "big") or names[1:] not in ([], ["zstd"]):
             raise _unsupported(folder, f"the codecs {names}")
         dtype = np.dtype(name)
