@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ import typer
 
 from onnx_geom.cli._console import err, fail, out, print_json, user_errors
 from onnx_geom.cli._options import Distance, JsonOption
+from onnx_geom.errors import StudyError
 
 
 def _vs_reference(cmp) -> list[dict[str, Any]]:
@@ -67,7 +69,8 @@ def compare(
     ] = 0.5,
     as_json: JsonOption = False,
 ) -> None:
-    """Compare models, group the corruptions that behave alike, find robust and fragile samples.
+    """Compare models, group the corruptions that behave alike, find robust and fragile samples; the comparison
+    is stored in the study (when it is writable) for `onnx-geom view`.
 
     Models: linear CKA, error consistency (kappa), agreement, geometric distance; a 2-D map (classical MDS) and
     its minimum spanning tree. With three models or more: how each model's clean geometry (median margin,
@@ -80,7 +83,13 @@ def compare(
 
         if parquet and output is None:
             raise fail("--parquet writes the tables into a folder; add -o DIR.")
-        cmp = compare_study(Study.open(study), reference=reference, distance=distance.value, threshold=threshold)
+        opened = Study.open(study, mode="a" if os.access(study, os.W_OK) else "r")
+        cmp = compare_study(opened, reference=reference, distance=distance.value, threshold=threshold)
+        if opened.mode == "a":  # stored for `onnx-geom view`; a read-only study just computes
+            try:
+                opened.write_comparison(cmp)
+            except StudyError as error:
+                err.print(f"the comparison was not stored in the study: {error}")
         if output is not None:
             try:
                 paths = cmp.write(output, parquet=parquet)

@@ -27,28 +27,35 @@ __all__ = ["replacing", "write_bytes"]
 
 
 @contextlib.contextmanager
-def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
+def replacing(path: str | os.PathLike[str], *, sync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (its folder created); when the block succeeds, the file written there
     is synced and renamed to ``path``; when it fails, the file is removed and ``path`` is untouched.
 
-    A block that writes nothing at the temporary path leaves ``path`` alone.
+    A block that writes nothing at the temporary path leaves ``path`` alone. ``sync=False`` skips the ``fsync``:
+    the file is still replaced whole (a killed process leaves the old or the new one), but after a power loss
+    the new one may be empty; for files whose loss costs a recomputation, not a result.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # a stat: cheaper than a mkdir that fails
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
         yield tmp
         if tmp.exists():
-            _sync(tmp)
+            if sync:
+                _sync(tmp)
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
+def write_bytes(path: str | os.PathLike[str], data: bytes | memoryview, *, sync: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`replacing`); returns ``path`` as a Path."""
-    with replacing(path) as tmp, open(tmp, "wb") as f:
+    with replacing(path, sync=False) as tmp, open(tmp, "wb") as f:
         f.write(data)
+        if sync:  # through the open file: no second open
+            f.flush()
+            os.fsync(f.fileno())
     return Path(path)
 
 

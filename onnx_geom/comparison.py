@@ -9,6 +9,7 @@ Needs the geometry of the units (``onnx-geom metrics`` / :func:`onnx_geom.metric
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 from dataclasses import dataclass, field, fields
@@ -38,7 +39,7 @@ from onnx_geom.similarity import (
     minimum_spanning_tree,
 )
 
-__all__ = ["DISTANCES", "Comparison", "compare_study", "default_reference"]
+__all__ = ["DISTANCES", "Comparison", "compare_study", "comparison_parameters", "default_reference"]
 
 #: The distances a model map can be drawn from.
 DISTANCES = ("geometry", "cka", "kappa", "agreement")
@@ -52,6 +53,8 @@ class Comparison:
     ``distance`` (M, M) is the matrix named ``distance_name`` between ``models``; ``embedding`` (M, 2) its
     classical MDS; ``mst`` the edges ``(i, j, weight)`` of its minimum spanning tree. ``redundancy`` (C, C) is
     the similarity of ``corruptions`` and ``linkage`` their average-linkage tree (scipy format).
+    A study stores one (``Study.write_comparison``, ``onnx-geom compare``) and returns it while it is fresh
+    (``Study.read_comparison``); every field is stored, so a new field needs no change in the store.
     """
 
     models: list[str]
@@ -71,6 +74,10 @@ class Comparison:
     geometry: list[dict[str, Any]]
     correlations: list[dict[str, Any]]
     samples: dict[str, Any] = field(repr=False)
+    #: what it was computed with: :func:`compare_study`'s parameters (:func:`comparison_parameters`)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    #: the study's :meth:`~onnx_geom.store.Study.geometry_fingerprint` when it was computed (None: unknown)
+    geometry_fingerprint: str | None = None
 
     def tables(self) -> dict[str, list[dict[str, Any]]]:
         """The CSV tables by file stem."""
@@ -200,6 +207,11 @@ def compare_study(
     """
     if distance not in DISTANCES:
         raise DataError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}.")
+    parameters = comparison_parameters(
+        reference=reference, distance=distance, cka_samples=cka_samples, threshold=threshold, seed=seed
+    )
+    source = getattr(study, "geometry_fingerprint", None)
+    fingerprint = source() if source is not None else None  # before reading: a change meanwhile makes it stale
     geoms, clean_units = _load(study)
     models = sorted({m for m, _, _ in geoms})
     tags = {m: dict(study.model_attrs(m).get("tags") or {}) for m in models}
@@ -252,4 +264,31 @@ def compare_study(
         geometry=geometry,
         correlations=correlations,
         samples=sample_sets(correct, reference=reference),
+        parameters=parameters,
+        geometry_fingerprint=fingerprint,
     )
+
+
+_DEFAULTS = {  # read once from compare_study's signature: one place for the defaults
+    name: p.default
+    for name, p in inspect.signature(compare_study).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+}
+
+
+def comparison_parameters(**parameters: Any) -> dict[str, Any]:
+    """The parameters of :func:`compare_study`, its defaults filled in: what a stored comparison is matched on.
+
+    >>> comparison_parameters(threshold=1)
+    {'reference': None, 'distance': 'geometry', 'cka_samples': 10000, 'threshold': 1.0, 'seed': 0}
+    """
+    unknown = sorted(set(parameters) - set(_DEFAULTS))
+    if unknown:
+        raise TypeError(f"compare_study has no parameter {', '.join(unknown)}; it has {', '.join(_DEFAULTS)}")
+    out = {**_DEFAULTS, **parameters}
+    out["cka_samples"], out["threshold"], out["seed"] = (
+        int(out["cka_samples"]),
+        float(out["threshold"]),
+        int(out["seed"]),
+    )
+    return out

@@ -126,3 +126,38 @@ def test_empty_study_and_non_study_folder_are_one_clear_line(tmp_path):
     for command in ("metrics", "compare"):
         result = CliRunner().invoke(app, [command, str(tmp_path / "plain")])
         assert result.exit_code == 1 and "not an onnx-geom study" in result.output and "Traceback" not in result.output
+
+
+def test_view_uses_the_comparison_compare_stored(measured, monkeypatch, tmp_path):
+    import onnx_geom.comparison
+    from onnx_geom.store import Study
+    from onnx_geom.viewers import ViewerData
+
+    path, _ = measured
+    assert CliRunner().invoke(app, ["compare", str(path), "-o", str(tmp_path / "cmp")]).exit_code == 0
+    assert (tmp_path / "cmp" / "summary.csv").is_file()
+    stored = Study.open(path).read_comparison()
+    assert stored is not None
+    real, calls = onnx_geom.comparison.compare_study, []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_geom.comparison, "compare_study", counting)
+    data = ViewerData.from_study(path)
+    assert calls == [] and data.embedding_note in (None, "")
+    np.testing.assert_array_equal(data.embedding, stored.embedding)
+    ViewerData.from_study(path, reference="mag50")  # other parameters than the stored ones: computed
+    assert calls == [{"reference": "mag50"}]
+
+
+def test_compare_on_a_read_only_study_only_computes(measured, monkeypatch):
+    import os
+
+    path, _ = measured
+    real = os.access  # as if the folder were read-only (the tests run as root, whom chmod does not stop)
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if mode & os.W_OK else real(p, mode, **kw))
+    result = CliRunner().invoke(app, ["compare", str(path), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["parameters"]["distance"] == "geometry"
+    assert not (path / "comparison").exists()

@@ -245,3 +245,80 @@ def test_comparison_tables_as_parquet_hold_the_csv_values(tmp_path, pyarrow_parq
                     assert (text == "" and not np.isfinite(value)) or float(text) == pytest.approx(value)
                 else:
                     assert text == str(value)
+
+
+def _same(a, b) -> bool:
+    """Deep equality of two field values: same types of containers, arrays by value, NaN equal to NaN."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        both = isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+        return both and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
+        return True
+    return a == b and (type(a) is bool) == (type(b) is bool)
+
+
+PARAMS = {"reference": "mag50", "distance": "kappa", "cka_samples": 50, "threshold": 0.7, "seed": 3}
+
+
+def test_a_stored_comparison_round_trips_every_field(tmp_path):
+    import dataclasses
+
+    import zarr
+
+    from onnx_geom.comparison import Comparison
+
+    study = make_study(tmp_path / "s", geometry=True)
+    assert study.read_comparison(**PARAMS) is None  # none stored yet
+    cmp = compare_study(study, **PARAMS)
+    assert cmp.parameters == PARAMS
+    odd = [{"model": "x", "spearman": float("nan"), "p_value": float("inf"), "n": np.int64(3)}]
+    cmp = dataclasses.replace(cmp, correlations=cmp.correlations + odd)  # NaN, inf and numpy scalars survive
+    study.write_comparison(cmp)
+    back = Study.open(tmp_path / "s").read_comparison(**PARAMS)
+    assert isinstance(back, Comparison)
+    for field in dataclasses.fields(Comparison):
+        assert _same(getattr(back, field.name), getattr(cmp, field.name)), field.name
+    assert all(type(edge) is tuple for edge in back.mst) and back.mst
+    severities = back.samples["fragile_to_corruption"]["dense"]["gaussian_noise"]
+    assert sorted(severities) == [1, 3] and all(type(s) is int for s in severities)
+    # other parameters (the defaults included) find nothing
+    assert study.read_comparison() is None and study.read_comparison(**{**PARAMS, "seed": 4}) is None
+    # plain zarr reads the group: its arrays with dimension names, the rest in the attributes
+    group = zarr.open_group(str(tmp_path / "s"), mode="r")["comparison"]
+    np.testing.assert_array_equal(group["distance"][:], cmp.distance)
+    np.testing.assert_array_equal(group["linkage"][:], cmp.linkage)
+    assert group["distance"].metadata.dimension_names == ("model_a", "model_b")
+    assert group["embedding"].metadata.dimension_names == ("model", "axis")
+    assert group.attrs["parameters"] == PARAMS and group.attrs["fields"]["models"] == cmp.models
+    assert sorted(group.array_keys()) == ["distance", "embedding", "linkage", "redundancy"]
+
+
+def test_a_stored_comparison_goes_stale_when_the_geometry_changes(tmp_path):
+    import shutil
+
+    study = make_study(tmp_path / "s", geometry=True)
+    unit = Unit("mag90", "motion_blur", 3)
+    shutil.rmtree(tmp_path / "s" / unit.key() / "geometry")  # as if metrics had not reached this unit yet
+    study.write_comparison(compare_study(study))
+    assert study.read_comparison() is not None
+    compute_metrics(study)  # adds the unit's geometry
+    assert study.read_comparison() is None
+    study.write_comparison(compare_study(study))
+    assert len(study.read_comparison().accuracy) == 21
+    # rewriting a unit drops its geometry (stale again), and new geometry is another one
+    study.write_unit(Unit("dense", "new", 1), {"features": np.zeros((120, 8), np.float32)})
+    assert study.read_comparison() is not None  # a unit without geometry is not part of the comparison
+    compute_metrics(study)
+    assert study.read_comparison() is None
+
+
+def test_storing_a_comparison_needs_a_writable_study(tmp_path):
+    make_study(tmp_path / "s", geometry=True)
+    study = Study.open(tmp_path / "s")
+    with pytest.raises(StudyError, match="read-only"):
+        study.write_comparison(compare_study(study))
+    assert study.read_comparison() is None and not (tmp_path / "s" / "comparison").exists()

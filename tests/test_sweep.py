@@ -213,7 +213,7 @@ def test_unreadable_or_foreign_study(work, tmp_path):
 
 
 def test_disk_full_mid_sweep_keeps_complete_units(work, expected, tmp_path, monkeypatch):
-    import onnx_geom._zarr_files as files
+    import onnx_geom.store._zarrio as files
 
     real_put, writes = files.put, {"n": 0}
 

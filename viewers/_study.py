@@ -1,4 +1,5 @@
-"""Read a study into :class:`ViewerData` (the store API of docs/architecture.md; nothing recomputed)."""
+"""Read a study into :class:`ViewerData` (the store API of docs/architecture.md): the comparison stored by
+`onnx-geom compare` when it is fresh, else computed here."""
 
 from __future__ import annotations
 
@@ -85,7 +86,10 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
         corruption_seed=int(attrs.get("seed") or 0),
     )
     try:
-        comparison = comparison if comparison is not None else compare_study(study, reference=reference)
+        if comparison is None:
+            comparison = _stored_comparison(study, reference)
+        if comparison is None:
+            comparison = compare_study(study, reference=reference)
     except OnnxGeomError as error:
         data.embedding_note = f"no model map: {error}"
         return data
@@ -103,6 +107,16 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
             table[i, corruptions.index(rec["corruption"]), severities.index(rec["severity"])] = rec["accuracy"]
     data.set_accuracy(clean, table)
     return data
+
+
+def _stored_comparison(study, reference: str | None):
+    """The comparison `onnx-geom compare` stored in the study, when it is fresh and made with the viewer's
+    parameters; None otherwise (or when it cannot be read: the viewer then computes it)."""
+    read = getattr(study, "read_comparison", None)
+    try:
+        return read(reference=reference) if read is not None else None
+    except OnnxGeomError:
+        return None
 
 
 class LazyGeometry(Mapping):

@@ -159,8 +159,9 @@ class ViewerData:
     def from_study(cls, study, *, reference: str | None = None, comparison=None) -> ViewerData:
         """Read a study (an :class:`onnx_geom.store.Study` or its path): geometry lazily, the comparison once.
 
-        Needs the geometry groups (``onnx-geom metrics STUDY``); the model map comes from
-        :func:`onnx_geom.comparison.compare_study`, or from ``comparison`` when the caller already has it.
+        Needs the geometry groups (``onnx-geom metrics STUDY``); the model map comes from ``comparison`` when the
+        caller already has it, else from the comparison stored in the study (``onnx-geom compare``) while it is
+        fresh, else from :func:`onnx_geom.comparison.compare_study`.
         """
         from onnx_geom.viewers._study import read_study
 

@@ -8,7 +8,7 @@
 Layout of the output folder::
 
     DIR/probes/<model>.probe.onnx    one probe per zoo model (re-made only when the zoo model changed)
-    DIR/study/                       the study (Zarr): features, logits and geometry per unit
+    DIR/study/                       the study (Zarr): features, logits and geometry per unit, the comparison
     DIR/compare/                     the comparison tables (CSV + comparison.json)
 
 Running it again reuses every complete piece; the viewer (``onnx-geom demo``) is the CLI's part.
@@ -138,6 +138,7 @@ def run_demo(
     start = time.perf_counter()
     reference = "dense" if "dense" in probes else None
     comparison = compare_study(study, reference=reference)
+    study.write_comparison(comparison)  # for `onnx-geom view DIR/study`
     comparison.write(folder / "compare")
     seconds["compare"] = time.perf_counter() - start
     return DemoResult(folder, study_path, probes, summary, rows, comparison, seconds)
