@@ -35,7 +35,7 @@ ci: $(STAMP)
 
 # mypy on the package as it installs (onnx_geom with its cli and viewers, which live in cli/ and viewers/ here)
 typecheck: $(STAMP)
-	rm -rf build/typecheck
+	rm -rf build  # setuptools reuses build/lib: a deleted module would live on there
 	$(PY) -m pip install -q --no-deps --no-compile --target build/typecheck .
 	cd build/typecheck && $(abspath $(PY)) -m mypy --config-file $(CURDIR)/pyproject.toml -p onnx_geom
 

@@ -60,8 +60,8 @@ class UnitWriter:
         sync: bool = False,
     ) -> None:
         self._arrays: dict[str, _zarrio.ArrayWriter] = {}
-        for name, (shape, dtype) in spec.items():
-            shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        for name, (declared, kind) in spec.items():
+            shape, dtype = tuple(int(s) for s in declared), np.dtype(kind)
             dims = dimension_names(f"{group}/{name}" if group else name, len(shape), unit=True)
             self._arrays[name] = _zarrio.ArrayWriter(
                 folder / name, shape, dtype, row_chunks(shape, dtype.itemsize), dims, sync=sync

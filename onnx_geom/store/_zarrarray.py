@@ -135,7 +135,8 @@ class ZarrArray:
             region = tuple(
                 slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(rest, self.chunks[1:], self.shape[1:], strict=True)
             )
-            target = out[(slice(None), *region)]
+            where_in_out = (slice(None), *region)
+            target = out[where_in_out]
             raw = self._raw(index)
             if raw is None:
                 target[...] = self.fill_value
@@ -184,11 +185,14 @@ class ZarrArray:
             return self.read()[key]
         rows = np.arange(self.shape[0])[first]  # numpy's rules: negatives, masks, IndexError
         if isinstance(first, slice):
-            return self.take(rows)[(slice(None), *key[1:])]
+            every_row = (slice(None), *key[1:])
+            return self.take(rows)[every_row]
         if np.ndim(rows) == 0:
-            return self.take(rows)[(0, *key[1:])]
+            one_row = (0, *key[1:])
+            return self.take(rows)[one_row]
         needed, where = np.unique(rows, return_inverse=True)  # each chunk read once, rows in any order
-        return self.take(needed)[(where.reshape(np.shape(rows)), *key[1:])]
+        in_order = (where.reshape(np.shape(rows)), *key[1:])
+        return self.take(needed)[in_order]
 
 
 def open_array(folder: Path) -> ZarrArray | None:
