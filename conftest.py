@@ -29,7 +29,6 @@ DOCUMENTATION_ONLY = frozenset(
         "onnx_geom/probe/_load.py::onnx_geom.probe._load",
         "onnx_geom/probe/_surgery.py::onnx_geom.probe._surgery",
         "onnx_geom/runner.py::onnx_geom.runner",
-        "onnx_geom/store.py::onnx_geom.store.Study.read_many",
         "onnx_geom/sweep.py::onnx_geom.sweep",
         "viewers/headless.py::viewers.headless",
         "viewers/layout.py::viewers.layout",

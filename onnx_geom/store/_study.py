@@ -243,10 +243,8 @@ class Study:
         return self.read_many(unit, [name])[name]
 
     def read_many(self, unit: Unit, names: Sequence[str]) -> dict[str, np.ndarray]:
-        """Several arrays of a complete unit at once (completeness checked once per group): ``{name: array}``.
-
-        >>> study.read_many(unit, ["geometry/margin", "geometry/length"])   # doctest: +SKIP
-        """
+        """Several arrays of a complete unit at once (completeness checked once per group): ``{name: array}``,
+        e.g. ``study.read_many(unit, ["geometry/margin", "geometry/length"])``."""
         checked: set[str | None] = set()
         out = {}
         for name in names:
