@@ -350,13 +350,9 @@ def _explain_no_head(index: GraphIndex) -> str:
         chain = " -> ".join(reversed(path))
         if node.op_type in ("Gemm", "MatMul"):
             return f"no usable final linear layer: output '{output}' comes from {chain}"
-        linear = [
-            i
-            for i in node.input
-            if node.op_type == "Add" and i in index.producer and index.nodes[index.producer[i]].op_type == "MatMul"
-        ]
-        if linear:  # the bias Add of a MatMul head
-            name = linear[0]
+        linear = _biased_layer_output(index, node)
+        if linear:  # the bias Add of a linear layer
+            name = linear
             continue
         if node.op_type not in PASS_THROUGH | _LINEAR_POOLING or not node.input:
             return (
@@ -366,6 +362,18 @@ def _explain_no_head(index: GraphIndex) -> str:
             )
         name = node.input[0]
     return f"no final linear layer found: output '{output}' is not computed from a Gemm or MatMul"
+
+
+def _biased_layer_output(index: GraphIndex, node: NodeProto) -> str:
+    """The Gemm/MatMul output that ``node`` adds a constant bias to, or '' when it is no such Add."""
+    if node.op_type != "Add" or len(node.input) != 2:
+        return ""
+    for mine, other in (node.input, reversed(node.input)):
+        producer = index.producer.get(mine)
+        linear = producer is not None and index.nodes[producer].op_type in ("Gemm", "MatMul")
+        if linear and index.constant(other) is not None:
+            return mine
+    return ""
 
 
 def _known_shapes(model: ModelProto) -> dict[str, tuple[Dim, ...]]:
