@@ -15,7 +15,15 @@ from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, helper, nump
 
 from onnx_geom.errors import InvalidModelError
 
-__all__ = ["GraphIndex", "all_tensor_names", "node_label", "rename_tensors", "source_input", "unique_name"]
+__all__ = [
+    "GraphIndex",
+    "all_tensor_names",
+    "node_label",
+    "outer_references",
+    "rename_tensors",
+    "source_input",
+    "unique_name",
+]
 
 
 def node_label(node: NodeProto, position: int) -> str:
@@ -24,7 +32,8 @@ def node_label(node: NodeProto, position: int) -> str:
 
 
 class GraphIndex:
-    """Producers, consumers and constant values of one graph (the top level; subgraphs are opaque)."""
+    """Producers, consumers and constant values of one graph (the top level; subgraphs are opaque, except that
+    ``captures`` lists, for each top-level tensor, the nodes whose subgraphs (If branches, Loop bodies) read it)."""
 
     def __init__(self, graph: GraphProto) -> None:
         self.graph = graph
@@ -40,6 +49,10 @@ class GraphIndex:
             for name in node.input:
                 if name:
                     self.consumers[name].append(position)
+        self.captures: dict[str, list[int]] = defaultdict(list)
+        for position, node in enumerate(self.nodes):
+            for name in sorted(set().union(*map(outer_references, subgraphs(node)))):
+                self.captures[name].append(position)
         self._cache: dict[str, np.ndarray | None] = {}
 
     def label(self, position: int) -> str:
@@ -94,6 +107,20 @@ def subgraphs(node) -> list[GraphProto]:
     return [
         g for attr in node.attribute for g in ([attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs))
     ]
+
+
+def outer_references(graph: GraphProto) -> set[str]:
+    """Tensors that ``graph`` (a subgraph) or its own subgraphs read from the enclosing scopes."""
+    local = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    used: set[str] = set()
+    for node in graph.node:
+        used.update(node.input)
+        for sub in subgraphs(node):
+            used |= outer_references(sub)
+        local.update(node.output)
+    used.update(v.name for v in graph.output)
+    used.discard("")
+    return used - local
 
 
 def all_tensor_names(graph: GraphProto) -> set[str]:

@@ -14,8 +14,9 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
-from onnx import ModelProto, TensorProto, helper
+from onnx import ModelProto, TensorProto, helper, numpy_helper
 
 from onnx_geom._files import write_bytes
 from onnx_geom.errors import InvalidModelError
@@ -111,8 +112,8 @@ def probe(
 
 def _rename_clashes(graph: onnx.GraphProto, head: HeadCandidate, taken: set[str]) -> dict[str, str]:
     """Rename tensors that use the probe's fixed names (``images``, ``logits``, ``features``) to
-    ``<name>_source``, except the head's own float32 tensor already called so. Returns {old: new}."""
-    keep = {head.features: FEATURES, head.logits: LOGITS} if head.dtype == "float32" else {}
+    ``<name>_source``, except the head's own float32 (N, D)/(N, K) tensor already called so. Returns {old: new}."""
+    keep = {head.features: FEATURES, head.logits: LOGITS} if head.dtype == "float32" and not head.reshape else {}
     clashes = sorted(name for name in (PROBE_INPUT, LOGITS, FEATURES) if name in taken and keep.get(name) != name)
     renamed = {name: unique_name(f"{name}_source", taken) for name in clashes}
     rename_tensors(graph, renamed)
@@ -139,10 +140,19 @@ def _splice_prefix(
 
 
 def _add_outputs(graph: onnx.GraphProto, head: HeadCandidate, renamed: dict[str, str], taken: set[str]) -> None:
-    """Expose the head's input and output as float32 ``features`` (N, D) and ``logits`` (N, K), typed."""
+    """Expose the head's input and output as float32 ``features`` (N, D) and ``logits`` (N, K), typed; a head
+    on (N, 1, D) (``head.reshape``) gets a Reshape to (-1, D) and (-1, K) first (the original tensors and
+    outputs stay as they are)."""
     outputs = {value.name for value in graph.output}
     for name, src, dim in ((LOGITS, head.logits, head.K), (FEATURES, head.features, head.D)):
         src = renamed.get(src, src)
+        if head.reshape:
+            shape = unique_name(f"onnx_geom/{name}_shape", taken)
+            graph.initializer.append(numpy_helper.from_array(np.array([-1, dim], np.int64), shape))
+            flat = name if head.dtype == "float32" else unique_name(f"onnx_geom/{name}_2d", taken)
+            node = unique_name(f"onnx_geom/{name}_2d", taken)
+            graph.node.append(helper.make_node("Reshape", [src, shape], [flat], name=node))
+            src = flat
         if src != name:
             extra: dict[str, Any] = {} if head.dtype == "float32" else {"to": TensorProto.FLOAT}
             op = "Identity" if head.dtype == "float32" else "Cast"
@@ -188,6 +198,8 @@ def _head_json(head: HeadCandidate, source_input_name: str, renamed: dict[str, s
         "source_input": source_input_name,
         "weight_dtype": head.dtype,
     }
+    if head.reshape:
+        info["reshaped_from"] = head.input_shape or "unknown"  # the head's input, before the probe's Reshape
     if renamed:
         info["renamed"] = dict(renamed)
     return info
