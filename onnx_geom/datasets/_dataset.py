@@ -46,6 +46,8 @@ class Dataset:
         labels = np.asarray(labels)
         if labels.dtype.kind not in "iu" or labels.ndim != 1:
             raise DataError(f"labels must be a 1-D integer array, not {labels.dtype} with shape {labels.shape}.")
+        if len(images) == 0:
+            raise DataError("the data set holds no images; give at least one.")
         if len(labels) != len(images):
             raise DataError(f"labels has {len(labels)} entries but images has {len(images)}; give one label per image.")
         if len(labels) and labels.min() < 0:
