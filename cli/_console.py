@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,6 +19,15 @@ from onnx_geom.errors import OnnxGeomError
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
 out = Console(width=_WIDTH)
 err = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    """``data`` as JSON on stdout, printed plainly (no Rich highlighting, no wrapping of long strings), so what a
+    pipe or a file gets is valid JSON: NaN and infinities become null and numpy values plain numbers
+    (:func:`onnx_geom.records.jsonable`), paths strings. The one JSON printer of every ``--json``."""
+    from onnx_geom.records import jsonable
+
+    print(json.dumps(jsonable(data), indent=2, allow_nan=False, default=os.fspath), flush=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

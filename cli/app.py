@@ -6,11 +6,57 @@ that ``onnx-geom --help`` stays fast.
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from onnx_geom import __version__
+from onnx_geom.cli._console import fail
+
+try:  # Typer vendors Click from 0.2x on
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - older Typer on Click
+    from click import exceptions as _click_errors
+
+UsageError = _click_errors.UsageError
+_HELP = getattr(_click_errors, "NoArgsIsHelpError", ())  # `onnx-geom` alone prints the help: not an error
+
+
+class _Commands(TyperGroup):
+    """The command group. A mistyped command line (an unknown option, a choice not offered, a missing argument, a
+    path that must exist) is one sentence on stderr and exit code 1, like every other user error, instead of
+    Click's boxed usage text: at the top (``make_context``) and in a command (``invoke``)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except _HELP:
+            raise
+        except UsageError as error:
+            raise fail(_usage_sentence(error)) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as error:
+            raise fail(_usage_sentence(error)) from None
+
+
+def _usage_sentence(error: UsageError) -> str:
+    """Click's message as one sentence that points at the command's ``--help``.
+
+    >>> _usage_sentence(UsageError("Missing option '--data' / '-d'."))
+    "Missing option '--data' / '-d'; see `onnx-geom --help`."
+    """
+    # Typer checks choices through pydantic, whose message starts with its error kind
+    message = error.format_message().replace("Value error, ", "").rstrip(". ")
+    command = error.ctx.command_path if error.ctx is not None else "onnx-geom"
+    return f"{message}; see `{command} --help`."
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="onnx-geom",
     help="Feature-space geometry of ONNX classifiers (dense and pruned), clean and under common corruptions.",
     no_args_is_help=True,

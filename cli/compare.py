@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from onnx_geom.cli._console import err, fail, out, user_errors
+from onnx_geom.cli._console import err, fail, out, print_json, user_errors
+from onnx_geom.cli._options import Distance, JsonOption
 
 
 def _vs_reference(cmp) -> list[dict[str, Any]]:
@@ -56,9 +56,7 @@ def compare(
     parquet: Annotated[
         bool, typer.Option("--parquet", help="With -o: write the tables as Parquet instead of CSV (needs pyarrow).")
     ] = False,
-    distance: Annotated[
-        str, typer.Option(help="Distance for the model map: geometry, cka, kappa or agreement.")
-    ] = "geometry",
+    distance: Annotated[Distance, typer.Option(help="Distance for the model map.")] = Distance.geometry,
     threshold: Annotated[
         float,
         typer.Option(
@@ -67,7 +65,7 @@ def compare(
             help="Cut of the corruption clustering, in 1 - correlation: lower makes smaller, tighter groups.",
         ),
     ] = 0.5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole comparison as JSON on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Compare models, group the corruptions that behave alike, find robust and fragile samples.
 
@@ -82,7 +80,7 @@ def compare(
 
         if parquet and output is None:
             raise fail("--parquet writes the tables into a folder; add -o DIR.")
-        cmp = compare_study(Study.open(study), reference=reference, distance=distance, threshold=threshold)
+        cmp = compare_study(Study.open(study), reference=reference, distance=distance.value, threshold=threshold)
         if output is not None:
             try:
                 paths = cmp.write(output, parquet=parquet)
@@ -92,7 +90,7 @@ def compare(
                 ) from None
             err.print(f"wrote {len(paths)} files to {output}")
         if as_json:
-            print(json.dumps(cmp.to_json()))
+            print_json(cmp.to_json())
             return
         out.print(records_table("robustness", cmp.summary, list(cmp.summary[0])))
         out.print(

@@ -6,7 +6,6 @@ onnx-geom demo --headless -o out    # the same, writing PNGs of every view inste
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +15,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from onnx_geom.cli._console import err, out, user_errors
+from onnx_geom.cli._console import err, out, print_json, user_errors
+from onnx_geom.cli._options import JsonOption, SeveritiesOption, corruptions_option, parse_corruptions
 
 
 def _has_display() -> bool:
@@ -56,7 +56,10 @@ def demo(
     output: Annotated[
         Path,
         typer.Option(
-            "--output", "-o", help="Folder for probes, the study, tables and screenshots (reused when run again)."
+            "--output",
+            "-o",
+            file_okay=False,
+            help="Folder for probes, the study, tables and screenshots (reused when run again).",
         ),
     ] = Path("onnx-geom-demo"),
     headless: Annotated[
@@ -67,12 +70,10 @@ def demo(
         ),
     ] = False,
     models: Annotated[str | None, typer.Option(help="Comma-separated zoo models (default: all 14).")] = None,
-    corruptions: Annotated[str | None, typer.Option(help="Comma-separated corruptions (default: all 19).")] = None,
-    severities: Annotated[str, typer.Option(help="Severities: a list (1,3,5), a range (1-5) or both (1,3-5).")] = "1-5",
+    corruptions: Annotated[list[str] | None, corruptions_option(clean_only=False)] = None,
+    severities: SeveritiesOption = "1-5",
     limit: Annotated[int | None, typer.Option(help="Use only the first N of the 359 test images.")] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary (accuracy, timings, files) as JSON.")
-    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the whole pipeline on the bundled mini zoo (scikit-learn digits; a dense CNN, 12 pruned ones and an
     MLP), then open the viewer on it; nothing is downloaded."""
@@ -80,7 +81,7 @@ def demo(
         from onnx_geom.conditions import parse_severities
         from onnx_geom.demo.pipeline import run_demo
 
-        sevs = parse_severities(severities)
+        sevs, chosen = parse_severities(severities), parse_corruptions(corruptions)
         columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
             tasks: dict[str, Any] = {}
@@ -90,7 +91,7 @@ def demo(
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done, total=total)
 
-            result = run_demo(output, models=_split(models), corruptions=_split(corruptions), severities=sevs,
+            result = run_demo(output, models=_split(models), corruptions=chosen, severities=sevs,
                               limit=limit, progress=progress)  # fmt: skip
 
         shots: list[Path] = []
@@ -102,8 +103,8 @@ def demo(
             for name in ("window", *PANELS):
                 shots.append(screenshot(data, folder / f"{name}.png", panel=None if name == "window" else name))
         if as_json:
-            print(json.dumps({"study": str(result.study), "seconds": result.seconds, "accuracy": result.sweep["accuracy"],
-                              "screenshots": [str(p) for p in shots]}, indent=1))  # fmt: skip
+            print_json({"study": str(result.study), "seconds": result.seconds, "accuracy": result.sweep["accuracy"],
+                        "screenshots": [str(p) for p in shots]})  # fmt: skip
         else:
             out.print(_headline(result))
             ranks = [f"{c['clean_geometry'].replace('_', ' ')} {c['spearman']:+.2f}" for c in result.comparison.correlations

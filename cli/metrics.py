@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from onnx_geom.cli._console import err, fail, out, user_errors
+from onnx_geom.cli._console import err, fail, out, print_json, user_errors
+from onnx_geom.cli._options import JsonOption
 
 _SUMMARY = ("model", "corruption", "severities", "accuracy", "mean_length", "mean_angle", "mean_margin")
 _HEADERS = ("model", "corruption", "severity", "acc", "length", "angle", "margin")
@@ -45,7 +45,7 @@ def _by_corruption(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def metrics(
     study: Annotated[Path, typer.Argument(help="The study folder written by `onnx-geom run -o STUDY`.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the per-unit summaries as JSON on stdout.")] = False,
+    as_json: JsonOption = False,
     csv_path: Annotated[
         Path | None,
         typer.Option(
@@ -102,7 +102,7 @@ def metrics(
                     raise fail(f"cannot write {path} ({error.strerror or error}); choose another path.") from None
                 err.print(f"wrote {count} rows to {path}")
         if as_json:
-            print(json.dumps(rows, indent=1))
+            print_json(rows)
         else:
             shown = [dict(zip(_HEADERS, (r[k] for k in _SUMMARY), strict=True)) for r in _by_corruption(rows)]
             out.print(records_table(f"geometry of {study}: means over samples and severities", shown, _HEADERS))

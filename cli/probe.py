@@ -7,31 +7,30 @@ onnx-geom probe --check model.probe.onnx --source model.onnx
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from onnx_geom.cli._console import fail, out, user_errors
+from onnx_geom.cli._console import fail, out, print_json, user_errors
+from onnx_geom.cli._options import JsonOption, Layout, Preset, Size, plain, size_option
 
 
 def probe_command(
     model: Annotated[
         Path, typer.Argument(help="The ONNX classifier (or, with --check, the probe).", show_default=False)
     ],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the probe (.onnx).")] = None,
-    preset: Annotated[
-        str, typer.Option(help="Normalisation after scaling to [0,1]: none, cifar10, cifar100, imagenet.")
-    ] = "none",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", dir_okay=False, help="Where to write the probe (.onnx).")
+    ] = None,
+    preset: Annotated[Preset, typer.Option(help="Normalisation after scaling to [0,1].")] = Preset.none,
     mean: Annotated[str | None, typer.Option(help="Per-channel mean, comma-separated (overrides the preset).")] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std, comma-separated (overrides the preset).")] = None,
-    layout: Annotated[
-        str | None, typer.Option(help="The model's input layout: NCHW, NHWC or flat (default: detected).")
-    ] = None,
+    layout: Annotated[Layout | None, typer.Option(help="The model's input layout (default: detected).")] = None,
     size: Annotated[
-        str | None, typer.Option(help="Image size HxW when the model's input does not fix it, e.g. 224x224.")
+        Size | None,
+        size_option("Image size WIDTHxHEIGHT (320x240: 320 wide, 240 high) when the model's input does not fix it."),
     ] = None,
     features: Annotated[str | None, typer.Option(help="Tensor that holds the features (the head's input).")] = None,
     logits: Annotated[
@@ -44,7 +43,7 @@ def probe_command(
     source: Annotated[
         Path | None, typer.Option(help="With --check: the source model, to compare the original outputs.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Probe an ONNX classifier: uint8 images in; logits + features out; the head's W, b in its metadata."""
     with user_errors():
@@ -60,11 +59,11 @@ def probe_command(
             _probe(
                 model,
                 output,
-                preset=preset,
+                preset=preset.value,
                 mean=_floats(mean, "--mean"),
                 std=_floats(std, "--std"),
-                layout=layout,
-                image_size=_size(size),
+                layout=plain(layout),
+                image_size=None if size is None else (size.height, size.width),  # the probe's (H, W)
                 features=features,
                 logits=logits,
                 as_json=as_json,
@@ -82,7 +81,7 @@ def _probe(model: Path, output: Path, *, as_json: bool, **options: Any) -> None:
     info = read_probe_info(result)
     summary = {"probe": str(output), **info.to_json()}
     if as_json:
-        out.print_json(json.dumps(summary))
+        print_json(summary)
         return
     head = info.head
     rows = [
@@ -104,7 +103,7 @@ def _inspect(model: Path, as_json: bool) -> None:
 
     candidates = find_heads(load_model(model))
     if as_json:
-        out.print_json(json.dumps({"model": str(model), "candidates": [c.describe() for c in candidates]}))
+        print_json({"model": str(model), "candidates": [c.describe() for c in candidates]})
         return
     table = Table(title=f"head candidates in {model}")
     for column in ("node", "spelling", "K", "D", "chosen"):
@@ -131,7 +130,7 @@ def _check(model: Path, source: Path | None, as_json: bool) -> None:
 
     report = check_probe(model, source=source)
     if as_json:
-        out.print_json(json.dumps({"probe": str(model), **report.to_json()}))
+        print_json({"probe": str(model), **report.to_json()})
         return
     compared = ", ".join(report.outputs_compared) or "not compared (give --source MODEL.onnx)"
     rows = [
@@ -160,15 +159,6 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
         return tuple(float(part) for part in text.replace(" ", "").split(","))
     except ValueError:
         raise fail(f"{option} must be numbers separated by commas, e.g. 0.485,0.456,0.406 (got '{text}').") from None
-
-
-def _size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise fail(f"--size must be HxW with positive integers, e.g. 224x224 (got '{text}').")
-    return int(parts[0]), int(parts[1])
 
 
 def _short(values: tuple[float, ...]) -> str:

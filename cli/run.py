@@ -7,7 +7,6 @@ onnx-geom info study
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +16,20 @@ from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from onnx_geom.cli._console import err, fail, out, user_errors
+from onnx_geom.cli._console import err, fail, out, print_json, user_errors
+from onnx_geom.cli._options import (
+    Device,
+    DeviceOption,
+    JsonOption,
+    ProfileOption,
+    SeedOption,
+    SeveritiesOption,
+    VerboseOption,
+    batch_size_option,
+    corruptions_option,
+    parse_corruptions,
+    plain,
+)
 from onnx_geom.conditions import CLEAN, parse_severities
 
 
@@ -32,12 +44,6 @@ def _model_names(specs: list[str]) -> dict[str, Path]:
             raise fail(f"two models are named {name!r} ({models[name]} and {file}); name them with NAME=PATH.")
         models[name] = file
     return models
-
-
-def _corruptions(text: str) -> list[str] | None:
-    if text == "all":
-        return None
-    return [] if text == "none" else [c.strip() for c in text.split(",") if c.strip()]
 
 
 class _Speed(ProgressColumn):
@@ -80,39 +86,37 @@ def run_command(
         typer.Option("--data", "-d", help="Clean data: CIFAR python folder, .npz or image folder.", show_default=False),
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="The study folder (created, or resumed).", show_default=False)
+        Path,
+        typer.Option(
+            "--output", "-o", file_okay=False, help="The study folder (created, or resumed).", show_default=False
+        ),
     ],
     corrupted: Annotated[
         Path | None,
         typer.Option(help="A CIFAR-10-C style folder to read corrupted sets from (default: made on the fly)."),
     ] = None,
-    corruptions: Annotated[
-        str, typer.Option(help="Comma-separated corruptions, 'all' or 'none' (clean only).")
-    ] = "all",
-    severities: Annotated[str, typer.Option(help="Severities: a list (1,3,5), a range (1-5) or both (1,3-5).")] = "1-5",
+    corruptions: Annotated[list[str] | None, corruptions_option(clean_only=True)] = None,
+    severities: SeveritiesOption = "1-5",
     limit: Annotated[int | None, typer.Option(help="Use only the first N images.")] = None,
     batch_size: Annotated[
-        int | None,
-        typer.Option(help="Images per batch (default: 256 on the CPU, 2048 on a GPU, fewer for large images)."),
+        int | None, batch_size_option("256 on the CPU, 2048 on a GPU, fewer for large images")
     ] = None,
-    device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda or tensorrt; auto uses CUDA when it really works, else the CPU.")
-    ] = "auto",
+    device: DeviceOption = Device.auto,
     fp16: Annotated[
         bool, typer.Option("--fp16", help="Run a float16 copy of each probe (GPU only; features stay float32).")
     ] = False,
-    profile: Annotated[
-        str | None, typer.Option(help="Corruption constants: cifar or imagenet (default: by image size).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the on-the-fly corruptions (per sample, whatever the batch).")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of a table.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show onnxruntime's own log messages.")] = False,
+    profile: ProfileOption = None,
+    seed: SeedOption = 0,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run probes over clean data and every corruption x severity into a study (resumable: run again to finish)."""
     with user_errors():
         from onnx_geom.sweep import sweep
 
-        named, chosen, sevs = _model_names(models), _corruptions(corruptions), parse_severities(severities)
+        named, sevs = _model_names(models), parse_severities(severities)
+        # a --corrupted folder may hold sets of its own names: the sweep checks them against the folder
+        chosen = parse_corruptions(corruptions, clean_only=True, check=corrupted is None)
         columns = (
             TextColumn("units {task.fields[units]}"),
             BarColumn(),
@@ -122,10 +126,10 @@ def run_command(
         )
         with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
             summary = sweep(named, data, output, corruptions=chosen, severities=sevs, corrupted_dir=corrupted, limit=limit,
-                            batch_size=batch_size, device=device, fp16=fp16, profile=profile, seed=seed,
+                            batch_size=batch_size, device=device.value, fp16=fp16, profile=plain(profile), seed=seed,
                             progress=_Bar(progress), verbose=verbose)  # fmt: skip
         if as_json:
-            out.print_json(json.dumps(summary))
+            print_json(summary)
         else:
             _print_summary(summary)
 
@@ -180,7 +184,7 @@ def _tags(tags: dict) -> str:
 
 def info_command(
     study: Annotated[Path, typer.Argument(help="The study folder.", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON instead of tables.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Print what a study holds: data, plan, complete and missing units per model, units left incomplete."""
     with user_errors():
@@ -188,7 +192,7 @@ def info_command(
 
         summary = describe(Study.open(study))
         if as_json:
-            out.print_json(json.dumps(summary))
+            print_json(summary)
             return
         data = summary["dataset"]
         out.print(

@@ -101,7 +101,7 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, data):
         (["-c", "blur"], "unknown corruption(s) blur"),
         (["--severities", "0-2"], "between 1 and 5"),
         (["--severities", "x"], "look like 1-5"),
-        (["--profile", "mnist"], "profile must be one of"),
+        (["--profile", "mnist"], "'mnist' is not one of 'cifar', 'imagenet'"),
     ],
 )
 def test_bad_options_get_one_sentence_and_exit_1(tmp_path, data, args, message):

@@ -172,11 +172,14 @@ def test_external_data_inside_the_folder_is_loaded_and_truncation_is_caught(tmp_
 def test_bad_options_are_one_sentence(tmp_path, good):
     out = tmp_path / "p.onnx"
     cli_fails([good], contains="-o PROBE.onnx")
-    cli_fails([good, "-o", out, "--preset", "mnist"], contains="preset 'mnist' is unknown")
+    cli_fails(
+        [good, "-o", out, "--preset", "mnist"],
+        contains="'mnist' is not one of 'none', 'cifar10', 'cifar100', 'imagenet'",
+    )
     cli_fails([good, "-o", out, "--mean", "0.5,x"], contains="--mean must be numbers")
     cli_fails([good, "-o", out, "--mean", "0.5,0.5"], contains="mean has 2 values but the images have 3")
     cli_fails([good, "-o", out, "--std", "0"], contains="std > 0")
-    cli_fails([good, "-o", out, "--layout", "CHW"], contains="layout 'CHW' is unknown")
+    cli_fails([good, "-o", out, "--layout", "CHW"], contains="'CHW' is not one of 'NCHW', 'NHWC', 'flat'")
     cli_fails([good, "-o", tmp_path / "no" / "p.onnx"], contains="does not exist")
     cli_fails([good, "-o", good], contains="source model itself")
     cli_fails([good, "--inspect", "--check"], contains="not both")
@@ -188,15 +191,17 @@ def test_image_size_must_be_given_when_the_input_does_not_fix_it(tmp_path):
     dims = model.graph.input[0].type.tensor_type.shape.dim
     dims[2].dim_param, dims[3].dim_param = "height", "width"
     onnx.save(model, tmp_path / "dyn.onnx")
-    cli_fails([tmp_path / "dyn.onnx", "-o", tmp_path / "p.onnx"], contains="pass --size HxW")
-    cli_fails([tmp_path / "dyn.onnx", "-o", tmp_path / "p.onnx", "--size", "6by5"], contains="--size must be HxW")
+    cli_fails([tmp_path / "dyn.onnx", "-o", tmp_path / "p.onnx"], contains="pass --size WIDTHxHEIGHT")
+    cli_fails(
+        [tmp_path / "dyn.onnx", "-o", tmp_path / "p.onnx", "--size", "6by5"], contains="'6by5' is not WIDTHxHEIGHT"
+    )
     result = CliRunner().invoke(
         app, ["probe", str(tmp_path / "dyn.onnx"), "-o", str(tmp_path / "p.onnx"), "--size", "6x5"]
     )
     assert result.exit_code == 0, result.output
     from onnx_geom.probe_info import read_probe_info
 
-    assert read_probe_info(tmp_path / "p.onnx").input_shape == (6, 5, 3)
+    assert read_probe_info(tmp_path / "p.onnx").input_shape == (5, 6, 3)  # 6 wide, 5 high
 
 
 def test_check_of_a_model_that_is_not_a_probe(good):

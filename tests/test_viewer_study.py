@@ -144,7 +144,7 @@ def test_cli_screenshot_of_a_study(study_dir, tmp_path, panel):
 
 
 def test_cli_refuses_bad_panel_and_size(study_dir, tmp_path):
-    for extra, message in ((["--panel", "nope"], "unknown panel"), (["--size", "big"], "WIDTHxHEIGHT")):
+    for extra, message in ((["--panel", "nope"], "'nope' is not one of 'table'"), (["--size", "big"], "WIDTHxHEIGHT")):
         result = CliRunner().invoke(app, ["view", str(study_dir), "--screenshot", str(tmp_path / "x.png"), *extra])
         assert result.exit_code == 1 and message in result.output
     assert not (tmp_path / "x.png").exists()

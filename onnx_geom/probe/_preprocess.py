@@ -74,7 +74,8 @@ def image_spec(
             h, w = image_size
         if h is None or w is None or c is None:
             raise InvalidModelError(
-                f"the model input '{name}' has no fixed image size ({_shape(dims)}); pass --size HxW."
+                f"the model input '{name}' has no fixed image size ({_shape(dims)}); pass --size WIDTHxHEIGHT "
+                "(image_size=(H, W) in Python)."
             )
         return ImageSpec(layout, (h, w, c), tensor.elem_type, batch)
     if len(dims) == 2:
@@ -108,14 +109,15 @@ def _flat_hwc(name: str, size: int | None, image_size: tuple[int, int] | None) -
     if image_size:
         h, w = image_size
         if size % (h * w):
-            raise InvalidModelError(f"the model input '{name}' takes {size} values, not a multiple of {h}x{w}.")
+            raise InvalidModelError(f"the model input '{name}' takes {size} values, not a multiple of {w}x{h} pixels.")
         return h, w, size // (h * w)
     for c in (1, 3):
         side = round((size / c) ** 0.5)
         if side * side * c == size:
             return side, side, c
     raise InvalidModelError(
-        f"the model input '{name}' takes {size} values, which is not a square image of 1 or 3 channels; pass --size HxW."
+        f"the model input '{name}' takes {size} values, which is not a square image of 1 or 3 channels; "
+        "pass --size WIDTHxHEIGHT (image_size=(H, W) in Python)."
     )
 
 
