@@ -140,6 +140,8 @@ class ProbeSession:
         """Open ``source`` (a probe, or a plain classifier probed on the fly) on ``device`` (see the module doc)."""
         if device not in DEVICES:
             raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+        if batch_size is not None and batch_size < 1:
+            raise DataError(f"the batch size must be at least 1, not {batch_size}; leave it out for the default.")
         label = name or (Path(source).name if isinstance(source, (str, os.PathLike)) else "the probe")
         model, info, is_file = _load(source, weights=fp16)
         chosen = device
@@ -154,9 +156,7 @@ class ProbeSession:
         # a probe file goes to onnxruntime by path: its external data (models over 2 GB) is read from there
         session = _session(str(source) if is_file and not fp16 else model.SerializeToString(), chosen, verbose)
         _check_interface(session, label)
-        size = batch_size or default_batch_size(chosen, info.input_shape)
-        if size < 1:
-            raise DataError(f"the batch size must be at least 1, not {size}.")
+        size = batch_size if batch_size is not None else default_batch_size(chosen, info.input_shape)
         return cls(session, info, chosen, label, size, fp16)
 
     @property

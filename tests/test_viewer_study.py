@@ -159,6 +159,15 @@ def test_window_without_a_display_is_a_sentence_not_a_crash(study_dir, monkeypat
     assert result.exit_code == 1 and "no display" in result.output and "--screenshot" in result.output
 
 
+def test_a_display_where_no_x_server_answers_is_a_sentence_not_an_abort(study_dir, monkeypatch):
+    for name in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DISPLAY", ":987")  # nothing listens there
+    result = CliRunner().invoke(app, ["view", str(study_dir)])
+    assert result.exit_code == 1 and "no X server answers on DISPLAY=:987" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_damaged_probe_file_is_one_sentence_when_attribution_asks(tmp_path):
     from onnx_geom.errors import OnnxGeomError
     from onnx_geom.viewers._study import _probe

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -31,9 +33,39 @@ def check_display(environ=os.environ, platform: str = sys.platform) -> None:
         )
 
 
+def check_x_server(environ=os.environ) -> None:
+    """Refuse, with a sentence, a ``DISPLAY`` where no X server answers (Qt would abort the whole process).
+
+    Asked only where Qt would use X (no Wayland, no other ``QT_QPA_PLATFORM``), through libxcb, which Qt's X
+    platform loads anyway; where libxcb is missing, Qt says so itself.
+    """
+    display = environ.get("DISPLAY")
+    if not display or environ.get("WAYLAND_DISPLAY") or environ.get("QT_QPA_PLATFORM", "xcb") != "xcb":
+        return
+    try:
+        xcb = ctypes.CDLL(ctypes.util.find_library("xcb") or "libxcb.so.1")
+    except OSError:
+        return
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+    xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+    connection = xcb.xcb_connect(display.encode(), None)
+    try:
+        failed = xcb.xcb_connection_has_error(connection)
+    finally:
+        xcb.xcb_disconnect(connection)
+    if failed:
+        raise DeviceError(
+            f"no X server answers on DISPLAY={display}; start one (or ssh -X), use `--screenshot out.png` for a "
+            "headless image, or run under Xvfb (xvfb-run onnx-geom view STUDY)."
+        )
+
+
 def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), services=None):
     """Build (not show) the main window for ``data``; returns it (``.canvas``, ``.views``, ``.selection``)."""
     check_display()
+    check_x_server()
     use_backend("pyside6")
     from PySide6 import QtWidgets
     from vispy import app

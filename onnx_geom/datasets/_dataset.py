@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ class Dataset:
         labels = np.asarray(labels)
         if labels.dtype.kind not in "iu" or labels.ndim != 1:
             raise DataError(f"labels must be a 1-D integer array, not {labels.dtype} with shape {labels.shape}.")
+        if len(images) == 0:
+            raise DataError("the data set holds no images; give at least one.")
         if len(labels) != len(images):
             raise DataError(f"labels has {len(labels)} entries but images has {len(images)}; give one label per image.")
         if len(labels) and labels.min() < 0:
@@ -95,6 +98,7 @@ def read_npz(path: str | os.PathLike) -> Dataset:
     """Read an ``.npz`` with ``images`` and ``labels`` (and optionally ``name``, ``class_names``); never unpickles."""
     path = Path(path)
     try:
+        _check_npz_sizes(path)
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:  # our handle: closed on any error
             missing = {"images", "labels"} - set(data.files)
             if missing:
@@ -107,3 +111,53 @@ def read_npz(path: str | os.PathLike) -> Dataset:
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
         raise DataError(f"{path} is not a readable .npz file of plain arrays ({error}).") from None
     return Dataset(images, labels, name, names or None)
+
+
+def _check_npz_sizes(path: Path) -> None:
+    """Refuse, before numpy allocates anything, an ``.npz`` whose arrays declare more bytes than they hold, or
+    more than this machine's free memory (a zip bomb, or a damaged header)."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(member)
+            name = info.filename.removesuffix(".npy")
+            if any(int(d) < 0 for d in shape):
+                raise DataError(f"{path}: array {name!r} declares a negative size {shape}; the file is damaged.")
+            declared = math.prod(int(d) for d in shape) * dtype.itemsize
+            if declared > info.file_size:
+                raise DataError(
+                    f"{path}: array {name!r} declares {declared:,} bytes {shape} but holds {info.file_size:,}; "
+                    "the file is damaged."
+                )
+            check_memory(declared, f"array {name!r} of {path}")
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse with one sentence to load ``nbytes`` when that is more than the machine's available memory."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise DataError(
+            f"{what} needs {nbytes / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB of memory available; "
+            "use a smaller data set (or --limit)."
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux: MemAvailable; elsewhere the physical memory), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -14,6 +14,7 @@ refused with :class:`~onnx_geom.errors.UnsafePickleError` before anything runs.
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import re
 
@@ -61,7 +62,7 @@ class _Array:
         if not isinstance(raw, (bytes, bytearray)):
             raise UnsafePickleError("the pickle holds a numpy array without raw bytes (object arrays are refused).")
         dt = dtype.dtype()
-        count = int(np.prod(shape)) if len(shape) else 1
+        count = math.prod(int(d) for d in shape) if all(int(d) >= 0 for d in shape) else -1
         if count * dt.itemsize != len(raw):
             raise UnsafePickleError("the pickle holds a numpy array whose bytes do not match its shape; refusing it.")
         self.array = np.frombuffer(bytes(raw), dtype=dt).reshape(shape, order="F" if fortran else "C").copy()
@@ -111,18 +112,36 @@ class _Unpickler(pickle.Unpickler):
         raise UnsafePickleError("the pickle uses persistent ids; refusing it.")
 
 
-def _finish(obj):
+#: The most containers and values a pickle may hold (a CIFAR-100 batch holds about 150,000).
+MAX_NODES = 10_000_000
+
+
+def _finish(obj, seen: dict[int, object] | None = None, budget: list[int] | None = None):
+    """Swap array stand-ins for arrays. A pickle can share one object many times (a 300-byte pickle can describe
+    a 2**40-leaf tree of shared lists), so shared objects are finished once (``seen``) and the number of
+    distinct objects is bounded (``budget``)."""
+    seen = {} if seen is None else seen
+    budget = [MAX_NODES] if budget is None else budget
+    if id(obj) in seen:
+        return seen[id(obj)]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise UnsafePickleError(f"the pickle holds more than {MAX_NODES:,} objects; a data set batch never does.")
     if isinstance(obj, _Array):
-        return obj.array
-    if isinstance(obj, dict):
-        return {_finish(k): _finish(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finish(v) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_finish(v) for v in obj)
-    if isinstance(obj, (_Dtype, _NdarrayMarker, type)):
+        out = obj.array
+    elif isinstance(obj, dict):
+        out = {_finish(k, seen, budget): _finish(v, seen, budget) for k, v in obj.items()}
+    elif isinstance(obj, list):
+        out = [_finish(v, seen, budget) for v in obj]
+    elif isinstance(obj, tuple):
+        out = tuple(_finish(v, seen, budget) for v in obj)
+    elif isinstance(obj, (_Dtype, _NdarrayMarker, type)):
         raise UnsafePickleError("the pickle holds a bare numpy type; refusing it.")
-    return obj
+    else:
+        out = obj
+    if isinstance(obj, (dict, list, tuple, _Array)):
+        seen[id(obj)] = out
+    return out
 
 
 def loads(data: bytes):
