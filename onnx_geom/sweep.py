@@ -89,20 +89,29 @@ def _check_folder(
             )
 
 
-def _accuracy(study: Study, models: Sequence[str], plan: Sequence[tuple[str, int]]) -> dict[str, Any]:
-    """Top-1 accuracy of every complete unit of ``plan``: ``{model: {corruption: {severity: accuracy}}}``."""
+def _accuracy(
+    study: Study, models: Sequence[str], plan: Sequence[tuple[str, int]]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Top-1 accuracy of every complete unit of ``plan``: ``{model: {corruption: {severity: accuracy}}}``, and
+    ``{"model/corruption/severity": n}`` for the units where the model gave NaN or infinite logits for n images
+    (they count as wrong)."""
     labels = study.labels
     correct: dict[tuple[str, str, int], np.ndarray] = {}
+    nonfinite: dict[str, int] = {}
     for model, (corruption, severity) in itertools.product(models, plan):
         unit = Unit(model, corruption, severity)
         if study.is_complete(unit):
-            correct[unit] = study.read(unit, "logits").argmax(axis=1) == labels
+            logits = study.read(unit, "logits")
+            finite = np.isfinite(logits).all(axis=1)
+            correct[unit] = (logits.argmax(axis=1) == labels) & finite
+            if not finite.all():
+                nonfinite[str(unit)] = int((~finite).sum())
     accuracy = {(r["model"], r["corruption"], r["severity"]): r["accuracy"] for r in accuracy_table(correct)}
     table: dict[str, Any] = {}
     for key in correct:  # in the order of the plan
         model, corruption, severity = key
         table.setdefault(model, {}).setdefault(corruption, {})[severity] = accuracy[key]
-    return table
+    return table, nonfinite
 
 
 def sweep(
@@ -223,7 +232,7 @@ def sweep(
             report("unit", Unit(m, corruption, severity), 0)
 
     seconds = time.perf_counter() - started
-    table = _accuracy(study, list(models), plan)
+    table, nonfinite = _accuracy(study, list(models), plan)
     any_session = next(iter(sessions.values()))
     return {
         "study": str(Path(study_path)),
@@ -243,6 +252,7 @@ def sweep(
         "accuracy": {
             m: {c: float(np.mean(list(by_sev.values()))) for c, by_sev in per.items()} for m, per in table.items()
         },
+        "nonfinite": nonfinite,
         "accuracy_by_severity": {
             m: {c: {str(s): a for s, a in by_sev.items()} for c, by_sev in per.items()} for m, per in table.items()
         },
