@@ -87,6 +87,38 @@ def _check_folder(
             raise DataError(
                 f"{corruption}.npy in {folder.path} holds {shape} images but the clean data is {data.images.shape[1:]}."
             )
+    if corruptions and min(severities) > 0:
+        _check_made_from(folder, data, corruptions, min(severities))
+
+
+def _check_made_from(
+    folder: CorruptedFolder, data: Dataset, corruptions: Sequence[str], severity: int, *, samples: int = 32
+) -> None:
+    """Refuse a folder whose images are not corrupted copies of ``data``'s (same labels, other images): under the
+    mildest severity asked for, a corrupted image must be closer to its own clean image than to other clean
+    images of the same class, for at least one corruption. Reads ``samples`` images per corruption."""
+    n = len(data.labels)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(n, min(samples, n), replace=False))
+    # a partner of the same class for each sample (the labels already agree), so the class alone cannot match
+    partners = np.array([rng.choice(np.flatnonzero(data.labels == data.labels[i])) for i in rows])
+    mine = rows != partners
+    if mine.sum() < 4:
+        return  # too few samples that share a class to tell
+    clean = data.images[rows].astype(np.float32)
+    other = data.images[partners].astype(np.float32)
+    ratios = []
+    for corruption in corruptions:
+        corrupted = np.concatenate([folder.read(corruption, severity, r, r + 1) for r in rows]).astype(np.float32)
+        own = np.abs(corrupted - clean).mean(axis=(1, 2, 3))[mine].mean()
+        elsewhere = np.abs(corrupted - other).mean(axis=(1, 2, 3))[mine].mean()
+        ratios.append(own / max(elsewhere, 1e-9))
+    if min(ratios) > 0.8:
+        raise DataError(
+            f"the images in {folder.path} are not corrupted copies of this clean data (under severity {severity} "
+            "they are as far from their own clean image as from others of the same class); the folder was made "
+            "from other images: use the folder made from this data, or make one with `onnx-geom corrupt`."
+        )
 
 
 def _accuracy(

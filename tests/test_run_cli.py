@@ -272,3 +272,21 @@ def test_a_model_that_gives_nan_is_said_and_its_broken_samples_count_as_wrong(tm
     f = np.log(x[finite] @ weights["A"].astype(np.float64))
     assert row["mean_length"] == pytest.approx(np.linalg.norm(f, axis=1).mean(), rel=1e-5)
     assert "3 of 12" in " ".join(result.output.split())
+
+
+def test_a_corrupted_folder_made_from_other_images_with_the_same_labels_is_refused(files, tmp_path):
+    with np.load(files / "data.npz") as data:
+        images, labels = data["images"], data["labels"]
+    other = np.random.default_rng(9).integers(0, 256, images.shape, dtype=np.uint8)  # other images, same labels
+    np.savez(tmp_path / "other.npz", images=other, labels=labels)
+    for source, folder in ((tmp_path / "other.npz", tmp_path / "from_other"), (files / "data.npz", tmp_path / "own")):
+        result, _ = invoke("corrupt", source, "-o", folder, "-c", "fog,gaussian_noise", "--severities", "1,2")
+        assert result.exit_code == 0, result.output
+    result, _ = invoke("run", files / "dense.probe.onnx", "--data", files / "data.npz", "--corrupted",
+                       tmp_path / "from_other", "-o", tmp_path / "s1", "--severities", "1,2")  # fmt: skip
+    text = result.output.strip()
+    assert result.exit_code == 1 and "\n" not in text and "are not corrupted copies of this clean data" in text
+    assert not (tmp_path / "s1").exists()  # refused before the study was made
+    result, _ = invoke("run", files / "dense.probe.onnx", "--data", files / "data.npz", "--corrupted",
+                       tmp_path / "own", "-o", tmp_path / "s2", "--severities", "1,2")  # fmt: skip
+    assert result.exit_code == 0, result.output
