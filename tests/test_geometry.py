@@ -191,3 +191,20 @@ def test_properties_on_random_heads(n, d, k, seed, scale):
     np.testing.assert_array_equal(g["margin"] < 0, ~g["correct"])
     np.testing.assert_array_equal(g["pred"], z.argmax(axis=1))
     assert (g["angle_true"] >= 0).all() and (g["angle_true"] <= 180).all()
+
+
+def test_many_classes_take_the_blas_path_and_agree_with_a_loop():
+    rng = np.random.default_rng(7)
+    n, d, k = 50, 12, 130  # k > 64: the products go through BLAS
+    f = rng.standard_normal((n, d)).astype(np.float32)
+    W, b = rng.standard_normal((k, d)), rng.standard_normal(k)
+    y = rng.integers(0, k, n)
+    g = sample_geometry(f, W, b, y, chunk=17)
+    for i in range(n):
+        fi = f[i].astype(np.float64)
+        z = W @ fi + b
+        cos = (W @ fi) / (np.linalg.norm(W, axis=1) * np.linalg.norm(fi))
+        margin = min((z[y[i]] - z[j]) / np.linalg.norm(W[y[i]] - W[j]) for j in range(k) if j != y[i])
+        np.testing.assert_allclose(g["cos"][i], cos, rtol=1e-5, atol=1e-6)
+        assert g["margin"][i] == pytest.approx(margin, rel=1e-5, abs=1e-6)
+        assert g["pred"][i] == int(np.argmax(z))
