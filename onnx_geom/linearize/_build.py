@@ -63,6 +63,9 @@ class Forward:
     def value(self, name: str) -> str:
         return name
 
+    def const(self, name: str) -> np.ndarray | None:
+        return self.an.consts.get(name)
+
     def z(self, name: str) -> str:
         """The twin of an affine tensor; a constant or a gate is its own (frozen) value."""
         return self.twins[name] if self.an.kind(name) == AFFINE else name
@@ -195,7 +198,10 @@ def _backward(an: Analysis, bw: Backward, path: list[Site]) -> dict[str, str]:
         parts = grads.pop(name, [])
         if not parts:
             return None
-        return parts[0] if len(parts) == 1 else bw.b.op("Sum", parts)
+        total = parts[0]
+        for part in parts[1:]:  # a chain of Add: onnxruntime threads Add, not Sum
+            total = bw.b.op("Add", [total, part])
+        return total
 
     for site in reversed(path):
         g = [total(o) if o and an.kind(o) == AFFINE else None for o in site.outs]

@@ -96,6 +96,8 @@ def _conv_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
             pads=pads,
             kernel_shape=kernel,
         )
+    elif ADJOINT["conv"] == "auto" and weight is not None and n == 2 and strides[0] == strides[1] > 1 and dil == [1, 1]:
+        out = _polyphase(bw, flat, bw.R * s_out[0], weight, group, strides[0], begin, in_sp, out_sp)
     else:
         ends, extra = transpose_geometry(in_sp, out_sp, kernel, strides, dil, begin, end)
         out = bw.b.op(
@@ -109,6 +111,72 @@ def _conv_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
             kernel_shape=kernel,
         )
     return [_split(bw, out, s_in)] + [None] * (len(site.ins) - 1)
+
+
+def _phase(a: int, s: int, k: int, pb: int, n_in: int, n_out: int) -> tuple[list[int], int, int, int] | None:
+    """Along one axis, output phase ``a`` (positions a, a+s, ...) of a stride-``s`` transpose as a stride-1
+    correlation: (kernel taps, flipped; crop of the cotangent at the start; begin pad; end pad), or None if no
+    tap reaches it. Derivation: x[s i + a] = sum_m W[r + s m] y[i + q - m] with r = (a + pb) mod s,
+    q = (a + pb) // s."""
+    r, q = (a + pb) % s, (a + pb) // s
+    taps = list(range(r, k, s))
+    length = len(range(a, n_in, s))
+    if not taps or not length:
+        return None
+    m = len(taps)
+    begin = m - 1 - q
+    end = length - 1 + m - n_out - begin
+    return taps[::-1], max(-begin, 0), max(begin, 0), end
+
+
+def _polyphase(
+    bw: Any, flat: str, batch: int, weight: np.ndarray, group: int, s: int, begin: list[int], in_sp, out_sp
+) -> str:
+    """The transpose of a stride-``s`` 2-D Conv as s*s stride-1 Convs (one per output phase, each with its
+    slice of the flipped kernel) interleaved by DepthToSpace: the FLOPs of the transpose at the speed of Conv."""
+    b = bw.b
+    m_out, c_g = weight.shape[:2]
+    channels = c_g * group
+    size = [-(-n // s) for n in in_sp]  # ceil(n_in / s): the longest phase
+    phases = []
+    for a in range(s):
+        for c in range(s):
+            found = [
+                _phase(p, s, k, pb, n, o)
+                for p, k, pb, n, o in zip((a, c), weight.shape[2:], begin, in_sp, out_sp, strict=True)
+            ]
+            if found[0] is None or found[1] is None:
+                phases.append(b.expand(b.const(0.0), (batch, channels, 1, *size)))
+                continue
+            (th, ch, bh, eh), (tw, cw, bw_, ew) = found
+            sub = weight[:, :, th][:, :, :, tw]
+            sub = (
+                sub.reshape(group, m_out // group, c_g, len(th), len(tw))
+                .swapaxes(1, 2)
+                .reshape(channels, m_out // group, len(th), len(tw))
+            )
+            y = flat
+            if ch or cw or eh < 0 or ew < 0:
+                stops = [out_sp[0] + min(eh, 0), out_sp[1] + min(ew, 0)]
+                y = b.op("Slice", [y, b.const([ch, cw], np.int64), b.const(stops, np.int64), b.const([2, 3], np.int64)])
+            part = b.op(
+                "Conv",
+                [y, b.const(sub, base="w_phase")],
+                group=group,
+                pads=[bh, bw_, max(eh, 0), max(ew, 0)],
+                kernel_shape=[len(th), len(tw)],
+            )
+            lengths = [len(range(a, in_sp[0], s)), len(range(c, in_sp[1], s))]
+            if lengths != size:
+                part = b.op(
+                    "Pad", [part, b.const([0, 0, 0, 0, 0, 0, size[0] - lengths[0], size[1] - lengths[1]], np.int64)]
+                )
+            phases.append(b.op("Unsqueeze", [part, b.const([2], np.int64)]))
+    joined = b.op("Reshape", [b.op("Concat", phases, axis=2), b.const([batch, channels * s * s, *size], np.int64)])
+    out = b.op("DepthToSpace", [joined], blocksize=s, mode="CRD")
+    if [s * n for n in size] != list(in_sp):
+        out = b.op("Slice", [out, b.const([0, 0], np.int64), b.const(list(in_sp), np.int64), b.const([2, 3], np.int64)])
+    return out
 
 
 def divisors(site: Site, in_sp, out_sp, k, s, begin, end) -> np.ndarray:

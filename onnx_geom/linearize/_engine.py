@@ -245,6 +245,8 @@ def _session(model: Any, device: str, threads: int | None) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = int(threads)
+    # no busy-waiting between runs: numpy works between the two sessions, and other work shares the CPU
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = _PROVIDERS[device]
     if providers[0] not in ort.get_available_providers():
         raise DeviceError(f"{device} was asked for but this onnxruntime has no {providers[0]}; use device='cpu'.")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from onnx_geom.linearize._graph import BILINEAR, GATE, Site, refuse, unbroadcast
-from onnx_geom.linearize._rules import Classified, linear, rule, smooth_gate, step_gate
+from onnx_geom.linearize._rules import Classified, linear, reduce_axes, rule, smooth_gate, step_gate
 
 FLOAT = 1
 
@@ -182,6 +182,50 @@ def _maxpool_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
 
 
 rule("MaxPool", classify=_maxpool_classify, state=_maxpool_state, twin=_maxpool_twin, vjp=_maxpool_vjp)
+
+
+# ------------------------------------------------------------------------------------------------ ReduceMax, ReduceMin, GlobalMaxPool
+
+
+def _extreme_axes(site: Site, ctx: Any) -> tuple[list[int], int]:
+    if site.op == "GlobalMaxPool":
+        return list(range(2, len(ctx.shape(site.ins[0])))), 1
+    axes = reduce_axes(site, ctx)
+    return (axes if axes is not None else []), int(site.attr("keepdims", 1))
+
+
+def _extreme_state(site: Site, fw: Any) -> dict[str, str]:
+    """factor = [x == max] / (number of ties): the frozen argmax (ties share the cotangent equally)."""
+    x, b = site.ins[0], fw.b
+    axes, _ = _extreme_axes(site, fw)
+    op = "ReduceMin" if site.op == "ReduceMin" else "ReduceMax"
+    hit = b.op("Cast", [b.op("Equal", [x, b.reduce(op, x, axes)])], to=FLOAT)
+    return {"factor": b.op("Div", [hit, b.reduce("ReduceSum", hit, axes)])}
+
+
+def _extreme_twin(site: Site, fw: Any) -> None:
+    axes, keep = _extreme_axes(site, fw)
+    picked = fw.b.op("Mul", [fw.z(site.ins[0]), fw.state(site, "factor")])
+    fw.b.nodes.append(_identity(fw, fw.b.reduce("ReduceSum", picked, axes, keepdims=keep), fw.out(site)))
+
+
+def _extreme_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+    shape = bw.shape(site.ins[0])
+    axes, _ = _extreme_axes(site, bw)
+    kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
+    spread = bw.b.op("Reshape", [g[0], bw.b.const((bw.R, *kept), np.int64)])
+    return [bw.b.op("Mul", [spread, bw.state(site, "factor")])] + [None] * (len(site.ins) - 1)
+
+
+rule(
+    "ReduceMax",
+    "ReduceMin",
+    "GlobalMaxPool",
+    classify=piecewise(),
+    state=_extreme_state,
+    twin=_extreme_twin,
+    vjp=_extreme_vjp,
+)
 
 
 # ------------------------------------------------------------------------------------------------ normalisations

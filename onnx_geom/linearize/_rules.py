@@ -240,7 +240,7 @@ def vjp_where(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
     return grads
 
 
-def _reduce_axes(site: Site, bw: Any) -> list[int] | None:
+def reduce_axes(site: Site, bw: Any) -> list[int] | None:
     """Normalised axes of a ReduceMean/ReduceSum (None: no reduction, the noop_with_empty_axes case)."""
     rank = len(bw.shape(site.ins[0]))
     axes = site.attr("axes")
@@ -253,7 +253,7 @@ def _reduce_axes(site: Site, bw: Any) -> list[int] | None:
 
 def vjp_reduce(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
     shape = bw.shape(site.ins[0])
-    axes = _reduce_axes(site, bw)
+    axes = reduce_axes(site, bw)
     if axes is None:
         return only_first(bw, site, g[0])
     kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
