@@ -32,7 +32,7 @@ def piecewise(positions: tuple[int, ...] = (0,), gates: tuple[int, ...] = (), so
             origin = next(an.origin(t) for t in site.ins if t and an.kind(t) == BILINEAR)
             refuse(
                 site,
-                f"applies a non-linear op to the product of two input-dependent tensors formed at '{origin}', which only a smooth gate (Softmax, Sigmoid, ...) may consume",
+                f"applies a non-linear op to the product of two input-dependent tensors formed at the {origin}, which only a smooth gate (Softmax, Sigmoid, ...) may consume",
             )
         return kinds, source
 

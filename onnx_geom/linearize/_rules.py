@@ -55,7 +55,7 @@ def combined(site: Site, an: Any, positions: list[int]) -> str:
         origin = next(an.origin(site.ins[i]) for i in positions if an.kind(site.ins[i]) == BILINEAR)
         refuse(
             site,
-            f"adds the product of two input-dependent tensors formed at '{origin}' to a tensor affine in the images, which is not affine in them",
+            f"adds the product of two input-dependent tensors formed at the {origin} to a tensor affine in the images, which is not affine in them",
         )
     return BILINEAR if BILINEAR in kinds else AFFINE
 
@@ -328,10 +328,10 @@ def classify_gemm(site: Site, an: Any) -> Classified:
     kinds, _ = product(0, 1)(site, an)
     if len(site.ins) > 2 and site.ins[2] and an.kind(site.ins[2]) in VARIABLE:
         if kinds[0] == BILINEAR or an.kind(site.ins[2]) == BILINEAR:
-            origin = site.label if kinds[0] == BILINEAR else an.origin(site.ins[2])
+            origin = f"Gemm node '{site.label}'" if kinds[0] == BILINEAR else an.origin(site.ins[2])
             refuse(
                 site,
-                f"adds the product of two input-dependent tensors formed at '{origin}' to a tensor affine in the images, which is not affine in them",
+                f"adds the product of two input-dependent tensors formed at the {origin} to a tensor affine in the images, which is not affine in them",
             )
         if an.kind(site.ins[0]) not in VARIABLE and an.kind(site.ins[1]) not in VARIABLE:
             kinds = [AFFINE]
