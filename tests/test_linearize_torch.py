@@ -21,7 +21,6 @@ def cnn_probe(request, torch):
     return request.param, net, model
 
 
-@pytest.mark.slow
 def test_cnn_W_is_the_jacobian_and_b_closes_the_identity(cnn_probe, torch):
     kind, net, model = cnn_probe
     imgs = images(5, 12, seed=3)
@@ -40,7 +39,6 @@ def test_cnn_W_is_the_jacobian_and_b_closes_the_identity(cnn_probe, torch):
     assert {op for op, _ in res.report.patterns} >= {"Relu", "MaxPool"}
 
 
-@pytest.mark.slow
 def test_geometry_maps_against_numpy(cnn_probe, torch):
     """margin, cos and length: maps = (u . J_f) * x with u from numpy loops over the classes; values from
     sample_geometry; biases = u . (f - J_f x)."""
@@ -76,8 +74,7 @@ def test_geometry_maps_against_numpy(cnn_probe, torch):
             assert dec.residual[s] < 1e-4
 
 
-@pytest.mark.slow
-def test_chunks_give_the_same_answer_and_iter_streams(cnn_probe):
+def test_chunks_and_direction_slices_give_the_same_answer_and_iter_streams(cnn_probe):
     _, _, model = cnn_probe
     imgs = images(7, 12, seed=8)
     whole = Linearizer(model, device="cpu", chunk=8)(imgs)
@@ -86,6 +83,11 @@ def test_chunks_give_the_same_answer_and_iter_streams(cnn_probe):
     np.testing.assert_allclose(np.concatenate([p.W for p in parts]), whole.W, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(np.concatenate([p.margin.map for p in parts]), whole.margin.map, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(np.concatenate([p.labels for p in parts]), whole.labels)
+    few = Linearizer(model, device="cpu", chunk=3, directions=3)  # 5 classes + 3 geometry rows, 3 per backward run
+    assert few.plan.directions == 3 and few.R == 8
+    sliced = few(imgs)
+    np.testing.assert_allclose(sliced.W, whole.W, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(sliced.length.map, whole.length.map, rtol=1e-4, atol=1e-6)
 
 
 # stride, kernel, padding, dilation, groups, size: the polyphase and flipped-kernel transposes, odd sizes
@@ -132,7 +134,6 @@ def test_conv_transposes_match_autograd(torch, stride, k, padding, dilation, gro
     assert res.residual.max() < 1e-4
 
 
-@pytest.mark.slow
 def test_other_named_outputs_features_and_a_user_embedding(torch):
     """output='features' and a second model output (a 2-D embedding) are linearized like the logits."""
     from onnx_geom.export import torch_to_probe

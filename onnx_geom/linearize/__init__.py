@@ -1,12 +1,11 @@
 """Exact local linearization of a probe: ``F(x) = W(x) x + b(x)`` with the activation pattern frozen at x.
 
->>> from onnx_geom.linearize import Linearizer
->>> lin = Linearizer("resnet.probe.onnx", output="logits")       # doctest: +SKIP
->>> res = lin(images, labels)                                     # doctest: +SKIP
->>> res.W.shape, res.b.shape, res.report.kind                      # doctest: +SKIP
-((8, 10, 32, 32, 3), (8, 10), 'exact local linear map')
->>> res.margin.map.shape, res.margin.value                         # doctest: +SKIP
-((8, 32, 32, 3), array([...]))
+    from onnx_geom.linearize import Linearizer
+
+    lin = Linearizer("resnet.probe.onnx", output="logits")   # a path or a ModelProto; device="auto"|"cpu"|"cuda"
+    res = lin(images, labels)                                # uint8 (S, H, W, C); labels (S,) or None
+    res.W.shape, res.b.shape, res.report.kind                # (S, 10, 32, 32, 3), (S, 10), 'exact local linear map'
+    res.margin.map.shape, res.margin.bias, res.margin.value  # (S, 32, 32, 3), (S,), (S,): value == map.sum() + bias
 
 Modules: ``_graph`` (kinds, graph builder), ``_rules`` (the rule table; linear ops), ``_frozen`` (piecewise-linear
 ops and gates), ``_select`` (index-map ops), ``_conv`` (convolutions, pools), ``_analyze`` (classification),

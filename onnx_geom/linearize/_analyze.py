@@ -157,13 +157,13 @@ def _classify(an: Analysis, values: dict[str, np.ndarray]) -> None:
                 refuse(site, f"computes '{name}' in {an.dtypes[name]}, and linearize works on float32 graphs")
     producers = {o: s for s in an.sites for o in s.outs if o}
     for name in an.targets:
-        kind, site = an.kinds.get(name), producers.get(name)
-        what = f"the {site.op} node '{site.label}'" if site else "the graph"
-        if kind == BILINEAR:
+        target_kind, producer = an.kinds.get(name), producers.get(name)
+        what = f"the {producer.op} node '{producer.label}'" if producer else "the graph"
+        if target_kind == BILINEAR:
             raise InvalidModelError(
                 f"cannot linearize the output '{name}': it holds the product of two input-dependent tensors formed at the {an.origins[name]}, which reaches it without passing through a gate (Softmax, Sigmoid, ...)."
             )
-        if kind != AFFINE:
+        if target_kind != AFFINE:
             raise InvalidModelError(
                 f"cannot linearize the output '{name}' (computed by {what}): it depends on the images only through non-linear gates or not at all, so it has no linear part; choose an output such as 'logits'."
             )

@@ -63,7 +63,7 @@ def _split(bw: Any, x: str, shape: tuple[int, ...]) -> str:
     return bw.b.op("Reshape", [x, bw.b.const((bw.R, *shape), np.int64)])
 
 
-def _conv_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def _conv_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     x, w = site.ins[0], site.ins[1]
     s_in, s_out = bw.shape(x), bw.shape(site.outs[0])
     in_sp, out_sp = s_in[2:], s_out[2:]
@@ -86,7 +86,7 @@ def _conv_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
         flipped = (
             weight.reshape(group, m // group, c_g, *kernel).swapaxes(1, 2).reshape(c_g * group, m // group, *kernel)
         )
-        flipped = flipped[(slice(None), slice(None), *([slice(None, None, -1)] * n))]
+        flipped = flipped[tuple([slice(None), slice(None)] + [slice(None, None, -1)] * n)]
         pads = [r - b for r, b in zip(reach, begin, strict=True)] + [r - e for r, e in zip(reach, end, strict=True)]
         out = bw.b.op(
             "Conv",
@@ -145,10 +145,11 @@ def _polyphase(
                 _phase(p, s, k, pb, n, o)
                 for p, k, pb, n, o in zip((a, c), weight.shape[2:], begin, in_sp, out_sp, strict=True)
             ]
-            if found[0] is None or found[1] is None:
+            rows, cols = found
+            if rows is None or cols is None:
                 phases.append(b.expand(b.const(0.0), (batch, channels, 1, *size)))
                 continue
-            (th, ch, bh, eh), (tw, cw, bw_, ew) = found
+            (th, ch, bh, eh), (tw, cw, bw_, ew) = rows, cols
             sub = weight[:, :, th][:, :, :, tw]
             sub = (
                 sub.reshape(group, m_out // group, c_g, len(th), len(tw))
@@ -193,7 +194,7 @@ def divisors(site: Site, in_sp, out_sp, k, s, begin, end) -> np.ndarray:
     return np.prod(np.meshgrid(*per_axis, indexing="ij"), axis=0).astype(np.float64)
 
 
-def _avgpool_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def _avgpool_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     x = site.ins[0]
     s_in, s_out = bw.shape(x), bw.shape(site.outs[0])
     in_sp, out_sp = s_in[2:], s_out[2:]

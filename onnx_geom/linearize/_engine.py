@@ -97,6 +97,7 @@ class Linearizer:
         geometry: bool = True,
         device: str = "auto",
         chunk: int | None = None,
+        directions: int | None = None,
         threads: int | None = None,
     ) -> None:
         from onnx_geom.runner import DEVICES, _auto_device, _load
@@ -105,10 +106,15 @@ class Linearizer:
             raise DeviceError(f"unknown device {device!r} for linearize; choose one of auto, cpu, cuda.")
         model, self.info, _ = _load(probe, weights=True)
         self.output, self.geometry = output, geometry
-        self.chunk = int(chunk or 8)
-        if self.chunk < 1:
-            raise DataError(f"the chunk size must be at least 1, not {chunk}.")
+        self.directions = int(directions or 64)
+        if (chunk is not None and chunk < 1) or self.directions < 1:
+            raise DataError(f"chunk and directions must be at least 1, not {chunk} and {directions}.")
+        extra = len(GEOMETRY) if geometry else 0
+        per_run = lambda k: min(k + extra, self.directions)
+        sized = lambda k: int(chunk) if chunk else max(1, min(8, 128 // per_run(k)))
+        guess = {LOGITS: self.info.num_classes, FEATURES: self.info.feature_dim}.get(output, 10)
         targets = list(dict.fromkeys([output, *([FEATURES] if geometry else [])]))
+        self.chunk = sized(guess)
         an = analyze(model, targets, tuple(self.info.input_shape), self.chunk)
         shape = an.shapes[output]
         if not shape or shape[0] != self.chunk:
@@ -117,8 +123,11 @@ class Linearizer:
             )
         self.out_shape = tuple(int(d) for d in shape[1:])
         self.K = int(np.prod(self.out_shape))
-        self.R = self.K + (len(GEOMETRY) if geometry else 0)
-        self.plan = build(an, self.R)
+        if sized(self.K) != self.chunk:  # an output of another size than guessed: redo at the chunk that suits it
+            self.chunk = sized(self.K)
+            an = analyze(model, targets, tuple(self.info.input_shape), self.chunk)
+        self.R = self.K + extra
+        self.plan = build(an, per_run(self.K))
         self.report = Report(
             output,
             tuple((op, node) for op, node, how in an.sources if how == "smooth"),
@@ -144,7 +153,7 @@ class Linearizer:
         parts = list(self.iter(images, labels))
         if len(parts) == 1:
             return parts[0]
-        join = lambda name: (
+        join: Any = lambda name: (
             None if getattr(parts[0], name) is None else np.concatenate([getattr(p, name) for p in parts])
         )
         decomp = lambda name: None if getattr(parts[0], name) is None else Decomposition(
@@ -198,8 +207,7 @@ class Linearizer:
             seed = seeds[plan.seeds[FEATURES]]
             seed[self.K :] += u.transpose(1, 0, 2).astype(np.float32)
             geometry = (u, c, values, rival, y)
-        feeds.update(seeds)
-        grad = self._backward.run([GRAD], feeds)[0]  # (R, S, H, W, C)
+        grad = self._backward_rows(feeds, seeds)  # (R, S, H, W, C)
         W = np.ascontiguousarray(grad[: self.K, :n].swapaxes(0, 1))
         x = batch[:n].reshape(n, -1).astype(np.float64)
         value = found[self.output][:n].reshape(n, self.K).astype(np.float64)
@@ -222,6 +230,27 @@ class Linearizer:
                 result[name] = Decomposition(gmap, bias[:n, g], values[:n, g], err)
             result.update(labels=y[:n], rival=rival[:n])
         return Linearization(self.output, W, b, value, residual, self.report, **result)
+
+    def _backward_rows(self, feeds: dict[str, np.ndarray], seeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The R rows of the cotangent of the images, ``plan.directions`` rows per backward run."""
+        width = self.plan.directions
+        if width >= self.R:
+            return self._backward.run([GRAD], {**feeds, **seeds})[0]
+        parts = [
+            self._backward.run([GRAD], {**feeds, **_rows(seeds, start, width)})[0] for start in range(0, self.R, width)
+        ]
+        return np.concatenate(parts)[: self.R]
+
+
+def _rows(seeds: dict[str, np.ndarray], start: int, width: int) -> dict[str, np.ndarray]:
+    """Rows start .. start + width of every seed, zero-padded to ``width`` rows."""
+    out = {}
+    for name, seed in seeds.items():
+        part = seed[start : start + width]
+        if len(part) < width:
+            part = np.concatenate([part, np.zeros((width - len(part), *part.shape[1:]), part.dtype)])
+        out[name] = part
+    return out
 
 
 def _check_images(images: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -267,11 +296,14 @@ def linearize(
     geometry: bool = True,
     device: str = "auto",
     chunk: int | None = None,
+    directions: int | None = None,
 ) -> Linearization:
     """One call: build a :class:`Linearizer` for ``probe`` (a path or an onnx.ModelProto) and run it on
     ``images`` uint8 (S, H, W, C). ``labels`` (S,) are the true classes for the geometry (default: the predicted
     ones). See docs/linearize.md."""
-    return Linearizer(probe, output=output, geometry=geometry, device=device, chunk=chunk)(images, labels)
+    return Linearizer(probe, output=output, geometry=geometry, device=device, chunk=chunk, directions=directions)(
+        images, labels
+    )
 
 
 __all__ = ["EXACT", "Decomposition", "Linearization", "Linearizer", "Report", "linearize"]

@@ -57,7 +57,7 @@ def factor_rule(
             scaled = fw.b.op("Add", [scaled, fw.state(site, "offset")])
         fw.b.nodes.append(_identity(fw, scaled, fw.out(site)))
 
-    def vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+    def vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
         return [bw.b.op("Mul", [g[0], bw.state(site, "factor")])] + [None] * (len(site.ins) - 1)
 
     rule(*ops, classify=piecewise(source=source), state=state, twin=twin, vjp=vjp)
@@ -136,7 +136,7 @@ def _select_twin(site: Site, fw: Any) -> None:
     fw.b.nodes.append(_identity(fw, fw.b.op("Add", parts), fw.out(site)))
 
 
-def _select_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def _select_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     out = bw.shape(site.outs[0])
     grads: list[str | None] = [None, None]
     for i in (0, 1):
@@ -171,7 +171,7 @@ def _maxpool_twin(site: Site, fw: Any) -> None:
     fw.b.nodes.append(_identity(fw, fw.b.op("Gather", [flat, fw.state(site, "indices")], axis=0), fw.out(site)))
 
 
-def _maxpool_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def _maxpool_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     """Scatter-add every output cotangent to the input position its frozen argmax picked (flat N*C*H*W index)."""
     n_in, n_out = int(np.prod(bw.shape(site.ins[0]))), int(np.prod(bw.shape(site.outs[0])))
     b = bw.b
@@ -209,7 +209,7 @@ def _extreme_twin(site: Site, fw: Any) -> None:
     fw.b.nodes.append(_identity(fw, fw.b.reduce("ReduceSum", picked, axes, keepdims=keep), fw.out(site)))
 
 
-def _extreme_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def _extreme_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     shape = bw.shape(site.ins[0])
     axes, _ = _extreme_axes(site, bw)
     kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
@@ -270,7 +270,7 @@ def _norm_twin(site: Site, fw: Any) -> None:
     b.nodes.append(_identity(fw, out, fw.out(site)))
 
 
-def _norm_vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def _norm_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     """The adjoint of (x - mean x) * s * scale is centre(g * s * scale): the centring projection is symmetric."""
     if len(g) > 1 and g[1] is not None:
         refuse(site, "has its Mean output used on the path to the output, which linearize does not support")

@@ -120,21 +120,21 @@ def only_first(bw: Any, site: Site, grad: str | None) -> list[str | None]:
     return [grad if affine(bw, site, 0) else None] + [None] * (len(site.ins) - 1)
 
 
-def vjp_reshape(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_reshape(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     """Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout, Cast to float: reshape back."""
     x = site.ins[0]
     same = bw.shape(x) == bw.shape(site.outs[0])
     return only_first(bw, site, g[0] if same else lead_reshape(bw.b, g[0], bw.shape(x)))
 
 
-def vjp_transpose(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_transpose(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     rank = len(bw.shape(site.ins[0]))
     perm = site.attr("perm") or list(range(rank))[::-1]
     inverse = np.argsort(perm)
     return only_first(bw, site, bw.b.op("Transpose", [g[0]], perm=[0, *(int(i) + 1 for i in inverse)]))
 
 
-def vjp_sum(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_sum(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     """Add, Sub, Sum, Mean, Neg: each affine operand gets the (negated, scaled) cotangent, unbroadcast."""
     out = bw.shape(site.outs[0])
     grads: list[str | None] = []
@@ -151,7 +151,7 @@ def vjp_sum(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
     return grads
 
 
-def vjp_mul(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_mul(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     """Mul by a constant or a frozen gate; Div by one (or by a frozen input-dependent denominator)."""
     out = bw.shape(site.outs[0])
     grads: list[str | None] = [None, None]
@@ -172,7 +172,7 @@ def _swap_last(bw: Any, name: str, scale: float = 1.0) -> str:
     return swapped if scale == 1.0 else bw.b.op("Mul", [swapped, bw.b.const(scale)])
 
 
-def vjp_matmul(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_matmul(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     a, b_ = site.ins[0], site.ins[1]
     sa, sb = bw.shape(a), bw.shape(b_)
     grads: list[str | None] = [None, None]
@@ -199,7 +199,7 @@ def vjp_matmul(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
     return grads
 
 
-def vjp_gemm(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_gemm(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     """Y = alpha * A' B' + beta * C with A' = A or A^T (transA), B' = B or B^T (transB)."""
     alpha, beta = float(site.attr("alpha", 1.0)), float(site.attr("beta", 1.0))
     trans_a, trans_b = int(site.attr("transA", 0)), int(site.attr("transB", 0))
@@ -229,7 +229,7 @@ def _matrix(bw: Any, name: str, *, transpose: bool, scale: float) -> str:
     return out if scale == 1.0 else bw.b.op("Mul", [out, bw.b.const(scale)])
 
 
-def vjp_where(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_where(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     cond, out = bw.value(site.ins[0]), bw.shape(site.outs[0])
     zero = bw.b.const(0.0)
     grads: list[str | None] = [None, None, None]
@@ -251,7 +251,7 @@ def reduce_axes(site: Site, bw: Any) -> list[int] | None:
     return sorted(int(a) % rank for a in axes)
 
 
-def vjp_reduce(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_reduce(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     shape = bw.shape(site.ins[0])
     axes = reduce_axes(site, bw)
     if axes is None:
@@ -263,13 +263,13 @@ def vjp_reduce(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
     return only_first(bw, site, gi)
 
 
-def vjp_global_pool(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_global_pool(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     shape = bw.shape(site.ins[0])
     scaled = bw.b.op("Mul", [g[0], bw.b.const(1.0 / int(np.prod(shape[2:])))])
     return only_first(bw, site, bw.b.expand(scaled, (bw.R, *shape)))
 
 
-def vjp_batchnorm(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_batchnorm(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     scale, _, _, var = (bw.const(name) for name in site.ins[1:5])
     if scale is None or var is None:
         refuse(site, "has input-dependent statistics or scale (linearize needs inference-mode batch norm)")
@@ -278,7 +278,7 @@ def vjp_batchnorm(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
     return only_first(bw, site, bw.b.op("Mul", [g[0], bw.b.const(factor.reshape(-1, *([1] * (rank - 2))))]))
 
 
-def vjp_concat(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_concat(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     rank = len(bw.shape(site.outs[0]))
     axis = int(site.attr("axis")) % rank
     sizes = [bw.shape(name)[axis] if name else 0 for name in site.ins]
@@ -287,7 +287,7 @@ def vjp_concat(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
     return [part if affine(bw, site, i) else None for i, part in enumerate(parts)]
 
 
-def vjp_split(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def vjp_split(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     rank = len(bw.shape(site.ins[0]))
     axis = int(site.attr("axis", 0)) % rank
     parts = [gi if gi is not None else bw.zeros(bw.shape(out)) for gi, out in zip(g, site.outs, strict=True)]

@@ -83,7 +83,7 @@ def _run(site: Site, bw: Any, data: np.ndarray, elem: int) -> np.ndarray:
     return np.asarray(session.run(None, {"data": data})[0])
 
 
-def _vjp(site: Site, bw: Any, g: list[str | None]) -> list[str | None]:
+def _vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     mapping = index_map(site, bw)
     n_in, n_out = int(np.prod(bw.shape(site.ins[0]))), mapping.size
     b = bw.b
