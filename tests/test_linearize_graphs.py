@@ -82,12 +82,13 @@ def test_hand_built_spellings(build):
 
 
 def _source(middle, *, inits=None, width=12, extra_out=None, opset=17):
-    """x (N, 3, 2, 2) -> Flatten -> ``middle`` nodes (reading 'flat', writing 'feat') -> Gemm head -> 'scores'."""
+    """x (N, 3, 2, 2) -> Flatten -> ``middle`` nodes (reading 'flat', writing 'feat') -> Gemm head (W, C) -> 'scores'."""
     rng = np.random.default_rng(9)
     inits = dict(inits or {})
     inits["W"] = rng.standard_normal((4, width)).astype(np.float32)
+    inits["C"] = rng.standard_normal(4).astype(np.float32)
     nodes = [helper.make_node("Flatten", ["x"], ["flat"], name="flatten"), *middle]
-    nodes.append(helper.make_node("Gemm", ["feat", "W"], ["scores"], transB=1, name="head"))
+    nodes.append(helper.make_node("Gemm", ["feat", "W", "C"], ["scores"], transB=1, name="head"))
     graph = helper.make_graph(
         nodes,
         "g",
@@ -109,6 +110,30 @@ def _refused(model, *needles, output="logits"):
     for needle in needles:
         assert needle in message, message
     return message
+
+
+def test_an_old_opset_graph_is_converted_first():
+    """Opset 9 (Clip with attributes, no GreaterOrEqual): converted to 13, then linearized exactly."""
+    nodes = [
+        helper.make_node("Clip", ["flat"], ["clipped"], min=-0.5, max=0.7, name="clip"),
+        helper.make_node("LeakyRelu", ["clipped"], ["feat"], alpha=0.2, name="leaky"),
+    ]
+    model = _source(nodes, opset=9)
+    info = read_probe_info(model)
+    W1, c1 = info.W.astype(np.float64), info.b.astype(np.float64)
+    imgs = np.random.default_rng(6).integers(0, 256, (3, 2, 2, 3), dtype=np.uint8)
+    lin = Linearizer(model, device="cpu")
+    assert read_probe_info(model).opset == 9
+    assert next(op.version for op in lin.plan.forward.opset_import if op.domain == "") == 13
+    res = lin(imgs)
+
+    def logits_of(x):
+        z = np.clip(preprocess(x[None], (0, 0, 0), (1, 1, 1), "NCHW").reshape(1, -1), -0.5, 0.7)
+        return (np.where(z > 0, z, 0.2 * z) @ W1.T + c1)[0]
+
+    identity_check(res, imgs)
+    directional_check(res, logits_of, imgs, step=1e-4)
+    assert {op for op, _ in res.report.patterns} == {"Clip", "LeakyRelu"}
 
 
 def test_unsupported_ops_on_the_output_path_are_refused_by_op_and_node():

@@ -164,3 +164,35 @@ def test_other_named_outputs_features_and_a_user_embedding(torch):
     Jf, f = oracle(torch, net.body, imgs, (0, 0, 0), (1, 1, 1))
     assert feats.W.shape == (3, 6, 6, 6, 3) and rel(feats.W, Jf) < 1e-4 and rel(feats.value, f) < 1e-5
     assert feats.length.value == pytest.approx(np.linalg.norm(f, axis=1), rel=1e-5)
+
+
+# kind, kernel, stride, padding, ceil_mode, count_include_pad, size
+POOL_CASES = [
+    ("avg", 3, 2, 1, False, False, 9),
+    ("avg", 3, 2, 1, False, True, 9),
+    ("avg", 2, 2, 0, True, True, 7),
+    ("avg", 3, 2, 1, True, False, 8),
+    ("max", 3, 2, 1, True, False, 8),
+    ("max", 2, 1, 0, False, False, 7),
+]
+
+
+@pytest.mark.parametrize("kind,k,stride,padding,ceil,include,size", POOL_CASES)
+def test_pooling_transposes_match_autograd(torch, kind, k, stride, padding, ceil, include, size):
+    from onnx_geom.export import torch_to_probe
+
+    nn = torch.nn
+    if kind == "avg":
+        pool = nn.AvgPool2d(k, stride, padding, ceil_mode=ceil, count_include_pad=include)
+    else:
+        pool = nn.MaxPool2d(k, stride, padding, ceil_mode=ceil)
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    out = pool(conv(torch.zeros(1, 3, size, size))).numel()
+    net = nn.Sequential(conv, nn.ReLU(), pool, nn.Flatten(), nn.Linear(out, 3)).eval()
+    model = torch_to_probe(net, torch.rand(2, 3, size, size), head=net[4], dynamo=False)
+    imgs = images(2, size, seed=k * 7 + stride)
+    res = Linearizer(model, device="cpu", geometry=False)(imgs)
+    J, F = oracle(torch, net, imgs, (0, 0, 0), (1, 1, 1))
+    assert rel(res.W, J) < 1e-4 and rel(res.value, F) < 1e-5
+    assert res.residual.max() < 1e-4
