@@ -128,7 +128,7 @@ def sample_geometry(
     for start in range(0, n, chunk):
         sl = slice(start, min(start + chunk, n))
         f = np.asarray(features[sl], dtype=work)
-        broken: np.ndarray = ~np.isfinite(f).all(axis=1)  # the model gave NaN or inf: no geometry, no prediction
+        broken = np.logical_not(np.isfinite(f).all(axis=1))  # the model gave NaN or inf: no geometry, no prediction
         if broken.any():
             f = np.where(broken[:, None], 0, f)
         length = np.sqrt(np.einsum("ij,ij->i", f, f).astype(np.float64))
