@@ -43,8 +43,10 @@ def corrupt_command(
     from onnx_geom.datasets import load, write_corrupted
 
     with user_errors():
+        from onnx_geom._files import check_output
         from onnx_geom.corruptions import CORRUPTIONS
 
+        check_output(output, kind="folder", inputs=(data,))  # before the data is read: not in a study, not DATA
         chosen = parse_corruptions(corruptions)
         names = list(CORRUPTIONS) if chosen is None else chosen
         levels = parse_severities(severities)
@@ -64,7 +66,7 @@ def corrupt_command(
 
             written = write_corrupted(
                 dataset, output, corruptions=names, severities=levels, profile=plain(profile), seed=seed,
-                batch_size=batch_size, progress=progress,
+                batch_size=batch_size, progress=progress, inputs=(data,),
             )  # fmt: skip
     skipped = [n for n in names if n not in written]
     summary = {"output": str(output), "images": dataset.n, "severities": levels, "written": written, "skipped": skipped}

@@ -31,7 +31,10 @@ def view(
     samples), or write a screenshot of them."""
     with user_errors():
         if screenshot is not None:
+            from onnx_geom._files import check_output
             from onnx_geom.viewers import screenshot as take
+
+            check_output(screenshot, inputs=(study,))  # before the study is read: not into it, not a folder
 
             path = take(study, screenshot, panel=plain(panel), size=tuple(size))
             out.print(f"wrote {path}")
