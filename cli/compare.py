@@ -51,9 +51,7 @@ def compare(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output", "-o", file_okay=False, help="Write every table (CSV) and comparison.json into this folder."
-        ),
+        typer.Option("--output", "-o", help="Write every table (CSV) and comparison.json into this folder."),
     ] = None,
     parquet: Annotated[
         bool, typer.Option("--parquet", help="With -o: write the tables as Parquet instead of CSV (needs pyarrow).")

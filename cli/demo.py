@@ -58,7 +58,6 @@ def demo(
         typer.Option(
             "--output",
             "-o",
-            file_okay=False,
             help="Folder for probes, the study, tables and screenshots (reused when run again).",
         ),
     ] = Path("onnx-geom-demo"),

@@ -48,13 +48,11 @@ def metrics(
     as_json: JsonOption = False,
     csv_path: Annotated[
         Path | None,
-        typer.Option(
-            "--csv", dir_okay=False, help="Also write the per-sample table (one row per model x unit x sample) as CSV."
-        ),
+        typer.Option("--csv", help="Also write the per-sample table (one row per model x unit x sample) as CSV."),
     ] = None,
     parquet_path: Annotated[
         Path | None,
-        typer.Option("--parquet", dir_okay=False, help="Also write the per-sample table as Parquet (needs pyarrow)."),
+        typer.Option("--parquet", help="Also write the per-sample table as Parquet (needs pyarrow)."),
     ] = None,
 ) -> None:
     """Compute length, angles, margin and correctness per sample for every unit and store them in the study.

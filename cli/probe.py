@@ -21,9 +21,7 @@ def probe_command(
     model: Annotated[
         Path, typer.Argument(help="The ONNX classifier (or, with --check, the probe).", show_default=False)
     ],
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", dir_okay=False, help="Where to write the probe (.onnx).")
-    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the probe (.onnx).")] = None,
     preset: Annotated[Preset, typer.Option(help="Normalisation after scaling to [0,1].")] = Preset.none,
     mean: Annotated[str | None, typer.Option(help="Per-channel mean, comma-separated (overrides the preset).")] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std, comma-separated (overrides the preset).")] = None,

@@ -22,7 +22,7 @@ def view(
     ],
     screenshot: Annotated[
         Path | None,
-        typer.Option("--screenshot", help="Render to this PNG without a display (EGL) and exit.", dir_okay=False),
+        typer.Option("--screenshot", help="Render to this PNG without a display (EGL) and exit."),
     ] = None,
     panel: Annotated[Panel | None, typer.Option("--panel", help="Only this panel (with --screenshot).")] = None,
     size: Annotated[Size, size_option("Image or window size, WIDTHxHEIGHT.")] = "1280x800",  # type: ignore[assignment]

@@ -158,16 +158,17 @@ def _zarr_node(folder: Path) -> str | None:
 
 
 def _refuse_zarr(path: Path, real: Path) -> None:
-    """Refuse ``path`` when it, or a folder above it, is a Zarr node: as written, and where links lead."""
+    """Refuse ``path`` when it, or a folder above it, is a Zarr node: where links lead, and as written."""
     written = Path(os.path.normpath(os.path.abspath(path)))
-    for where, through in ((written, ""), (real, " (through a symbolic link)")):
-        for folder in (where, *where.parents):
-            node = _zarr_node(folder)
-            if node is None:
-                continue
+    for where in (real, written):  # where links lead first: that is where the bytes would go
+        nodes = [(folder, node) for folder in (where, *where.parents) if (node := _zarr_node(folder))]
+        if nodes:  # name the study (the root of nested Zarr groups), else the outermost Zarr node
+            folder, node = next((n for n in nodes if n[1].endswith("study")), nodes[-1])
+            linked = folder != written and folder not in written.parents
             rule = ", which only onnx-geom's own commands change" if node.endswith("study") else ""
             place = f"is {node}" if folder == where else f"lies inside {node}"
-            name = "" if folder == where and not through else f" {folder}"
+            name = f" {folder}" if folder != where or linked else ""
+            through = " (through a symbolic link)" if linked else ""
             raise OutputError(f"{path} {place}{name}{through}{rule}; write to a path outside it.")
 
 
@@ -178,7 +179,8 @@ def _refuse_inputs(path: Path, real: Path, inputs: Iterable[str | os.PathLike[st
             continue
         if real == source.resolve() or (path.exists() and os.path.samefile(path, source)):
             what = "folder" if source.is_dir() else "file"
-            raise OutputError(f"{path} is the input {what} {source} itself; write the output somewhere else.")
+            named = "" if str(source) == str(path) else f" {source}"
+            raise OutputError(f"{path} is the input {what}{named} itself; write the output to another {what}.")
         if source.is_dir() and source.resolve() in real.parents:
             raise OutputError(f"{path} lies inside the input folder {source}; write the output outside it.")
 
