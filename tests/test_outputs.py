@@ -150,13 +150,13 @@ def test_no_command_writes_into_a_study_through_a_symbolic_link(name, study, mod
 
 
 def test_no_command_writes_over_its_own_input(study, model, data, tmp_path):
-    refused(["probe", model, "-o", model], contains=f"is the input file {model} itself", keep=[model])
+    refused(["probe", model, "-o", model], contains=f"{model} is the input file itself", keep=[model])
     (tmp_path / "same.onnx").symlink_to(model)
     refused(["probe", model, "-o", tmp_path / "same.onnx"], contains="is the input file", keep=[model])
     folder = tmp_path / "cifar"  # a folder of clean data, corrupted into itself or into a folder inside it
     folder.mkdir()
     shutil.copy(data, folder / "toy.npz")
-    refused(["corrupt", data, "-o", data], contains=f"is the input file {data} itself", keep=[data])
+    refused(["corrupt", data, "-o", data], contains=f"{data} is the input file itself", keep=[data])
     image_folder = tmp_path / "images"
     for label in ("a", "b"):
         (image_folder / label).mkdir(parents=True)
