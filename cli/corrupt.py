@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -57,7 +57,7 @@ def corrupt_command(
         # the bar starts with the first batch: a refusal of the folder is the only line printed
         bar = Progress(*columns, console=err, transient=as_json, disable=as_json)
         total = bar.add_task("all", total=per_file * (len(names) - len(done_before)))
-        tasks = {}
+        tasks: dict[str, Any] = {}
 
         def progress(name: str, images: int) -> None:
             if not tasks:
