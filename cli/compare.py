@@ -51,9 +51,7 @@ def compare(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output", "-o", file_okay=False, help="Write every table (CSV) and comparison.json into this folder."
-        ),
+        typer.Option("--output", "-o", help="Write every table (CSV) and comparison.json into this folder."),
     ] = None,
     parquet: Annotated[
         bool, typer.Option("--parquet", help="With -o: write the tables as Parquet instead of CSV (needs pyarrow).")
@@ -83,6 +81,10 @@ def compare(
 
         if parquet and output is None:
             raise fail("--parquet writes the tables into a folder; add -o DIR.")
+        if output is not None:  # before the work: not the study nor inside it, not a file
+            from onnx_geom._files import check_output
+
+            check_output(output, kind="folder", inputs=(study,))
         opened = Study.open(study, mode="a" if os.access(study, os.W_OK) else "r")
         cmp = compare_study(opened, reference=reference, distance=distance.value, threshold=threshold)
         if opened.mode == "a":  # stored for `onnx-geom view`; a read-only study just computes
@@ -91,12 +93,7 @@ def compare(
             except StudyError as error:
                 err.print(f"the comparison was not stored in the study: {error}")
         if output is not None:
-            try:
-                paths = cmp.write(output, parquet=parquet)
-            except OSError as error:
-                raise fail(
-                    f"cannot write the tables to {output} ({error.strerror or error}); choose another folder."
-                ) from None
+            paths = cmp.write(output, parquet=parquet)  # an OSError is a one-sentence OutputError
             err.print(f"wrote {len(paths)} files to {output}")
         if as_json:
             print_json(cmp.to_json())

@@ -48,13 +48,11 @@ def metrics(
     as_json: JsonOption = False,
     csv_path: Annotated[
         Path | None,
-        typer.Option(
-            "--csv", dir_okay=False, help="Also write the per-sample table (one row per model x unit x sample) as CSV."
-        ),
+        typer.Option("--csv", help="Also write the per-sample table (one row per model x unit x sample) as CSV."),
     ] = None,
     parquet_path: Annotated[
         Path | None,
-        typer.Option("--parquet", dir_okay=False, help="Also write the per-sample table as Parquet (needs pyarrow)."),
+        typer.Option("--parquet", help="Also write the per-sample table as Parquet (needs pyarrow)."),
     ] = None,
 ) -> None:
     """Compute length, angles, margin and correctness per sample for every unit and store them in the study.
@@ -63,8 +61,12 @@ def metrics(
     the true class and margin per model x corruption (averaged over severities).
     """
     with user_errors():
+        from onnx_geom._files import check_output
         from onnx_geom.records import require_pyarrow
 
+        for path in (csv_path, parquet_path):  # before any geometry is computed: not into the study, not a folder
+            if path is not None:
+                check_output(path, inputs=(study,))
         if parquet_path is not None:
             require_pyarrow()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -96,10 +98,7 @@ def metrics(
 
         for path, writer in ((csv_path, write_columns_csv), (parquet_path, write_columns_parquet)):
             if path is not None:
-                try:
-                    count = writer(path, sample_records(handle))
-                except OSError as error:
-                    raise fail(f"cannot write {path} ({error.strerror or error}); choose another path.") from None
+                count = writer(path, sample_records(handle))  # an OSError is a one-sentence OutputError
                 err.print(f"wrote {count} rows to {path}")
         broken = {f"{r['model']}/{r['corruption']}/{r['severity']}": r["nonfinite"] for r in rows if r["nonfinite"]}
         if broken:

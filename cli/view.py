@@ -22,7 +22,7 @@ def view(
     ],
     screenshot: Annotated[
         Path | None,
-        typer.Option("--screenshot", help="Render to this PNG without a display (EGL) and exit.", dir_okay=False),
+        typer.Option("--screenshot", help="Render to this PNG without a display (EGL) and exit."),
     ] = None,
     panel: Annotated[Panel | None, typer.Option("--panel", help="Only this panel (with --screenshot).")] = None,
     size: Annotated[Size, size_option("Image or window size, WIDTHxHEIGHT.")] = "1280x800",  # type: ignore[assignment]
@@ -31,7 +31,10 @@ def view(
     samples), or write a screenshot of them."""
     with user_errors():
         if screenshot is not None:
+            from onnx_geom._files import check_output
             from onnx_geom.viewers import screenshot as take
+
+            check_output(screenshot, inputs=(study,))  # before the study is read: not into it, not a folder
 
             path = take(study, screenshot, panel=plain(panel), size=tuple(size))
             out.print(f"wrote {path}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from onnx_geom._files import check_output
 from onnx_geom.errors import DataError, StudyError
 from onnx_geom.geometry import shifts
 from onnx_geom.records import jsonable, matrix_records, require_pyarrow, write_csv, write_json, write_parquet
@@ -106,13 +107,14 @@ class Comparison:
     def write(self, directory: str | os.PathLike, *, parquet: bool = False) -> list[Path]:
         """Write ``<table>.csv`` (or ``<table>.parquet``, needs pyarrow) for each of :meth:`tables`, and
         ``comparison.json``; returns the paths."""
-        out = Path(directory)
-        if out.exists() and not out.is_dir():
-            raise DataError(f"{out} is a file; give a folder for the comparison tables.")
+        out = check_output(directory, kind="folder")  # not inside a study, not a file, writable
         if parquet:
             require_pyarrow()
         write, suffix = (write_parquet, "parquet") if parquet else (write_csv, "csv")
-        paths = [write(out / f"{name}.{suffix}", records) for name, records in self.tables().items()]
+        tables = {out / f"{name}.{suffix}": records for name, records in self.tables().items()}
+        for path in (*tables, out / "comparison.json"):  # every file checked before the first is written
+            check_output(path)
+        paths = [write(path, records) for path, records in tables.items()]
         paths.append(write_json(out / "comparison.json", self.to_json()))
         return paths
 

@@ -110,9 +110,10 @@ def test_usage_errors_are_one_sentence_too(tmp_path, model):
     one_sentence(invoke("corrupt", tmp_path, "-o", tmp_path / "c", "--seed", "x"), "'--seed'")
     one_sentence(invoke("view", tmp_path / "nowhere"), "nowhere' does not exist")
     one_sentence(invoke("view", model), "is a file")
-    one_sentence(invoke("metrics", tmp_path, "--csv", tmp_path), "is a directory")
-    one_sentence(invoke("probe", model, "-o", tmp_path), "is a directory")
-    one_sentence(invoke("demo", "-o", model), "is a file")
+    # output paths: onnx_geom._files.check_output, the one check of every output (tests/test_outputs.py)
+    one_sentence(invoke("metrics", tmp_path, "--csv", tmp_path), "is the input folder itself")
+    one_sentence(invoke("probe", model, "-o", tmp_path), "is a folder, not a file")
+    one_sentence(invoke("demo", "-o", model), "is a file, not a folder")
     one_sentence(invoke("nonsense"), "No such command 'nonsense'")
     one_sentence(invoke("--bogus"), "No such option: --bogus", "see `onnx-geom --help`")
     assert invoke().exit_code == 2  # `onnx-geom` alone still prints the help
