@@ -10,7 +10,7 @@ import typer
 
 from onnx_geom.cli._console import err, fail, out, print_json, user_errors, warn
 from onnx_geom.cli._options import Distance, JsonOption
-from onnx_geom.errors import StudyError
+from onnx_geom.errors import StudyLockedError
 
 
 def _vs_reference(cmp) -> list[dict[str, Any]]:
@@ -91,8 +91,8 @@ def compare(
         if opened.mode == "a":  # stored for `onnx-geom view`; a read-only study just computes
             try:
                 opened.write_comparison(cmp)
-            except StudyError as error:
-                err.print(f"the comparison was not stored in the study: {error}")
+            except StudyLockedError as error:  # another process stores one now: the tables below are still made
+                warn(f"the comparison was not stored in the study: {error}")
         if output is not None:
             try:
                 paths = cmp.write(output, parquet=parquet)

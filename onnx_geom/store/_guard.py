@@ -145,9 +145,10 @@ def makedirs(root: Path, path: Path) -> None:
 
 
 def remove(root: Path, path: Path) -> None:
-    """Remove the file or folder ``path`` (a folder with everything below it), if it exists. Links below it are
-    removed, never followed (``shutil.rmtree`` on a folder it has checked)."""
-    check(root, path)
+    """Remove the file or folder ``path`` (a folder with everything below it), if it exists. A link anywhere below
+    it is refused like one on the way to it (nothing is removed then): a study with links planted in it is said,
+    not silently changed."""
+    check_tree(root, path)
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -156,6 +157,15 @@ def remove(root: Path, path: Path) -> None:
         shutil.rmtree(path)
     else:
         os.unlink(path)
+
+
+def check_tree(root: Path, path: Path) -> None:
+    """:func:`check` ``path``, and refuse a link anywhere below it (a folder about to be rewritten or removed)."""
+    check(root, path)
+    for folder, names, files in os.walk(path):  # lists entries without following links (os.walk's default)
+        for name in [*names, *files]:
+            if os.path.islink(os.path.join(folder, name)):
+                raise linked(Path(folder) / name)
 
 
 def folders(root: Path, path: Path) -> list[str]:

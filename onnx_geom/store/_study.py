@@ -497,6 +497,7 @@ class Study:
         what = f"{group} of unit {unit}" if group else f"unit {unit}"
         folder = self.path / key
         with io_errors(f"writing {what} to the study at {self.path}"):
+            _guard.check_tree(self.path, folder)  # a link in what is rewritten: said before anything is claimed
             claim = {"complete": False, "writer": writer_stamp()}
             if group_attrs(folder, root=self.path) is None:
                 with self._study_lock():  # two processes may create the same group at once
@@ -592,6 +593,7 @@ class Study:
         folder = self.path / COMPARISON
         with io_errors(f"storing the comparison in the study at {self.path}"):
             _guard.makedirs(self.path, folder)
+            _guard.check_tree(self.path, folder)  # a link in what is replaced: said before anything is written
             with self._study_lock(folder):
                 _comparison.store(folder, comparison, self.geometry_fingerprint, root=self.path)
 
