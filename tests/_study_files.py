@@ -59,3 +59,45 @@ def content(study: str | os.PathLike[str], *, comparison: bool = False) -> dict[
             out[key] = (array.dtype.str, array.shape, hashlib.sha256(array.tobytes()).hexdigest())
             names[:] = []
     return out
+
+
+def one_sentence(result, *words: str) -> str:
+    """A CLI result of a user error: exit code 1, one line on stderr (``error: ...``) holding ``words``, no
+    traceback; returns the line."""
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+def make_cli_study(root: Path, runner) -> list[str]:
+    """Probes (``dense``, ``pruned``: 16x16x3 images, 4 classes), data (25 images) and a study ``root/study`` made
+    by ``onnx-geom run`` (clean + fog 1), ``metrics`` and ``compare``; returns the run's arguments but ``-o``."""
+    import numpy as np
+    import onnx
+    from _probes import make_probe
+
+    from onnx_geom.cli.app import app
+
+    shape = (16, 16, 3)
+    onnx.save(make_probe(seed=1, shape=shape)[0], root / "dense.probe.onnx")
+    onnx.save(make_probe(seed=2, shape=shape, features=5)[0], root / "other.onnx")
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (25, *shape), dtype=np.uint8)
+    np.savez(root / "data.npz", images=images, labels=rng.integers(0, 4, 25))
+    args = [
+        "run", str(root / "dense.probe.onnx"), f"pruned={root / 'other.onnx'}", "--data", str(root / "data.npz"),
+        "-c", "fog", "--severities", "1", "--device", "cpu", "--batch-size", "10",
+    ]  # fmt: skip
+    for command in (
+        [*args, "-o", str(root / "study")],
+        ["metrics", str(root / "study")],
+        ["compare", str(root / "study")],
+    ):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+    return args

@@ -4,14 +4,12 @@ depths: exit code 1, one sentence that names the link, the target outside and th
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
-import numpy as np
-import onnx
 import pytest
-from _probes import make_probe
-from _study_files import snapshot
+from _study_files import make_cli_study, one_sentence, snapshot
 from typer.testing import CliRunner
 
 from onnx_geom.cli.app import app
@@ -26,40 +24,16 @@ def invoke(*args):
     return RUNNER.invoke(app, [str(a) for a in args])
 
 
-def one_sentence(result, *words):
-    """The result of a user error: exit code 1, one line on stderr (``error: ...``), no traceback."""
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert ("Traceback" not in result.output and result.exception is None) or isinstance(result.exception, SystemExit)
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Probes, data, and a study made by `run` (clean + fog 1), `metrics` and `compare` (built once)."""
     root = tmp_path_factory.mktemp("guard")
-    shape = (16, 16, 3)
-    onnx.save(make_probe(seed=1, shape=shape)[0], root / "dense.probe.onnx")
-    onnx.save(make_probe(seed=2, shape=shape, features=5)[0], root / "other.onnx")
-    rng = np.random.default_rng(4)
-    np.savez(
-        root / "data.npz", images=rng.integers(0, 256, (25, *shape), dtype=np.uint8), labels=rng.integers(0, 4, 25)
-    )
-    result = invoke(*run_args(root, root / "study"))
-    assert result.exit_code == 0, result.output
-    for command in ("metrics", "compare"):
-        assert invoke(command, root / "study").exit_code == 0
+    root.joinpath("args.json").write_text(json.dumps(make_cli_study(root, RUNNER)))
     return root
 
 
 def run_args(root, study):
-    return [
-        "run", root / "dense.probe.onnx", f"pruned={root / 'other.onnx'}", "--data", root / "data.npz", "-o", study,
-        "-c", "fog", "--severities", "1", "--device", "cpu", "--batch-size", "10",
-    ]  # fmt: skip
+    return [*json.loads(root.joinpath("args.json").read_text()), "-o", study]
 
 
 @pytest.fixture

@@ -113,7 +113,10 @@ def test_a_chunk_that_does_not_decode_is_one_sentence(tmp_path, damage):
     files.write_array(tmp_path / "a", data, ["row", "col"], root=tmp_path, chunks=(6, 4))
     chunk = tmp_path / "a" / "c.0.0"
     chunk.write_bytes(chunk.read_bytes()[:12] if damage == "truncated" else damage)  # what a power cut may leave
-    with pytest.raises(StudyError, match=r"^the array at .* is unreadable \(chunk c\.0\.0: .*\); it may be damaged\.$"):
+    with pytest.raises(
+        StudyError,
+        match=r"^the array at .* is unreadable \(chunk c\.0\.0: .*\); it may be damaged: `onnx-geom check STUDY` lists what is, and how to repair it\.$",
+    ):
         _zarrarray.read_array(tmp_path / "a", root=tmp_path)
 
 

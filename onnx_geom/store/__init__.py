@@ -72,7 +72,7 @@ def describe(study: Study) -> dict[str, Any]:
     plan = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in severities]
     complete: dict[str, set[tuple[str, int]]] = {m: set() for m in study.models}
     incomplete = []
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, str, str]] = []
     for unit, unit_attrs in study._all_units(problems=problems):  # one pass over the study's metadata
         if unit_attrs.get("complete") is True:
             complete[unit.model].add((unit.corruption, unit.severity))
@@ -80,8 +80,8 @@ def describe(study: Study) -> dict[str, Any]:
             incomplete.append((unit, dict(unit_attrs.get("writer") or {})))
     odd = child_folders(study.path / "models", root=study.path)[1]
     problems += [
-        (str(study.path / "models" / name), f"a folder whose name ({shown(name)}) breaks the rule of names; remove it")
-        for name in odd
+        (str(study.path / "models" / n), f"{shown(n)} is a folder whose name breaks the rule of names", "remove it")
+        for n in odd
     ]
     models = {
         m: {
@@ -102,7 +102,7 @@ def describe(study: Study) -> dict[str, Any]:
         "planned_per_model": len(plan),
         "models": models,
         "damaged_models": study.damaged_models(),
-        "damaged": [{"path": path, "problem": problem} for path, problem in problems],
+        "damaged": [{"path": path, "problem": f"{problem}; {fix}"} for path, problem, fix in problems],
         "incomplete": [{"unit": str(u), **w} for u, w in sorted(incomplete)],
     }
 

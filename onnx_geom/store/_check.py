@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from onnx_geom.errors import StudyError
+from onnx_geom.store._guard import Unsafe
 from onnx_geom.store._layout import COMPARISON, GEOMETRY, IMAGES, LABELS, MODELS, Unit, model_key, unit_key
+from onnx_geom.store._schema import problem_of
 from onnx_geom.store._units import fingerprint
 from onnx_geom.store._zarrarray import open_array
 from onnx_geom.store._zarrio import child_folders
@@ -59,8 +61,10 @@ def check(study: Any, *, repair: bool = False) -> dict[str, Any]:
                 return f"{folder} has shape {list(array.shape)}, the study needs {list(rows)} first"
             array.verify()
             counts["arrays"] += 1
+        except Unsafe:
+            raise
         except StudyError as err:
-            return str(err).rstrip(".")
+            return problem_of(err)
         return None
 
     n = study.n
@@ -96,7 +100,8 @@ def check(study: Any, *, repair: bool = False) -> dict[str, Any]:
         if state == "incomplete":
             continue
         if state == "damaged":
-            found(root / model_key(model), reason, reason.split("; ", 1)[-1].rstrip("."))
+            problem, _, fix = reason.rpartition("; ")
+            found(root / model_key(model), problem, fix.rstrip("."))
         else:
             head = [verify(root / model_key(model) / name, None) for name in ("W", "b")]
             for problem in filter(None, head):
@@ -109,16 +114,16 @@ def check(study: Any, *, repair: bool = False) -> dict[str, Any]:
                     "and run `onnx-geom run` with it again (its units are computed again)"
                 )
                 found(root / model_key(model), problem, fix)
-        problems: list[tuple[str, str]] = []
+        problems: list[tuple[str, str, str]] = []
         for unit, attrs in study._all_units(model, problems=problems):
             if attrs.get("complete") is not True:
                 continue
             counts["units"] += 1
             _check_unit(study, unit, n, verify, found, follow_up)
-        for path, problem in problems:
+        for path, problem, fix in problems:
             unit = _unit_of(root, Path(path))
             if unit is None:
-                found(path, problem, "remove it")
+                found(path, problem, fix)
             else:
                 found(
                     path,
@@ -198,10 +203,12 @@ def _check_unit(study: Any, unit: Unit, n: int, verify: Callable, found: Callabl
     geometry = root / unit_key(unit, GEOMETRY)
     try:
         attrs = study._unit_attrs(unit, GEOMETRY)
+    except Unsafe:
+        raise
     except StudyError as err:
         found(
             geometry,
-            str(err).rstrip("."),
+            problem_of(err),
             "--repair marks the geometry incomplete; then `onnx-geom metrics` computes it again",
             functools.partial(_marked, study, unit, GEOMETRY, follow_up),
         )

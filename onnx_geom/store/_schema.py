@@ -6,10 +6,11 @@ says what to do (:class:`StudyError`); a key a check does not know is left alone
 may add their own). Strings that onnx-geom prints must not hold control characters (a terminal escape sequence
 in a name could rewrite what ``onnx-geom info`` shows).
 
->>> check_unit({"complete": "yes"}, "s/models/m/fog/1/zarr.json")  # doctest: +ELLIPSIS
-Traceback (most recent call last):
-...
-onnx_geom.errors.StudyError: s/models/m/fog/1/zarr.json: the key 'complete' must be true or false, not 'yes'; ...
+>>> try:
+...     check_unit({"complete": "yes"}, "s/models/m/fog/1/zarr.json")
+... except StudyError as err:
+...     print(err.problem)
+s/models/m/fog/1/zarr.json: the key 'complete' must be true or false, not 'yes'
 """
 
 from __future__ import annotations
@@ -19,6 +20,21 @@ from typing import Any
 
 from onnx_geom.errors import StudyError
 from onnx_geom.store._layout import NAME_MAX, NAME_RULE, shown, valid_name
+
+
+class Damaged(StudyError):
+    """Something in a study is damaged: ``problem`` says what and where, ``fix`` what to do; said as one sentence
+    (``onnx-geom check`` lists the problems with fixes of its own)."""
+
+    def __init__(self, problem: str, fix: str, why: str = "the study's metadata is damaged") -> None:
+        self.problem, self.fix = problem, fix
+        super().__init__(f"{problem}; {why}: {fix}.")
+
+
+def problem_of(error: Exception) -> str:
+    """What is wrong, without what to do (a :class:`Damaged`'s problem, else the sentence)."""
+    return error.problem if isinstance(error, Damaged) else str(error).rstrip(".")
+
 
 #: What to do about damaged metadata, by where it is.
 FIX_ROOT = "restore the study folder from a copy, or make a new study with `onnx-geom run ... -o NEW`"
@@ -102,13 +118,10 @@ def _check(
 ) -> None:
     for key in required:
         if key not in attrs:
-            raise StudyError(f"{file}: the key {prefix + key!r} is missing; the study's metadata is damaged: {fix}.")
+            raise Damaged(f"{file}: the key {prefix + key!r} is missing", fix)
     for key, (what, ok) in schema.items():
         if key in attrs and not ok(attrs[key]):
-            raise StudyError(
-                f"{file}: the key {prefix + key!r} must be {what}, not {shown(attrs[key])}; "
-                f"the study's metadata is damaged: {fix}."
-            )
+            raise Damaged(f"{file}: the key {prefix + key!r} must be {what}, not {shown(attrs[key])}", fix)
 
 
 def check_root(attrs: Mapping[str, Any], file: Any) -> dict[str, Any]:

@@ -226,10 +226,11 @@ class Study:
         expected = shape if shape is not None else (self.n,)
         got = array.shape if shape is not None else array.shape[:1]
         if tuple(got) != tuple(expected):
-            raise StudyError(
+            raise _schema.Damaged(
                 f"{what} ({array.folder}) holds an array of shape {list(array.shape)} where the study has "
-                f"{list(expected)}{'' if shape is not None else ' rows'}; it is damaged: run `onnx-geom check "
-                f"{self.path} --repair`."
+                f"{list(expected)}{'' if shape is not None else ' rows'}",
+                f"run `onnx-geom check {self.path} --repair`",
+                "it is damaged",
             )
 
     @property
@@ -261,11 +262,13 @@ class Study:
             if meta is None or meta.get("node_type") != "group" or not isinstance(meta.get("attributes"), dict):
                 if meta is None and not self._unit_folders(model):
                     return "incomplete", f"model {model!r} is being added (no metadata yet)"
-                raise StudyError(f"{folder / META} is not the metadata of a group; the study's metadata is damaged")
-            attrs = _schema.check_model(meta["attributes"], folder / META)
+                return "damaged", f"model {model!r} is damaged ({folder / META} is not a group's metadata); {fix}."
+            _schema.check_model(meta["attributes"], folder / META)
             arrays = {name: open_array(folder / name, root=self.path) for name in HEAD}
+        except _guard.Unsafe:
+            raise
         except StudyError as err:
-            return "damaged", f"model {model!r} is damaged ({str(err).rstrip('.')}); {fix}."
+            return "damaged", f"model {model!r} is damaged ({_schema.problem_of(err)}); {fix}."
         except ValueError:
             return "damaged", f"model {model!r} is damaged ({folder / META} is not valid JSON); {fix}."
         missing = [name for name, array in arrays.items() if array is None]
@@ -278,7 +281,6 @@ class Study:
         if W.ndim != 2 or b.shape != W.shape[:1]:
             why = f"its head has W {list(W.shape)} and b {list(b.shape)}"
             return "damaged", f"model {model!r} is damaged ({why}); {fix}."
-        del attrs
         return "ok", ""
 
     def _healthy(self, model: str, missing: str | None = None) -> None:
@@ -319,10 +321,7 @@ class Study:
         if meta is None:
             return None
         if meta.get("node_type") != "group" or not isinstance(meta.get("attributes", {}), dict):
-            raise StudyError(
-                f"{folder / META} is not the valid metadata of a group; the study's metadata is damaged: "
-                f"{_schema.FIX_UNIT}."
-            )
+            raise _schema.Damaged(f"{folder / META} is not the valid metadata of a group", _schema.FIX_UNIT)
         return _schema.check_unit(meta.get("attributes", {}), folder / META)
 
     def is_complete(self, unit: Unit, group: str | None = None) -> bool:
@@ -333,16 +332,17 @@ class Study:
         return bool(attrs is not None and attrs.get("complete") is True)
 
     def _all_units(
-        self, model: str | None = None, *, problems: list[tuple[str, str]] | None = None
+        self, model: str | None = None, *, problems: list[tuple[str, str, str]] | None = None
     ) -> Iterator[tuple[Unit, dict[str, Any]]]:
         """Every unit (of ``model``, or of all models) with its checked attributes. Damaged metadata is a
-        :class:`StudyError`, or, given ``problems``, appended there as ``(path, sentence)`` and skipped; so are
-        folders whose names break the rule of names. Folders without metadata (being created) are skipped."""
+        :class:`StudyError`, or, given ``problems``, appended there as ``(path, problem, fix)`` and skipped; so
+        are folders whose names break the rule of names. Folders without metadata (being created) are skipped;
+        a link or special file is refused either way."""
 
-        def damaged(path: Path, sentence: str) -> None:
+        def damaged(path: Path, error: _schema.Damaged) -> None:
             if problems is None:
-                raise StudyError(sentence)
-            problems.append((str(path), sentence))
+                raise error
+            problems.append((str(path), error.problem, error.fix))
 
         for name in self.models if model is None else [model]:
             folder = self.path / model_key(name)
@@ -359,8 +359,10 @@ class Study:
                     unit = Unit(name, corruption, int(severity))
                     try:
                         attrs = self._unit_attrs(unit)
-                    except StudyError as err:
-                        damaged(self.path / unit.key(), str(err))
+                    except _guard.Unsafe:
+                        raise
+                    except _schema.Damaged as err:
+                        damaged(self.path / unit.key(), err)
                         continue
                     if attrs is not None:
                         yield unit, attrs
@@ -430,7 +432,7 @@ class Study:
         folder = self.path / model_key(name)
         with io_errors(f"adding model {name!r} to the study at {self.path}"), self._study_lock():
             state, reason = self._model_state(name)
-            stored = self._stored_head(name) if state != "incomplete" else None
+            stored = None if state == "incomplete" else self._stored_head(name)
             if stored is not None:
                 if stored[0].shape != W.shape or not (np.array_equal(stored[0], W) and np.array_equal(stored[1], b)):
                     raise StudyError(
@@ -438,14 +440,12 @@ class Study:
                     )
                 if state == "ok":
                     return
-            elif state == "damaged":
-                recorded = self._recorded_head(name)
-                if recorded != digest:
-                    raise StudyError(
-                        f"{reason.rstrip('.')}, and the study has no record that this probe's head is the one its "
-                        f"units were computed with; remove the folder {folder} (its units are computed again) or use "
-                        "a new study folder."
-                    )
+            elif state != "incomplete" and self._recorded_head(name) != digest:  # the head is missing or damaged
+                why = reason.rstrip(".") if state == "damaged" else f"the head of model {name!r} is unreadable"
+                raise StudyError(
+                    f"{why}, and the study has no record that this probe's head is the one its units were computed "
+                    f"with; remove the folder {folder} (its units are computed again) or use a new study folder."
+                )
             attrs = {"probe": info.to_json(), "probe_path": str(probe_path), "head_sha256": digest}
             tags = dict(tags if tags is not None else info.tags)
             write_group(folder, {**attrs, "tags": tags}, root=self.path, durable=True)
@@ -611,8 +611,9 @@ class Study:
         return f"Study({str(self.path)!r}, mode={self.mode!r})"
 
 
-def _odd_name(folder: Path, name: str) -> str:
-    return (
-        f"{folder}/{shown(name)} is a folder whose name breaks the rule of names in a study; onnx-geom ignores it: "
-        "remove it (or rename it) if it should not be there."
+def _odd_name(folder: Path, name: str) -> _schema.Damaged:
+    return _schema.Damaged(
+        f"{folder}/{shown(name)} is a folder whose name breaks the rule of names in a study",
+        "remove it (or rename it) if it should not be there",
+        "onnx-geom ignores it",
     )

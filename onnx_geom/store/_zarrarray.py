@@ -27,9 +27,11 @@ import numpy as np
 
 from onnx_geom.errors import StudyError
 from onnx_geom.store import _guard
+from onnx_geom.store._schema import Damaged
 from onnx_geom.store._zarrio import DTYPES, META, read_meta, zstd
 
 _FLOAT_FILLS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_CHECK = "`onnx-geom check STUDY` lists what is, and how to repair it"
 #: The largest chunk read (decoded): larger ones are refused before anything is allocated.
 MAX_CHUNK_BYTES = 1 << 30
 
@@ -73,7 +75,9 @@ class ZarrArray:
         except StudyError:
             raise
         except (KeyError, TypeError, AttributeError, ValueError, IndexError, OverflowError):
-            raise StudyError(f"the array metadata at {folder / META} is damaged; the study may be damaged.") from None
+            raise Damaged(
+                f"the array metadata at {folder / META} is damaged", _CHECK, "the study may be damaged"
+            ) from None
 
     def _parse(self, folder: Path, meta: dict[str, Any]) -> None:
         name, codecs = meta["data_type"], list(meta["codecs"])
@@ -101,9 +105,11 @@ class ZarrArray:
         if not isinstance(fill, (bool, int, float)):
             raise _unsupported(folder, f"the fill value {fill!r}")
         if min(shape, default=0) < 0 or math.prod(chunks) * dtype.itemsize > MAX_CHUNK_BYTES:
-            raise StudyError(
+            raise Damaged(
                 f"the array metadata at {folder / META} declares a shape {list(shape)} or chunks {list(chunks)} "
-                "onnx-geom does not read (chunks over 1 GiB); the study may be damaged."
+                "onnx-geom does not read (chunks over 1 GiB)",
+                _CHECK,
+                "the study may be damaged",
             )
         self.shape, self.dtype, self.chunks, self.fill_value = shape, dtype, chunks, fill
         self.dimension_names = tuple(dims) if isinstance(dims, list) else None
@@ -143,8 +149,8 @@ class ZarrArray:
         return _guard.read_bytes(self.root, path, parent_checked=path.parent == self.folder)
 
     def _damaged(self, index: tuple[int, ...], err: Exception) -> StudyError:
-        return StudyError(
-            f"the array at {self.folder} is unreadable (chunk {self._key(index)}: {err}); it may be damaged."
+        return Damaged(
+            f"the array at {self.folder} is unreadable (chunk {self._key(index)}: {err})", _CHECK, "it may be damaged"
         )
 
     def _decode(self, index: tuple[int, ...], raw: bytes, out: np.ndarray | None = None) -> np.ndarray:
@@ -253,11 +259,13 @@ def open_array(folder: Path, *, root: Path) -> ZarrArray | None:
     try:
         meta = read_meta(folder, root=root, strict=True)
     except ValueError:
-        raise StudyError(f"{folder / META} is not valid JSON; the study may be damaged.") from None
+        raise Damaged(f"{folder / META} is not valid JSON", _CHECK, "the study may be damaged") from None
     if meta is None:
         return None
     if meta.get("node_type") != "array" or meta.get("zarr_format") != 3:
-        raise StudyError(f"{folder} is not a Zarr v3 array (node type {meta.get('node_type')!r}).")
+        raise Damaged(
+            f"{folder} is not a Zarr v3 array (node type {meta.get('node_type')!r})", _CHECK, "the study may be damaged"
+        )
     return ZarrArray(folder, meta, root=root)
 
 
