@@ -35,11 +35,14 @@ from onnx_geom.conditions import CLEAN, parse_severities
 
 def _model_names(specs: list[str]) -> dict[str, Path]:
     """``NAME=PATH`` or ``PATH`` (named after the file: ``resnet.probe.onnx`` -> ``resnet``); names unique."""
+    from onnx_geom.store import check_name
+
     models: dict[str, Path] = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         file = Path(path if sep else spec)
         name = name if sep else file.name.removesuffix(".onnx").removesuffix(".probe")
+        check_name("model", name, "name it with NAME=PATH")  # before anything is created
         if name in models:
             raise fail(f"two models are named {name!r} ({models[name]} and {file}); name them with NAME=PATH.")
         models[name] = file

@@ -42,7 +42,7 @@ from typing import Any
 
 from onnx_geom.conditions import CLEAN
 from onnx_geom.store._check import check
-from onnx_geom.store._layout import NAME_MAX, NAME_RULE, STUDY_FORMAT, Unit, shown
+from onnx_geom.store._layout import NAME_MAX, NAME_RULE, STUDY_FORMAT, Unit, check_name, shown
 from onnx_geom.store._study import Study, UnitAlreadyComplete
 from onnx_geom.store._units import UnitWriter, fingerprint
 from onnx_geom.store._zarrio import child_folders
@@ -56,6 +56,7 @@ __all__ = [
     "UnitAlreadyComplete",
     "UnitWriter",
     "check",
+    "check_name",
     "describe",
     "fingerprint",
     "left_out",

@@ -95,11 +95,12 @@ def valid_name(name: object) -> bool:
     return isinstance(name, str) and len(name) <= NAME_MAX and _NAME.fullmatch(name) is not None
 
 
-def check_name(kind: str, name: str) -> None:
-    """Refuse a model, corruption or group name that breaks :data:`NAME_RULE`."""
+def check_name(kind: str, name: str, hint: str = "") -> None:
+    """Refuse a model, corruption or group name that breaks :data:`NAME_RULE` (``hint``: how to give another)."""
     if not valid_name(name):
         raise StudyError(
-            f"{kind} name {shown(name)} cannot be used in a study; use {NAME_RULE}, at most {NAME_MAX} characters."
+            f"{kind} name {shown(name)} cannot be used in a study; use {NAME_RULE}, at most {NAME_MAX} characters"
+            f"{f' ({hint})' if hint else ''}."
         )
 
 

@@ -339,22 +339,23 @@ class Study:
         are folders whose names break the rule of names. Folders without metadata (being created) are skipped;
         a link or special file is refused either way."""
 
-        def damaged(path: Path, error: _schema.Damaged) -> None:
-            if problems is None:
+        def damaged(path: Path, error: _schema.Damaged, *, ignored: bool = False) -> None:
+            if problems is not None:
+                problems.append((str(path), error.problem, error.fix))
+            elif not ignored:  # a folder whose name breaks the rule is never used, only reported
                 raise error
-            problems.append((str(path), error.problem, error.fix))
 
         for name in self.models if model is None else [model]:
             folder = self.path / model_key(name)
             corruptions, odd = child_folders(folder, root=self.path)
             for bad in odd:
-                damaged(folder / bad, _odd_name(folder, bad))
+                damaged(folder / bad, _odd_name(folder, bad), ignored=True)
             for corruption in corruptions:
                 if corruption in HEAD:
                     continue
                 severities, odd = child_folders(folder / corruption, root=self.path, digits=True)
                 for bad in odd:
-                    damaged(folder / corruption / bad, _odd_name(folder / corruption, bad))
+                    damaged(folder / corruption / bad, _odd_name(folder / corruption, bad), ignored=True)
                 for severity in sorted(severities, key=int):
                     unit = Unit(name, corruption, int(severity))
                     try:

@@ -114,7 +114,11 @@ def child_folders(folder: Path, *, root: Path, digits: bool = False) -> tuple[li
     names: list[str] = []
     odd: list[str] = []
     for name in _guard.folders(root, folder):
-        ok = name.isascii() and name.isdigit() and len(name) <= 9 if digits else valid_name(name)
+        ok = (
+            name.isascii() and name.isdigit() and name == str(int(name)) and len(name) <= 9
+            if digits
+            else valid_name(name)
+        )
         (names if ok else odd).append(name)
     return names, odd
 
