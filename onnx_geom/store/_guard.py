@@ -60,28 +60,30 @@ def _special(path: Path, mode: int) -> StudyError:
 def check(root: Path, path: Path, *, file: bool = False) -> None:
     """Refuse (:class:`StudyError`) unless ``path`` lies in ``root`` and each of its components below ``root`` that
     exists is a real folder, the last one a real folder or (``file``: only) a regular file. Components that do not
-    exist yet are fine: they will be created as real folders and files."""
-    try:
-        parts = path.relative_to(root).parts
-    except ValueError:
-        parts = ("..",)
+    exist yet are fine: they will be created as real folders and files. (Strings, not pathlib: this runs for every
+    file the store touches.)"""
+    root_s, path_s = os.fspath(root), os.fspath(path)
+    if path_s == root_s:
+        return
+    prefix = root_s if root_s.endswith(os.sep) else root_s + os.sep
+    parts = path_s[len(prefix) :].split(os.sep) if path_s.startswith(prefix) else [".."]
     if ".." in parts:
         raise StudyError(f"{path} lies outside the study at {root}; this is a bug in onnx-geom, please report it.")
-    current = root
+    current = prefix[:-1]
+    last = len(parts) - 1
     for i, part in enumerate(parts):
-        current = current / part
+        current = current + os.sep + part
         try:
             mode = os.lstat(current).st_mode
         except FileNotFoundError:
             return
-        if stat.S_ISLNK(mode):
-            raise linked(current)
-        last = i == len(parts) - 1
-        if stat.S_ISDIR(mode) and not (last and file):
+        if stat.S_ISDIR(mode) and not (i == last and file):
             continue
-        if last and stat.S_ISREG(mode):
+        if i == last and stat.S_ISREG(mode):
             return
-        raise _special(current, mode)
+        if stat.S_ISLNK(mode):
+            raise linked(Path(current))
+        raise _special(Path(current), mode)
 
 
 def read_bytes(root: Path, path: Path, *, parent_checked: bool = False) -> bytes | None:
@@ -120,12 +122,25 @@ def is_file(root: Path, path: Path) -> bool:
     return os.path.lexists(path)
 
 
-def write_file(root: Path, path: Path, data: bytes | memoryview, *, sync: bool = False) -> None:
-    """Write ``data`` to ``path`` in place (its folders created), never through a link."""
-    check(root, path, file=True)
-    if not os.path.isdir(path.parent):
-        os.makedirs(path.parent, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _CLOEXEC, 0o666)
+def write_file(
+    root: Path, path: Path, data: bytes | memoryview, *, sync: bool = False, parent_checked: bool = False
+) -> None:
+    """Write ``data`` to ``path`` in place (its folders created), never through a link. ``parent_checked``: the
+    folder holding ``path`` was checked (and made) already: a chunk of an array being written."""
+    if not parent_checked:
+        check(root, path, file=True)
+        if not os.path.isdir(path.parent):
+            os.makedirs(path.parent, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | _NONBLOCK | _CLOEXEC, 0o666)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise linked(path) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        os.close(fd)
+        raise _special(path, mode)
     try:
         view = memoryview(data)
         while view:

@@ -402,14 +402,11 @@ class Study:
         out = {}
         for name in names:
             group = name.rsplit("/", 1)[0] if "/" in name else None
-            if group not in checked:
-                if not checked:
-                    self._healthy(unit.model)
-                if not self.is_complete(unit, group):
-                    what = f"{group} of unit {unit}" if group else f"unit {unit}"
-                    raise StudyNotFoundError(
-                        f"{what} is not complete in the study at {self.path}; run the sweep (or metrics) again."
-                    )
+            if group not in checked and not self.is_complete(unit, group):
+                what = f"{group} of unit {unit}" if group else f"unit {unit}"
+                raise StudyNotFoundError(
+                    f"{what} is not complete in the study at {self.path}; run the sweep (or metrics) again."
+                )
             checked.add(group)
             array = open_array(self.path / unit.key() / name, root=self.path)
             if array is None:

@@ -70,14 +70,16 @@ def put(
     atomic: bool = False,
     durable: bool = False,
     sync: bool = False,
+    chunk: bool = False,
 ) -> None:
     """Write ``data`` to ``path`` in the study at ``root``, creating folders, never through a link. ``atomic``:
     replaced whole through :func:`onnx_geom._files.write_bytes`; ``durable``: that, and synced to the disk before
-    the rename; ``sync`` (not atomic): written in place and synced to the disk."""
+    the rename; ``sync`` (not atomic): written in place and synced to the disk. ``chunk``: a chunk of an array
+    being written, whose folder the writer checked and made (only the file itself is checked)."""
     if atomic or durable:
         _guard.replace_file(root, path, data, sync=durable)
     else:
-        _guard.write_file(root, path, data, sync=sync)
+        _guard.write_file(root, path, data, sync=sync, parent_checked=chunk)
 
 
 # ------------------------------------------------------------------------------------------------- metadata
@@ -267,7 +269,8 @@ class ArrayWriter:
             padded[tuple(slice(0, n) for n in block.shape)] = block
             block = padded
         data = np.ascontiguousarray(block, dtype=self.dtype.newbyteorder("<") if self.dtype.itemsize > 1 else None)
-        put(self.folder / ".".join(("c", *map(str, index))), self._codec.encode(data), root=self.root, sync=self._sync)
+        key = ".".join(("c", *map(str, index)))
+        put(self.folder / key, self._codec.encode(data), root=self.root, sync=self._sync, chunk=True)
 
     def close(self, *, atomic: bool = True, durable: bool = False) -> None:
         """Write what is buffered, check that every row was written, then write the array's ``zarr.json``:
