@@ -195,3 +195,12 @@ def test_a_link_is_refused_by_the_library_too(study):
     plant(study, UNIT.key())
     with pytest.raises(StudyError, match=r"fog/1 is a symbolic link inside the study"):
         Study.open(study).units()
+
+
+@pytest.mark.parametrize("where", list(COMPARE_WHERE))
+def test_check_repair_refuses_links_and_repairs_nothing_through_them(study, where):
+    key, _ = COMPARE_WHERE[where]
+    plant(study, key)
+    outside, inside = snapshot(study.parent / "outside"), snapshot(study)
+    one_sentence(invoke("check", study, "--repair"), "symbolic link", "remove the link")
+    assert snapshot(study.parent / "outside") == outside and snapshot(study) == inside
