@@ -40,6 +40,25 @@ def safe(text: object) -> str:
     return "".join(c if not (ord(c) < 32 or 127 <= ord(c) < 160) else ascii(c)[1:-1] for c in str(text))
 
 
+def warn_nonfinite(counts: dict[str, int], n: int) -> None:
+    """One warning per model whose units hold samples the model gave NaN or infinite outputs for.
+
+    ``counts``: ``{"model/corruption/severity": samples}`` (units without any left out); ``n``: samples per unit.
+    """
+    by_model: dict[str, list[tuple[str, int]]] = {}
+    for unit, count in counts.items():
+        model, _, condition = unit.partition("/")
+        by_model.setdefault(model, []).append((condition, count))
+    for model, units in by_model.items():
+        shown = ", ".join(f"{c} ({k} of {n})" for c, k in units[:4]) + (
+            f" and {len(units) - 4} more" if len(units) > 4 else ""
+        )
+        warn(
+            f"model {model} gave NaN or infinite outputs for some images under {shown}; they count as wrong and are "
+            "left out of the geometry (a float16 overflow? run without --fp16, or check the model)."
+        )
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` as an error and return the Exit to raise: ``raise fail("no such file")``."""
     err.print(f"[bold red]error:[/] {escape(safe(message))}", highlight=False, soft_wrap=True)
@@ -48,7 +67,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def warn(message: str) -> None:
     """Print ``message`` (one sentence) as a warning on stderr: something was left out, the command went on."""
-    err.print(f"[yellow]warning:[/] {escape(safe(message))}", highlight=False, soft_wrap=True)
+    err.print(f"[bold yellow]warning:[/] {escape(safe(message))}", highlight=False, soft_wrap=True)
 
 
 @contextmanager

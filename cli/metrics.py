@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from onnx_geom.cli._console import err, fail, out, print_json, user_errors, warn
+from onnx_geom.cli._console import err, fail, out, print_json, user_errors, warn, warn_nonfinite
 from onnx_geom.cli._options import JsonOption
 
 _SUMMARY = ("model", "corruption", "severities", "accuracy", "mean_length", "mean_angle", "mean_margin")
@@ -103,6 +103,9 @@ def metrics(
                 except OSError as error:
                     raise fail(f"cannot write {path} ({error.strerror or error}); choose another path.") from None
                 err.print(f"wrote {count} rows to {path}")
+        broken = {f"{r['model']}/{r['corruption']}/{r['severity']}": r["nonfinite"] for r in rows if r["nonfinite"]}
+        if broken:
+            warn_nonfinite(broken, rows[0]["n"])
         if as_json:
             print_json(rows)
         else:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from onnx_geom.cli._console import err, fail, out, print_json, safe, user_errors
+from onnx_geom.cli._console import err, fail, out, print_json, safe, user_errors, warn_nonfinite
 from onnx_geom.cli._options import (
     Device,
     DeviceOption,
@@ -131,6 +131,8 @@ def run_command(
             summary = sweep(named, data, output, corruptions=chosen, severities=sevs, corrupted_dir=corrupted, limit=limit,
                             batch_size=batch_size, device=device.value, fp16=fp16, profile=plain(profile), seed=seed,
                             progress=_Bar(progress), verbose=verbose)  # fmt: skip
+        if summary["nonfinite"]:
+            warn_nonfinite(summary["nonfinite"], summary["images"])
         if as_json:
             print_json(summary)
         else:

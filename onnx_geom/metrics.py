@@ -82,6 +82,9 @@ def compute_metrics(study, *, progress: Progress | None = None, chunk: int = 409
 def summarise_unit(unit, geom: dict[str, np.ndarray]) -> dict[str, Any]:
     """One summary record of a unit's geometry: accuracy and mean/median length, angle and margin.
 
+    ``nonfinite`` counts the samples the model gave NaN or infinite features for: they count as wrong in the
+    accuracy and are left out of the means and medians.
+
     >>> from collections import namedtuple
     >>> U = namedtuple("U", "model corruption severity")
     >>> g = {"correct": np.array([1, 0, 1], bool), "length": np.array([1.0, 2, 6]),
@@ -89,17 +92,19 @@ def summarise_unit(unit, geom: dict[str, np.ndarray]) -> dict[str, Any]:
     >>> r = summarise_unit(U("m", "fog", 2), g); r["accuracy"], r["median_length"], r["mean_margin"]
     (0.6666666666666666, 2.0, 0.5)
     """
+    broken = ~np.isfinite(np.asarray(geom["length"], np.float64))  # samples the model gave NaN or inf for
     row: dict[str, Any] = {
         "model": unit.model,
         "corruption": unit.corruption,
         "severity": int(unit.severity),
         "n": int(np.size(geom["correct"])),
         "accuracy": float(np.mean(np.asarray(geom["correct"], bool))),
+        "nonfinite": int(broken.sum()),
     }
     for key, name in (("length", "length"), ("angle_true", "angle"), ("margin", "margin")):
-        values = np.asarray(geom[key], np.float64)
-        row[f"mean_{name}"] = float(np.mean(values))
-        row[f"median_{name}"] = float(np.median(values))
+        values = np.asarray(geom[key], np.float64)[~broken]
+        row[f"mean_{name}"] = float(np.mean(values)) if values.size else float("nan")
+        row[f"median_{name}"] = float(np.median(values)) if values.size else float("nan")
     return row
 
 

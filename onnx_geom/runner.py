@@ -157,7 +157,32 @@ class ProbeSession:
         session = _session(str(source) if is_file and not fp16 else model.SerializeToString(), chosen, verbose)
         _check_interface(session, label)
         size = batch_size if batch_size is not None else default_batch_size(chosen, info.input_shape)
-        return cls(session, info, chosen, label, size, fp16)
+        opened = cls(session, info, chosen, label, size, fp16)
+        opened._check_head()
+        return opened
+
+    def _check_head(self, n: int = 2) -> None:
+        """The stored head must give the graph's logits (``logits == features @ W.T + b``) on ``n`` random images: a
+        probe whose metadata was edited or damaged is refused before anything is computed with it."""
+        from onnx_geom.probe._check import RTOL_HALF, _rtol, head_tolerance
+
+        rng = np.random.default_rng(0)
+        features, logits = self.run(rng.integers(0, 256, (n, *self.info.input_shape), dtype=np.uint8))
+        W, b = self.info.W, self.info.b
+        if features.shape[1:] != (W.shape[1],) or logits.shape[1:] != (W.shape[0],):
+            raise InvalidModelError(
+                f"{self.name} outputs features {features.shape[1:]} and logits {logits.shape[1:]}, but its stored head "
+                f"W is {W.shape}; the probe was edited or damaged: re-create it with `onnx-geom probe`."
+            )
+        finite = np.isfinite(features).all(axis=1) & np.isfinite(logits).all(axis=1)  # NaN rows are said elsewhere
+        f, z = features[finite].astype(np.float64), logits[finite].astype(np.float64)
+        error = np.abs(z - (f @ W.astype(np.float64).T + b.astype(np.float64)))
+        tolerance = head_tolerance(f, W, b, rtol=RTOL_HALF if self.fp16 else _rtol(self.info.head.get("weight_dtype")))
+        if np.any(error > tolerance):
+            raise InvalidModelError(
+                f"the head (W, b) stored in {self.name!r} does not give its logits (off by up to {error.max():.3g}); "
+                "the probe was edited or damaged: re-create it with `onnx-geom probe`."
+            )
 
     @property
     def providers(self) -> list[str]:

@@ -87,22 +87,63 @@ def _check_folder(
             raise DataError(
                 f"{corruption}.npy in {folder.path} holds {shape} images but the clean data is {data.images.shape[1:]}."
             )
+    if corruptions and min(severities) > 0:
+        _check_made_from(folder, data, corruptions, min(severities))
 
 
-def _accuracy(study: Study, models: Sequence[str], plan: Sequence[tuple[str, int]]) -> dict[str, Any]:
-    """Top-1 accuracy of every complete unit of ``plan``: ``{model: {corruption: {severity: accuracy}}}``."""
+def _check_made_from(
+    folder: CorruptedFolder, data: Dataset, corruptions: Sequence[str], severity: int, *, samples: int = 32
+) -> None:
+    """Refuse a folder whose images are not corrupted copies of ``data``'s (same labels, other images): under the
+    mildest severity asked for, a corrupted image must be closer to its own clean image than to other clean
+    images of the same class, for at least one corruption. Reads ``samples`` images per corruption."""
+    n = len(data.labels)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(n, min(samples, n), replace=False))
+    # a partner of the same class for each sample (the labels already agree), so the class alone cannot match
+    partners = np.array([rng.choice(np.flatnonzero(data.labels == data.labels[i])) for i in rows])
+    mine = rows != partners
+    if mine.sum() < 4:
+        return  # too few samples that share a class to tell
+    clean = data.images[rows].astype(np.float32)
+    other = data.images[partners].astype(np.float32)
+    ratios = []
+    for corruption in corruptions:
+        corrupted = np.concatenate([folder.read(corruption, severity, r, r + 1) for r in rows]).astype(np.float32)
+        own = np.abs(corrupted - clean).mean(axis=(1, 2, 3))[mine].mean()
+        elsewhere = np.abs(corrupted - other).mean(axis=(1, 2, 3))[mine].mean()
+        ratios.append(own / max(elsewhere, 1e-9))
+    if min(ratios) > 0.8:
+        raise DataError(
+            f"the images in {folder.path} are not corrupted copies of this clean data (under severity {severity} "
+            "they are as far from their own clean image as from others of the same class); the folder was made "
+            "from other images: use the folder made from this data, or make one with `onnx-geom corrupt`."
+        )
+
+
+def _accuracy(
+    study: Study, models: Sequence[str], plan: Sequence[tuple[str, int]]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Top-1 accuracy of every complete unit of ``plan``: ``{model: {corruption: {severity: accuracy}}}``, and
+    ``{"model/corruption/severity": n}`` for the units where the model gave NaN or infinite logits for n images
+    (they count as wrong)."""
     labels = study.labels
     correct: dict[tuple[str, str, int], np.ndarray] = {}
+    nonfinite: dict[str, int] = {}
     for model, (corruption, severity) in itertools.product(models, plan):
         unit = Unit(model, corruption, severity)
         if study.is_complete(unit):
-            correct[unit] = study.read(unit, "logits").argmax(axis=1) == labels
+            logits = study.read(unit, "logits")
+            finite = np.isfinite(logits).all(axis=1)
+            correct[unit] = (logits.argmax(axis=1) == labels) & finite
+            if not finite.all():
+                nonfinite[str(unit)] = int((~finite).sum())
     accuracy = {(r["model"], r["corruption"], r["severity"]): r["accuracy"] for r in accuracy_table(correct)}
     table: dict[str, Any] = {}
     for key in correct:  # in the order of the plan
         model, corruption, severity = key
         table.setdefault(model, {}).setdefault(corruption, {})[severity] = accuracy[key]
-    return table
+    return table, nonfinite
 
 
 def sweep(
@@ -223,7 +264,7 @@ def sweep(
             report("unit", Unit(m, corruption, severity), 0)
 
     seconds = time.perf_counter() - started
-    table = _accuracy(study, list(models), plan)
+    table, nonfinite = _accuracy(study, list(models), plan)
     any_session = next(iter(sessions.values()))
     return {
         "study": str(Path(study_path)),
@@ -243,6 +284,7 @@ def sweep(
         "accuracy": {
             m: {c: float(np.mean(list(by_sev.values()))) for c, by_sev in per.items()} for m, per in table.items()
         },
+        "nonfinite": nonfinite,
         "accuracy_by_severity": {
             m: {c: {str(s): a for s, a in by_sev.items()} for c, by_sev in per.items()} for m, per in table.items()
         },

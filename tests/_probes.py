@@ -9,8 +9,13 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_geom.probe_info import ProbeInfo, write_probe_info
 
 
-def make_probe(*, seed: int = 0, shape=(6, 6, 3), features: int = 8, classes: int = 4) -> tuple[onnx.ModelProto, dict]:
-    """A probe and its weights ``{"A": (H*W*C, D), "W": (K, D), "b": (K,)}`` for :func:`reference`."""
+def make_probe(
+    *, seed: int = 0, shape=(6, 6, 3), features: int = 8, classes: int = 4, activation: str = "Relu"
+) -> tuple[onnx.ModelProto, dict]:
+    """A probe and its weights ``{"A": (H*W*C, D), "W": (K, D), "b": (K,)}`` for :func:`reference`.
+
+    ``activation="Log"`` makes a model that breaks on black images: its features are ``log(x @ |A|)``, -inf there.
+    """
     rng = np.random.default_rng(seed)
     h, w, c = shape
     weights = {
@@ -24,10 +29,12 @@ def make_probe(*, seed: int = 0, shape=(6, 6, 3), features: int = 8, classes: in
         helper.make_node("Transpose", ["x_unit"], ["x_nchw"], perm=[0, 3, 1, 2]),
         helper.make_node("Flatten", ["x_nchw"], ["flat"], axis=1),
         helper.make_node("MatMul", ["flat", "A"], ["hidden"]),
-        helper.make_node("Relu", ["hidden"], ["features"]),
+        helper.make_node(activation, ["hidden"], ["features"]),
         helper.make_node("Gemm", ["features", "W", "b"], ["logits"], transB=1),
         helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
     ]
+    if activation == "Log":
+        weights["A"] = np.abs(weights["A"])
     inits = [numpy_helper.from_array(np.array(255.0, np.float32), "scale")]
     inits += [numpy_helper.from_array(v, k) for k, v in weights.items()]
     graph = helper.make_graph(

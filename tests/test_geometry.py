@@ -133,13 +133,23 @@ def test_zero_feature_vector_has_cosine_zero_and_finite_outputs():
         (np.zeros((4, 2)), np.eye(2), np.zeros(2), np.zeros(3, int), "labels must have shape"),
         (np.zeros((4, 2)), np.eye(2), np.zeros(2), np.array([0, 1, 2, 0]), "0..1"),
         (np.zeros((4, 2)), np.eye(2), np.zeros(2), np.zeros(4), "integers"),
-        (np.full((4, 2), np.nan), np.eye(2), np.zeros(2), np.zeros(4, int), "NaN"),
     ],
 )
 def test_bad_input_is_one_clear_data_error(features, W, b, labels, words):
     with pytest.raises(DataError) as info:
         sample_geometry(features, W, b, labels)
     assert words in str(info.value)
+
+
+def test_samples_the_model_broke_on_get_nan_geometry_and_count_as_wrong():
+    W, b = np.array([[1.0, 0.0], [0.0, 2.0]]), np.zeros(2)
+    features = np.array([[3.0, 0.0], [np.nan, 1.0], [0.0, np.inf], [0.0, 1.0]])
+    g = sample_geometry(features, W, b, np.array([0, 0, 1, 1]), chunk=3)
+    assert g["correct"].tolist() == [True, False, False, True] and g["pred"].tolist() == [0, -1, -1, 1]
+    for key in ("length", "angle_true", "angle_pred", "margin"):
+        assert np.isnan(g[key]).tolist() == [False, True, True, False], key
+    assert np.isnan(g["cos"][1:3]).all() and np.isfinite(g["cos"][[0, 3]]).all()
+    assert g["length"][0] == 3 and g["margin"][3] == pytest.approx(2 / np.sqrt(5))  # z = (0, 2): gap 2, |W_1 - W_0|
 
 
 def test_shifts_are_differences_against_the_reference():
@@ -181,3 +191,20 @@ def test_properties_on_random_heads(n, d, k, seed, scale):
     np.testing.assert_array_equal(g["margin"] < 0, ~g["correct"])
     np.testing.assert_array_equal(g["pred"], z.argmax(axis=1))
     assert (g["angle_true"] >= 0).all() and (g["angle_true"] <= 180).all()
+
+
+def test_many_classes_take_the_blas_path_and_agree_with_a_loop():
+    rng = np.random.default_rng(7)
+    n, d, k = 50, 12, 130  # k > 64: the products go through BLAS
+    f = rng.standard_normal((n, d)).astype(np.float32)
+    W, b = rng.standard_normal((k, d)), rng.standard_normal(k)
+    y = rng.integers(0, k, n)
+    g = sample_geometry(f, W, b, y, chunk=17)
+    for i in range(n):
+        fi = f[i].astype(np.float64)
+        z = W @ fi + b
+        cos = (W @ fi) / (np.linalg.norm(W, axis=1) * np.linalg.norm(fi))
+        margin = min((z[y[i]] - z[j]) / np.linalg.norm(W[y[i]] - W[j]) for j in range(k) if j != y[i])
+        np.testing.assert_allclose(g["cos"][i], cos, rtol=1e-5, atol=1e-6)
+        assert g["margin"][i] == pytest.approx(margin, rel=1e-5, abs=1e-6)
+        assert g["pred"][i] == int(np.argmax(z))

@@ -230,3 +230,45 @@ def test_a_bias_computed_at_run_time_is_not_a_head():
     assert not candidate.viable and "bias is not a constant" in candidate.reason
     with pytest.raises(HeadNotFoundError, match="bias is not a constant"):
         probe(model)
+
+
+def test_nan_in_the_head_weights_is_the_models_fault_not_ours(tmp_path):
+    model, _ = keras_style(np.random.default_rng(0))
+    head = next(i for i in model.graph.initializer if i.name == "dense_1/kernel")
+    weights = numpy_helper.to_array(head).copy()
+    weights[0, 0], weights[1, 2] = np.nan, np.inf
+    head.CopyFrom(numpy_helper.from_array(weights, head.name))
+    onnx.save(model, tmp_path / "nan.onnx")
+    text = cli_fails([tmp_path / "nan.onnx", "-o", tmp_path / "p.onnx"], contains="2 of its weights and biases are NaN")
+    assert "please report" not in text and "the model itself is broken" in text
+    assert not (tmp_path / "p.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("dims", "contains"),
+    [(["N", 3, 100_000, 100_000], "larger than onnx-geom handles"), (["N", 3, 20_000, 8], "sides up to 16,384")],
+)
+def test_absurd_declared_image_sizes_are_refused_before_any_image_is_made(tmp_path, dims, contains):
+    model, _ = gemm_trans_b0(np.random.default_rng(0))
+    model.graph.input[0].type.tensor_type.ClearField("shape")
+    for d in dims:
+        dim = model.graph.input[0].type.tensor_type.shape.dim.add()
+        if isinstance(d, str):
+            dim.dim_param = d
+        else:
+            dim.dim_value = d
+    onnx.save(model, tmp_path / "huge.onnx")
+    cli_fails([tmp_path / "huge.onnx", "-o", tmp_path / "p.onnx"], contains=contains)
+    assert not (tmp_path / "p.onnx").exists()
+
+
+def test_an_absurd_size_option_is_refused_the_same_way(tmp_path, good):
+    model = load_model(good)
+    for d in model.graph.input[0].type.tensor_type.shape.dim[2:]:
+        d.dim_param = "free"
+    onnx.save(model, tmp_path / "free.onnx")
+    cli_fails(
+        [tmp_path / "free.onnx", "-o", tmp_path / "p.onnx", "--size", "90000x90000"],
+        contains="larger than onnx-geom handles",
+    )
+    cli_fails([tmp_path / "free.onnx", "-o", tmp_path / "p.onnx", "--size", "0x5"], contains="WIDTHxHEIGHT")

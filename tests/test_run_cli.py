@@ -225,3 +225,68 @@ def test_progress_bar_counts_units_and_images():
         task = progress.tasks[0]
         assert (task.completed, task.total, task.fields["units"]) == (60, 90, "3/3")
     assert "units 3/3" in buffer.getvalue() and "images/s" in buffer.getvalue()
+
+
+def test_a_probe_whose_stored_head_disagrees_with_its_graph_is_refused(files):
+    from onnx_geom.probe_info import read_probe_info, write_probe_info
+
+    model = onnx.load(files / "dense.probe.onnx")
+    info = read_probe_info(model)
+    info.W[0, 0] += 1.0  # the metadata says one thing, the graph computes another
+    write_probe_info(model, info)
+    onnx.save(model, files / "edited.probe.onnx")
+    invoke("run", files / "dense.probe.onnx", "--data", files / "data.npz", "-o", files / "study", "-c", "none")
+    before = {p: p.read_bytes() for p in sorted((files / "study").rglob("*")) if p.is_file()}
+    result, _ = invoke("run", files / "edited.probe.onnx", "--data", files / "data.npz", "-o", files / "study")
+    text = result.output.strip()
+    assert result.exit_code == 1 and "\n" not in text and "Traceback" not in text
+    assert "the head (W, b) stored in 'edited' does not give its logits" in text and "onnx-geom probe" in text
+    assert {p: p.read_bytes() for p in sorted((files / "study").rglob("*")) if p.is_file()} == before
+
+
+def test_a_model_that_gives_nan_is_said_and_its_broken_samples_count_as_wrong(tmp_path):
+    model, weights = make_probe(seed=3, shape=(16, 16, 3), activation="Log")
+    onnx.save(model, tmp_path / "log.onnx")
+    images = np.random.default_rng(5).integers(1, 256, (12, 16, 16, 3), dtype=np.uint8)
+    images[[2, 7, 9]] = 0  # log(0): the model gives -inf features for these three
+    labels = np.arange(12) % 4
+    np.savez(tmp_path / "data.npz", images=images, labels=labels)
+    result, stdout = invoke("run", tmp_path / "log.onnx", "--data", tmp_path / "data.npz", "-o", tmp_path / "s",
+                            "-c", "none", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(stdout)
+    assert summary["nonfinite"] == {"log/clean/0": 3}
+    x = np.moveaxis(images.astype(np.float64) / 255.0, -1, 1).reshape(12, -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logits = np.log(x @ weights["A"].astype(np.float64)) @ weights["W"].T.astype(np.float64) + weights["b"]
+    expected = np.mean((logits.argmax(1) == labels) & np.isfinite(logits).all(1))
+    assert summary["accuracy"]["log"]["clean"] == pytest.approx(expected)
+    assert "warning: model log gave NaN or infinite outputs for some images under clean/0 (3 of 12)" in " ".join(
+        result.output.split()
+    )
+    result, stdout = invoke("metrics", tmp_path / "s", "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(stdout)
+    assert row["nonfinite"] == 3 and row["accuracy"] == pytest.approx(expected)
+    finite = np.isfinite(logits).all(1)
+    f = np.log(x[finite] @ weights["A"].astype(np.float64))
+    assert row["mean_length"] == pytest.approx(np.linalg.norm(f, axis=1).mean(), rel=1e-5)
+    assert "3 of 12" in " ".join(result.output.split())
+
+
+def test_a_corrupted_folder_made_from_other_images_with_the_same_labels_is_refused(files, tmp_path):
+    with np.load(files / "data.npz") as data:
+        images, labels = data["images"], data["labels"]
+    other = np.random.default_rng(9).integers(0, 256, images.shape, dtype=np.uint8)  # other images, same labels
+    np.savez(tmp_path / "other.npz", images=other, labels=labels)
+    for source, folder in ((tmp_path / "other.npz", tmp_path / "from_other"), (files / "data.npz", tmp_path / "own")):
+        result, _ = invoke("corrupt", source, "-o", folder, "-c", "fog,gaussian_noise", "--severities", "1,2")
+        assert result.exit_code == 0, result.output
+    result, _ = invoke("run", files / "dense.probe.onnx", "--data", files / "data.npz", "--corrupted",
+                       tmp_path / "from_other", "-o", tmp_path / "s1", "--severities", "1,2")  # fmt: skip
+    text = result.output.strip()
+    assert result.exit_code == 1 and "\n" not in text and "are not corrupted copies of this clean data" in text
+    assert not (tmp_path / "s1").exists()  # refused before the study was made
+    result, _ = invoke("run", files / "dense.probe.onnx", "--data", files / "data.npz", "--corrupted",
+                       tmp_path / "own", "-o", tmp_path / "s2", "--severities", "1,2")  # fmt: skip
+    assert result.exit_code == 0, result.output

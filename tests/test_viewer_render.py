@@ -350,3 +350,23 @@ def test_a_focus_beyond_the_nine_shown_thumbnails_is_brought_into_the_grid(data)
     sel.focus = 3
     assert 3 in samples.shown and samples.frame.visible
     canvas.close()
+
+
+@pytest.mark.parametrize("panel", ["local", "global", "samples"])
+def test_samples_the_model_gave_nan_for_are_left_out_not_a_crash(panel):
+    data = ViewerData.synthetic(300, 4, models=("dense",), seed=3)
+    real = data.loader
+
+    def broken(model, corruption, severity):
+        geom = dict(real(model, corruption, severity))
+        for key in ("length", "angle_true", "angle_pred", "margin", "cos"):
+            geom[key] = geom[key].copy()
+            geom[key][:20] = np.nan
+        geom["pred"], geom["correct"] = geom["pred"].copy(), geom["correct"].copy()
+        geom["pred"][:20], geom["correct"][:20] = -1, False
+        return geom
+
+    data.loader = broken
+    sel = Selection(models=("dense",), indices=[3, 50], condition=("fog", 3))
+    img = render(data, panel=panel, selection=sel, size=(500, 400))
+    assert img.shape == (400, 500, 4) and (img[..., :3] < 200).any(axis=-1).mean() > 0.01  # it drew

@@ -196,6 +196,9 @@ def _candidate(index: GraphIndex, position: int, shapes: dict[str, tuple[Dim, ..
         cand.spelling += "+Add"
     if bias is None:
         return _reject(cand, "its bias is not a constant of K values (it depends on the batch or is computed)")
+    broken = int(np.size(W) - np.isfinite(W).sum() + np.size(bias) - np.isfinite(bias).sum())
+    if broken:
+        return _reject(cand, f"{broken} of its weights and biases are NaN or infinite (the model itself is broken)")
     cand.dtype = str(weight.dtype)
     cand.W, cand.b = np.asarray(W, np.float32), np.asarray(bias, np.float32).reshape(-1)
     cand.K, cand.D = cand.W.shape

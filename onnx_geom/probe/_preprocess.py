@@ -77,17 +77,37 @@ def image_spec(
                 f"the model input '{name}' has no fixed image size ({_shape(dims)}); pass --size WIDTHxHEIGHT "
                 "(image_size=(H, W) in Python)."
             )
-        return ImageSpec(layout, (h, w, c), tensor.elem_type, batch)
+        return ImageSpec(layout, _checked(name, (h, w, c)), tensor.elem_type, batch)
     if len(dims) == 2:
         if layout not in (None, "flat"):
             raise InvalidModelError(
                 f"the model input '{name}' has rank 2 ({_shape(dims)}), so it takes flat vectors, not {layout}."
             )
-        return ImageSpec("flat", _flat_hwc(name, dims[1], image_size), tensor.elem_type, batch)
+        return ImageSpec("flat", _checked(name, _flat_hwc(name, dims[1], image_size)), tensor.elem_type, batch)
     raise InvalidModelError(
         f"the model input '{name}' has shape {_shape(dims)}, which cannot take images "
         "(expected N x C x H x W, N x H x W x C or N x features)."
     )
+
+
+#: The largest images a probe takes: a side of 16,384 pixels, 2**28 values (a 256 MiB uint8 image).
+MAX_SIDE, MAX_VALUES = 16_384, 2**28
+
+
+def _checked(name: str, hwc: tuple[int, int, int]) -> tuple[int, int, int]:
+    """``hwc`` when every size is positive and the image is not absurdly large (checked before any image is
+    allocated: a model file can declare any size)."""
+    h, w, c = (int(v) for v in hwc)
+    if min(h, w, c) < 1:
+        raise InvalidModelError(
+            f"the model input '{name}' declares images of {w}x{h} pixels x {c} channels; sizes must be positive."
+        )
+    if max(h, w) > MAX_SIDE or h * w * c > MAX_VALUES:
+        raise InvalidModelError(
+            f"the model input '{name}' takes {w}x{h}x{c} images, larger than onnx-geom handles "
+            f"(sides up to {MAX_SIDE:,} pixels, {MAX_VALUES:,} values); probe a model for smaller images."
+        )
+    return h, w, c
 
 
 def _shape(dims: Sequence[int | None]) -> str:

@@ -17,6 +17,22 @@ TEXT = "#222222"
 MUTED = "#666666"
 
 
+def finite_percentiles(values: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``values`` (N, A) the ``low`` and ``high`` percentiles of its finite entries (samples the model
+    gave NaN for are left out); a column with none gets 0..1."""
+    values = np.where(np.isfinite(values), values, np.nan)
+    lo, hi = np.zeros(values.shape[1]), np.ones(values.shape[1])
+    seen = np.isfinite(values).any(axis=0)
+    if seen.any():
+        lo[seen], hi[seen] = np.nanpercentile(values[:, seen], [low, high], axis=0)
+    return lo, hi
+
+
+def predicted_name(names: list[str], pred: int) -> str:
+    """The name of a predicted class; -1 (the model gave NaN or inf for the sample) reads "none (NaN output)"."""
+    return names[pred] if pred >= 0 else "none (NaN output)"
+
+
 class View:
     """Base class: ``View(data, selection, viewbox, services)`` builds its visuals and subscribes in ``__init__``.
 

@@ -10,7 +10,7 @@ from vispy import scene
 from vispy.visuals.transforms import STTransform
 
 from onnx_geom.viewers.colors import class_colors, colormap
-from onnx_geom.viewers.views.base import MUTED, TEXT, UnitView
+from onnx_geom.viewers.views.base import MUTED, TEXT, UnitView, finite_percentiles
 
 STEPS = 16  # density columns between two axes
 ROWS = 256  # density rows
@@ -34,7 +34,7 @@ def axis_values(geom, *, class_axes: bool = True) -> np.ndarray:
 def normalise(values: np.ndarray, *, shared: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Scale each column to 0..1 between its 0.5th and 99.5th percentiles (the first ``shared`` columns share
     one range, so class angles compare across axes); returns (scaled (N, A), ranges (2, A))."""
-    lo, hi = np.percentile(values, [0.5, 99.5], axis=0)
+    lo, hi = finite_percentiles(values, 0.5, 99.5)
     if shared:
         lo[:shared], hi[:shared] = lo[:shared].min(), hi[:shared].max()
     hi = np.where(hi > lo, hi, lo + 1)

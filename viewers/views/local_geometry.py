@@ -13,7 +13,14 @@ from vispy import scene
 from onnx_geom.conditions import CLEAN
 from onnx_geom.errors import OnnxGeomError
 from onnx_geom.viewers.colors import class_colors
-from onnx_geom.viewers.views.base import UnitView, corner_legend, nearest, points_in_polygon
+from onnx_geom.viewers.views.base import (
+    UnitView,
+    corner_legend,
+    finite_percentiles,
+    nearest,
+    points_in_polygon,
+    predicted_name,
+)
 
 MAX_PAIRS = 2000
 
@@ -62,7 +69,7 @@ class LocalView(UnitView):
         self.cloud.set_data(
             self.points, face_color=self.colors[self.data.labels] * [1, 1, 1, alpha], edge_width=0, size=size
         )
-        lo, hi = np.percentile(self.points, [0.2, 99.8], axis=0) if n else (np.zeros(2), np.ones(2))
+        lo, hi = finite_percentiles(self.points, 0.2, 99.8) if n else (np.zeros(2), np.ones(2))
         pad = (hi - lo) * 0.05 + 1e-6
         self.viewbox.camera.set_range(
             x=(lo[0] - pad[0], hi[0] + pad[0]), y=(lo[1] - pad[1], hi[1] + pad[1]), z=(0, 1), margin=0
@@ -149,6 +156,6 @@ class LocalView(UnitView):
         g = self.data.geometry(*self._unit)
         names = self.data.class_names
         return (
-            f"#{i}  {names[self.data.labels[i]]} -> {names[int(g['pred'][i])]}\n"
+            f"#{i}  {names[self.data.labels[i]]} -> {predicted_name(names, int(g['pred'][i]))}\n"
             f"angle {g['angle_true'][i]:.1f} deg  length {g['length'][i]:.2f}  margin {g['margin'][i]:.2f}"
         )

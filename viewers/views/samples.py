@@ -9,7 +9,7 @@ from vispy.visuals.transforms import STTransform
 
 from onnx_geom.errors import OnnxGeomError
 from onnx_geom.viewers.colors import image_rgba
-from onnx_geom.viewers.views.base import MUTED, TEXT, View, rect_segments
+from onnx_geom.viewers.views.base import MUTED, TEXT, View, predicted_name, rect_segments
 
 COLUMNS = 3
 ROWS = 3
@@ -66,7 +66,7 @@ class SamplesView(View):
             if geom is not None:
                 ok = "correct" if geom["correct"][i] else "WRONG"
                 text += (
-                    f"\npred {names[int(geom['pred'][i])][:12]} ({ok})\n"
+                    f"\npred {predicted_name(names, int(geom['pred'][i]))[:12]} ({ok})\n"
                     f"a {geom['angle_true'][i]:.0f}° l {geom['length'][i]:.1f} m {geom['margin'][i]:.1f}"
                 )
             captions.append(text)
