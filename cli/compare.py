@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from onnx_geom.cli._console import err, fail, out, print_json, user_errors
+from onnx_geom.cli._console import err, fail, out, print_json, user_errors, warn
 from onnx_geom.cli._options import Distance, JsonOption
-from onnx_geom.errors import StudyError
+from onnx_geom.errors import StudyLockedError
 
 
 def _vs_reference(cmp) -> list[dict[str, Any]]:
@@ -77,7 +77,7 @@ def compare(
     with user_errors():
         from onnx_geom.cli._records import records_table
         from onnx_geom.comparison import compare_study
-        from onnx_geom.store import Study
+        from onnx_geom.store import Study, left_out, left_out_sentences
 
         if parquet and output is None:
             raise fail("--parquet writes the tables into a folder; add -o DIR.")
@@ -86,17 +86,20 @@ def compare(
 
             check_output(output, kind="folder", inputs=(study,))
         opened = Study.open(study, mode="a" if os.access(study, os.W_OK) else "r")
+        missing = left_out(opened)  # before: geometry computed meanwhile is in the comparison, not in this list
         cmp = compare_study(opened, reference=reference, distance=distance.value, threshold=threshold)
+        for sentence in left_out_sentences(missing):
+            warn(sentence)
         if opened.mode == "a":  # stored for `onnx-geom view`; a read-only study just computes
             try:
                 opened.write_comparison(cmp)
-            except StudyError as error:
-                err.print(f"the comparison was not stored in the study: {error}")
+            except StudyLockedError as error:  # another process stores one now: the tables below are still made
+                warn(f"the comparison was not stored in the study: {error}")
         if output is not None:
             paths = cmp.write(output, parquet=parquet)  # an OSError is a one-sentence OutputError
             err.print(f"wrote {len(paths)} files to {output}")
         if as_json:
-            print_json(cmp.to_json())
+            print_json({**cmp.to_json(), "left_out": missing})
             return
         out.print(records_table("robustness", cmp.summary, list(cmp.summary[0])))
         out.print(

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from onnx_geom.cli._console import err, fail, out, print_json, user_errors, warn_nonfinite
+from onnx_geom.cli._console import err, fail, out, print_json, user_errors, warn, warn_nonfinite
 from onnx_geom.cli._options import JsonOption
 
 _SUMMARY = ("model", "corruption", "severities", "accuracy", "mean_length", "mean_angle", "mean_margin")
@@ -91,6 +91,8 @@ def metrics(
                 )
 
             rows = compute_metrics(handle, progress=progress)
+        for reason in handle.damaged_models().values():
+            warn(f"left out: {reason}")
         if not rows:
             raise fail(f"{study} has no complete unit yet; run `onnx-geom run ... -o STUDY` first.")
         from onnx_geom.cli._records import records_table

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from onnx_geom.cli._console import err, out, user_errors
+from onnx_geom.cli._console import err, out, user_errors, warn
 from onnx_geom.cli._options import Panel, Size, plain, size_option
 
 
@@ -30,6 +30,10 @@ def view(
     """Open the linked views of a study (accuracy table, model map, local/global geometry, attribution,
     samples), or write a screenshot of them."""
     with user_errors():
+        from onnx_geom.store import Study, left_out, left_out_sentences
+
+        for sentence in left_out_sentences(left_out(Study.open(study))):
+            warn(sentence)
         if screenshot is not None:
             from onnx_geom._files import check_output
             from onnx_geom.viewers import screenshot as take
