@@ -207,9 +207,9 @@ def _pair_table(models, geoms, conditions, cka) -> tuple[list[dict[str, Any]], d
         row: dict[str, Any] = {"model_a": models[i], "model_b": models[j]}
         row.update({name: float(matrix[i, j]) for name, matrix in cka.items()})
         for basis, data in (("clean", clean), ("all", joined)):
-            a, b = data[models[i]], data[models[j]]
-            row[f"kappa_{basis}"] = cohen_kappa(a["correct"], b["correct"])
-            row[f"agreement_{basis}"] = agreement(a["pred"], b["pred"])
+            row[f"kappa_{basis}"] = cohen_kappa(data[models[i]]["correct"], data[models[j]]["correct"])
+        for basis, data in (("clean", clean), ("all", joined)):
+            row[f"agreement_{basis}"] = agreement(data[models[i]]["pred"], data[models[j]]["pred"])
         row.update({name: float(matrix[i, j]) for name, matrix in dist.items()})
         pairs.append(row)
     return pairs, dist
