@@ -63,7 +63,7 @@ def _averages_line(cmp) -> str:
 def _map_line(cmp) -> str:
     """How much of the distances the model map keeps."""
     q = cmp.embedding_quality
-    if not q:
+    if not q or len(cmp.models) < 3:  # two points or fewer: the map is exact
         return ""
     line = (
         f"model map ({cmp.distance_name} distance, classical MDS): keeps {100 * q['kept']:.0f}% of the distances "

@@ -287,6 +287,10 @@ def _cka(study, units, models, conditions, n, clean_features, *, cka_samples, se
     return out, note
 
 
+def _norms(scales: dict[str, float]) -> dict[str, float]:
+    return {"scale": scales["scale"], "length": scales["median_length"]}
+
+
 def _scale_free(geoms, clean_features, labels, models) -> dict[str, dict[str, float]]:
     """Add ``margin_scaled`` and ``length_scaled`` to every unit's geometry; per model its scale (half the
     median distance between its clean class centroids) and median clean length."""
@@ -298,8 +302,8 @@ def _scale_free(geoms, clean_features, labels, models) -> dict[str, dict[str, fl
             "scale": feature_scale(clean_features[m], labels),
             "median_length": float(np.median(length)) if length.size else float("nan"),
         }
-    for (m, _, _), g in geoms.items():
-        g.update(scale_free(g, scale=out[m]["scale"], length=out[m]["median_length"]))
+    for (m, _, _), g in geoms.items():  # float32, as the stored geometry (memory: two more arrays per unit)
+        g.update({k: v.astype(np.float32) for k, v in scale_free(g, **_norms(out[m])).items()})
     return out
 
 
