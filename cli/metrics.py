@@ -58,7 +58,10 @@ def metrics(
     """Compute length, angles, margin and correctness per sample for every unit and store them in the study.
 
     Resumable: units whose geometry is already stored are skipped. Prints accuracy and mean length, angle to
-    the true class and margin per model x corruption (averaged over severities).
+    the true class and margin per model x corruption (averaged over severities). The margin is the signed
+    distance from f to the nearest pairwise decision boundary between the true class and another class
+    (negative when misclassified); for a misclassified sample it is the distance to the nearest such boundary, a
+    lower bound on the distance to the true class's region.
     """
     with user_errors():
         from onnx_geom._files import check_output

@@ -69,7 +69,7 @@ CHOICES = [  # command, option, the choices --help must list
     ("corrupt", "--split", "test|train"),
     ("run", "--device", "auto|cpu|cuda|tensorrt"),
     ("run", "--profile", "cifar|imagenet"),
-    ("compare", "--distance", "geometry|cka|kappa|agreement"),
+    ("compare", "--distance", "geometry|geometry_raw|cka|kappa|agreement"),
     ("view", "--panel", "table|similarity|samples|local|global|attribution"),
 ]
 
@@ -95,7 +95,11 @@ def test_a_choice_not_offered_is_one_sentence_and_nothing_runs(tmp_path, model):
         (["corrupt", tmp_path, "-o", tmp_path / "c", "--profile", "mnist"], "--profile", "'cifar', 'imagenet'"),
         (["corrupt", tmp_path, "-o", tmp_path / "c", "--split", "val"], "--split", "'test', 'train'"),
         (["run", model, "-d", tmp_path / "d.npz", "-o", tmp_path / "s", "--device", "gpu"], "--device", "'tensorrt'"),
-        (["compare", tmp_path, "--distance", "cosine"], "--distance", "'geometry', 'cka', 'kappa', 'agreement'"),
+        (
+            ["compare", tmp_path, "--distance", "cosine"],
+            "--distance",
+            "'geometry', 'geometry_raw', 'cka', 'kappa', 'agreement'",
+        ),
         (["view", tmp_path, "--panel", "map"], "--panel", "'table', 'similarity'"),
     ]
     for args, option, choices in wrong:
@@ -287,7 +291,9 @@ def test_every_command_json_parses_when_piped(long_dir, monkeypatch):
         for m in ("dense", "other")
     }
     [pair] = comparison["pairs"]  # agreement over every unit the two share
-    assert pair["agreement"] == pytest.approx(np.mean(np.concatenate(pred["dense"]) == np.concatenate(pred["other"])))
+    assert pair["agreement_all"] == pytest.approx(
+        np.mean(np.concatenate(pred["dense"]) == np.concatenate(pred["other"]))
+    )
     for record in comparison["summary"]:
         assert record["clean_accuracy"] == pytest.approx(np.mean(pred[record["model"]][0] == labels))
     assert not any(isinstance(v, float) and math.isnan(v) for v in _leaves(comparison))

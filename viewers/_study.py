@@ -97,6 +97,7 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
         return data
     data.embedding = np.asarray(comparison.embedding, float)
     data.mst = [(int(i), int(j), float(w)) for i, j, w in comparison.mst]
+    data.embedding_quality = dict(getattr(comparison, "embedding_quality", None) or {})
     clean = np.full(len(models), np.nan)
     table = np.full((len(models), len(corruptions), len(severities)), np.nan)
     for rec in comparison.accuracy:
