@@ -204,3 +204,9 @@ def test_load_says_what_it_expected_and_where_to_put_cifar(tmp_path):
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(DataError, match="cannot read as a data set"):
         load(tmp_path / "x.txt")
+
+
+def test_a_data_set_of_no_images_is_refused(tmp_path):
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 8, 8, 3), np.uint8), labels=np.zeros(0, np.int64))
+    with pytest.raises(DataError, match="the data set holds no images; give at least one"):
+        load(tmp_path / "empty.npz")

@@ -322,3 +322,10 @@ def test_resuming_a_study_from_another_corrupted_folder_is_refused(files, tmp_pa
     assert {p: p.read_bytes() for p in sorted((tmp_path / "s").rglob("*")) if p.is_file()} == before
     result, _ = invoke(*common, "--corrupted", tmp_path / "a")  # the same folder again: nothing to do
     assert result.exit_code == 0, result.output
+
+
+def test_run_with_batch_size_zero_is_one_sentence_and_writes_nothing(files):
+    result, _ = invoke("run", files / "other.onnx", "--data", files / "data.npz", "-o", files / "z", "--batch-size", 0)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in text and "Invalid value for '--batch-size'" in text
+    assert not (files / "z").exists()

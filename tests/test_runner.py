@@ -123,3 +123,11 @@ def test_data_checks():
         check_data(info, (6, 6, 1), np.array([0]), "p")
     with pytest.raises(DataError, match="4 classes"):
         check_data(info, (6, 6, 3), np.array([0, 9]), "p")
+
+
+def test_a_batch_size_below_one_is_refused_not_replaced():
+    model, _ = make_probe()
+    for size in (0, -3):
+        with pytest.raises(DataError, match=rf"the batch size must be at least 1, not {size}; leave it out"):
+            ProbeSession.open(model, device="cpu", batch_size=size)
+    assert ProbeSession.open(model, device="cpu", batch_size=1).batch_size == 1
