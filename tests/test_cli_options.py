@@ -47,10 +47,12 @@ def test_each_choice_enum_is_the_library_tuple():
     from onnx_geom.probe import PRESETS
     from onnx_geom.probe_info import LAYOUTS
     from onnx_geom.runner import DEVICES
+    from onnx_geom.sweep import EXECUTORS
     from onnx_geom.viewers import PANELS
 
     pairs = [
         (_options.Device, DEVICES),
+        (_options.Executor, EXECUTORS),
         (_options.Profile, PROFILES),
         (_options.Preset, tuple(PRESETS)),
         (_options.Layout, LAYOUTS),
@@ -69,6 +71,7 @@ CHOICES = [  # command, option, the choices --help must list
     ("corrupt", "--split", "test|train"),
     ("run", "--device", "auto|cpu|cuda|tensorrt"),
     ("run", "--profile", "cifar|imagenet"),
+    ("run", "--executor", "local|ray"),
     ("compare", "--distance", "geometry|geometry_raw|cka|kappa|agreement"),
     ("view", "--panel", "table|similarity|samples|local|global|attribution"),
 ]
