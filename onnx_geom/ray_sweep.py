@@ -88,20 +88,28 @@ def _remote() -> SimpleNamespace:
     )
 
 
-def _reachable(address: str) -> None:
-    """Refuse an address nobody listens at (a TCP connection, at most :data:`CONNECT_S` seconds), at once."""
+def _reachable(ray: Any, address: str) -> None:
+    """Refuse an address nobody listens at (a TCP connection, at most :data:`CONNECT_S` seconds), at once; Ray
+    itself would try for minutes. Checked as given and as Ray will use it (Ray swaps an address of this machine's
+    loopback, 127.0.0.1, for the machine's network address)."""
     if address == "auto":
         return  # Ray looks for the cluster started on this machine (and says so when there is none)
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not host:
         raise DataError(f"--address {address!r} is not HOST:PORT (the address `ray start --head` prints).")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
-    except OSError as err:
-        why = err.strerror or type(err).__name__
-        raise ClusterError(
-            f"cannot reach a Ray cluster at {address} ({why}); start one there with `ray start --head`, or check the address."
-        ) from None
+    targets = [address]
+    with contextlib.suppress(Exception):  # a private helper of Ray's: without it, the address as given
+        targets.append(ray._private.services.canonicalize_bootstrap_address(address))
+    for target in dict.fromkeys(targets):
+        host, _, port = target.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S).close()
+        except OSError as err:
+            why = err.strerror or type(err).__name__
+            how = f"Ray reaches it as {target}: {why}" if target != address else why
+            raise ClusterError(
+                f"cannot reach a Ray cluster at {address} ({how}); start one there with `ray start --head`, or check the address."
+            ) from None
 
 
 @contextlib.contextmanager
@@ -120,7 +128,7 @@ def _connected(ray: Any, address: str | None, verbose: bool) -> Iterator[str]:
                 f"{address} is a Ray Client address, which onnx-geom does not use; run onnx-geom on a node of the "
                 "cluster with --address HOST:PORT (the address `ray start --head` prints)."
             )
-        _reachable(address)
+        _reachable(ray, address)
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as err:
@@ -133,13 +141,23 @@ def _connected(ray: Any, address: str | None, verbose: bool) -> Iterator[str]:
         finally:
             ray.shutdown()
         return
-    # a Ray of our own on this machine: every core and GPU, its files in a folder of its own (removed afterwards),
-    # so that it never meets another Ray started here; Ray's note that it protects it with a token is for --verbose
-    files = tempfile.mkdtemp(prefix="onnx-geom-ray-")
+    # a Ray of our own on this machine: every core and GPU, on the loopback only, its files in a folder of its own
+    # (removed afterwards), so that it never meets another Ray started here. Ray's sockets live in that folder and a
+    # socket's path has at most 107 characters: a long temporary folder gives way to /tmp. Ray's note that it
+    # protects the cluster with a token is for --verbose.
+    base = tempfile.gettempdir()
+    files = tempfile.mkdtemp(
+        prefix="onnx-geom-ray-", dir=base if len(base) <= 40 or not os.path.isdir("/tmp") else "/tmp"
+    )
     if not verbose:
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     try:
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _temp_dir=files, **quiet)
+        try:
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _temp_dir=files,
+                     _node_ip_address="127.0.0.1", **quiet)  # fmt: skip
+        except Exception as err:  # Ray's own errors (no shared memory, no free port, ...) as one sentence
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise ClusterError(f"could not start Ray on this machine ({type(err).__name__}: {first}).") from None
         yield "the local Ray"
     finally:
         ray.shutdown()
@@ -217,12 +235,13 @@ class _Tally:
 class _Runner:
     """A worker: one session per model, kept for the whole sweep; claims, computes and writes units."""
 
-    def __init__(self, options: Mapping[str, Any], source: Mapping[str, Any], tally: Any) -> None:
+    def __init__(self, options: Mapping[str, Any], source: Mapping[str, Any]) -> None:
         import ray
 
         self.node = ray.get_runtime_context().get_node_id()
         set_writer_node(self.node)  # every unit this process writes says which node wrote it
-        self.options, self.source, self.tally = dict(options), dict(source), tally
+        self.options, self.source = dict(options), dict(source)
+        self.tally: Any = None
         self.sessions: dict[str, ProbeSession] | None = None
         self.study: Study | None = None
         self.told = time.monotonic()
@@ -243,7 +262,8 @@ class _Runner:
         return self.sessions
 
     def start(self, models: Mapping[str, Any]) -> dict[str, Any]:
-        """Open the sessions; what they got (device, providers, the batch size) and where this worker runs."""
+        """Open the sessions; what they got (device, providers, the batch size) and where this worker runs. (The
+        models and the tally come with each call, not with the worker: a restarted worker gets them again.)"""
         sessions = self._open(models)
         first = next(iter(sessions.values()))
         return {
@@ -268,8 +288,8 @@ class _Runner:
                     ray.get(ref, timeout=60)
 
     def run(
-        self, models: Mapping[str, Any], job: Sequence[tuple[str, int, list[str]]], step: int, n: int, rows: int,
-        window: int,
+        self, models: Mapping[str, Any], tally: Any, job: Sequence[tuple[str, int, list[str]]], step: int, n: int,
+        rows: int, window: int,
     ) -> list:  # fmt: skip
         """Compute the conditions of ``job`` (``(corruption, severity, models)``) in batches of ``step`` images, the
         images made in chunks of ``rows`` by chunk tasks, ``window`` of them in flight; returns the events (unit
@@ -279,6 +299,7 @@ class _Runner:
         from onnx_geom.sweep import _claim
 
         sessions = self._open(models)
+        self.tally = tally
         assert self.study is not None
         chunk = _remote().chunk
         bounds = [(a, min(n, a + rows)) for a in range(0, n, rows)]
@@ -519,17 +540,18 @@ class _Run:
         self.ray, self.report, self.count = ray, report, count
         remote = _remote()
         here = ray.get_runtime_context().get_node_id()
-        self.tally = remote.Tally.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True)).remote()
+        self.here = here
+        self.tally = self._new_tally()
         # the models, put once; held here for the whole sweep (a restarted worker gets them again)
         self.models = {n: ray.put(ship) if not isinstance(ship, str) else ship for n, (ship, _, _) in loaded.items()}
         hosts = [n for n in nodes if n["Resources"].get("CPU", 0) > 0] or nodes
         self.workers = []
         for k in range(count):
             place: Any = "SPREAD"
-            if share == 0:  # one worker per node (round the nodes), elsewhere if that node goes
-                place = NodeAffinitySchedulingStrategy(hosts[k % len(hosts)]["NodeID"], soft=True)
+            if share == 0:  # one worker per node (round the nodes); if its node dies, its jobs go to the others
+                place = NodeAffinitySchedulingStrategy(hosts[k % len(hosts)]["NodeID"], soft=False)
             self.workers.append(
-                remote.Runner.options(num_gpus=share, scheduling_strategy=place).remote(options, source, self.tally)
+                remote.Runner.options(num_gpus=share, scheduling_strategy=place).remote(options, source)
             )
         self.cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1)))
         self.nodes: dict[str, dict[str, Any]] = {}
@@ -538,6 +560,21 @@ class _Run:
         self.device, self.step = "?", 0
         self.providers: list[str] = []
         self.pending: dict[Any, tuple[int, list]] = {}
+        self.tries: dict[int, int] = {}
+
+    def _new_tally(self) -> Any:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        place = NodeAffinitySchedulingStrategy(self.here, soft=False)  # beside the driver: it lives as long
+        return _remote().Tally.options(scheduling_strategy=place).remote()
+
+    def _told(self) -> None:
+        """Take what the workers told the tally; a tally that died (it should not) is replaced: the bar may then
+        miss some images, the units are counted from the jobs' own answers."""
+        try:
+            self._take(self.ray.get(self.tally.take.remote(), timeout=60))
+        except self.ray.exceptions.RayError:
+            self.tally = self._new_tally()
 
     def start(self) -> None:
         ray = self.ray
@@ -569,26 +606,39 @@ class _Run:
             while queue and idle:
                 k = idle.pop()
                 job = queue.popleft()
-                self.pending[self.workers[k].run.remote(self.models, job, self.step, n, rows, window)] = (k, job)
+                self.pending[self.workers[k].run.remote(self.models, self.tally, job, self.step, n, rows, window)] = (
+                    k,
+                    job,
+                )
             ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=0.2)
-            self._take(ray.get(self.tally.take.remote(), timeout=60))
+            self._told()
             for ref in ready:
                 k, job = self.pending.pop(ref)
                 try:
                     self._take(ray.get(ref))
-                except ray.exceptions.RayTaskError as err:
-                    raise _failure(ray, err) from None
-                except ray.exceptions.RayActorError as err:  # it died more often than it may restart
-                    alive.discard(k)
-                    if not alive:
-                        raise ClusterError(
-                            f"every worker died ({str(err).strip().splitlines()[0][:200]}); every unit completed so "
-                            "far is kept and the others are left incomplete: run the same command again to finish."
-                        ) from None
-                    queue.appendleft(job)  # to a worker still alive
+                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnschedulableError) as err:
+                    alive.discard(k)  # it died more often than it may restart, or its node is gone
+                    self._again(job, queue, err, alive)
                     continue
+                except ray.exceptions.RayTaskError as err:
+                    if isinstance(err.cause, OnnxGeomError) or not isinstance(err.cause, ray.exceptions.RayError):
+                        raise _failure(ray, err) from None
+                    self._again(job, queue, err.cause, alive)  # a chunk lost beyond its retries (a node died)
                 idle.append(k)
-        self._take(ray.get(self.tally.take.remote(), timeout=60))
+        self._told()
+
+    def _again(self, job: list, queue: collections.deque, error: BaseException, alive: set[int]) -> None:
+        """Hand ``job`` out again (to a worker still alive) after a failure of the cluster, a few times at most."""
+        key = id(job)
+        self.tries[key] = self.tries.get(key, 0) + 1
+        if not alive or self.tries[key] > RESTARTS:
+            why = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ClusterError(
+                f"{'every worker died' if not alive else 'a job failed ' + str(RESTARTS + 1) + ' times'} ({why}); "
+                "every unit completed so far is kept and the others are left incomplete: run the same command again "
+                "to finish."
+            )
+        queue.appendleft(job)
 
     def _take(self, events: Sequence[tuple[Any, ...]]) -> None:
         """Count what the workers told (the tally's events, or a finished job's: each unit once)."""

@@ -243,11 +243,12 @@ def _setup(
 def _check_location(study_path: str | os.PathLike[str]) -> None:
     """Refuse an object store's address (``s3://bucket/study``): a study is a folder on a file system."""
     text = os.fspath(study_path)
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+)://", text)
-    if scheme:
+    url = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+):/+(.*)$", text)  # a Path made of "s3://b/s" reads "s3:/b/s"
+    if url:
         raise DataError(
-            f"{text} is an object store's address ({scheme.group(1)}://), which is not a supported study location yet; "
-            "give a folder on a file system (on a cluster, one that every node mounts at the same path)."
+            f"{url.group(1)}://{url.group(2)} is an object store's address ({url.group(1)}://), which is not a "
+            "supported study location yet; give a folder on a file system (on a cluster, one that every node "
+            "mounts at the same path)."
         )
 
 
