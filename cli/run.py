@@ -205,11 +205,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
     if summary.get("executor") == "ray":
         nodes = "; ".join(
-            f"{node[:12]} ({row['host']}): {row['units']} units, {row['images']:,} images"
+            f"{node[:12]} ({row['host']}): {row['units']} units, {row['images']:,} images, models ran "
+            f"{row['running_s']:.1f} s, waited {row['waiting_s']:.1f} s for images"
             for node, row in summary["nodes"].items()
         )
         out.print(
-            escape(safe(f"on Ray: {summary['workers']} workers on {len(summary['nodes'])} nodes ({nodes}).")),
+            escape(
+                safe(
+                    f"on Ray: {_count(summary['workers'], 'worker')} on {_count(len(summary['nodes']), 'node')} ({nodes})."
+                )
+            ),
             highlight=False,
             soft_wrap=True,
         )
@@ -217,6 +222,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         err.print(
             f"[yellow]skipped:[/] {escape(safe(message))} Run again later to finish.", highlight=False, soft_wrap=True
         )
+
+
+def _count(n: int, what: str) -> str:
+    """``3 nodes``, ``1 node``."""
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _tags(tags: dict) -> str:

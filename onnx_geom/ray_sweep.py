@@ -245,7 +245,7 @@ class _Runner:
         self.sessions: dict[str, ProbeSession] | None = None
         self.study: Study | None = None
         self.told = time.monotonic()
-        self.images = 0
+        self.images, self.waited, self.ran = 0, 0.0, 0.0  # since the last tell: images run, s waiting, s in the models
 
     def _open(self, models: Mapping[str, Any]) -> dict[str, ProbeSession]:
         """The sessions, opened at the first call (again after a restart): ``models`` are object refs (or paths)."""
@@ -276,8 +276,8 @@ class _Runner:
 
     def _tell(self, *events: tuple[Any, ...], wait: bool = False) -> None:
         if self.images and (wait or events or time.monotonic() - self.told >= TELL_S):
-            events = (("images", self.node, self.images), *events)
-            self.images = 0
+            events = (("images", self.node, self.images, round(self.waited, 4), round(self.ran, 4)), *events)
+            self.images, self.waited, self.ran = 0, 0.0, 0.0
         if events:
             self.told = time.monotonic()
             ref = self.tally.add.remote(*events)
@@ -320,7 +320,10 @@ class _Runner:
                 fill()
                 j, ref = flying.popleft()
                 assert j == i
-                yield ray.get(ref)
+                began = time.perf_counter()
+                rows = ray.get(ref)
+                self.waited += time.perf_counter() - began
+                yield rows
 
         events: list[tuple[Any, ...]] = []
         for i, (corruption, severity, names) in enumerate(job):
@@ -338,7 +341,9 @@ class _Runner:
                     continue
                 for batch in _batches(images(i), step):
                     for m, writer in writers.items():
+                        began = time.perf_counter()
                         features, logits = sessions[m].run(batch)
+                        self.ran += time.perf_counter() - began
                         writer.append(features=features, logits=logits)
                     self.images += len(batch) * len(writers)
                     self._tell()
@@ -592,7 +597,7 @@ class _Run:
         self.device, self.providers = answers[0]["device"], answers[0]["providers"]
         self.step = min(a["step"] for a in answers)
         for a in answers:
-            self.nodes.setdefault(a["node"], {"host": a["host"], "units": 0, "images": 0})
+            self.nodes.setdefault(a["node"], self._counts(a["host"]))
 
     def sweep(self, jobs: list[list[tuple[str, int, list[str]]]], n: int, rows: int, image_bytes: int) -> None:
         ray = self.ray
@@ -627,6 +632,12 @@ class _Run:
                 idle.append(k)
         self._told()
 
+    @staticmethod
+    def _counts(host: str) -> dict[str, Any]:
+        """What a node did: its host, units completed, images run through a model, and the seconds its workers
+        spent waiting for images and running the models (on a GPU node: how long the GPU waited, how long it ran)."""
+        return {"host": host, "units": 0, "images": 0, "waiting_s": 0.0, "running_s": 0.0}
+
     def _again(self, job: list, queue: collections.deque, error: BaseException, alive: set[int]) -> None:
         """Hand ``job`` out again (to a worker still alive) after a failure of the cluster, a few times at most."""
         key = id(job)
@@ -644,9 +655,11 @@ class _Run:
         """Count what the workers told (the tally's events, or a finished job's: each unit once)."""
         for event in events:
             kind, node = event[0], event[1]
-            counts = self.nodes.setdefault(node, {"host": "?", "units": 0, "images": 0})
+            counts = self.nodes.setdefault(node, self._counts("?"))
             if kind == "images":
                 counts["images"] += event[2]
+                counts["waiting_s"] = round(counts["waiting_s"] + event[3], 3)
+                counts["running_s"] = round(counts["running_s"] + event[4], 3)
                 self.report("images", None, event[2])
                 continue
             unit = event[2]

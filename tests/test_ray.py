@@ -194,7 +194,9 @@ class TestLocalRay:
         assert len(summary["units"]["computed"]) == units and summary["units"]["already_complete"] == 0
         node = ray.get_runtime_context().get_node_id()
         assert summary["executor"] == "ray" and summary["workers"] == 1 and summary["gpus_per_worker"] == 0
-        assert summary["nodes"] == {node: {"host": os.uname().nodename, "units": units, "images": units * 36}}
+        counts = summary["nodes"][node]
+        assert list(summary["nodes"]) == [node] and counts["waiting_s"] >= 0 and counts["running_s"] > 0
+        assert (counts["host"], counts["units"], counts["images"]) == (os.uname().nodename, units, units * 36)
         assert summary["device"] == "cpu" and summary["batch_size"] == 8
         assert describe(Study.open(tmp_path / "ray"))["nodes"] == {
             node: {"units": units, "hosts": [os.uname().nodename]}
@@ -226,7 +228,7 @@ class TestLocalRay:
         assert info["nodes"] == {node: {"units": 4, "hosts": [os.uname().nodename]}}
         result, stdout = invoke("run", work / "a.onnx", "--data", work / "data.npz", "-o", tmp_path / "t", "-c",
                                 "none", "--device", "cpu", "--executor", "ray")  # fmt: skip
-        assert result.exit_code == 0 and f"on Ray: 1 workers on 1 nodes ({node[:12]}" in stdout, stdout
+        assert result.exit_code == 0 and f"on Ray: 1 worker on 1 node ({node[:12]}" in stdout, stdout
 
     def test_a_gpu_share_on_a_cluster_without_gpus_is_refused(self, work, tmp_path):
         with pytest.raises(ClusterError, match=r"a share of 0.5 GPU per worker was asked for, but .* has no GPUs"):
