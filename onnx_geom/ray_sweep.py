@@ -235,12 +235,12 @@ class _Tally:
 class _Runner:
     """A worker: one session per model, kept for the whole sweep; claims, computes and writes units."""
 
-    def __init__(self, options: Mapping[str, Any], source: Mapping[str, Any]) -> None:
+    def __init__(self, options: Mapping[str, Any]) -> None:
         import ray
 
         self.node = ray.get_runtime_context().get_node_id()
         set_writer_node(self.node)  # every unit this process writes says which node wrote it
-        self.options, self.source = dict(options), dict(source)
+        self.options = dict(options)
         self.tally: Any = None
         self.sessions: dict[str, ProbeSession] | None = None
         self.study: Study | None = None
@@ -258,12 +258,12 @@ class _Runner:
                 )
                 for name, model in models.items()
             }
-            self.study = Study.open(self.source["study"], mode="a")
         return self.sessions
 
     def start(self, models: Mapping[str, Any]) -> dict[str, Any]:
-        """Open the sessions; what they got (device, providers, the batch size) and where this worker runs. (The
-        models and the tally come with each call, not with the worker: a restarted worker gets them again.)"""
+        """Open the sessions (before the study is created: a device that does not work is said first); what they
+        got (device, providers, the batch size) and where this worker runs. (The models, the tally and the source
+        of the images come with each call, not with the worker: a restarted worker gets them again.)"""
         sessions = self._open(models)
         first = next(iter(sessions.values()))
         return {
@@ -288,8 +288,8 @@ class _Runner:
                     ray.get(ref, timeout=60)
 
     def run(
-        self, models: Mapping[str, Any], tally: Any, job: Sequence[tuple[str, int, list[str]]], step: int, n: int,
-        rows: int, window: int,
+        self, models: Mapping[str, Any], tally: Any, source: Mapping[str, Any], job: Sequence[tuple[str, int, list[str]]],
+        step: int, n: int, rows: int, window: int,
     ) -> list:  # fmt: skip
         """Compute the conditions of ``job`` (``(corruption, severity, models)``) in batches of ``step`` images, the
         images made in chunks of ``rows`` by chunk tasks, ``window`` of them in flight; returns the events (unit
@@ -300,7 +300,8 @@ class _Runner:
 
         sessions = self._open(models)
         self.tally = tally
-        assert self.study is not None
+        if self.study is None or self.study.path != Path(source["study"]):
+            self.study = Study.open(source["study"], mode="a")
         chunk = _remote().chunk
         bounds = [(a, min(n, a + rows)) for a in range(0, n, rows)]
         dropped: set[int] = set()
@@ -313,7 +314,7 @@ class _Runner:
                 if item is None:
                     return
                 i, a, b = item
-                flying.append((i, chunk.remote(self.source, job[i][0], job[i][1], a, b)))
+                flying.append((i, chunk.remote(source, job[i][0], job[i][1], a, b)))
 
         def images(i: int) -> Iterator[np.ndarray]:
             for _ in bounds:
@@ -481,7 +482,7 @@ def ray_sweep(
     started: float,
 ) -> dict[str, Any]:
     """The Ray executor of :func:`onnx_geom.sweep.sweep` (``setup``: its checked ``_Setup``)."""
-    from onnx_geom.sweep import _folder_source, _summary, _todo
+    from onnx_geom.sweep import _summary, _todo
 
     ray = _ray()
     _check_options(device, workers, gpus_per_worker)
@@ -492,30 +493,19 @@ def ray_sweep(
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         count, share = _shares(nodes, device, workers, gpus_per_worker, where)
         _check_nodes(ray, study_path, nodes)
-        study = setup.create_study(given)
-        for name, (_ship, info, path) in loaded.items():
-            study.add_model(name, info, probe_path=path)
-        plan = setup.plan
-        todo = _todo(study, list(models), plan)
-        n = len(clean.labels)
-        report("plan", None, sum(len(names) for _, _, names in todo))
-        report("plan_images", None, n * sum(len(names) for _, _, names in todo))
-        folder = setup.folder
-        source = {
-            "study": study_path,
-            "sha256": study.attrs["dataset"].get("sha256"),
-            "folder": os.path.abspath(folder.path) if folder is not None else None,
-            "folder_sha256": _folder_source(folder)["sampled_sha256"] if folder is not None else None,
-            "make": setup.make,
-            "profile": setup.profile,
-            "seed": setup.seed,
-        }
-        rows = int(study.images.chunks[0])  # a chunk task reads one chunk of the stored images: one decode
         options = {"device": device, "fp16": fp16, "batch_size": batch_size, "verbose": verbose}
-        run = _Run(ray, loaded, options, source, nodes, count, share, report)
+        run = _Run(ray, loaded, options, nodes, count, share, report)
         try:
-            run.start()
-            run.sweep(_jobs(todo, count), n, rows, clean.images[0].nbytes)
+            run.start()  # the workers' sessions: a GPU that does not work is said before the study is written
+            study = setup.create_study(given)
+            for name, (_ship, info, path) in loaded.items():
+                study.add_model(name, info, probe_path=path)
+            plan = setup.plan
+            todo = _todo(study, list(models), plan)
+            n = len(clean.labels)
+            report("plan", None, sum(len(names) for _, _, names in todo))
+            report("plan_images", None, n * sum(len(names) for _, _, names in todo))
+            run.sweep(_jobs(todo, count), _source(setup, study, study_path), n, int(study.images.chunks[0]))
         finally:
             run.stop()
         summary = _summary(study, given, list(models), plan, todo, device=run.device, providers=run.providers,
@@ -526,6 +516,22 @@ def ray_sweep(
     return summary
 
 
+def _source(setup: Any, study: Study, study_path: str) -> dict[str, Any]:
+    """Where the chunk tasks get their images: the study (clean), how to corrupt them, or the folder."""
+    from onnx_geom.sweep import _folder_source
+
+    folder = setup.folder
+    return {
+        "study": study_path,
+        "sha256": study.attrs["dataset"].get("sha256"),
+        "folder": os.path.abspath(folder.path) if folder is not None else None,
+        "folder_sha256": _folder_source(folder)["sampled_sha256"] if folder is not None else None,
+        "make": setup.make,
+        "profile": setup.profile,
+        "seed": setup.seed,
+    }
+
+
 class _Run:
     """The driver's side of one Ray sweep: the workers, the tally, the jobs, what happened where."""
 
@@ -534,7 +540,6 @@ class _Run:
         ray: Any,
         loaded: Mapping[str, tuple[Any, Any, str]],
         options: Mapping[str, Any],
-        source: Mapping[str, Any],
         nodes: list[dict[str, Any]],
         count: int,
         share: float,
@@ -555,10 +560,9 @@ class _Run:
             place: Any = "SPREAD"
             if share == 0:  # one worker per node (round the nodes); if its node dies, its jobs go to the others
                 place = NodeAffinitySchedulingStrategy(hosts[k % len(hosts)]["NodeID"], soft=False)
-            self.workers.append(
-                remote.Runner.options(num_gpus=share, scheduling_strategy=place).remote(options, source)
-            )
+            self.workers.append(remote.Runner.options(num_gpus=share, scheduling_strategy=place).remote(options))
         self.cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1)))
+        self.image_bytes = int(np.prod(next(iter(loaded.values()))[1].input_shape))  # uint8 images the probes take
         self.nodes: dict[str, dict[str, Any]] = {}
         self.events: list[tuple[Any, ...]] = []
         self.done: set[tuple[str, str]] = set()
@@ -599,9 +603,11 @@ class _Run:
         for a in answers:
             self.nodes.setdefault(a["node"], self._counts(a["host"]))
 
-    def sweep(self, jobs: list[list[tuple[str, int, list[str]]]], n: int, rows: int, image_bytes: int) -> None:
+    def sweep(self, jobs: list[list[tuple[str, int, list[str]]]], source: Mapping[str, Any], n: int, rows: int) -> None:
+        """Hand out ``jobs``; chunk tasks read ``rows`` images at a time (one chunk of the stored images)."""
         ray = self.ray
         rows = max(1, min(rows, n))
+        image_bytes = self.image_bytes
         window = max(2, math.ceil(2 * self.cpus / self.count))
         window = max(2, min(window, WINDOW_BYTES // max(1, rows * image_bytes)))
         queue = collections.deque(jobs)
@@ -611,7 +617,9 @@ class _Run:
             while queue and idle:
                 k = idle.pop()
                 job = queue.popleft()
-                self.pending[self.workers[k].run.remote(self.models, self.tally, job, self.step, n, rows, window)] = (
+                self.pending[
+                    self.workers[k].run.remote(self.models, self.tally, source, job, self.step, n, rows, window)
+                ] = (
                     k,
                     job,
                 )

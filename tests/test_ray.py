@@ -37,7 +37,7 @@ from typer.testing import CliRunner
 
 from onnx_geom.cli.app import app
 from onnx_geom.corruptions import CORRUPTIONS
-from onnx_geom.errors import ClusterError, DataError
+from onnx_geom.errors import ClusterError, DataError, DeviceError
 from onnx_geom.store import Study, Unit, describe, set_writer_node
 from onnx_geom.sweep import sweep
 
@@ -233,6 +233,9 @@ class TestLocalRay:
     def test_a_gpu_share_on_a_cluster_without_gpus_is_refused(self, work, tmp_path):
         with pytest.raises(ClusterError, match=r"a share of 0.5 GPU per worker was asked for, but .* has no GPUs"):
             run(work, tmp_path / "s", corruptions=[], executor="ray", gpus_per_worker=0.5, device="auto")
+        assert not (tmp_path / "s").exists()
+        with pytest.raises(DeviceError, match="fp16 runs on a GPU only"):  # said by the workers, before any write
+            run(work, tmp_path / "s", corruptions=[], executor="ray", fp16=True, device="auto")
         assert not (tmp_path / "s").exists()
         with pytest.raises(DataError, match="already connected to a Ray cluster"):
             run(work, tmp_path / "s", corruptions=[], executor="ray", address="127.0.0.1:6379")
