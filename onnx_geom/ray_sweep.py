@@ -141,8 +141,9 @@ def _connected(ray: Any, address: str | None, verbose: bool) -> Iterator[str]:
         finally:
             ray.shutdown()
         return
-    # a Ray of our own on this machine: every core and GPU, on the loopback only, its files in a folder of its own
-    # (removed afterwards), so that it never meets another Ray started here. Ray's sockets live in that folder and a
+    # a Ray of our own on this machine: every core and GPU, its node on 127.0.0.1 (its servers listen on every
+    # interface, as Ray's do; Ray's token authentication guards them, on by default), its files in a folder of its
+    # own (removed afterwards), so that it never meets another Ray started here. Ray's sockets live in that folder and a
     # socket's path has at most 107 characters: a long temporary folder gives way to /tmp. Ray's note that it
     # protects the cluster with a token is for --verbose.
     base = tempfile.gettempdir()
@@ -434,7 +435,10 @@ def _check_nodes(ray: Any, study_path: str, nodes: list[dict[str, Any]]) -> None
                     f"Ray node {node[:12]} ({host}) did not say within {ANSWER_S:.0f} s whether it sees the study's "
                     f"folder {folder}; check that node (or remove it from the cluster)."
                 )
-            problem = ray.get(refs[node])
+            try:
+                problem = ray.get(refs[node])
+            except ray.exceptions.RayError as err:
+                raise _cannot_run(f"Ray node {node[:12]} ({host})", err) from None
             if problem is None and not read_beacon(folder, token, node):
                 problem = "what it wrote there does not appear here"
             if problem is not None:
@@ -446,6 +450,20 @@ def _check_nodes(ray: Any, study_path: str, nodes: list[dict[str, Any]]) -> None
         for ref in refs.values():
             ray.cancel(ref)
         remove_beacons(folder, token, ids)
+
+
+def _why(error: BaseException) -> str:
+    """The last line of what went wrong on a node (the exception under Ray's own lines and tracebacks)."""
+    cause = getattr(error, "cause", None) or error
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(cause).__name__)[:300]
+
+
+def _cannot_run(who: str, error: BaseException) -> ClusterError:
+    return ClusterError(
+        f"{who} cannot run onnx-geom's code ({_why(error)}); install the same onnx-geom, Ray and Python on every node "
+        "(and run onnx-geom from a folder that holds no other copy of it: Ray puts that folder first on the workers' path)."
+    )
 
 
 def _failure(ray: Any, error: BaseException) -> BaseException:
@@ -594,10 +612,15 @@ class _Run:
                 f"{len(late)} of {len(refs)} workers did not start within {START_S:.0f} s (the cluster has no room for "
                 "them: GPU shares held by other jobs?); run again when it has, or ask for fewer --workers."
             )
-        try:
-            answers = ray.get(refs)
-        except ray.exceptions.RayError as err:
-            raise _failure(ray, err) from None
+        answers = []
+        for ref in refs:
+            try:
+                answers.append(ray.get(ref))
+            except ray.exceptions.RayError as err:
+                failure = _failure(ray, err)
+                if isinstance(failure, OnnxGeomError):
+                    raise failure from None
+                raise _cannot_run("a worker", err) from None
         self.device, self.providers = answers[0]["device"], answers[0]["providers"]
         self.step = min(a["step"] for a in answers)
         for a in answers:

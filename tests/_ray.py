@@ -1,8 +1,8 @@
 """Ray for the tests, on this machine only (127.0.0.1), stopped by whoever started it, whatever happens.
 
 Every Ray the tests start keeps its files in a fresh folder of its own (``RAY_TMPDIR`` / ``_temp_dir``, never the
-machine's ``/tmp/ray``, which other users' clusters share), runs without token authentication (nothing is written
-to ``~/.ray``; it listens on 127.0.0.1 only) and is stopped by the fixture that started it: ``ray.shutdown()``,
+machine's ``/tmp/ray``, which other users' clusters share), talks over 127.0.0.1 (without token authentication:
+nothing is written to ``~/.ray``) and is stopped by the fixture that started it: ``ray.shutdown()``,
 ``Cluster.shutdown()``, or a signal to the process group of a node process it spawned with ``start_new_session``.
 Never ``ray stop`` (it ends every Ray process of the machine), never a kill by name. Every wait has a timeout.
 """
@@ -30,9 +30,11 @@ from onnx_geom.store import Study
 FAST_FAILURE = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 4}
 
 
-#: The environment of every Ray the tests start: its files in a folder of the test's, no token written to
-#: ~/.ray, no usage report, and 127.0.0.1 for this machine's address (Ray otherwise swaps an address 127.0.0.1 for
-#: the machine's network address; this switch, meant for single-machine clusters, keeps everything on loopback).
+#: The environment of every Ray the tests start: no token authentication (Ray would write a token to ~/.ray; and a
+#: token switched on and off within one process makes Ray abort), no usage report, and 127.0.0.1 as this machine's
+#: address, so that the nodes talk over the loopback (Ray otherwise swaps an address 127.0.0.1 for the machine's
+#: network address; this switch, meant for single-machine clusters, keeps them on 127.0.0.1). Ray's servers still
+#: listen on every interface (Ray has no setting against it), for the minute or two a test's cluster lives.
 ENVIRONMENT = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
