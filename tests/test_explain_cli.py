@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _explain_study import N, demo_study
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
@@ -19,28 +20,17 @@ from onnx_geom.datasets import Dataset, save_npz, write_corrupted
 from onnx_geom.demo import load_test_split, zoo_models
 from onnx_geom.store import Study, Unit
 
-N = 40  # images in the test studies
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo():
     """Two zoo models (dense and magnitude_95) over 40 test images, clean and fog/3, with geometry."""
-    from onnx_geom.demo.pipeline import run_demo
-
-    result = run_demo(
-        tmp_path_factory.mktemp("explain") / "demo",
-        models=["dense", "magnitude_95"],
-        corruptions=["fog"],
-        severities=[3],
-        limit=N,
-    )
-    return result
+    return demo_study()
 
 
 def _invoke(*args):
-    result = runner.invoke(app, ["explain", *map(str, args)])
-    return result
+    return runner.invoke(app, ["explain", *map(str, args)])
 
 
 def _read(path):
