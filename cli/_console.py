@@ -30,9 +30,14 @@ def print_json(data: Any) -> None:
     print(json.dumps(jsonable(data), indent=2, allow_nan=False, default=os.fspath), flush=True)
 
 
-def warn(message: str) -> None:
-    """Print ``message`` as a warning on stderr (the command goes on)."""
-    err.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+def safe(text: object) -> str:
+    """``text`` with every control character (C0 with newline and tab, DEL, C1) written as an escape: what a study,
+    a file name or a model's metadata holds can neither break a line nor send a terminal escape sequence.
+
+    >>> safe("m\\x1b[2J\\nx"), safe("tab\\there")
+    ('m\\\\x1b[2J\\\\nx', 'tab\\\\there')
+    """
+    return "".join(c if not (ord(c) < 32 or 127 <= ord(c) < 160) else ascii(c)[1:-1] for c in str(text))
 
 
 def warn_nonfinite(counts: dict[str, int], n: int) -> None:
@@ -56,8 +61,13 @@ def warn_nonfinite(counts: dict[str, int], n: int) -> None:
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` as an error and return the Exit to raise: ``raise fail("no such file")``."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(safe(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Print ``message`` (one sentence) as a warning on stderr: something was left out, the command went on."""
+    err.print(f"[bold yellow]warning:[/] {escape(safe(message))}", highlight=False, soft_wrap=True)
 
 
 @contextmanager

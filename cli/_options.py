@@ -56,6 +56,7 @@ class Distance(str, Enum):
     """Distance of the model map (``onnx_geom.comparison.DISTANCES``)."""
 
     geometry = "geometry"
+    geometry_raw = "geometry_raw"
     cka = "cka"
     kappa = "kappa"
     agreement = "agreement"

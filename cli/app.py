@@ -80,6 +80,7 @@ def _root(
 
 
 # One module per command; each defines its function and registers nothing itself.
+from onnx_geom.cli.check import check_command  # noqa: E402
 from onnx_geom.cli.compare import compare  # noqa: E402
 from onnx_geom.cli.corrupt import corrupt_command  # noqa: E402
 from onnx_geom.cli.demo import demo  # noqa: E402
@@ -93,6 +94,7 @@ app.command("probe")(probe_command)
 app.command("corrupt")(corrupt_command)
 app.command("run")(run_command)
 app.command("info")(info_command)
+app.command("check")(check_command)
 app.command("metrics")(metrics)
 app.command("compare")(compare)
 app.command("view")(view)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,7 +26,7 @@ def corrupt_command(
     data: Annotated[Path, typer.Argument(help="Clean data: CIFAR python folder, .npz or image folder.")],
     output: Annotated[
         Path,
-        typer.Option("--output", "-o", file_okay=False, help="Folder to write CORRUPTION.npy + labels.npy into."),
+        typer.Option("--output", "-o", help="Folder to write CORRUPTION.npy + labels.npy into."),
     ],
     corruptions: Annotated[list[str] | None, corruptions_option(clean_only=False)] = None,
     severities: SeveritiesOption = "1-5",
@@ -43,8 +43,10 @@ def corrupt_command(
     from onnx_geom.datasets import load, write_corrupted
 
     with user_errors():
+        from onnx_geom._files import check_output
         from onnx_geom.corruptions import CORRUPTIONS
 
+        check_output(output, kind="folder", inputs=(data,))  # before the data is read: not in a study, not DATA
         chosen = parse_corruptions(corruptions)
         names = list(CORRUPTIONS) if chosen is None else chosen
         levels = parse_severities(severities)
@@ -52,20 +54,26 @@ def corrupt_command(
         per_file = dataset.n * len(levels)
         done_before = [n for n in names if (output / f"{n}.npy").is_file()]
         columns = (TextColumn("{task.description:18s}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=err, transient=as_json, disable=as_json) as bar:
-            total = bar.add_task("all", total=per_file * (len(names) - len(done_before)))
-            tasks = {}
+        # the bar starts with the first batch: a refusal of the folder is the only line printed
+        bar = Progress(*columns, console=err, transient=as_json, disable=as_json)
+        total = bar.add_task("all", total=per_file * (len(names) - len(done_before)))
+        tasks: dict[str, Any] = {}
 
-            def progress(name: str, images: int) -> None:
-                if name not in tasks:
-                    tasks[name] = bar.add_task(name, total=per_file)
-                bar.advance(tasks[name], images)
-                bar.advance(total, images)
+        def progress(name: str, images: int) -> None:
+            if not tasks:
+                bar.start()
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=per_file)
+            bar.advance(tasks[name], images)
+            bar.advance(total, images)
 
+        try:
             written = write_corrupted(
                 dataset, output, corruptions=names, severities=levels, profile=plain(profile), seed=seed,
-                batch_size=batch_size, progress=progress,
+                batch_size=batch_size, progress=progress, inputs=(data,),
             )  # fmt: skip
+        finally:
+            bar.stop()
     skipped = [n for n in names if n not in written]
     summary = {"output": str(output), "images": dataset.n, "severities": levels, "written": written, "skipped": skipped}
     if as_json:

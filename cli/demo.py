@@ -58,7 +58,6 @@ def demo(
         typer.Option(
             "--output",
             "-o",
-            file_okay=False,
             help="Folder for probes, the study, tables and screenshots (reused when run again).",
         ),
     ] = Path("onnx-geom-demo"),
@@ -78,10 +77,14 @@ def demo(
     """Run the whole pipeline on the bundled mini zoo (scikit-learn digits; a dense CNN, 12 pruned ones and an
     MLP), then open the viewer on it; nothing is downloaded."""
     with user_errors():
+        from onnx_geom._files import check_output
         from onnx_geom.conditions import parse_severities
-        from onnx_geom.demo.pipeline import run_demo
+        from onnx_geom.demo.pipeline import check_folder, run_demo
 
         sevs, chosen = parse_severities(severities), parse_corruptions(corruptions)
+        check_folder(output)  # before anything is made: not in a study, not a file, not another study inside
+        if headless or not _has_display():
+            check_output(output / "screenshots", kind="folder")
         columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
             tasks: dict[str, Any] = {}

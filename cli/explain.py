@@ -83,10 +83,13 @@ def explain_command(
     """Explain predictions exactly: per sample, the linear map W(x) and bias b(x) with W(x) x + b(x) == the
     output, and the margin, the angle to the true class and the feature length as per-pixel maps plus a bias."""
     with user_errors():
+        from onnx_geom._files import check_output
         from onnx_geom.conditions import parse_condition
         from onnx_geom.explain import explain_arrays, parse_samples
         from onnx_geom.probe_info import LOGITS
 
+        if out_file is not None:  # before any work: not into a study, not over an input, not a folder
+            check_output(out_file, inputs=[p for p in (source, data, corrupted) if p is not None])
         if source.is_dir():
             if data is not None:
                 raise fail("--data goes with a model file; a study explains the images it holds (use --condition).")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from onnx_geom.cli._console import err, fail, out, print_json, user_errors, warn_nonfinite
+from onnx_geom.cli._console import err, fail, out, print_json, user_errors, warn, warn_nonfinite
 from onnx_geom.cli._options import JsonOption
 
 _SUMMARY = ("model", "corruption", "severities", "accuracy", "mean_length", "mean_angle", "mean_margin")
@@ -48,23 +48,28 @@ def metrics(
     as_json: JsonOption = False,
     csv_path: Annotated[
         Path | None,
-        typer.Option(
-            "--csv", dir_okay=False, help="Also write the per-sample table (one row per model x unit x sample) as CSV."
-        ),
+        typer.Option("--csv", help="Also write the per-sample table (one row per model x unit x sample) as CSV."),
     ] = None,
     parquet_path: Annotated[
         Path | None,
-        typer.Option("--parquet", dir_okay=False, help="Also write the per-sample table as Parquet (needs pyarrow)."),
+        typer.Option("--parquet", help="Also write the per-sample table as Parquet (needs pyarrow)."),
     ] = None,
 ) -> None:
     """Compute length, angles, margin and correctness per sample for every unit and store them in the study.
 
     Resumable: units whose geometry is already stored are skipped. Prints accuracy and mean length, angle to
-    the true class and margin per model x corruption (averaged over severities).
+    the true class and margin per model x corruption (averaged over severities). The margin is the signed
+    distance from f to the nearest pairwise decision boundary between the true class and another class
+    (negative when misclassified); for a misclassified sample it is the distance to the nearest such boundary, a
+    lower bound on the distance to the true class's region.
     """
     with user_errors():
+        from onnx_geom._files import check_output
         from onnx_geom.records import require_pyarrow
 
+        for path in (csv_path, parquet_path):  # before any geometry is computed: not into the study, not a folder
+            if path is not None:
+                check_output(path, inputs=(study,))
         if parquet_path is not None:
             require_pyarrow()
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -89,6 +94,8 @@ def metrics(
                 )
 
             rows = compute_metrics(handle, progress=progress)
+        for reason in handle.damaged_models().values():
+            warn(f"left out: {reason}")
         if not rows:
             raise fail(f"{study} has no complete unit yet; run `onnx-geom run ... -o STUDY` first.")
         from onnx_geom.cli._records import records_table
@@ -96,10 +103,7 @@ def metrics(
 
         for path, writer in ((csv_path, write_columns_csv), (parquet_path, write_columns_parquet)):
             if path is not None:
-                try:
-                    count = writer(path, sample_records(handle))
-                except OSError as error:
-                    raise fail(f"cannot write {path} ({error.strerror or error}); choose another path.") from None
+                count = writer(path, sample_records(handle))  # an OSError is a one-sentence OutputError
                 err.print(f"wrote {count} rows to {path}")
         broken = {f"{r['model']}/{r['corruption']}/{r['severity']}": r["nonfinite"] for r in rows if r["nonfinite"]}
         if broken:

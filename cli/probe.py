@@ -21,9 +21,7 @@ def probe_command(
     model: Annotated[
         Path, typer.Argument(help="The ONNX classifier (or, with --check, the probe).", show_default=False)
     ],
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", dir_okay=False, help="Where to write the probe (.onnx).")
-    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the probe (.onnx).")] = None,
     preset: Annotated[Preset, typer.Option(help="Normalisation after scaling to [0,1].")] = Preset.none,
     mean: Annotated[str | None, typer.Option(help="Per-channel mean, comma-separated (overrides the preset).")] = None,
     std: Annotated[str | None, typer.Option(help="Per-channel std, comma-separated (overrides the preset).")] = None,
@@ -71,13 +69,14 @@ def probe_command(
 
 
 def _probe(model: Path, output: Path, *, as_json: bool, **options: Any) -> None:
+    from onnx_geom._files import check_output
     from onnx_geom.probe import probe, save_probe
     from onnx_geom.probe_info import read_probe_info
 
-    if output.exists() and model.exists() and output.resolve() == model.resolve():
-        raise fail("-o names the source model itself; write the probe to another file.")
+    inputs = [path for path in (model, *_external_files(model, output)) if path.is_file()]  # a folder: not a model
+    check_output(output, inputs=inputs)  # before the work: not in a study, not over the model, not a folder
     result = probe(model, **options)
-    save_probe(result, output)
+    save_probe(result, output, inputs=inputs)
     info = read_probe_info(result)
     summary = {"probe": str(output), **info.to_json()}
     if as_json:
@@ -96,6 +95,34 @@ def _probe(model: Path, output: Path, *, as_json: bool, **options: Any) -> None:
         ("self-check", "passed (onnxruntime optimisation on and off)"),
     ]
     out.print(_key_value_table(f"probe written to {output}", rows))
+
+
+def _external_files(model: Path, output: Path) -> list[Path]:
+    """The files holding ``model``'s external data, when ``output`` is an existing file in the model's folder (the
+    only place they can be): writing the probe over one would destroy the source."""
+    try:
+        inside = output.is_file() and model.is_file() and model.resolve().parent in output.resolve().parents
+    except OSError:
+        return []
+    if not inside:
+        return []
+    from onnx import TensorProto
+
+    from onnx_geom.errors import OnnxGeomError
+    from onnx_geom.probe._load import iter_tensors, read_model
+
+    try:
+        graph = read_model(model).graph
+    except OnnxGeomError:  # the probe itself reports what is wrong with the model
+        return []
+    locations = {
+        entry.value
+        for tensor in iter_tensors(graph)
+        if tensor.data_location == TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    return [model.parent / location for location in sorted(locations)]
 
 
 def _inspect(model: Path, as_json: bool) -> None:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, TaskProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from onnx_geom.cli._console import err, fail, out, print_json, user_errors, warn_nonfinite
+from onnx_geom.cli._console import err, fail, out, print_json, safe, user_errors, warn_nonfinite
 from onnx_geom.cli._options import (
     Device,
     DeviceOption,
@@ -35,11 +35,14 @@ from onnx_geom.conditions import CLEAN, parse_severities
 
 def _model_names(specs: list[str]) -> dict[str, Path]:
     """``NAME=PATH`` or ``PATH`` (named after the file: ``resnet.probe.onnx`` -> ``resnet``); names unique."""
+    from onnx_geom.store import check_name
+
     models: dict[str, Path] = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         file = Path(path if sep else spec)
         name = name if sep else file.name.removesuffix(".onnx").removesuffix(".probe")
+        check_name("model", name, "name it with NAME=PATH")  # before anything is created
         if name in models:
             raise fail(f"two models are named {name!r} ({models[name]} and {file}); name them with NAME=PATH.")
         models[name] = file
@@ -158,8 +161,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
             cells.append(pct(sum(corrupted.values()) / len(corrupted) if corrupted else None))
         if compact:
             worst = min(corrupted, key=corrupted.__getitem__, default=None)
-            cells.append(f"{escape(worst)} {pct(corrupted[worst])}" if worst else "-")
-        table.add_row(escape(model), *cells)
+            cells.append(f"{escape(safe(worst))} {pct(corrupted[worst])}" if worst else "-")
+        table.add_row(escape(safe(model)), *cells)
     out.print(table)
     if compact:
         out.print("per corruption: `onnx-geom compare STUDY` or `--json`", highlight=False, markup=False)
@@ -167,12 +170,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
     out.print(
         f"{len(units['computed'])} units computed, {units['already_complete']} already complete, on {summary['device']} "
         f"({', '.join(summary['providers'])}{', fp16' if summary['fp16'] else ''}, batch {summary['batch_size']}), "
-        f"{summary['images_per_s']:,.0f} images/s, {summary['seconds']:.1f} s; study: {escape(summary['study'])}",
+        f"{summary['images_per_s']:,.0f} images/s, {summary['seconds']:.1f} s; study: {escape(safe(summary['study']))}",
         highlight=False,
         soft_wrap=True,
     )
     for message in units["locked"]:
-        err.print(f"[yellow]skipped:[/] {escape(message)} Run again later to finish.", highlight=False, soft_wrap=True)
+        err.print(
+            f"[yellow]skipped:[/] {escape(safe(message))} Run again later to finish.", highlight=False, soft_wrap=True
+        )
 
 
 def _tags(tags: dict) -> str:
@@ -181,7 +186,7 @@ def _tags(tags: dict) -> str:
     >>> _tags({"method": "gmp", "sparsity": 0.8032110091743119, "clean_accuracy": 0.97})
     'method=gmp, sparsity=0.803, clean_accuracy=0.97'
     """
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in tags.items())
+    return safe(", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in tags.items()))
 
 
 def info_command(
@@ -197,9 +202,18 @@ def info_command(
             print_json(summary)
             return
         data = summary["dataset"]
+        source = summary["corrupted"]
+        folder = (
+            f", corrupted images from {source.get('folder')}" if isinstance(source, dict) and "folder" in source else ""
+        )
         out.print(
-            f"study {escape(summary['path'])}: {escape(str(data['name']))}, {data['n']} images {'x'.join(map(str, data['image_shape']))}; "
-            f"{len(summary['corruptions'])} corruptions x severities {summary['severities']}, profile {summary['profile']}, seed {summary['seed']}",
+            escape(
+                safe(
+                    f"study {summary['path']}: {data.get('name')}, {data['n']} images {'x'.join(map(str, data.get('image_shape', [])))}; "
+                    f"{len(summary['corruptions'])} corruptions x severities {summary['severities']}, profile {summary['profile']}, "
+                    f"seed {summary['seed']}{folder}"
+                )
+            ),
             highlight=False,
             soft_wrap=True,
         )
@@ -211,8 +225,18 @@ def info_command(
             shown = ", ".join(u.split("/", 1)[1] for u in missing[:4]) + (
                 f" (+{len(missing) - 4})" if len(missing) > 4 else ""
             )
-            table.add_row(escape(model), str(row["complete"]), escape(shown) or "-", escape(_tags(row["tags"])))
+            table.add_row(
+                escape(safe(model)), str(row["complete"]), escape(safe(shown)) or "-", escape(_tags(row["tags"]))
+            )
+        for model, reason in summary["damaged_models"].items():
+            table.add_row(escape(safe(model)), "-", "[bold red]damaged[/]", escape(safe(reason)))
         out.print(table)
+        for entry in summary["damaged"]:
+            out.print(
+                f"[bold red]damaged:[/] {escape(safe(entry['problem']))}",
+                highlight=False,
+                soft_wrap=True,
+            )
         for entry in summary["incomplete"]:
             who = (
                 f"process {entry.get('pid')} on {entry.get('host')} since {entry.get('started')}"
@@ -220,7 +244,7 @@ def info_command(
                 else "unknown writer"
             )
             out.print(
-                f"incomplete: {escape(entry['unit'])} ({who}); being written now, or left by a stopped run (run again to finish)",
+                f"incomplete: {escape(safe(entry['unit']))} ({escape(safe(who))}); being written now, or left by a stopped run (run again to finish)",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from onnx_geom.cli._console import err, out, user_errors
+from onnx_geom.cli._console import err, out, user_errors, warn
 from onnx_geom.cli._options import Attribution, Panel, Size, plain, size_option
 
 
@@ -22,7 +22,7 @@ def view(
     ],
     screenshot: Annotated[
         Path | None,
-        typer.Option("--screenshot", help="Render to this PNG without a display (EGL) and exit.", dir_okay=False),
+        typer.Option("--screenshot", help="Render to this PNG without a display (EGL) and exit."),
     ] = None,
     panel: Annotated[Panel | None, typer.Option("--panel", help="Only this panel (with --screenshot).")] = None,
     size: Annotated[Size, size_option("Image or window size, WIDTHxHEIGHT.")] = "1280x800",  # type: ignore[assignment]
@@ -38,8 +38,15 @@ def view(
     """Open the linked views of a study (accuracy table, model map, local/global geometry, attribution,
     samples), or write a screenshot of them."""
     with user_errors():
+        from onnx_geom.store import Study, left_out, left_out_sentences
+
+        for sentence in left_out_sentences(left_out(Study.open(study))):
+            warn(sentence)
         if screenshot is not None:
+            from onnx_geom._files import check_output
             from onnx_geom.viewers import screenshot as take
+
+            check_output(screenshot, inputs=(study,))  # before the study is read: not into it, not a folder
 
             path = take(study, screenshot, panel=plain(panel), size=tuple(size), attribution=plain(attribution))
             out.print(f"wrote {path}")

@@ -20,6 +20,7 @@ __all__ = [
     "HeadNotFoundError",
     "InvalidModelError",
     "OnnxGeomError",
+    "OutputError",
     "ProbeCheckError",
     "StudyError",
     "StudyLockedError",
@@ -66,6 +67,11 @@ class StudyNotFoundError(StudyError, FileNotFoundError):
 
 class StudyLockedError(StudyError):
     """Another process is writing the same part of a study right now."""
+
+
+class OutputError(OnnxGeomError, ValueError):
+    """An output path that onnx-geom must not or cannot write: inside a study or another Zarr store, over the
+    command's own input, a folder where a file belongs (or the reverse), not writable, or a write that failed."""
 
 
 class DeviceError(OnnxGeomError, RuntimeError):

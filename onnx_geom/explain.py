@@ -232,12 +232,11 @@ def explain_arrays(
 
 
 def write_explanation(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write ``arrays`` to the .npz ``path`` whole or not at all (readable with ``np.load``, no pickles)."""
-    from onnx_geom._files import replacing
+    """Write ``arrays`` to the .npz ``path`` whole or not at all (readable with ``np.load``, no pickles); the path
+    is checked first (:func:`onnx_geom._files.check_output`: not inside a study, not a folder, writable)."""
+    from onnx_geom._files import check_output, output_errors, replacing
 
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path} is a folder; give the explanation a file name like {path / 'explain.npz'}.")
-    with replacing(path) as tmp, open(tmp, "wb") as handle:
+    path = check_output(path)
+    with output_errors(path), replacing(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)  # type: ignore[arg-type]
     return path

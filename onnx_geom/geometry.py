@@ -19,7 +19,14 @@ import numpy as np
 
 from onnx_geom.errors import DataError
 
-__all__ = ["GEOMETRY_ARRAYS", "sample_geometry", "shifts"]
+__all__ = ["GEOMETRY_ARRAYS", "MARGIN_DEFINITION", "feature_scale", "sample_geometry", "scale_free", "shifts"]
+
+#: What the margin is, in the words every doc, label and tooltip uses.
+MARGIN_DEFINITION = (
+    "margin: signed distance from f to the nearest pairwise decision boundary between the true class and another "
+    "class (negative when misclassified); for a misclassified sample it is the distance to the nearest such "
+    "boundary, a lower bound on the distance to the true class's region"
+)
 
 #: The arrays of a unit's ``geometry`` group (docs/architecture.md) and their dtypes.
 GEOMETRY_ARRAYS = {
@@ -64,7 +71,8 @@ _BLAS_CLASSES = 64
 
 
 def _margin(z: np.ndarray, y: np.ndarray, pair_norm: np.ndarray) -> np.ndarray:
-    """Signed distance to the nearest boundary of the true class: (n,) float64 from logits z (n, K)."""
+    """Signed distance to the nearest pairwise boundary between the true class and another: (n,) float64 from
+    logits z (n, K)."""
     rows = np.arange(z.shape[0])
     gap = z[rows, y][:, None] - z  # z_y - z_j, (n, K)
     denom = pair_norm[y]
@@ -95,8 +103,11 @@ def sample_geometry(
     Returns
     -------
     dict with ``length`` (N,) ``||f||``; ``angle_true`` (N,) and ``angle_pred`` (N,) in degrees between ``f``
-    and ``W_y`` / ``W_pred``; ``cos`` (N, K) cosine to every class direction; ``margin`` (N,) the signed
-    distance ``min_{j != y} ((W_y - W_j) . f + b_y - b_j) / ||W_y - W_j||``; ``pred`` (N,) int64
+    and ``W_y`` / ``W_pred``; ``cos`` (N, K) cosine to every class direction; ``margin`` (N,)
+    ``min_{j != y} ((W_y - W_j) . f + b_y - b_j) / ||W_y - W_j||`` (margin: signed distance from f to the
+    nearest pairwise decision boundary between the true class and another class (negative when
+    misclassified); for a misclassified sample it is the distance to the nearest such boundary, a lower bound
+    on the distance to the true class's region); ``pred`` (N,) int64
     ``argmax z``; ``correct`` (N,) bool. Float arrays are float32 (the study layout). A sample whose features hold
     NaN or infinite values (the model broke on it) gets NaN geometry, ``pred`` -1 and ``correct`` False.
 
@@ -189,4 +200,48 @@ def shifts(geom_a: Mapping[str, np.ndarray], geom_b: Mapping[str, np.ndarray]) -
         "delta_length": delta("length"),
         "delta_margin": delta("margin"),
         "flipped": np.asarray(geom_a["correct"], bool) != np.asarray(geom_b["correct"], bool),
+    }
+
+
+def feature_scale(features: np.ndarray, labels: np.ndarray) -> float:
+    """A model's feature scale: half the median distance between its class centroids (clean data).
+
+    >>> f = np.array([[0.0, 0.0], [0.0, 2.0], [4.0, 0.0], [4.0, 2.0]]); y = np.array([0, 0, 1, 1])
+    >>> feature_scale(f, y), feature_scale(10 * f, y)
+    (2.0, 20.0)
+
+    The centroid of a class is the mean feature vector of its samples (rows with NaN or infinite values left
+    out); the median is over every pair of classes present. Half of it is the typical distance from a class
+    centroid to the midpoint between two classes, so ``margin / scale`` (and ``shift / scale``) reads in the
+    same units for every model, whatever the size of its features. NaN with fewer than two classes or when
+    every centroid is the same point.
+    """
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    keep = np.isfinite(features).all(axis=1)
+    classes = np.unique(labels[keep])
+    if classes.size < 2:
+        return float("nan")
+    centroids = np.stack([features[keep & (labels == k)].mean(axis=0) for k in classes])
+    gram = centroids @ centroids.T
+    sq = np.diag(gram)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+    scale = 0.5 * float(np.median(np.sqrt(d2[np.triu_indices(len(classes), 1)])))
+    return scale if scale > 0 else float("nan")
+
+
+def scale_free(geom: Mapping[str, np.ndarray], *, scale: float, length: float) -> dict[str, np.ndarray]:
+    """``margin_scaled = margin / scale`` and ``length_scaled = length / length`` (float64) of a unit's geometry.
+
+    >>> scale_free({"margin": np.array([1.0, -2.0]), "length": np.array([3.0, 6.0])}, scale=2.0, length=3.0)
+    {'margin_scaled': array([ 0.5, -1. ]), 'length_scaled': array([1., 2.])}
+
+    ``scale``: the model's :func:`feature_scale`; ``length``: the median length of its clean features. Angles are
+    already scale-free. Multiplying a model's features by a constant (with a head that keeps its decisions)
+    leaves both unchanged. A scale that is not positive and finite gives NaN.
+    """
+    ok = lambda v: v if np.isfinite(v) and v > 0 else np.nan
+    return {
+        "margin_scaled": np.asarray(geom["margin"], np.float64) / ok(scale),
+        "length_scaled": np.asarray(geom["length"], np.float64) / ok(length),
     }

@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 #: Columns of the per-sample table (``onnx-geom metrics --csv``); the per-class cosines stay in the study.
+#: ``length`` is ``||f||``, the angles are in degrees, and margin: signed distance from f to the nearest pairwise
+#: decision boundary between the true class and another class (negative when misclassified); for a misclassified
+#: sample it is the distance to the nearest such boundary, a lower bound on the distance to the true class's region.
 SAMPLE_COLUMNS = (
     "model",
     "corruption",

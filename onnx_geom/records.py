@@ -1,5 +1,9 @@
 """Tables as records: JSON-safe conversion and CSV writing (the I/O edge of the comparison tables).
 
+Every writer checks its path first (:func:`onnx_geom._files.check_output`: never inside a study, a file where a
+file belongs, a folder that can be written) and replaces the file whole; an ``OSError`` while writing is an
+:class:`~onnx_geom.errors.OutputError` (one sentence).
+
 >>> jsonable({"a": np.float32(1.5), "b": [np.nan, np.int64(2)], "c": np.arange(2)})
 {'a': 1.5, 'b': [None, 2], 'c': [0, 1]}
 """
@@ -17,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from onnx_geom._files import replacing
+from onnx_geom._files import check_output, output_errors, replacing
 from onnx_geom.errors import DataError
 
 __all__ = [
@@ -54,7 +58,8 @@ def require_pyarrow() -> None:
 
 
 def _atomic_text(path: str | os.PathLike, write) -> Path:
-    with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+    path = check_output(path)
+    with output_errors(path), replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         write(handle)
     return Path(path)
 
@@ -81,7 +86,8 @@ def write_parquet(path: str | os.PathLike, records: Sequence[Mapping[str, Any]])
     plain = [
         {k: (v.item() if isinstance(v, np.generic) else v) for k, v in ((k, r.get(k)) for k in fields)} for r in records
     ]  # numpy scalars -> Python; NaN stays NaN (Parquet has a place for it)
-    with replacing(path) as tmp:
+    path = check_output(path)
+    with output_errors(path), replacing(path) as tmp:
         pq.write_table(pa.Table.from_pylist(plain) if plain else pa.table({}), tmp)
     return Path(path)
 
@@ -102,7 +108,8 @@ def _text_columns(columns: Mapping[str, np.ndarray]) -> list[np.ndarray]:
 def write_columns_csv(path: str | os.PathLike, chunks: Iterable[Mapping[str, np.ndarray]]) -> int:
     """Stream dicts of equal-length columns into one CSV (header from the first chunk); returns rows written."""
     rows = 0
-    with replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+    path = check_output(path)
+    with output_errors(path), replacing(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         for i, chunk in enumerate(chunks):
             if i == 0:
@@ -120,7 +127,8 @@ def write_columns_parquet(path: str | os.PathLike, chunks: Iterable[Mapping[str,
 
     writer = None
     rows = 0
-    with replacing(path) as tmp:
+    path = check_output(path)
+    with output_errors(path), replacing(path) as tmp:
         try:
             for chunk in chunks:
                 table = pa.table({k: (v.tolist() if v.dtype == object else v) for k, v in chunk.items()})

@@ -10,13 +10,14 @@ is ``("m", "clean", 0)``) whose values are per-sample arrays over the same N sam
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from onnx_geom.conditions import CLEAN
 from onnx_geom.errors import DataError
+from onnx_geom.mce import CORRUPTION_FAMILIES, MIN_REFERENCE_DROP, corruption_averages
 from onnx_geom.similarity import standardise
 
 __all__ = [
@@ -25,22 +26,16 @@ __all__ = [
     "corruption_effects",
     "corruption_redundancy",
     "geometry_and_robustness",
+    "no_effect_conditions",
     "robustness_summary",
     "sample_sets",
 ]
-
-#: The four families of Hendrycks & Dietterich (2019), used to name groups of corruptions.
-CORRUPTION_FAMILIES = {
-    "noise": ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"),
-    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur"),
-    "weather": ("snow", "frost", "fog", "brightness", "spatter"),
-    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate"),
-}
 
 Key = tuple[str, str, int]
 #: The clean-data geometry summaries that :func:`geometry_and_robustness` sets beside the drop.
 CLEAN_GEOMETRY = (
     ("median_margin", "margin", np.median),
+    ("median_margin_scaled", "margin_scaled", np.median),
     ("mean_length", "length", np.mean),
     ("mean_angle_true", "angle_true", np.mean),
 )
@@ -55,57 +50,48 @@ def accuracy_table(correct: Mapping[Key, np.ndarray]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["model"], r["corruption"] != CLEAN, r["corruption"], r["severity"]))
 
 
-def robustness_summary(table: Sequence[Mapping[str, Any]], *, reference: str | None = None) -> list[dict[str, Any]]:
-    """Per model: clean accuracy, mean corruption accuracy, relative drop, and optionally mCE and relative mCE.
+def robustness_summary(
+    table: Sequence[Mapping[str, Any]],
+    *,
+    reference: str | None = None,
+    reference_errors: Mapping[tuple[str, int], float] | None = None,
+    no_effect: Collection[tuple[str, int]] = (),
+    min_reference_drop: float = MIN_REFERENCE_DROP,
+) -> list[dict[str, Any]]:
+    """Per model: clean accuracy, mean corruption accuracy, relative drop, and optionally mCE, extra mCE and
+    relative mCE (Hendrycks & Dietterich).
 
     >>> t = [{"model": "m", "corruption": "clean", "severity": 0, "accuracy": 0.9},
     ...      {"model": "m", "corruption": "fog", "severity": 1, "accuracy": 0.6}]
     >>> round(robustness_summary(t)[0]["relative_drop"], 6)
     0.333333
 
-    ``table``: records from :func:`accuracy_table`. ``mean_corruption_accuracy`` averages over every
-    corruption x severity (clean excluded); ``relative_drop = (clean - mean) / clean``. With ``reference``
-    (a model in the table), the mCE of Hendrycks & Dietterich: ``CE_c = sum_s E_{c,s} / sum_s E^ref_{c,s}``
-    averaged over corruptions, and the relative mCE ``sum_s (E_{c,s} - E_clean) / sum_s (E^ref_{c,s} -
-    E^ref_clean)``; a corruption on which the reference makes no error (or loses nothing) has no ratio and is
-    left out of that mean (NaN when no corruption is left).
+    ``table``: records from :func:`accuracy_table`; ``relative_drop = (clean - mean) / clean``. The definitions,
+    and which corruptions each average uses, are those of :func:`onnx_geom.mce.corruption_averages` (which
+    also says what it left out and why).
     """
-    acc: dict[str, dict[tuple[str, int], float]] = {}
-    for r in table:
-        acc.setdefault(r["model"], {})[(r["corruption"], int(r["severity"]))] = float(r["accuracy"])
-    if reference is not None and reference not in acc:
-        raise DataError(f"reference model {reference!r} is not in the table; choose one of {', '.join(sorted(acc))}.")
-    out = []
-    for model in sorted(acc):
-        cells = acc[model]
-        clean = cells.get((CLEAN, 0), float("nan"))
-        corrupted = [v for (c, _), v in cells.items() if c != CLEAN]
-        mean = mean_or_nan(corrupted)
-        row = {
-            "model": model,
-            "clean_accuracy": clean,
-            "mean_corruption_accuracy": mean,
-            "relative_drop": (clean - mean) / clean if clean > 0 else float("nan"),
-        }
-        if reference is not None:
-            row["mce"], row["relative_mce"] = _mce(cells, acc[reference])
-        out.append(row)
-    return out
+    return corruption_averages(
+        table,
+        reference=reference,
+        reference_errors=reference_errors,
+        no_effect=no_effect,
+        min_reference_drop=min_reference_drop,
+    ).summary
 
 
-def _mce(cells: Mapping[tuple[str, int], float], ref: Mapping[tuple[str, int], float]) -> tuple[float, float]:
-    ce, rel = [], []  # a corruption whose ratio does not exist (denominator 0, NaN) is left out
-    err_clean, ref_clean = 1 - cells.get((CLEAN, 0), np.nan), 1 - ref.get((CLEAN, 0), np.nan)
-    for corruption in sorted({c for c, _ in cells if c != CLEAN}):
-        sevs = [s for c, s in cells if c == corruption and (c, s) in ref]
-        err = np.array([1 - cells[(corruption, s)] for s in sevs])
-        err_ref = np.array([1 - ref[(corruption, s)] for s in sevs])
-        if err_ref.sum() > 0:
-            ce.append(err.sum() / err_ref.sum())
-        drop_ref = (err_ref - ref_clean).sum()
-        if drop_ref > 0:
-            rel.append((err - err_clean).sum() / drop_ref)
-    return mean_or_nan(ce), mean_or_nan(rel)
+def no_effect_conditions(unchanged: Mapping[Key, bool]) -> set[tuple[str, int]]:
+    """The ``(corruption, severity)`` conditions with no effect on the data: every model that has the condition
+    gave its clean output there (``unchanged[(model, corruption, severity)]`` True).
+
+    >>> sorted(no_effect_conditions({("a", "saturate", 1): True, ("b", "saturate", 1): True,
+    ...                              ("a", "fog", 1): True, ("b", "fog", 1): False}))
+    [('saturate', 1)]
+    """
+    seen: dict[tuple[str, int], bool] = {}
+    for (_, c, s), same in unchanged.items():
+        if c != CLEAN:
+            seen[(c, int(s))] = seen.get((c, int(s)), True) and bool(same)
+    return {cell for cell, same in seen.items() if same}
 
 
 def mean_or_nan(values: Sequence[float]) -> float:
@@ -116,29 +102,41 @@ def mean_or_nan(values: Sequence[float]) -> float:
 def corruption_effects(
     correct: Mapping[Key, np.ndarray],
     shift: Mapping[Key, Mapping[str, np.ndarray]] | None = None,
+    *,
+    exclude: Collection[str] = (),
 ) -> dict[str, np.ndarray]:
-    """Each corruption's per-sample effect across models and severities, as one vector per corruption.
+    """Each corruption's per-sample effect relative to clean data, across models and severities, as one vector.
 
-    For every model x severity of corruption c: the per-sample correctness and, when ``shift`` is given
-    (keyed like ``correct``, values from :func:`onnx_geom.geometry.shifts` against the same model's clean
-    data), the change in margin and in angle to the true class; each block standardised (zero mean, unit
-    variance; a constant block becomes zeros; float32), laid end to end in a fixed (model, severity) order. Only the
-    (model, severity) pairs that every corruption has are used, so the vectors line up.
+    For every model x severity of corruption c: the per-sample flip against the same model's clean data (+1
+    right -> wrong, -1 wrong -> right, 0 unchanged) and, when ``shift`` is given (keyed like ``correct``,
+    values from :func:`onnx_geom.geometry.shifts` against the same model's clean data), the change in margin
+    and in angle to the true class; each block standardised (zero mean, unit variance; a constant block, such
+    as no flip at all, becomes zeros; float32), laid end to end in a fixed (model, severity) order. So two
+    corruptions are alike when they flip and move the same samples the same way in the same models; how hard
+    a sample is (wrong on clean data already) does not make them alike. Only the (model, severity) pairs that
+    every corruption has are used, so the vectors line up; corruptions in ``exclude`` (no effect on the data)
+    are left out.
     """
     by_c: dict[str, set[tuple[str, int]]] = {}
     for m, c, s in correct:
-        if c != CLEAN:
+        if c != CLEAN and c not in exclude:
             by_c.setdefault(c, set()).add((m, int(s)))
     if not by_c:
         return {}
     common = sorted(set.intersection(*by_c.values()))
     if not common:
         raise DataError("no model x severity is shared by every corruption; run the same sweep for all of them.")
+    clean = {}
+    for m in {m for m, _ in common}:
+        if (m, CLEAN, 0) not in correct:
+            raise DataError(f"model {m!r} has no clean unit; flips are measured against its clean data.")
+        clean[m] = np.asarray(correct[(m, CLEAN, 0)], bool).astype(np.int8)
     out = {}
     for c in sorted(by_c):
         parts = []
         for m, s in common:
-            parts.append(standardise(correct[(m, c, s)]).astype(np.float32))
+            flip = clean[m] - np.asarray(correct[(m, c, s)], bool).astype(np.int8)  # +1: right -> wrong
+            parts.append(standardise(flip).astype(np.float32))
             if shift is not None:
                 parts += [standardise(shift[(m, c, s)][q]).astype(np.float32) for q in ("delta_margin", "delta_angle")]
         out[c] = np.concatenate(parts)
@@ -264,12 +262,14 @@ def geometry_and_robustness(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Does the clean geometry of a model tell how much it loses under corruption?
 
-    ``clean``: per model its clean geometry (``margin``, ``length``, ``angle_true``, each (N,)); ``summary``:
-    records from :func:`robustness_summary`. Returns ``(per_model, correlations)``: per model its clean median
-    margin, mean length and mean angle to the true class beside its ``relative_drop``; and for each of those
-    three, the Spearman rank correlation with the relative drop across the models that have both (``spearman``
-    and its two-sided ``p_value``; NaN with fewer than 3 models). Correlation, not cause: margins and lengths
-    are in each model's own logit and feature units.
+    ``clean``: per model its clean geometry (``margin``, ``length``, ``angle_true`` and, when every model has
+    it, ``margin_scaled`` (:func:`onnx_geom.geometry.scale_free`), each (N,)); ``summary``: records from
+    :func:`robustness_summary`. Returns ``(per_model, correlations)``: per model its clean median margin (and
+    scale-free median margin), mean length and mean angle to the true class beside its ``relative_drop``; and
+    for each of those, the Spearman rank correlation with the relative drop across the models that have both
+    (``spearman`` and its two-sided ``p_value``; NaN with fewer than 3 models). Correlation, not cause: margins
+    and lengths are in each model's own feature units; the scale-free margin is in units of the model's
+    class-centroid scale.
 
     >>> clean = {m: {"margin": np.array([v]), "length": np.array([v]), "angle_true": np.array([90.0 - v])}
     ...          for m, v in [("a", 3.0), ("b", 2.0), ("c", 1.0)]}
@@ -280,16 +280,19 @@ def geometry_and_robustness(
     from scipy.stats import spearmanr
 
     drop = {r["model"]: float(r["relative_drop"]) for r in summary}
+    summaries = [(n, k, f) for n, k, f in CLEAN_GEOMETRY if all(k in g for g in clean.values())]
     per_model = []
     for model in sorted(clean):
         row: dict[str, Any] = {"model": model}
-        for name, key, stat in CLEAN_GEOMETRY:
-            row[name] = float(stat(np.asarray(clean[model][key], np.float64)))
+        for name, key, stat in summaries:
+            values = np.asarray(clean[model][key], np.float64)
+            values = values[np.isfinite(values)]
+            row[name] = float(stat(values)) if values.size else float("nan")
         row["relative_drop"] = drop.get(model, float("nan"))
         per_model.append(row)
     usable = [r for r in per_model if all(np.isfinite(v) for k, v in r.items() if k != "model")]
     correlations = []
-    for name, _, _ in CLEAN_GEOMETRY:
+    for name, _, _ in summaries:
         x, y = [r[name] for r in usable], [r["relative_drop"] for r in usable]
         rho, p = (float("nan"), float("nan"))
         if len(usable) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:

@@ -20,18 +20,26 @@ from onnx_geom.errors import DataError
 
 __all__ = [
     "GEOMETRIC_QUANTITIES",
+    "MAP_KEEPS_ENOUGH",
+    "SCALE_FREE_QUANTITIES",
     "agreement",
+    "cka_matrices",
     "cka_matrix",
     "classical_mds",
     "cohen_kappa",
     "geometric_distance",
     "geometric_vectors",
     "linear_cka",
+    "mds_quality",
     "minimum_spanning_tree",
 ]
 
-#: The per-sample quantities that make up a model's geometric vector (keys of the geometry group).
+#: The per-sample quantities that make up a model's geometric vector (keys of the geometry group): raw units.
 GEOMETRIC_QUANTITIES = ("angle_true", "length", "margin")
+#: The scale-free quantities (:func:`onnx_geom.geometry.scale_free`) of the default geometric distance.
+SCALE_FREE_QUANTITIES = ("angle_true", "length_scaled", "margin_scaled")
+#: Below this fraction of the distances kept (:func:`mds_quality`), a 2-D model map is read through its tree.
+MAP_KEEPS_ENOUGH = 0.6
 
 
 def _as_2d(name: str, array: np.ndarray) -> np.ndarray:
@@ -109,7 +117,7 @@ def linear_cka(X: np.ndarray, Y: np.ndarray, *, debiased: bool = False, chunk: i
     return float(hxy / denom) if denom > 0 else float("nan")
 
 
-def cka_matrix(features: Sequence[np.ndarray], *, chunk: int = 2048) -> np.ndarray:
+def cka_matrix(features: Sequence[np.ndarray], *, debiased: bool = False, chunk: int = 2048) -> np.ndarray:
     """Linear CKA between every pair of M representations of the same samples: (M, M), 1 on the diagonal.
 
     >>> rng = np.random.default_rng(1); X = rng.normal(size=(50, 4))
@@ -118,7 +126,20 @@ def cka_matrix(features: Sequence[np.ndarray], *, chunk: int = 2048) -> np.ndarr
 
     ``features``: M arrays (N, D_m). Each is centred once; the cross-products are float32 BLAS products over
     chunks of ``chunk`` rows summed in float64, so all M(M-1)/2 pairs cost one pass of O(N sum D_m^2) memory
-    traffic. Same value as :func:`linear_cka` to about 1e-6.
+    traffic. Same value as :func:`linear_cka` to about 1e-6. ``debiased=True``: the unbiased HSIC estimator
+    (Song et al. 2012) in each term, as ``linear_cka(..., debiased=True)`` (needs N >= 4);
+    :func:`cka_matrices` gives both from the same pass.
+    """
+    return cka_matrices(features, chunk=chunk, debiased=debiased)["debiased" if debiased else "biased"]
+
+
+def cka_matrices(features: Sequence[np.ndarray], *, chunk: int = 2048, debiased: bool = True) -> dict[str, np.ndarray]:
+    """:func:`cka_matrix` and, with ``debiased`` (and N >= 4; else NaN), its debiased form from the same
+    cross-products: ``{"biased": (M, M), "debiased": (M, M)}``.
+
+    >>> rng = np.random.default_rng(1); X = rng.normal(size=(50, 4))
+    >>> {k: float(v[0, 1].round(6)) for k, v in cka_matrices([X, -X]).items()}
+    {'biased': 1.0, 'debiased': 1.0}
     """
     mats = [_as_2d(f"features[{i}]", f) for i, f in enumerate(features)]
     if len({m.shape[0] for m in mats}) > 1:
@@ -127,15 +148,51 @@ def cka_matrix(features: Sequence[np.ndarray], *, chunk: int = 2048) -> np.ndarr
     means = [m.mean(axis=0, dtype=np.float64).astype(np.float32) for m in mats]
     M = len(mats)
     cross = {(i, j): np.zeros((mats[i].shape[1], mats[j].shape[1])) for i in range(M) for j in range(i, M)}
+    sums = [np.zeros(m.shape[1]) for m in mats]  # column sums of the centred features (debiased)
+    diag = [np.zeros(n) for _ in mats]  # diag K = ||x_i||^2 of the centred rows (debiased)
     for start in range(0, n, chunk):
         block = [np.asarray(m[start : start + chunk], np.float32) - mu for m, mu in zip(mats, means, strict=True)]
         for (i, j), acc in cross.items():
             acc += block[i].T @ block[j]
-    hsic = np.array([[float(np.sum(cross[min(i, j), max(i, j)] ** 2)) for j in range(M)] for i in range(M)])
-    self_h = np.sqrt(np.diag(hsic))
+        for i, b in enumerate(block):
+            sums[i] += b.sum(axis=0, dtype=np.float64)
+            diag[i][start : start + len(b)] = np.einsum("ij,ij->i", b, b, dtype=np.float64)
+    out = {"biased": _normalise(np.array([[float(np.sum(cross[min(i, j), max(i, j)] ** 2)) for j in range(M)]
+                                          for i in range(M)]))}  # fmt: skip
+    if debiased:
+        if n < 4:
+            out["debiased"] = np.full((M, M), np.nan)
+        else:
+            out["debiased"] = _normalise(_unbiased_matrix(mats, means, cross, sums, diag, chunk))
+    return out
+
+
+def _normalise(hsic: np.ndarray) -> np.ndarray:
+    """``hsic[i, j] / sqrt(hsic[i, i] hsic[j, j])``, NaN where a self-term is not positive."""
+    self_h = np.sqrt(np.maximum(np.diag(hsic), 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = hsic / np.outer(self_h, self_h)
     return np.where(np.outer(self_h, self_h) > 0, out, np.nan)
+
+
+def _unbiased_matrix(mats, means, cross, sums, diag, chunk) -> np.ndarray:
+    """Unbiased HSIC (Song et al. 2012) of every pair of linear kernels from the cross-products, each term
+    O(N D) as in :func:`_unbiased_hsic_terms`; ``K~ 1 = A (A^T 1) - diag K`` takes one more pass over the rows."""
+    n, M = mats[0].shape[0], len(mats)
+    k1 = [np.zeros(n) for _ in mats]
+    for start in range(0, n, chunk):
+        for i, (m, mu) in enumerate(zip(mats, means, strict=True)):
+            b = np.asarray(m[start : start + chunk], np.float32) - mu
+            k1[i][start : start + len(b)] = b.astype(np.float64) @ sums[i]
+    k1 = [k - d for k, d in zip(k1, diag, strict=True)]
+    total = [float(s @ s - d.sum()) for s, d in zip(sums, diag, strict=True)]  # 1' K~ 1
+    out = np.zeros((M, M))
+    for i in range(M):
+        for j in range(i, M):
+            trace = float(np.sum(cross[i, j] ** 2) - diag[i] @ diag[j])
+            rest = total[i] * total[j] / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(k1[i] @ k1[j])
+            out[i, j] = out[j, i] = (trace + rest) / (n * (n - 3))
+    return out
 
 
 def _bool_pair(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,6 +334,42 @@ def classical_mds(D: np.ndarray, k: int = 2) -> np.ndarray:
         coords = np.pad(coords, ((0, 0), (0, k - coords.shape[1])))
     flip = np.sign(coords[np.abs(coords).argmax(axis=0), np.arange(k)])
     return coords * np.where(flip == 0, 1.0, flip)
+
+
+def mds_quality(D: np.ndarray, coords: np.ndarray) -> dict[str, float]:
+    """How much of the distances ``D`` (M, M) a classical-MDS map ``coords`` (M, k) keeps.
+
+    >>> P = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    >>> D = np.linalg.norm(P[:, None] - P[None], axis=-1)
+    >>> q = mds_quality(D, classical_mds(D)); q["kept"], q["median_relative_error"] < 1e-12
+    (1.0, True)
+
+    ``kept``: the fraction of the positive eigenvalue mass of ``B = -1/2 J D^2 J`` in the map's k axes (1 for
+    distances that live in k dimensions; 1 when every distance is 0). ``median_relative_error`` and
+    ``max_relative_error``: ``|d_map - D| / D`` over the model pairs at a positive distance (NaN when there
+    are none). ``read_tree``: True when ``kept`` is below :data:`MAP_KEEPS_ENOUGH`, where neighbours should be
+    read from the spanning tree (which uses the full distances), not from the map.
+    """
+    D = _check_distance(D)
+    coords = np.asarray(coords, np.float64)
+    M = D.shape[0]
+    J = np.eye(M) - 1.0 / M
+    B = -0.5 * J @ (D**2) @ J
+    vals = np.sort(np.linalg.eigvalsh((B + B.T) / 2.0))[::-1]
+    positive = vals[vals > 0]
+    k = coords.shape[1] if coords.ndim == 2 else 0
+    kept = float(positive[:k].sum() / positive.sum()) if positive.size and positive.sum() > 0 else 1.0
+    iu = np.triu_indices(M, 1)
+    mapped = np.linalg.norm(coords[:, None] - coords[None], axis=-1)[iu]
+    true = D[iu]
+    far = true > 0
+    rel = np.abs(mapped[far] - true[far]) / true[far]
+    return {
+        "kept": kept,
+        "median_relative_error": float(np.median(rel)) if rel.size else float("nan"),
+        "max_relative_error": float(rel.max()) if rel.size else float("nan"),
+        "read_tree": kept < MAP_KEEPS_ENOUGH,
+    }
 
 
 def minimum_spanning_tree(D: np.ndarray) -> list[tuple[int, int, float]]:

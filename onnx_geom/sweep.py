@@ -15,6 +15,7 @@ next run recomputes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import time
@@ -30,7 +31,7 @@ from onnx_geom.datasets import CorruptedFolder, Dataset, load
 from onnx_geom.errors import DataError, StudyLockedError
 from onnx_geom.robustness import accuracy_table
 from onnx_geom.runner import ProbeSession, check_data
-from onnx_geom.store import Study, Unit, UnitAlreadyComplete
+from onnx_geom.store import Study, Unit, UnitAlreadyComplete, fingerprint
 
 __all__ = ["Progress", "sweep"]
 
@@ -87,8 +88,33 @@ def _check_folder(
             raise DataError(
                 f"{corruption}.npy in {folder.path} holds {shape} images but the clean data is {data.images.shape[1:]}."
             )
-    if corruptions and min(severities) > 0:
+    made_from = folder.source_fingerprint
+    if made_from is not None and made_from != fingerprint(data.images, data.labels):
+        raise DataError(
+            f"{folder.path} was made by `onnx-geom corrupt` from other data than this clean data "
+            f"({folder.meta.get('source')!r}); use the folder made from this data (and the same --limit)."
+        )
+    if made_from is None and corruptions and min(severities) > 0:
         _check_made_from(folder, data, corruptions, min(severities))
+
+
+def _folder_source(folder: CorruptedFolder, *, rows: int = 8) -> dict[str, Any]:
+    """What the study records of a ``--corrupted`` folder, to refuse resuming from another one: its path, who made
+    it (the clean data's fingerprint and the folder's settings, when onnx-geom did), and the sha256 of its labels
+    and of ``rows`` images of every severity block of every corruption file (a sample: the files can be GBs)."""
+    digest = hashlib.sha256(np.ascontiguousarray(folder.labels, "<i8").tobytes())
+    for corruption in folder.corruptions:
+        array = folder.array(corruption)
+        digest.update(f"{corruption}{array.shape}".encode())
+        for block in range(len(folder.severities)):
+            picks = block * folder.n + np.linspace(0, folder.n - 1, min(rows, folder.n)).astype(np.int64)
+            digest.update(np.ascontiguousarray(array[picks]).tobytes())
+    made_by = {k: folder.meta.get(k) for k in ("source_fingerprint", "profile", "seed", "severities")}
+    return {
+        "folder": str(folder.path),
+        "made_by": made_by if folder.source_fingerprint is not None else None,
+        "sampled_sha256": digest.hexdigest(),
+    }
 
 
 def _check_made_from(
@@ -211,6 +237,7 @@ def sweep(
         study_path, images=clean.images, labels=clean.labels, dataset_name=clean.name, class_names=clean.class_names or (),
         corruptions=[CLEAN, *corruptions], severities=[0, *severities],
         profile="folder" if folder is not None else (profile or "auto"), seed=seed, exist_ok=True,
+        corrupted=_folder_source(folder) if folder is not None else None,
     )  # fmt: skip
     for name, src in models.items():
         study.add_model(name, sessions[name].info, probe_path=str(src) if isinstance(src, (str, os.PathLike)) else "")

@@ -161,3 +161,62 @@ def test_compare_on_a_read_only_study_only_computes(measured, monkeypatch):
     result = CliRunner().invoke(app, ["compare", str(path), "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["parameters"]["distance"] == "geometry"
     assert not (path / "comparison").exists()
+
+
+def test_compare_json_names_the_corruptions_each_average_used_and_left_out(measured, tmp_path):
+    path, _s = measured
+    result = CliRunner().invoke(app, ["compare", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    fifteen = ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+               "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+               "jpeg_compression"]  # fmt: skip
+    in_study = ["gaussian_noise", "defocus_blur", "motion_blur"]
+    av = data["averages"]
+    assert set(av) == {"mean_corruption_accuracy", "mce", "mce_extra", "relative_mce"}
+    assert av["mce"]["used"] == in_study
+    assert av["mce"]["excluded"] == [
+        {"corruption": c, "reason": "not in the study"} for c in fifteen if c not in in_study
+    ]
+    assert {e["corruption"] for e in av["mce_extra"]["excluded"]} == {"speckle_noise", "gaussian_blur", "spatter",
+                                                                       "saturate"}  # fmt: skip
+    assert av["mce_extra"]["undefined"] == "no corruption remains"
+    rel = av["relative_mce"]
+    assert rel["undefined"].startswith(f"only {len(rel['used'])} corruptions remain; relative mCE needs at least 5")
+    assert all(r["relative_mce"] is None for r in data["summary"])  # NaN in JSON
+    rows = {r["corruption"]: r for r in data["corruption_status"]}
+    assert rows["fog"]["mce"] == "not in the study" and rows["motion_blur"]["mce"] == "used"
+    # printed: the averages, the one line of exclusions, the map's fidelity, the data basis of the columns
+    human = CliRunner().invoke(app, ["compare", str(path), "--min-reference-drop", "0.5"]).stdout
+    assert "averages: mean corruption accuracy over 3 corruptions; mCE over 3 of the 15" in human
+    line = next(x for x in human.splitlines() if x.startswith("excluded: "))
+    assert "shot_noise" in line and "not in the study" in line
+    assert "the reference must lose at least 50 percentage points" in human
+    assert "model map (geometry distance, classical MDS): keeps" in human and "_clean: clean data only" in human
+    assert "cka clean" in human and "cka debiased" in human
+
+
+def test_compare_with_published_reference_errors(measured, tmp_path):
+    path, s = measured
+    lines = ["corruption,severity,error", "clean,0,0.2"]
+    lines += [f"{c},{sv},{e}" for c, e in (("gaussian_noise", 0.4), ("defocus_blur", 0.5)) for sv in (1, 3)]
+    (tmp_path / "ref.csv").write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(app, ["compare", str(path), "--json", "--reference-errors", str(tmp_path / "ref.csv")])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["mce_reference"] == "the given reference errors"
+    assert {"corruption": "motion_blur", "reason": "not in the reference errors"} in data["averages"]["mce"]["excluded"]
+    labels = s.labels
+    dense = next(r for r in data["summary"] if r["model"] == "dense")
+    ces = [
+        sum(1 - np.mean(s.read_many(u, ["geometry/pred"])["geometry/pred"] == labels) for u in units) / (2 * e)
+        for units, e in (
+            ([s.units(model="dense")[i] for i in (3, 4)], 0.4),  # gaussian_noise 1, 3
+            ([s.units(model="dense")[i] for i in (1, 2)], 0.5),  # defocus_blur 1, 3
+        )
+    ]
+    assert [u.corruption for u in s.units(model="dense")][1:5] == ["defocus_blur"] * 2 + ["gaussian_noise"] * 2
+    assert dense["mce"] == pytest.approx(np.mean(ces))
+    (tmp_path / "bad.csv").write_text("corruption,severity,error\nfog,1,40\n")
+    bad = CliRunner().invoke(app, ["compare", str(path), "--reference-errors", str(tmp_path / "bad.csv")])
+    assert bad.exit_code == 1 and "outside [0, 1]" in bad.output and "Traceback" not in bad.output

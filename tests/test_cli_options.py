@@ -70,7 +70,7 @@ CHOICES = [  # command, option, the choices --help must list
     ("corrupt", "--split", "test|train"),
     ("run", "--device", "auto|cpu|cuda|tensorrt"),
     ("run", "--profile", "cifar|imagenet"),
-    ("compare", "--distance", "geometry|cka|kappa|agreement"),
+    ("compare", "--distance", "geometry|geometry_raw|cka|kappa|agreement"),
     ("view", "--panel", "table|similarity|samples|local|global|attribution"),
     ("view", "--attribution", "margin|cos|length|true-logit|predicted-logit|occlusion"),
 ]
@@ -97,7 +97,11 @@ def test_a_choice_not_offered_is_one_sentence_and_nothing_runs(tmp_path, model):
         (["corrupt", tmp_path, "-o", tmp_path / "c", "--profile", "mnist"], "--profile", "'cifar', 'imagenet'"),
         (["corrupt", tmp_path, "-o", tmp_path / "c", "--split", "val"], "--split", "'test', 'train'"),
         (["run", model, "-d", tmp_path / "d.npz", "-o", tmp_path / "s", "--device", "gpu"], "--device", "'tensorrt'"),
-        (["compare", tmp_path, "--distance", "cosine"], "--distance", "'geometry', 'cka', 'kappa', 'agreement'"),
+        (
+            ["compare", tmp_path, "--distance", "cosine"],
+            "--distance",
+            "'geometry', 'geometry_raw', 'cka', 'kappa', 'agreement'",
+        ),
         (["view", tmp_path, "--panel", "map"], "--panel", "'table', 'similarity'"),
     ]
     for args, option, choices in wrong:
@@ -112,9 +116,10 @@ def test_usage_errors_are_one_sentence_too(tmp_path, model):
     one_sentence(invoke("corrupt", tmp_path, "-o", tmp_path / "c", "--seed", "x"), "'--seed'")
     one_sentence(invoke("view", tmp_path / "nowhere"), "nowhere' does not exist")
     one_sentence(invoke("view", model), "is a file")
-    one_sentence(invoke("metrics", tmp_path, "--csv", tmp_path), "is a directory")
-    one_sentence(invoke("probe", model, "-o", tmp_path), "is a directory")
-    one_sentence(invoke("demo", "-o", model), "is a file")
+    # output paths: onnx_geom._files.check_output, the one check of every output (tests/test_outputs.py)
+    one_sentence(invoke("metrics", tmp_path, "--csv", tmp_path), "is the input folder itself")
+    one_sentence(invoke("probe", model, "-o", tmp_path), "is a folder, not a file")
+    one_sentence(invoke("demo", "-o", model), "is a file, not a folder")
     one_sentence(invoke("nonsense"), "No such command 'nonsense'")
     one_sentence(invoke("--bogus"), "No such option: --bogus", "see `onnx-geom --help`")
     assert invoke().exit_code == 2  # `onnx-geom` alone still prints the help
@@ -288,7 +293,9 @@ def test_every_command_json_parses_when_piped(long_dir, monkeypatch):
         for m in ("dense", "other")
     }
     [pair] = comparison["pairs"]  # agreement over every unit the two share
-    assert pair["agreement"] == pytest.approx(np.mean(np.concatenate(pred["dense"]) == np.concatenate(pred["other"])))
+    assert pair["agreement_all"] == pytest.approx(
+        np.mean(np.concatenate(pred["dense"]) == np.concatenate(pred["other"]))
+    )
     for record in comparison["summary"]:
         assert record["clean_accuracy"] == pytest.approx(np.mean(pred[record["model"]][0] == labels))
     assert not any(isinstance(v, float) and math.isnan(v) for v in _leaves(comparison))

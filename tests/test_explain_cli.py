@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -210,6 +211,9 @@ def _headless_classifier(path):
         ("no_data", ["--data DATA"]),
         ("no_model_option", ["--model NAME"]),
         ("lost_probe", ["not on this machine"]),
+        ("no_output", ["no output named 'nope'"]),
+        ("tensorrt", ["tensorrt", "auto, cpu, cuda"]),
+        ("into_study", ["study"]),
     ],
 )
 def test_bad_input_is_one_sentence_and_writes_nothing(demo, tmp_path, case, needles):
@@ -237,11 +241,16 @@ def test_bad_input_is_one_sentence_and_writes_nothing(demo, tmp_path, case, need
         "no_data": [zoo_models()["dense"], "-s", "1"],
         "no_model_option": [study, "-s", "1"],
         "lost_probe": [study, "-m", "dense", "-s", "1"],
+        "no_output": [study, "-m", "dense", "-s", "1", "--output", "nope"],
+        "tensorrt": [study, "-m", "dense", "-s", "1", "--device", "tensorrt"],
+        "into_study": [study, "-m", "dense", "-s", "1"],
     }[case]
+    if case == "into_study":
+        out = Path(study) / "explain.npz"
     result = _invoke(*args, "-o", out)
     assert result.exit_code == 1, result.output
     text = result.output.strip()
     assert text.startswith("error:") and len(text.splitlines()) == 1 and "Traceback" not in text, text
     for needle in needles:
         assert needle in text, text
-    assert not out.exists() and not list(tmp_path.glob(".o.npz*"))
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}*"))

@@ -96,7 +96,7 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
     pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag90"))
     X = study.read(Unit("dense", "clean", 0), "features").astype(np.float64)
     Y = study.read(Unit("mag90", "clean", 0), "features").astype(np.float64)
-    assert pair["cka"] == pytest.approx(_gram_cka(X, Y), rel=1e-5)
+    assert pair["cka_clean"] == pytest.approx(_gram_cka(X, Y), rel=1e-5)
     # Agreement over every unit, by a plain loop.
     same = total = 0
     for unit in study.units(model="dense"):
@@ -111,9 +111,9 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
         )
         same += int(np.sum(za.argmax(1) == zb.argmax(1)))
         total += len(za)
-    assert pair["agreement"] == pytest.approx(same / total)
+    assert pair["agreement_all"] == pytest.approx(same / total)
     assert cmp.distance.shape == (3, 3) and cmp.embedding.shape == (3, 2) and len(cmp.mst) == 2
-    # the geometric distance from the stored geometry: every unit the models share, each quantity
+    # the raw geometric distance from the stored geometry: every unit the models share, each quantity
     # standardised over all models and samples, then the root-mean-square difference
     shared = sorted({(u.corruption, u.severity) for u in study.units(model="dense", group="geometry")})
     vectors = {
@@ -129,8 +129,8 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
         mu, sd = pooled.mean(), pooled.std()
         squares += float(np.sum(((vectors["dense"][q] - mu) / sd - (vectors["mag90"][q] - mu) / sd) ** 2))
         count += len(vectors["dense"][q])
-    assert cmp.distance[0, 2] == pytest.approx(np.sqrt(squares / count), rel=1e-6)
-    assert pair["geometric_distance"] == pytest.approx(cmp.distance[0, 2])
+    assert pair["geometric_distance_raw_all"] == pytest.approx(np.sqrt(squares / count), rel=1e-6)
+    assert pair["geometric_distance_all"] == pytest.approx(cmp.distance[0, 2])  # the default: scale-free
     assert cmp.corruptions == ["defocus_blur", "gaussian_noise", "motion_blur"]
     blur = cmp.redundancy[0, 2]
     assert blur > cmp.redundancy[0, 1] and blur > cmp.redundancy[1, 2]
@@ -168,7 +168,9 @@ def test_compare_study_options_and_errors(tmp_path):
     }
     kappa = _kappa(correct["dense"], correct["mag50"])
     pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
-    assert pair["kappa"] == pytest.approx(kappa) and cmp.distance[0, 1] == pytest.approx(1 - kappa)
+    assert pair["kappa_all"] == pytest.approx(kappa) and cmp.distance[0, 1] == pytest.approx(1 - kappa)
+    clean = {m: study.read(Unit(m, "clean", 0), "geometry/pred") == study.labels for m in ("dense", "mag50")}
+    assert pair["kappa_clean"] == pytest.approx(_kappa(clean["dense"], clean["mag50"]))
     with pytest.raises(DataError, match="reference model 'nope'"):
         compare_study(study, reference="nope")
     with pytest.raises(DataError, match="unknown distance"):
@@ -222,7 +224,7 @@ def test_compare_study_with_a_unit_missing_for_one_model(tmp_path):
         for u in shared
     )
     pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
-    assert pair["agreement"] == pytest.approx(same / (len(shared) * 120))
+    assert pair["agreement_all"] == pytest.approx(same / (len(shared) * 120))
     assert "gaussian_noise" in cmp.corruptions  # redundancy still uses the severities every corruption has
 
 
@@ -261,7 +263,15 @@ def _same(a, b) -> bool:
     return a == b and (type(a) is bool) == (type(b) is bool)
 
 
-PARAMS = {"reference": "mag50", "distance": "kappa", "cka_samples": 50, "threshold": 0.7, "seed": 3}
+PARAMS = {
+    "reference": "mag50",
+    "distance": "kappa",
+    "cka_samples": 50,
+    "threshold": 0.7,
+    "seed": 3,
+    "reference_errors": None,
+    "min_reference_drop": 0.02,
+}
 
 
 def test_a_stored_comparison_round_trips_every_field(tmp_path):

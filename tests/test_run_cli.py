@@ -280,13 +280,45 @@ def test_a_corrupted_folder_made_from_other_images_with_the_same_labels_is_refus
     other = np.random.default_rng(9).integers(0, 256, images.shape, dtype=np.uint8)  # other images, same labels
     np.savez(tmp_path / "other.npz", images=other, labels=labels)
     for source, folder in ((tmp_path / "other.npz", tmp_path / "from_other"), (files / "data.npz", tmp_path / "own")):
-        result, _ = invoke("corrupt", source, "-o", folder, "-c", "fog,gaussian_noise", "--severities", "1,2")
+        result, _ = invoke("corrupt", source, "-o", folder, "-c", "fog,gaussian_noise")  # all 5, as published
         assert result.exit_code == 0, result.output
     result, _ = invoke("run", files / "dense.probe.onnx", "--data", files / "data.npz", "--corrupted",
                        tmp_path / "from_other", "-o", tmp_path / "s1", "--severities", "1,2")  # fmt: skip
-    text = result.output.strip()
-    assert result.exit_code == 1 and "\n" not in text and "are not corrupted copies of this clean data" in text
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "was made by `onnx-geom corrupt` from other data than this clean data" in text
+    (tmp_path / "from_other" / "corruptions.json").unlink()  # now like a published folder: nothing says its source
+    result, _ = invoke("run", files / "dense.probe.onnx", "--data", files / "data.npz", "--corrupted",
+                       tmp_path / "from_other", "-o", tmp_path / "s1", "--severities", "1,2")  # fmt: skip
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "are not corrupted copies of this clean data" in text
     assert not (tmp_path / "s1").exists()  # refused before the study was made
     result, _ = invoke("run", files / "dense.probe.onnx", "--data", files / "data.npz", "--corrupted",
                        tmp_path / "own", "-o", tmp_path / "s2", "--severities", "1,2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def test_resuming_a_study_from_another_corrupted_folder_is_refused(files, tmp_path):
+    for seed, folder in ((0, tmp_path / "a"), (1, tmp_path / "b")):  # same data, other seeds: other images
+        result, _ = invoke(
+            "corrupt", files / "data.npz", "-o", folder, "-c", "fog", "--severities", "1", "--seed", seed
+        )
+        assert result.exit_code == 0, result.output
+    common = (
+        "run",
+        files / "dense.probe.onnx",
+        "--data",
+        files / "data.npz",
+        "--severities",
+        "1",
+        "-o",
+        tmp_path / "s",
+    )
+    result, _ = invoke(*common, "--corrupted", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "s").rglob("*")) if p.is_file()}
+    result, _ = invoke(*common, "--corrupted", tmp_path / "b")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in text and str(tmp_path / "a") in text, text
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "s").rglob("*")) if p.is_file()} == before
+    result, _ = invoke(*common, "--corrupted", tmp_path / "a")  # the same folder again: nothing to do
     assert result.exit_code == 0, result.output

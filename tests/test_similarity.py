@@ -10,12 +10,14 @@ from sklearn.metrics import cohen_kappa_score
 from onnx_geom.errors import DataError
 from onnx_geom.similarity import (
     agreement,
+    cka_matrices,
     cka_matrix,
     classical_mds,
     cohen_kappa,
     geometric_distance,
     geometric_vectors,
     linear_cka,
+    mds_quality,
     minimum_spanning_tree,
 )
 
@@ -217,3 +219,39 @@ def test_mst_has_m_minus_1_edges_and_is_minimal(seed):
 def test_mst_keeps_zero_distance_edges():
     D = np.array([[0.0, 0.0, 2.0], [0.0, 0.0, 3.0], [2.0, 3.0, 0.0]])
     assert minimum_spanning_tree(D) == [(0, 1, 0.0), (0, 2, 2.0)]
+
+
+def test_debiased_cka_matrix_matches_the_u_centred_gram_form(reps):
+    X, Y = reps
+    Z = np.random.default_rng(5).normal(size=(60, 4))
+    both = cka_matrices([X, Y, Z], chunk=7)
+    for (i, a), (j, b) in itertools.combinations(enumerate([X, Y, Z]), 2):
+        assert both["debiased"][i, j] == pytest.approx(kornblith_debiased_cka(a, b), rel=1e-5, abs=1e-7)
+        assert both["biased"][i, j] == pytest.approx(gram_cka(a, b), rel=1e-5)
+    np.testing.assert_allclose(np.diag(both["debiased"]), 1.0)
+    np.testing.assert_array_equal(cka_matrix([X, Y, Z], debiased=True, chunk=7), both["debiased"])
+    assert np.isnan(cka_matrices([X[:3], Y[:3]])["debiased"]).all()  # under 4 samples: undefined
+
+
+def test_mds_quality_against_a_numpy_eigendecomposition():
+    rng = np.random.default_rng(11)
+    P = rng.normal(size=(9, 5)) * np.array([5.0, 3.0, 1.0, 0.5, 0.2])  # a 5-D configuration, seen in 2-D
+    D = np.linalg.norm(P[:, None] - P[None], axis=-1)
+    D[0, 1] = D[1, 0] = D[0, 1] * 1.5  # and not quite Euclidean: negative eigenvalues
+    Y = classical_mds(D)
+    q = mds_quality(D, Y)
+    M = len(D)
+    J = np.eye(M) - np.ones((M, M)) / M
+    lam = np.sort(np.linalg.eig(-0.5 * J @ (D**2) @ J)[0].real)[::-1]
+    assert lam[-1] < -1e-9  # the test's premise: some negative mass
+    positive = lam[lam > 1e-12]
+    assert q["kept"] == pytest.approx(positive[:2].sum() / positive.sum(), rel=1e-9)
+    errors = []
+    for i in range(M):
+        for j in range(i + 1, M):
+            errors.append(abs(float(np.hypot(*(Y[i] - Y[j]))) - D[i, j]) / D[i, j])
+    assert q["median_relative_error"] == pytest.approx(float(np.median(errors)))
+    assert q["max_relative_error"] == pytest.approx(max(errors))
+    assert q["read_tree"] == (q["kept"] < 0.6)
+    flat = mds_quality(D[:2, :2], classical_mds(D[:2, :2]))  # two models: a line keeps everything
+    assert flat["kept"] == pytest.approx(1.0) and flat["max_relative_error"] < 1e-9 and not flat["read_tree"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -45,6 +46,11 @@ def make(tmp_path, **kw):
     )
     study.add_model("m", INFO, probe_path="m.onnx")
     return study
+
+
+def in_study(path, tmp_path):
+    """``path``'s key in the study ``tmp_path/s`` (a new study is built in ``.s.creating-...`` beside it)."""
+    return re.sub(r"^\.s\.creating-[^/]+/|^s/", "", path.relative_to(tmp_path).as_posix())
 
 
 def arrays(seed=1):
@@ -201,7 +207,7 @@ def test_the_root_metadata_is_written_once_and_last(tmp_path, monkeypatch):
     real_put, written = files.put, []
 
     def put(path, value, **options):
-        written.append((path.relative_to(tmp_path / "s").as_posix(), options))
+        written.append((in_study(path, tmp_path), options))
         return real_put(path, value, **options)
 
     monkeypatch.setattr(files, "put", put)
@@ -223,7 +229,7 @@ def test_what_is_synced_to_the_disk(tmp_path, monkeypatch):
 
     def put(path, value, **options):
         durable = options.get("durable") or options.get("sync")
-        written.append((path.relative_to(tmp_path / "s").as_posix(), bool(durable)))
+        written.append((in_study(path, tmp_path), bool(durable)))
         return real_put(path, value, **options)
 
     monkeypatch.setattr(files, "put", put)

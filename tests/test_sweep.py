@@ -253,6 +253,7 @@ class FakeFolder:
             for c in corruptions
         }
         self.labels = np.tile(labels, 5)
+        self.source_fingerprint, self.meta = None, {}  # like a published CIFAR-10-C folder: nobody recorded its source
 
     def array(self, corruption):
         return self.blocks[corruption]

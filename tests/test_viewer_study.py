@@ -105,6 +105,10 @@ def test_from_study_reads_what_the_study_holds(study_dir):
         assert data.clean_accuracy[i] == pytest.approx(np.mean(np.argmax(f @ W.T + b, 1) == labels))
         np.testing.assert_allclose(data.geometry(m, "clean", 0)["length"], np.linalg.norm(f, axis=1), rtol=1e-5)
     assert data.embedding.shape == (3, 2) and len(data.mst) == 2
+    assert 0 < data.embedding_quality["kept"] <= 1  # the similarity panel's subtitle says it
+    from onnx_geom.viewers.views.similarity import map_subtitle
+
+    assert map_subtitle(data.embedding_quality).startswith("MDS map keeps ")
     assert data.tags["mag-90"]["sparsity"] == 0.9
     np.testing.assert_array_equal(data.thumbnails([4, 2]), study.images[[4, 2]][[0, 1]])
     # the probe file drives attribution: its features equal the stored clean features

@@ -45,7 +45,9 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
     # the study's plan lists "clean" among its corruptions; the viewer keeps clean as its own column
     corruptions = [c for c in attrs.get("corruptions", []) if c != CLEAN and any(u[1] == c for u in units)]
     corruptions += sorted({u[1] for u in units} - set(corruptions) - {CLEAN})
-    severities = sorted({u[2] for u in units if u[1] != CLEAN}) or [int(s) for s in attrs.get("severities", [])]
+    severities = sorted({u[2] for u in units if u[1] != CLEAN})
+    if corruptions and not severities:  # the plan's (clean's severity 0 is no column of its own)
+        severities = [int(s) for s in attrs.get("severities", []) if int(s) != 0]
     labels = np.asarray(study.labels, np.int64)
     dataset = attrs.get("dataset") or {}
 
@@ -98,6 +100,7 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
         data.reference = comparison.reference
     data.embedding = np.asarray(comparison.embedding, float)
     data.mst = [(int(i), int(j), float(w)) for i, j, w in comparison.mst]
+    data.embedding_quality = dict(getattr(comparison, "embedding_quality", None) or {})
     clean = np.full(len(models), np.nan)
     table = np.full((len(models), len(corruptions), len(severities)), np.nan)
     for rec in comparison.accuracy:

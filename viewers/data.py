@@ -57,6 +57,8 @@ class ViewerData:
     embedding: np.ndarray | None = None
     mst: list[tuple[int, int, float]] = field(default_factory=list)
     embedding_note: str = ""
+    #: how much of the distances the map keeps (``Comparison.embedding_quality``; empty when unknown)
+    embedding_quality: dict[str, Any] = field(default_factory=dict)
     images: Any = field(default=None, repr=False)
     heads: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     probe_paths: dict[str, Path] = field(default_factory=dict)

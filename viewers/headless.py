@@ -75,12 +75,24 @@ def screenshot(
     ``study_or_data``: a study folder, an :class:`onnx_geom.store.Study` or a :class:`ViewerData`;
     ``selection``: a :class:`Selection` (default: the first model, its strongest corruption, a few samples that
     corruption flips); ``attribution``: what the attribution panel shows (``onnx_geom.viewers.ATTRIBUTIONS``).
+    ``out_png`` is checked before anything is rendered (:func:`onnx_geom._files.check_output`: not inside a
+    study, not a folder, writable; missing folders are created) and replaced whole.
     """
     from PIL import Image
 
+    from onnx_geom._files import check_output, output_errors, replacing
+
+    out = check_output(out_png, inputs=_inputs(study_or_data))
     image = render(study_or_data, panel=panel, size=size, selection=selection, services=services,
                    attribution=attribution)  # fmt: skip
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(out)
+    with output_errors(out), replacing(out) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
     return out
+
+
+def _inputs(study_or_data) -> tuple[Path, ...]:
+    """The study folder a screenshot is taken of, when it is known."""
+    if isinstance(study_or_data, (str, os.PathLike)):
+        return (Path(study_or_data),)
+    path = getattr(study_or_data, "path", None)
+    return (Path(path),) if isinstance(path, (str, os.PathLike)) else ()

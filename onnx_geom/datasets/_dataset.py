@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onnx_geom._files import replacing
+from onnx_geom._files import check_output, output_errors, replacing
 from onnx_geom.errors import DataError, DataNotFoundError
 
 
@@ -86,10 +86,9 @@ def save_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
     >>> read_npz(p).name
     'toy'
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_output(path)  # not inside a study, not a folder; missing parent folders are created
     names = np.array(dataset.class_names if dataset.class_names is not None else [], dtype=np.str_)
-    with replacing(path) as tmp, open(tmp, "wb") as f:
+    with output_errors(path), replacing(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, images=dataset.images, labels=dataset.labels, name=np.array(dataset.name), class_names=names)
     return path
 

@@ -11,7 +11,9 @@ Layout of the output folder::
     DIR/study/                       the study (Zarr): features, logits and geometry per unit, the comparison
     DIR/compare/                     the comparison tables (CSV + comparison.json)
 
-Running it again reuses every complete piece; the viewer (``onnx-geom demo``) is the CLI's part.
+Running it again reuses every complete piece; the viewer (``onnx-geom demo``) is the CLI's part. The folder is
+checked before anything is made (:func:`onnx_geom._files.check_output`): not inside a study or another Zarr store,
+not a study itself, and a ``study`` already inside it must be the demo's own.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from typing import Any
 from onnx_geom.demo import load_manifest, load_test_split, zoo_models
 from onnx_geom.errors import DataError
 
-__all__ = ["DemoResult", "nearest_models", "run_demo"]
+__all__ = ["DemoResult", "check_folder", "nearest_models", "run_demo"]
 
 #: progress(stage, done, total): stage is "probe", "sweep" (images), "metrics" (units).
 Progress = Callable[[str, int, int], None]
+
+#: The name of the demo's data set, as its study records it.
+DATASET_NAME = "scikit-learn digits, 32x32"
 
 
 @dataclass
@@ -105,7 +110,7 @@ def run_demo(
     from onnx_geom.sweep import sweep
 
     report = progress or (lambda stage, done, total: None)
-    folder = Path(folder)
+    folder = check_folder(folder)
     entries = _choose(models)
     seconds: dict[str, float] = {}
 
@@ -114,7 +119,7 @@ def run_demo(
     seconds["probe"] = time.perf_counter() - start
 
     images, labels = load_test_split()
-    data = Dataset(images, labels, name="scikit-learn digits, 32x32", class_names=tuple(str(d) for d in range(10)))
+    data = Dataset(images, labels, name=DATASET_NAME, class_names=tuple(str(d) for d in range(10)))
     planned = {"images": 0}
 
     def on_sweep(event: str, unit: Any, count: int) -> None:
@@ -142,6 +147,39 @@ def run_demo(
     comparison.write(folder / "compare")
     seconds["compare"] = time.perf_counter() - start
     return DemoResult(folder, study_path, probes, summary, rows, comparison, seconds)
+
+
+def check_folder(folder: str | Path) -> Path:
+    """Refuse, before anything is made, a demo folder whose outputs would land in a study, a Zarr store or a file,
+    or whose ``study`` is another study or Zarr store than the demo's own (one sentence,
+    :class:`~onnx_geom.errors.OutputError`); returns it as a Path. A ``study`` the demo began is left to the store,
+    which resumes it."""
+    import json
+
+    from onnx_geom._files import ZARR_JSON, check_output
+    from onnx_geom.errors import OutputError
+
+    folder = check_output(folder, kind="folder")
+    for part in ("probes", "compare"):
+        check_output(folder / part, kind="folder")
+    if (folder / "study").exists() and not (folder / "study").is_dir():
+        raise OutputError(f"{folder / 'study'} is a file, where the demo writes its study; give -o a new folder.")
+    meta_path = folder / "study" / ZARR_JSON
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_bytes())
+            attrs = meta.get("attributes") or {}
+            name = (attrs.get("dataset") or {}).get("name")
+            ours = meta.get("node_type") == "group" and name in (None, DATASET_NAME)
+            ours = ours and (not attrs or "onnx_geom_version" in attrs or "dataset" in attrs)
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            raise OutputError(
+                f"{meta_path.parent} is another study or Zarr store than the demo's own, which the demo writes "
+                "there; give -o a new folder."
+            )
+    return folder
 
 
 def nearest_models(comparison: Any) -> list[tuple[str, str, float]]:

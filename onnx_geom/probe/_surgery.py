@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
-from onnx_geom._files import write_bytes
+from onnx_geom._files import check_output, output_errors, write_bytes
 from onnx_geom.errors import InvalidModelError
 from onnx_geom.probe._check import check_probe
 from onnx_geom.probe._graph import all_tensor_names, rename_tensors, source_input, unique_name
@@ -163,16 +163,19 @@ def _add_outputs(graph: onnx.GraphProto, head: HeadCandidate, renamed: dict[str,
             graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [_BATCH, dim]))
 
 
-def save_probe(model: ModelProto, path: str | PathLike[str]) -> Path:
-    """Write ``model`` to ``path`` as one self-contained file (atomically: a failure leaves no partial file)."""
-    path = Path(path)
+def save_probe(model: ModelProto, path: str | PathLike[str], *, inputs: Sequence[str | PathLike[str]] = ()) -> Path:
+    """Write ``model`` to ``path`` as one self-contained file (atomically: a failure leaves no partial file).
+
+    ``path`` is checked first (:func:`onnx_geom._files.check_output`): not inside a study, not one of ``inputs``
+    (the source model and its external data), not a folder; missing parent folders are created.
+    """
+    path = check_output(path, inputs=inputs)
     if model.ByteSize() >= _TWO_GB:
         raise InvalidModelError(
             "the probe is larger than 2 GB, which one ONNX file cannot hold; prune or quantize the model."
         )
-    if not path.parent.is_dir():
-        raise InvalidModelError(f"the folder '{path.parent}' does not exist; create it or write the probe elsewhere.")
-    return write_bytes(path, model.SerializeToString())
+    with output_errors(path):
+        return write_bytes(path, model.SerializeToString())
 
 
 def _free_batch(graph: onnx.GraphProto, batch: int | None) -> None:

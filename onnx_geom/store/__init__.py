@@ -41,26 +41,49 @@ from __future__ import annotations
 from typing import Any
 
 from onnx_geom.conditions import CLEAN
-from onnx_geom.store._layout import STUDY_FORMAT, Unit
+from onnx_geom.store._check import check
+from onnx_geom.store._layout import NAME_MAX, NAME_RULE, STUDY_FORMAT, Unit, check_name, shown
 from onnx_geom.store._study import Study, UnitAlreadyComplete
 from onnx_geom.store._units import UnitWriter, fingerprint
+from onnx_geom.store._zarrio import child_folders
 
-__all__ = ["STUDY_FORMAT", "Study", "Unit", "UnitAlreadyComplete", "UnitWriter", "describe", "fingerprint"]
+__all__ = [
+    "NAME_MAX",
+    "NAME_RULE",
+    "STUDY_FORMAT",
+    "Study",
+    "Unit",
+    "UnitAlreadyComplete",
+    "UnitWriter",
+    "check",
+    "check_name",
+    "describe",
+    "fingerprint",
+    "left_out",
+]
 
 
 def describe(study: Study) -> dict[str, Any]:
-    """A JSON-able summary of a study: dataset, plan, per model its complete and missing units, incomplete ones."""
+    """A JSON-able summary of a study: dataset, plan, per model its complete and missing units, incomplete ones,
+    damaged models (``damaged_models``: name -> what is wrong and what to do) and other damaged metadata
+    (``damaged``: ``{"path", "problem"}``; ``onnx-geom check`` reads the arrays too)."""
     attrs = study.attrs
     corruptions = [c for c in attrs.get("corruptions", []) if c != CLEAN]
     severities = [s for s in attrs.get("severities", []) if s != 0]
     plan = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in severities]
     complete: dict[str, set[tuple[str, int]]] = {m: set() for m in study.models}
     incomplete = []
-    for unit, unit_attrs in study._all_units():  # one pass over the study's metadata
+    problems: list[tuple[str, str, str]] = []
+    for unit, unit_attrs in study._all_units(problems=problems):  # one pass over the study's metadata
         if unit_attrs.get("complete") is True:
             complete[unit.model].add((unit.corruption, unit.severity))
         else:
             incomplete.append((unit, dict(unit_attrs.get("writer") or {})))
+    odd = child_folders(study.path / "models", root=study.path)[1]
+    problems += [
+        (str(study.path / "models" / n), f"{shown(n)} is a folder whose name breaks the rule of names", "remove it")
+        for n in odd
+    ]
     models = {
         m: {
             "complete": len(done),
@@ -76,7 +99,46 @@ def describe(study: Study) -> dict[str, Any]:
         "severities": severities,
         "profile": attrs.get("profile"),
         "seed": attrs.get("seed"),
+        "corrupted": attrs.get("corrupted"),
         "planned_per_model": len(plan),
         "models": models,
+        "damaged_models": study.damaged_models(),
+        "damaged": [{"path": path, "problem": f"{problem}; {fix}"} for path, problem, fix in problems],
         "incomplete": [{"unit": str(u), **w} for u, w in sorted(incomplete)],
     }
+
+
+def left_out(study: Study, *, shown_units: int = 5) -> dict[str, Any]:
+    """What a reader of the geometry (``compare``, ``view``) leaves out, JSON-able: complete units whose geometry
+    is missing (``units_without_geometry``: ``count``, the first ``units``, the ``command`` that fills them) and
+    damaged models (``damaged_models``: name -> what is wrong and what to do). Empty lists when nothing is."""
+    without = [unit for unit in study.units() if not study.is_complete(unit, "geometry")]
+    return {
+        "units_without_geometry": {
+            "count": len(without),
+            "units": [str(u) for u in without[:shown_units]],
+            "command": f"onnx-geom metrics {study.path}",
+        },
+        "damaged_models": study.damaged_models(),
+    }
+
+
+def left_out_sentences(report: dict[str, Any]) -> list[str]:
+    """:func:`left_out`'s report as sentences to print (none when nothing is left out).
+
+    >>> left_out_sentences({"units_without_geometry": {"count": 7, "units": ["m/fog/1", "m/fog/2"],
+    ...                     "command": "onnx-geom metrics s"}, "damaged_models": {}})
+    ['7 units have no geometry yet and are left out (m/fog/1, m/fog/2, ...); run `onnx-geom metrics s` to compute it.']
+    """
+    sentences = []
+    gaps = report["units_without_geometry"]
+    if gaps["count"]:
+        names = ", ".join(gaps["units"]) + (", ..." if gaps["count"] > len(gaps["units"]) else "")
+        unit = "unit has" if gaps["count"] == 1 else "units have"
+        sentences.append(
+            f"{gaps['count']} {unit} no geometry yet and {'is' if gaps['count'] == 1 else 'are'} left out ({names}); "
+            f"run `{gaps['command']}` to compute it."
+        )
+    for reason in report["damaged_models"].values():
+        sentences.append(f"left out: {reason}")
+    return sentences

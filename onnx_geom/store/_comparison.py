@@ -18,13 +18,13 @@ strings (or start with ``$``) ``{"$items": [[key, value], ...]}``, a numpy array
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from onnx_geom.store import _guard
 from onnx_geom.store._layout import COMPARISON, dimension_names, row_chunks
 from onnx_geom.store._zarrarray import open_array
 from onnx_geom.store._zarrio import DTYPES, META, group_attrs, remove, write_array, write_group
@@ -90,20 +90,20 @@ def join(cls: type, arrays: dict[str, np.ndarray], values: dict[str, Any]) -> An
     return cls(**{name: arrays[name] if name in arrays else from_json(values[name]) for name in field_names(cls)})
 
 
-def store(folder: Path, obj: Any, fingerprint: Callable[[], str]) -> None:
-    """Write the dataclass ``obj`` as the group at ``folder`` (an existing folder, locked by the caller),
-    replacing what was there: marked incomplete first, its arrays, then its attributes, synced to the disk.
-    ``fingerprint()``: the study's geometry now, for an ``obj`` that does not say which geometry it came from."""
+def store(folder: Path, obj: Any, fingerprint: Callable[[], str], *, root: Path) -> None:
+    """Write the dataclass ``obj`` as the group at ``folder`` of the study at ``root`` (an existing folder, locked
+    by the caller), replacing what was there: marked incomplete first, its arrays, then its attributes, synced to
+    the disk. ``fingerprint()``: the study's geometry now, for an ``obj`` that does not say which geometry it came
+    from."""
     from onnx_geom import __version__
 
     arrays, values = split(obj)
-    write_group(folder, {"complete": False})
-    for child in folder.iterdir():
-        if child.is_dir():
-            remove(child)
+    write_group(folder, {"complete": False}, root=root)
+    for child in _guard.folders(root, folder):
+        remove(folder / child, root=root)
     for name, array in arrays.items():
         dims = dimension_names(f"{COMPARISON}/{name}", array.ndim)
-        write_array(folder / name, array, dims, chunks=row_chunks(array.shape, array.itemsize))
+        write_array(folder / name, array, dims, root=root, chunks=row_chunks(array.shape, array.itemsize))
     attrs = {
         "complete": True,
         "onnx_geom_version": __version__,
@@ -112,24 +112,17 @@ def store(folder: Path, obj: Any, fingerprint: Callable[[], str]) -> None:
         "arrays": sorted(arrays),
         "fields": values,
     }
-    write_group(folder, attrs, durable=True)
+    write_group(folder, attrs, root=root, durable=True)
 
 
-def _identity(folder: Path) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(folder / META)
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns  # a replaced zarr.json is a new file
-
-
-def load(folder: Path, cls: type, parameters: dict[str, Any], fingerprint: str) -> Any:
-    """The dataclass ``cls`` stored at ``folder`` with these ``parameters`` and geometry ``fingerprint``, by this
-    version of onnx-geom with these fields; None otherwise, or while another process replaces it."""
+def load(folder: Path, cls: type, parameters: dict[str, Any], fingerprint: str, *, root: Path) -> Any:
+    """The dataclass ``cls`` stored at ``folder`` of the study at ``root`` with these ``parameters`` and geometry
+    ``fingerprint``, by this version of onnx-geom with these fields; None otherwise (also when its attributes are
+    not what :func:`store` writes: a damaged one is computed again), or while another process replaces it."""
     from onnx_geom import __version__
 
-    before = _identity(folder)
-    attrs = group_attrs(folder)
+    before = _guard.identity(root, folder / META)
+    attrs = group_attrs(folder, root=root)
     if (
         attrs is None
         or attrs.get("complete") is not True
@@ -138,15 +131,20 @@ def load(folder: Path, cls: type, parameters: dict[str, Any], fingerprint: str) 
         or attrs.get("geometry_fingerprint") != fingerprint
     ):
         return None
-    values, names = attrs.get("fields") or {}, list(attrs.get("arrays") or [])
+    values, names = attrs.get("fields"), attrs.get("arrays")
+    if not isinstance(values, dict) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
     if sorted([*values, *names]) != sorted(field_names(cls)):
         return None  # stored by a version of onnx-geom whose dataclass had other fields
     arrays = {}
     for name in names:
-        array = open_array(folder / name)
+        array = open_array(folder / name, root=root)
         if array is None:
             return None
         arrays[name] = array.read()
-    if _identity(folder) != before:
+    if _guard.identity(root, folder / META) != before:
         return None  # replaced while it was read
-    return join(cls, arrays, values)
+    try:
+        return join(cls, arrays, values)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None  # fields of the wrong shape: damaged, computed again

@@ -21,6 +21,7 @@ Private to :mod:`onnx_geom.store`. The layout (docs/store.md)::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -77,12 +78,40 @@ def model_key(model: str) -> str:
     return f"{MODELS}/{model}"
 
 
-def check_name(kind: str, name: str) -> None:
-    """Refuse a model, corruption or group name that cannot be a folder of the study."""
-    if not name or "/" in name or "\\" in name or name.startswith(".") or name != name.strip():
+#: The rule of every model, corruption and group name in a study, checked when a study is written and when it is
+#: read (a folder of a hostile study whose name breaks it is never used, only reported): a letter or digit, then
+#: letters, digits, '.', '_' or '-', at most :data:`NAME_MAX` characters in all.
+NAME_RULE = "a letter or digit, then letters, digits, '.', '_' or '-'"
+NAME_MAX = 100
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def valid_name(name: object) -> bool:
+    """Whether ``name`` follows :data:`NAME_RULE`.
+
+    >>> valid_name("resnet-18_v1.5"), valid_name(".hidden"), valid_name("a b"), valid_name("x\\x1b[2J")
+    (True, False, False, False)
+    """
+    return isinstance(name, str) and len(name) <= NAME_MAX and _NAME.fullmatch(name) is not None
+
+
+def check_name(kind: str, name: str, hint: str = "") -> None:
+    """Refuse a model, corruption or group name that breaks :data:`NAME_RULE` (``hint``: how to give another)."""
+    if not valid_name(name):
         raise StudyError(
-            f"{kind} name {name!r} cannot be used in a study; use letters, digits, '-', '_' or '.' (not first)."
+            f"{kind} name {shown(name)} cannot be used in a study; use {NAME_RULE}, at most {NAME_MAX} characters"
+            f"{f' ({hint})' if hint else ''}."
         )
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``value`` as it can be printed in one line of a message: its repr (control characters escaped), cut short.
+
+    >>> shown("a\\nb\\x1b"), shown("x" * 80, limit=10)
+    ("'a\\\\nb\\\\x1b'", "'xxxxxx...")
+    """
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def dimension_names(name: str, ndim: int, *, unit: bool = False) -> list[str]:

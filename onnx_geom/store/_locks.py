@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from onnx_geom.errors import StudyLockedError
+from onnx_geom.store._guard import open_folder
 
 try:
     import fcntl
@@ -40,10 +41,13 @@ _warned: list[bool] = []
 
 
 @contextlib.contextmanager
-def lock(directory: Path, *, wait_s: float, holder: str | Callable[[], str]) -> Iterator[None]:
-    """Exclusive advisory lock on ``directory``; :class:`StudyLockedError` with the sentence ``holder`` (or what
-    ``holder()`` returns then) when it is not obtained within ``wait_s`` seconds. Released when the block ends
-    (or the process dies)."""
+def lock(
+    directory: Path, *, wait_s: float, holder: str | Callable[[], str], root: Path | None = None
+) -> Iterator[None]:
+    """Exclusive advisory lock on ``directory`` of the study at ``root`` (None: ``directory`` is the root);
+    :class:`StudyLockedError` with the sentence ``holder`` (or what ``holder()`` returns then) when it is not
+    obtained within ``wait_s`` seconds. Released when the block ends (or the process dies). The folder is opened
+    through :mod:`onnx_geom.store._guard`: never through a link inside the study."""
     if fcntl is None:
         if not _warned:
             _warned.append(True)
@@ -54,7 +58,7 @@ def lock(directory: Path, *, wait_s: float, holder: str | Callable[[], str]) -> 
             )
         yield
         return
-    fd = os.open(directory, os.O_RDONLY)
+    fd = open_folder(directory if root is None else root, directory)
     try:
         deadline = time.monotonic() + wait_s
         while True:

@@ -46,6 +46,7 @@ class UnitWriter:
     """Appends rows to the arrays of one unit being written; whole chunks are written as they fill.
 
     Get one from :meth:`Study.writing`; call :meth:`append` with one keyword per array, in order of rows.
+    ``root``: the study's folder (every file is written inside it, never through a link).
     ``group``: the unit's group being written (``"geometry"``), None for the unit itself (it names the arrays'
     dimensions). ``sync``: chunks are synced to the disk as they are written (not by default: see docs/store.md,
     "Guarantees").
@@ -56,6 +57,7 @@ class UnitWriter:
         folder: Path,
         spec: Mapping[str, tuple[Sequence[int], str]],
         *,
+        root: Path,
         group: str | None = None,
         sync: bool = False,
     ) -> None:
@@ -64,7 +66,7 @@ class UnitWriter:
             shape, dtype = tuple(int(s) for s in declared), np.dtype(kind)
             dims = dimension_names(f"{group}/{name}" if group else name, len(shape), unit=True)
             self._arrays[name] = _zarrio.ArrayWriter(
-                folder / name, shape, dtype, row_chunks(shape, dtype.itemsize), dims, sync=sync
+                folder / name, shape, dtype, row_chunks(shape, dtype.itemsize), dims, root=root, sync=sync
             )
 
     def append(self, **arrays: np.ndarray) -> None:

@@ -9,11 +9,13 @@ level, encoded 4-10 times faster), every array's ``dimension_names``.
 
 Metadata is replaced whole (a temporary file renamed into place), and synced to the disk first where it marks
 something complete (``durable=True``). An array's chunks are written in place and its ``zarr.json`` last.
+Every function takes the study's ``root``: each path is checked to lie inside it, with no link on the way
+(:mod:`onnx_geom.store._guard`, the one module that touches the disk).
 
 >>> import tempfile, pathlib
->>> folder = pathlib.Path(tempfile.mkdtemp()) / "a"
->>> write_array(folder, np.arange(6, dtype=np.float32).reshape(3, 2), ["row", "column"], chunks=(2, 2))
->>> sorted(p.name for p in folder.iterdir()), read_meta(folder)["dimension_names"]
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> write_array(root / "a", np.arange(6, dtype=np.float32).reshape(3, 2), ["row", "column"], chunks=(2, 2), root=root)
+>>> sorted(p.name for p in (root / "a").iterdir()), read_meta(root / "a", root=root)["dimension_names"]
 (['c.0.0', 'c.1.0', 'zarr.json'], ['row', 'column'])
 """
 
@@ -22,16 +24,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import os
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from onnx_geom._files import write_bytes
 from onnx_geom.errors import StudyError
+from onnx_geom.store import _guard
+from onnx_geom.store._layout import valid_name
 
 META = "zarr.json"
 #: The dtypes written and read here.
@@ -62,31 +63,31 @@ def io_errors(what: str) -> Iterator[None]:
 
 
 def put(
-    path: Path, data: bytes | memoryview, *, atomic: bool = False, durable: bool = False, sync: bool = False
+    path: Path,
+    data: bytes | memoryview,
+    *,
+    root: Path,
+    atomic: bool = False,
+    durable: bool = False,
+    sync: bool = False,
+    chunk: bool = False,
 ) -> None:
-    """Write ``data`` to ``path``, creating folders. ``atomic``: replaced whole through
-    :func:`onnx_geom._files.write_bytes`; ``durable``: that, and synced to the disk before the rename; ``sync``
-    (not atomic): written in place and synced to the disk."""
+    """Write ``data`` to ``path`` in the study at ``root``, creating folders, never through a link. ``atomic``:
+    replaced whole through :func:`onnx_geom._files.write_bytes`; ``durable``: that, and synced to the disk before
+    the rename; ``sync`` (not atomic): written in place and synced to the disk. ``chunk``: a chunk of an array
+    being written, whose folder the writer checked and made (only the file itself is checked)."""
     if atomic or durable:
-        write_bytes(path, data, sync=durable)
-        return
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
+        _guard.replace_file(root, path, data, sync=durable)
+    else:
+        _guard.write_file(root, path, data, sync=sync, parent_checked=chunk)
 
 
 # ------------------------------------------------------------------------------------------------- metadata
-def read_meta(folder: Path, *, strict: bool = False) -> dict[str, Any] | None:
+def read_meta(folder: Path, *, root: Path, strict: bool = False) -> dict[str, Any] | None:
     """The parsed ``zarr.json`` of a node; None when there is none (or, unless ``strict``, when it is not a JSON
-    object; ``strict``: ``ValueError`` then)."""
-    try:
-        with open(folder / META, "rb") as f:
-            raw = f.read()
-    except (FileNotFoundError, NotADirectoryError):
+    object; ``strict``: ``ValueError`` then). A link or a special file there is a :class:`StudyError`."""
+    raw = _guard.read_bytes(root, folder / META)
+    if raw is None:
         return None
     try:
         meta = json.loads(raw)
@@ -99,22 +100,36 @@ def read_meta(folder: Path, *, strict: bool = False) -> dict[str, Any] | None:
     return meta
 
 
-def group_attrs(folder: Path) -> dict[str, Any] | None:
+def group_attrs(folder: Path, *, root: Path) -> dict[str, Any] | None:
     """The attributes of the group at ``folder``; None when it is not a (readable) group."""
-    meta = read_meta(folder)
+    meta = read_meta(folder, root=root)
     if meta is None or meta.get("node_type") != "group":
         return None
     attrs = meta.get("attributes")
     return attrs if isinstance(attrs, dict) else {}
 
 
-def child_groups(folder: Path, *, digits: bool = False) -> dict[str, dict[str, Any]]:
-    """The Zarr groups directly inside ``folder`` (folders holding a group ``zarr.json``), sorted: ``{name: attrs}``."""
-    try:
-        entries = sorted(e.name for e in os.scandir(folder) if e.is_dir() and (not digits or e.name.isdigit()))
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-    found = {name: group_attrs(folder / name) for name in entries}
+def child_folders(folder: Path, *, root: Path, digits: bool = False) -> tuple[list[str], list[str]]:
+    """The folders directly inside ``folder``: ``(names, odd)``, sorted; ``names`` follow the rule of names
+    (:func:`onnx_geom.store._layout.valid_name`; ``digits``: are digits), ``odd`` do not (a damaged or hostile
+    study's: never used, only reported)."""
+    names: list[str] = []
+    odd: list[str] = []
+    for name in _guard.folders(root, folder):
+        ok = (
+            name.isascii() and name.isdigit() and name == str(int(name)) and len(name) <= 9
+            if digits
+            else valid_name(name)
+        )
+        (names if ok else odd).append(name)
+    return names, odd
+
+
+def child_groups(folder: Path, *, root: Path, digits: bool = False) -> dict[str, dict[str, Any]]:
+    """The Zarr groups directly inside ``folder`` (folders holding a group ``zarr.json``) whose names follow the
+    rule (:func:`child_folders`), sorted: ``{name: attrs}``."""
+    names, _ = child_folders(folder, root=root, digits=digits)
+    found = {name: group_attrs(folder / name, root=root) for name in names}
     return {name: attrs for name, attrs in found.items() if attrs is not None}
 
 
@@ -123,11 +138,12 @@ def _json(meta: dict[str, Any]) -> bytes:
     return json.dumps(meta, separators=(",", ":")).encode()
 
 
-def write_group(folder: Path, attrs: dict[str, Any], *, durable: bool = False) -> None:
+def write_group(folder: Path, attrs: dict[str, Any], *, root: Path, durable: bool = False) -> None:
     """Write (or replace, whole) the metadata of the group at ``folder``: one file write."""
     put(
         folder / META,
         _json({"attributes": attrs, "zarr_format": 3, "node_type": "group"}),
+        root=root,
         durable=durable,
         atomic=True,
     )
@@ -139,18 +155,18 @@ def require_groups(root: Path, key: str, attrs: dict[str, Any] | None = None) ->
     group below existing ones costs two reads."""
     parts = key.split("/")
     depth = len(parts)
-    while depth > 0 and group_attrs(root.joinpath(*parts[:depth])) is None:
+    while depth > 0 and group_attrs(root.joinpath(*parts[:depth]), root=root) is None:
         depth -= 1
     for i in range(depth, len(parts) - 1):  # groups others hang below: durable
-        write_group(root.joinpath(*parts[: i + 1]), {}, durable=True)
+        write_group(root.joinpath(*parts[: i + 1]), {}, root=root, durable=True)
     if depth < len(parts):
-        write_group(root / key, attrs or {})
+        write_group(root / key, attrs or {}, root=root)
 
 
-def remove(folder: Path) -> None:
-    """Remove a node (array or group) and everything below it, if it exists."""
-    if folder.is_dir():
-        shutil.rmtree(folder)
+def remove(folder: Path, *, root: Path) -> None:
+    """Remove a node (array or group) and everything below it, if it exists (links below it are removed, never
+    followed; a link on the way to it is a :class:`StudyError`)."""
+    _guard.remove(root, folder)
 
 
 # ------------------------------------------------------------------------------------------------- writing
@@ -205,9 +221,11 @@ class ArrayWriter:
         chunks: Sequence[int],
         dimension_names: Sequence[str],
         *,
+        root: Path,
         sync: bool = False,
     ) -> None:
         self.folder, self.shape, self.dtype = folder, tuple(int(s) for s in shape), np.dtype(dtype)
+        self.root = root
         self.chunks = tuple(int(c) for c in chunks)
         if not self.shape or len(self.chunks) != len(self.shape):
             raise ValueError(f"an array of shape {self.shape} cannot be written in chunks {self.chunks}")
@@ -215,8 +233,8 @@ class ArrayWriter:
         self._sync, self._codec = sync, zstd()
         self._pending: list[np.ndarray] = []
         self.done = 0
-        remove(folder)
-        os.makedirs(folder, exist_ok=True)
+        remove(folder, root=root)
+        _guard.makedirs(root, folder)
 
     def append(self, rows: np.ndarray) -> None:
         """Add the next rows (``(B, *shape[1:])``)."""
@@ -251,7 +269,8 @@ class ArrayWriter:
             padded[tuple(slice(0, n) for n in block.shape)] = block
             block = padded
         data = np.ascontiguousarray(block, dtype=self.dtype.newbyteorder("<") if self.dtype.itemsize > 1 else None)
-        put(self.folder / ".".join(("c", *map(str, index))), self._codec.encode(data), sync=self._sync)
+        key = ".".join(("c", *map(str, index)))
+        put(self.folder / key, self._codec.encode(data), root=self.root, sync=self._sync, chunk=True)
 
     def close(self, *, atomic: bool = True, durable: bool = False) -> None:
         """Write what is buffered, check that every row was written, then write the array's ``zarr.json``:
@@ -261,7 +280,7 @@ class ArrayWriter:
             raise StudyError(
                 f"only {self.done} of {self.shape[0]} rows of '{self.folder.name}' were written; the unit stays incomplete."
             )
-        put(self.folder / META, self._meta, atomic=atomic, durable=durable)
+        put(self.folder / META, self._meta, root=self.root, atomic=atomic, durable=durable)
 
 
 def write_array(
@@ -269,6 +288,7 @@ def write_array(
     array: Any,
     dimension_names: Sequence[str],
     *,
+    root: Path,
     chunks: Sequence[int],
     sync: bool = False,
     durable: bool = False,
@@ -276,7 +296,7 @@ def write_array(
     """Write a whole array (a numpy array with at least one axis, or anything sliceable by rows with a ``shape``
     and ``dtype``: it is read one chunk of rows at a time) at ``folder``, chunked by rows (``chunks[1:]`` covers
     ``shape[1:]``)."""
-    writer = ArrayWriter(folder, array.shape, array.dtype, chunks, dimension_names, sync=sync)
+    writer = ArrayWriter(folder, array.shape, array.dtype, chunks, dimension_names, root=root, sync=sync)
     for start in range(0, array.shape[0], writer.chunks[0]):
         writer.append(np.asarray(array[start : start + writer.chunks[0]]))
     writer.close(durable=durable)

@@ -1,6 +1,10 @@
 """Global geometry: parallel coordinates, one axis per class direction (angle to each W_c), then angle to the
 true class, length and margin. All samples are drawn as a density image (computed once per unit); the
 selected samples as lines on top. A box over an axis selects the samples whose value lies in it (brushing).
+
+margin: signed distance from f to the nearest pairwise decision boundary between the true class and another
+class (negative when misclassified); for a misclassified sample it is the distance to the nearest such boundary,
+a lower bound on the distance to the true class's region (the margin axis's tooltip says so).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import numpy as np
 from vispy import scene
 from vispy.visuals.transforms import STTransform
 
+from onnx_geom.geometry import MARGIN_DEFINITION
 from onnx_geom.viewers.colors import class_colors, colormap
 from onnx_geom.viewers.views.base import MUTED, TEXT, UnitView, finite_percentiles
 
@@ -166,5 +171,6 @@ class GlobalView(UnitView):
     def hover(self, xy, radius) -> str:
         k = round(xy[0])
         if 0 <= k < self.n_axes and abs(xy[0] - k) < 0.15:
-            return f"axis {self.axis_names[k]}; drag a box (shift) over it to select samples"
+            name = MARGIN_DEFINITION if self.axis_names[k] == "margin" else self.axis_names[k]
+            return f"axis {name}; drag a box (shift) over it to select samples"
         return ""

@@ -2,7 +2,10 @@
 
 The cloud of all N samples is uploaded once per (model, condition); selecting samples only re-uploads the
 small highlight layer, and a shift (two models, or clean -> corruption) draws linked pairs for the selected
-samples (or a sample of 300 when none is selected).
+samples (or a sample of 300 when none is selected). The tooltip gives the sample's angle, length and margin
+(margin: signed distance from f to the nearest pairwise decision boundary between the true class and another
+class (negative when misclassified); for a misclassified sample it is the distance to the nearest such boundary,
+a lower bound on the distance to the true class's region).
 """
 
 from __future__ import annotations

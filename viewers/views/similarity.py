@@ -1,5 +1,9 @@
 """Geometric similarity: the models in the study's 2-D embedding, minimum-spanning-tree edges, coloured by
-pruning method (or name); the selected models are ringed. Click a model to select it (shift: compare)."""
+pruning method (or name); the selected models are ringed. Click a model to select it (shift: compare).
+
+The subtitle says how much of the distances the 2-D map keeps (the fraction of the positive eigenvalue mass of
+classical MDS in its two axes); below :data:`onnx_geom.similarity.MAP_KEEPS_ENOUGH` (60%) it adds "read
+neighbours from the tree": the spanning tree is drawn from the full distances, the map is not."""
 
 from __future__ import annotations
 
@@ -58,6 +62,22 @@ def label_positions(
         centres[i] = points[i] + offsets[int(np.argmin(conflicts))]
         placed.append(int(i))
     return centres
+
+
+def map_subtitle(quality: dict) -> str:
+    """The similarity panel's subtitle: how much of the distances the map keeps, and whether to trust it.
+
+    >>> map_subtitle({"kept": 0.63, "read_tree": False}), map_subtitle({"kept": 0.41, "read_tree": True})
+    ('MDS map keeps 63% of the distances, spanning tree', 'MDS map keeps 41%: read neighbours from the tree')
+    >>> map_subtitle({})
+    'MDS map, spanning tree'
+    """
+    kept = quality.get("kept")
+    if kept is None or not np.isfinite(kept):
+        return "MDS map, spanning tree"
+    if quality.get("read_tree"):
+        return f"MDS map keeps {100 * kept:.0f}%: read neighbours from the tree"
+    return f"MDS map keeps {100 * kept:.0f}% of the distances, spanning tree"
 
 
 class SimilarityView(View):
@@ -123,7 +143,9 @@ class SimilarityView(View):
         self.ring.visible = bool(chosen)
 
     def subtitle(self) -> str:
-        return "MDS map, spanning tree" if len(self.points) else ""
+        if not len(self.points):
+            return ""
+        return map_subtitle(self.data.embedding_quality)
 
     def pick_point(self, xy, radius, extend: bool = False) -> bool:
         i = nearest(self.points, xy, radius * 2)

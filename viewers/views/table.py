@@ -84,7 +84,7 @@ class TableView(View):
         groups = [CLEAN, *data.corruptions]
         n = max(len(data.severities), 1)
         centres = [0.5] + [1 + k * n + n / 2 for k in range(len(data.corruptions))]
-        digits = bool(data.severities) and c - 1 <= 40  # severity numbers only while they can be read
+        digits = bool(data.severities) and 0 < c - 1 <= 40  # severity numbers only while they can be read
         scene.visuals.Text(
             [g.replace("_", " ") for g in groups],
             pos=[(x, -1.0 if digits else -0.3) for x in centres],
@@ -116,9 +116,9 @@ class TableView(View):
         lo, hi = self.range
         key = [
             f"accuracy {100 * lo:.0f}% (dark) .. {100 * hi:.0f}% (yellow)",
-            "rows: best mean corruption accuracy first",
+            "rows: best mean corruption accuracy first" if c > 1 else "rows: best clean accuracy first",
         ]
-        if data.severities and not digits:
+        if data.severities and data.corruptions and not digits:
             key.append(f"each corruption: severity {data.severities[0]} .. {data.severities[-1]}, left to right")
         scene.visuals.Text(
             "\n".join(key),
