@@ -136,10 +136,12 @@ def _from_folder(
     from onnx_geom.datasets import CorruptedFolder
 
     name = condition_name(corruption, severity)
+    recorded = study.attrs.get("corrupted") or {}
     if corrupted is None:
+        where = f" (its sweep read {recorded['folder']})" if recorded.get("folder") else ""
         raise DataError(
-            f"the study's {name} images were read from a CIFAR-10-C style folder, not made on the fly; give that "
-            "folder with --corrupted DIR."
+            f"the study's {name} images were read from a CIFAR-10-C style folder{where}, not made on the fly; give "
+            "that folder with --corrupted DIR."
         )
     folder = CorruptedFolder(corrupted)
     n = len(study.labels)
@@ -149,6 +151,14 @@ def _from_folder(
         raise DataError(f"{folder.path} has no severity {severity} (it has {list(folder.severities)}).")
     if not np.array_equal(folder.read_labels(severity, 0, n), study.labels):
         raise DataError(f"the labels of {folder.path} differ from the study's; give the folder its sweep read.")
+    if recorded.get("sampled_sha256"):
+        from onnx_geom.sweep import _folder_source
+
+        if _folder_source(folder)["sampled_sha256"] != recorded["sampled_sha256"]:
+            raise DataError(
+                f"{folder.path} is not the folder the study's sweep read ({recorded.get('folder')}): its images "
+                "differ; give that folder."
+            )
     images = np.concatenate([folder.read(corruption, severity, int(i), int(i) + 1) for i in idx])
     if images.shape[1:] != tuple(study.images.shape[1:]):
         raise DataError(f"{folder.path} holds {images.shape[1:]} images but the study's are {study.images.shape[1:]}.")

@@ -145,6 +145,7 @@ def folder_study(tmp_path_factory, demo):
     images, labels = load_test_split()
     data = Dataset(images[:N], labels[:N], "digits")
     write_corrupted(data, root / "c", corruptions=["fog"], severities=[3], seed=5)
+    write_corrupted(data, root / "other", corruptions=["fog"], severities=[3], seed=6)
     sweep(
         {"dense": demo.probes["dense"]}, data, root / "s", corruptions=["fog"], severities=[3], corrupted_dir=root / "c"
     )
@@ -157,7 +158,10 @@ def test_a_study_whose_corrupted_images_came_from_a_folder_needs_that_folder(fol
     args = [folder_study / "s", "-m", "dense", "--condition", "fog/3", "-s", "1,2", "-o", out]
     refused = _invoke(*args)
     assert refused.exit_code == 1 and "--corrupted DIR" in refused.output and not out.exists()
+    assert f"its sweep read {folder_study / 'c'}" in refused.output.replace("\n", "")
     assert "Traceback" not in refused.output and len(refused.output.strip().splitlines()) == 1
+    other = _invoke(*args, "--corrupted", folder_study / "other")  # the same labels, other fog
+    assert other.exit_code == 1 and "not the folder the study's sweep read" in other.output and not out.exists()
     result = _invoke(*args, "--corrupted", folder_study / "c")
     assert result.exit_code == 0, result.output
     stored = Study.open(folder_study / "s").read(Unit("dense", "fog", 3), "logits")[[1, 2]]
