@@ -84,6 +84,7 @@ from onnx_geom.cli.check import check_command  # noqa: E402
 from onnx_geom.cli.compare import compare  # noqa: E402
 from onnx_geom.cli.corrupt import corrupt_command  # noqa: E402
 from onnx_geom.cli.demo import demo  # noqa: E402
+from onnx_geom.cli.explain import explain_command  # noqa: E402
 from onnx_geom.cli.metrics import metrics  # noqa: E402
 from onnx_geom.cli.probe import probe_command  # noqa: E402
 from onnx_geom.cli.run import info_command, run_command  # noqa: E402
@@ -97,6 +98,7 @@ app.command("check")(check_command)
 app.command("metrics")(metrics)
 app.command("compare")(compare)
 app.command("view")(view)
+app.command("explain")(explain_command)
 app.command("demo")(demo)
 
 

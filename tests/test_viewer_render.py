@@ -11,7 +11,7 @@ from onnx_geom.errors import DataError
 from onnx_geom.viewers import Selection, ViewerData, render, screenshot
 from onnx_geom.viewers._synthetic import synthetic_services
 from onnx_geom.viewers.colors import class_colors, colormap
-from onnx_geom.viewers.services import ProbeFeatures, Services
+from onnx_geom.viewers.services import ProbeExplain, ProbeFeatures, Services
 
 pytestmark = pytest.mark.gui
 
@@ -89,7 +89,9 @@ def test_attribution_panel_shows_one_heatmap_cell_per_patch(data):
 
     sel = Selection(models=("dense",), indices=[11])
     services = synthetic_services(data)
-    canvas, views = build_canvas(data, sel, panels=["attribution"], size=(900, 700), services=services)
+    canvas, views = build_canvas(
+        data, sel, panels=["attribution"], size=(900, 700), services=services, attribution="occlusion"
+    )
     view = views["attribution"]
     img = canvas.render()
     W, b = data.heads["dense"]
@@ -122,10 +124,13 @@ def test_attribution_says_so_when_the_probe_is_missing(data):
     use_backend("egl")
     from onnx_geom.viewers.layout import build_canvas
 
-    services = Services(ProbeFeatures({}, {"dense": "probe file /gone/p.onnx is not available on this machine"}))
+    notes = {"dense": "probe file /gone/p.onnx is not available on this machine"}
+    services = Services(ProbeFeatures({}, notes), ProbeExplain({}, notes))
     canvas, views = build_canvas(
         data, Selection(models=("dense",), indices=[3]), panels=["attribution"], services=services
     )
+    assert "not available" in views["attribution"].message.text and views["attribution"].maps is None
+    views["attribution"].set_attribution("occlusion")
     assert "not available" in views["attribution"].message.text and views["attribution"].maps is None
     canvas.close()
 
@@ -297,7 +302,9 @@ def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample
 
     sel = Selection(models=("dense",))
     services = synthetic_services(data)
-    canvas, views = build_canvas(data, sel, panels=["attribution"], size=(600, 500), services=services)
+    canvas, views = build_canvas(
+        data, sel, panels=["attribution"], size=(600, 500), services=services, attribution="occlusion"
+    )
     view = views["attribution"]
     view._poll_soon = lambda: None  # no event loop here: collect by hand below, as the timer would
     with ThreadPoolExecutor(1) as worker:
@@ -312,7 +319,7 @@ def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample
     W, b = data.heads["dense"]
     expected = _margin_changes(data.images[5], int(data.labels[5]), functools.partial(services.features, "dense"), W, b)
     np.testing.assert_allclose(view.maps["margin"], expected, rtol=1e-4, atol=1e-5)
-    assert ("dense", 11) in view._cache  # the first one is kept for when it comes back into focus
+    assert ("occlusion", "dense", 11) in view._cache  # the first one is kept for when it comes back into focus
     canvas.close()
 
 

@@ -30,7 +30,7 @@ def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Path | None, 
 
 def read_study(cls, study, *, reference: str | None = None, comparison=None):
     """See :meth:`ViewerData.from_study`."""
-    from onnx_geom.comparison import compare_study
+    from onnx_geom.comparison import compare_study, default_reference
     from onnx_geom.store import Study
 
     if isinstance(study, (str, os.PathLike)):
@@ -86,6 +86,7 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
         title=str(dataset.get("name") or (study_dir.name if study_dir else "study")),
         corruption_profile=None if attrs.get("profile") in (None, "folder") else str(attrs["profile"]),
         corruption_seed=int(attrs.get("seed") or 0),
+        reference=reference if reference in models else default_reference(models, tags),
     )
     try:
         if comparison is None:
@@ -95,6 +96,8 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
     except OnnxGeomError as error:
         data.embedding_note = f"no model map: {error}"
         return data
+    if getattr(comparison, "reference", None) in models:
+        data.reference = comparison.reference
     data.embedding = np.asarray(comparison.embedding, float)
     data.mst = [(int(i), int(j), float(w)) for i, j, w in comparison.mst]
     data.embedding_quality = dict(getattr(comparison, "embedding_quality", None) or {})

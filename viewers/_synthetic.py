@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnx_geom.comparison import default_reference
 from onnx_geom.conditions import CLEAN
 from onnx_geom.geometry import sample_geometry
 from onnx_geom.similarity import classical_mds, minimum_spanning_tree
-from onnx_geom.viewers.services import FunctionFeatures, Services
+from onnx_geom.viewers.services import FunctionExplain, FunctionFeatures, Services
 
 
 class SyntheticImages:
@@ -88,15 +89,60 @@ def make_synthetic(
         images=SyntheticImages(labels, prototypes, seed, mix),
         heads=heads,
         probe_notes=dict.fromkeys(models, "a synthetic study has no probe files"),
+        reference=default_reference(list(models), tags),
         title=f"synthetic ({n:,} samples)",
     )
 
 
 def synthetic_services(data) -> Services:
-    """Services for a synthetic study: every model's "probe" is the fixed linear map its images were made for."""
+    """Services for a synthetic study: every model's "probe" is the fixed linear map its images were made for,
+    ``features = (images / 255 - 0.5) @ probe``, then the model's own head; its linearization is that map."""
     probe = data.images.probe
 
     def features(images: np.ndarray) -> np.ndarray:
         return ((images.reshape(len(images), -1) / 255.0) - 0.5).astype(np.float32) @ probe
 
-    return Services(features=FunctionFeatures(dict.fromkeys(data.models, features)))
+    def explainer(model: str):
+        W, b = data.heads[model]
+        return lambda images, labels: linear_linearization(probe, W, b, images, labels)
+
+    return Services(
+        features=FunctionFeatures(dict.fromkeys(data.models, features)),
+        explain=FunctionExplain({m: explainer(m) for m in data.models}),
+    )
+
+
+def linear_linearization(mix: np.ndarray, W: np.ndarray, b: np.ndarray, images: np.ndarray, labels: np.ndarray):
+    """The exact :class:`~onnx_geom.linearize.Linearization` of a model whose features are the affine map
+    ``f = (x / 255 - 0.5) @ mix`` of the uint8 image x and whose logits are ``W f + b``, computed in numpy:
+    ``W(x) = W mix^T / 255`` and ``b(x) = W b_f + b`` with ``b_f = -0.5 * mix.sum(0)``; the geometry by the same
+    frozen directions as the engine (:mod:`onnx_geom.linearize._geometry`)."""
+    from onnx_geom.linearize import Decomposition, Linearization, Report
+    from onnx_geom.linearize._geometry import GEOMETRY, directions
+
+    n, shape = len(images), images.shape[1:]
+    x = images.reshape(n, -1).astype(np.float64)
+    J = np.asarray(mix, np.float64).T / 255.0  # (D, P): d f / d x
+    b_f = -0.5 * np.asarray(mix, np.float64).sum(axis=0)
+    f = x @ J.T + b_f
+    W64, b64 = np.asarray(W, np.float64), np.asarray(b, np.float64)
+    rows = W64 @ J  # (K, P)
+    bias = W64 @ b_f + b64
+    value = f @ W64.T + b64
+    recon = x @ rows.T + bias
+    residual = np.abs(recon - value).max(axis=1) / np.maximum(np.abs(value).max(axis=1), 1e-30)
+    labels = np.asarray(labels, np.int64)
+    u, c, values, rival = directions(f, W64, b64, labels)
+    parts = {}
+    for g, name in enumerate(GEOMETRY):
+        gmap = (u[:, g] @ J) * x  # (n, P)
+        gbias = u[:, g] @ b_f + c[:, g]
+        err = np.abs(gmap.sum(axis=1) + gbias - values[:, g]) / np.maximum(
+            np.abs(gmap).sum(axis=1) + np.abs(gbias), 1e-30
+        )
+        parts[name] = Decomposition(gmap.reshape(n, *shape).astype(np.float32), gbias, values[:, g], err)
+    W_full = np.broadcast_to(rows.astype(np.float32), (n, *rows.shape)).reshape(n, len(b64), *shape)
+    return Linearization(
+        "logits", np.ascontiguousarray(W_full), np.repeat(bias[None], n, 0), value, residual,
+        Report("logits", (), ()), labels, rival, **parts,
+    )  # fmt: skip

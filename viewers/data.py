@@ -42,7 +42,8 @@ class ViewerData:
     the injected :class:`~onnx_geom.viewers.services.Services`), and ``probe_notes[model]`` says why a model has
     none. ``corruption_profile`` and
     ``corruption_seed`` are the study's when its sweep made the corrupted images on the fly (then the viewer
-    remakes the ones it shows, byte for byte); None when they came from a folder or are unknown.
+    remakes the ones it shows, byte for byte); None when they came from a folder or are unknown. ``reference`` is
+    the model the others are compared with (the comparison's reference: the dense model), or None.
     """
 
     models: list[str]
@@ -65,6 +66,7 @@ class ViewerData:
     title: str = "study"
     corruption_profile: str | None = None
     corruption_seed: int = 0
+    reference: str | None = None
     cache_units: int = 6
     _cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _accuracy: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)

@@ -93,10 +93,12 @@ def build_canvas(
     show: bool = False,
     parent=None,
     services: Services | None = None,
+    attribution: str = "margin",
 ):
     """A SceneCanvas with ``panels`` (default all six, 2 rows x 3 columns); returns (canvas, {name: view}).
 
-    ``services`` (default :meth:`Services.for_data`) is what the views use to run models.
+    ``services`` (default :meth:`Services.for_data`) is what the views use to run models; ``attribution`` what
+    the attribution panel shows first (``onnx_geom.viewers.ATTRIBUTIONS``).
     """
     panels = list(panels or PANELS)
     services = services if services is not None else Services.for_data(data)
@@ -107,7 +109,8 @@ def build_canvas(
     for i, name in enumerate(panels):
         cls = VIEWS[name]
         title, viewbox = _panel(grid, i // columns, i % columns, cls, 10 if len(panels) > 1 else 12)
-        view = cls(data, selection, viewbox, services)
+        options = {"attribution": attribution} if name == "attribution" else {}
+        view = cls(data, selection, viewbox, services, **options)
         view.title_label = title
         views[name] = view
     refresh_titles(views)

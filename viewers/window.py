@@ -62,14 +62,18 @@ def check_x_server(environ=os.environ) -> None:
         )
 
 
-def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), services=None):
-    """Build (not show) the main window for ``data``; returns it (``.canvas``, ``.views``, ``.selection``)."""
+def make_window(
+    data, selection=None, *, size: tuple[int, int] = (1500, 900), services=None, attribution: str = "margin"
+):
+    """Build (not show) the main window for ``data``; returns it (``.canvas``, ``.views``, ``.selection``,
+    ``.attribution``: the control choosing what the attribution panel shows)."""
     check_display()
     check_x_server()
     use_backend("pyside6")
     from PySide6 import QtWidgets
     from vispy import app
 
+    from onnx_geom.viewers import ATTRIBUTIONS
     from onnx_geom.viewers.interaction import Interaction
     from onnx_geom.viewers.layout import build_canvas, initial_selection
 
@@ -81,10 +85,12 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
             super().__init__()
             self.setWindowTitle(f"onnx-geom view: {data.title}")
             self.selection = selection
-            self.canvas, self.views = build_canvas(data, selection, size=(size[0] - 220, size[1]), services=services)
+            self.canvas, self.views = build_canvas(
+                data, selection, size=(size[0] - 220, size[1]), services=services, attribution=attribution
+            )
             self.interaction = Interaction(self.canvas, self.views)
             self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-geom-attribution")
-            self.views["attribution"].background = self.worker  # occlusion maps off the GUI thread
+            self.views["attribution"].background = self.worker  # linear and occlusion maps off the GUI thread
             side = QtWidgets.QWidget()
             form = QtWidgets.QFormLayout(side)
             self.model_a, self.model_b = QtWidgets.QComboBox(), QtWidgets.QComboBox()
@@ -93,6 +99,13 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
             self.corruption, self.severity = QtWidgets.QComboBox(), QtWidgets.QComboBox()
             self.corruption.addItems([CLEAN, *data.corruptions])
             self.severity.addItems([str(s) for s in data.severities])
+            self.attribution = QtWidgets.QComboBox()
+            self.attribution.addItems(list(ATTRIBUTIONS))
+            self.attribution.setCurrentText(attribution)
+            self.attribution.setToolTip(
+                "What the attribution panel shows: the exact linear decomposition of the margin, cos (angle to the "
+                "true class), length, the true or the predicted logit, or occlusion patches"
+            )
             self.shift = QtWidgets.QCheckBox("shift from clean")
             clear = QtWidgets.QPushButton("clear selection")
             self.count = QtWidgets.QLabel()
@@ -105,6 +118,7 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
                 ("compare with", self.model_b),
                 ("corruption", self.corruption),
                 ("severity", self.severity),
+                ("attribution", self.attribution),
             ):
                 form.addRow(label, widget)
             for extra in (self.shift, clear, self.count, help_text):
@@ -117,6 +131,7 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
             self.resize(*size)
             for box in (self.model_a, self.model_b, self.corruption, self.severity):
                 box.currentIndexChanged.connect(self.controls_changed)
+            self.attribution.currentTextChanged.connect(self.views["attribution"].set_attribution)
             self.shift.toggled.connect(lambda on: setattr(selection, "shift_from_clean", on))
             clear.clicked.connect(lambda: setattr(selection, "indices", []))
             for name in ("models", "condition", "indices"):
@@ -160,14 +175,15 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
     return ViewerWindow()
 
 
-def show(study_path, *, size: tuple[int, int] = (1500, 900), services=None) -> None:
-    """Open the viewer on a study (a folder, a Study or a ViewerData) and block until the window closes."""
+def show(study_path, *, size: tuple[int, int] = (1500, 900), services=None, attribution: str = "margin") -> None:
+    """Open the viewer on a study (a folder, a Study or a ViewerData) and block until the window closes;
+    ``attribution``: what the attribution panel shows first (``onnx_geom.viewers.ATTRIBUTIONS``)."""
     from vispy import app
 
     from onnx_geom.viewers.data import ViewerData
 
     check_display()
     data = study_path if isinstance(study_path, ViewerData) else ViewerData.from_study(study_path)
-    window = make_window(data, size=size, services=services)
+    window = make_window(data, size=size, services=services, attribution=attribution)
     window.show()
     app.run()
