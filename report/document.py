@@ -264,7 +264,7 @@ def build_page(
     tree = [{"model_a": cmp.models[i], "model_b": cmp.models[j], cmp.distance_name: float(w)} for i, j, w in cmp.mst]
     map_parts = [f'<div class="figures">{_figure(figs["map"])}' if "map" in figs else '<div class="figures">']
     map_parts.append(
-        "<div><h3>Spanning tree</h3>"
+        '<div class="side"><h3>Spanning tree</h3>'
         + (table(tree, table_id="tree") if tree else '<p class="note">(one model: no tree)</p>')
         + f'<p class="note">Edges of the minimum spanning tree of the {esc(cmp.distance_name)} distance '
         '(<a href="#t-mst">mst</a>); how much of the distances the map keeps: '

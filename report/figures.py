@@ -31,7 +31,7 @@ from onnx_geom.conditions import CLEAN_CONDITION
 __all__ = ["Choice", "Figure", "Thumb", "choose", "png_bytes", "render_figures", "thumbnails"]
 
 #: Sizes (width x height) of the rendered panels.
-PANEL_SIZE = (560, 420)
+PANEL_SIZE = (540, 410)
 MAP_SIZE = (760, 560)
 ATTRIBUTION_SIZE = (360, 340)
 #: Samples shown per selection (the samples panel shows 9), fragile samples attributed, thumbnails per group.
@@ -82,8 +82,14 @@ class Rendered:
 
 
 def _spread(indices: list[int], k: int) -> list[int]:
-    """Up to ``k`` of ``indices`` spread evenly over the list (as the viewer picks its first selection)."""
-    return list(indices[:: max(1, math.ceil(len(indices) / k))][:k]) if indices else []
+    """Up to ``k`` of ``indices`` spread evenly over the list, first and last included.
+
+    >>> _spread(list(range(48)), 4), _spread([5, 7], 9)
+    ([0, 16, 31, 47], [5, 7])
+    """
+    if len(indices) <= k:
+        return list(indices)
+    return [indices[round(float(i))] for i in np.linspace(0, len(indices) - 1, k)]
 
 
 def _no_effect(cmp: Any) -> set[tuple[str, int]]:

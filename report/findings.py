@@ -256,8 +256,9 @@ def _relative_coverage(cmp: Any) -> Finding | None:
         return None
     drops = {r["corruption"]: r.get("reference_drop") for r in cmp.corruption_status}
     minimum = 100 * float(cmp.parameters.get("min_reference_drop", 0.01))
-    total = len(used) + len(entry.get("excluded", []))
-    lead = f"Relative mCE uses {len(used)} of the {total} benchmark corruptions"
+    present = len(used) + sum(e.get("reason") != "not in the study" for e in entry.get("excluded", []))
+    where = "" if present == 15 else " in the study"
+    lead = f"Relative mCE uses {len(used)} of the {present} benchmark corruptions{where}"
     shown = [f"{_pretty(c)} {_points(drops[c])}" for c in low if _finite(drops.get(c))]
     text = (
         f"on {names([_pretty(c) for c in low])} the reference loses less than {minimum:g} percentage point"

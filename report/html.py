@@ -150,8 +150,9 @@ table.heat td { text-align: center; min-width: 38px; border: 1px solid #fff; }
 table.heat tbody tr:hover td { outline: 1px solid #000; }
 .scroll { overflow-x: auto; max-width: 100%; }
 .figures { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start; }
-figure { margin: 0; max-width: 100%; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
-figcaption { max-width: 560px; }
+figure { margin: 0; display: table; } figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { display: table-caption; caption-side: bottom; }
+.side { max-width: 360px; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 10px; }
 .thumb { text-align: center; font-size: 11.5px; color: #444; width: 84px; }
 .thumb img { width: 72px; height: 72px; image-rendering: pixelated; border: 1px solid #ccc; display: block;
