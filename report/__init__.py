@@ -41,7 +41,7 @@ def _meta(study: Any, cmp: Any, stored: bool) -> dict[str, str]:
     attrs = dict(study.attrs)
     dataset = attrs.get("dataset") or {}
     n = int(dataset.get("n") or len(study.labels))
-    corruptions = [r["corruption"] for r in cmp.corruption_status]
+    corruptions = sorted({r["corruption"] for r in cmp.accuracy if r["corruption"] != "clean"})
     severities = sorted({int(r["severity"]) for r in cmp.accuracy if r["corruption"] != "clean"})
     conditions = f"{len(corruptions)} corruptions x {len(severities)} severities" if corruptions else "clean data only"
     name = str(dataset.get("name") or Path(str(study.path)).name)

@@ -38,6 +38,7 @@ DISTANCE_WORDS = {
 NO_EFFECT = "no effect on this data"
 DASH, MINUS, RHO = "\u2013", "\u2212", "\u03c1"  # en dash (ranges), minus sign, rho
 LOW_REFERENCE_DROP = "the reference loses less than the minimum"
+NOT_IN_STUDY = "not in the study"
 
 
 #: (table, columns) a finding reads its numbers from.
@@ -120,7 +121,7 @@ def findings(cmp: Any, *, n_samples: int | None = None) -> list[Finding]:
 
 # -- corruptions without effect and what each average is over ---------------------------------------------------
 def _no_effect(cmp: Any) -> Finding | None:
-    rows = list(cmp.corruption_status)
+    rows = [r for r in cmp.corruption_status if r.get("mean_corruption_accuracy") != NOT_IN_STUDY]
     if not rows:
         return Finding(
             "no_effect",
@@ -256,18 +257,24 @@ def _relative_coverage(cmp: Any) -> Finding | None:
         return None
     drops = {r["corruption"]: r.get("reference_drop") for r in cmp.corruption_status}
     minimum = 100 * float(cmp.parameters.get("min_reference_drop", 0.01))
-    present = len(used) + sum(e.get("reason") != "not in the study" for e in entry.get("excluded", []))
+    present = len(used) + sum(e.get("reason") != NOT_IN_STUDY for e in entry.get("excluded", []))
+    if not present:  # no benchmark corruption in the study: nothing to say about relative mCE
+        return None
     where = "" if present == 15 else " in the study"
     lead = f"Relative mCE uses {len(used)} of the {present} benchmark corruptions{where}"
-    shown = [f"{_pretty(c)} {_points(drops[c])}" for c in low if _finite(drops.get(c))]
-    text = (
-        f"on {names([_pretty(c) for c in low])} the reference loses less than {minimum:g} percentage point"
-        f"{'' if minimum == 1 else 's'} on average over the severities (in points: {', '.join(shown)}), and a ratio "
-        "over so small a loss measures nothing: they are left out, and named"
-    )
+    parts = []
+    if low:
+        shown = [f"{_pretty(c)} {_points(drops[c])}" for c in low if _finite(drops.get(c))]
+        parts.append(
+            f"on {names([_pretty(c) for c in low])} the reference loses less than {minimum:g} percentage point"
+            f"{'' if minimum == 1 else 's'} on average over the severities (in points: {', '.join(shown)}), and a "
+            "ratio over so small a loss measures nothing: they are left out, and named"
+        )
     if entry.get("undefined"):
-        text += f"; relative mCE is undefined here: {entry['undefined']}"
-    return Finding("relative_coverage", lead, text + ".", [("corruptions", ("reference_drop", "relative_mce"))])
+        parts.append(f"relative mCE is undefined here: {entry['undefined']}")
+    return Finding(
+        "relative_coverage", lead, "; ".join(parts) + ".", [("corruptions", ("reference_drop", "relative_mce"))]
+    )
 
 
 # -- how the clean geometry ranks the drop --------------------------------------------------------------------------
@@ -287,8 +294,8 @@ def _geometry_ranks(cmp: Any) -> Finding | None:
         return Finding(
             "geometry",
             "Too few models to rank robustness by geometry",
-            f"the Spearman correlation of clean geometry with the relative drop needs 3 models or more; this "
-            f"comparison has {n}.",
+            "the Spearman correlation of clean geometry with the relative drop needs 3 models or more with a "
+            f"relative drop under corruption; this comparison has {n}.",
             sources,
         )
     ranked = sorted((r for r in rows.values() if _finite(r.get("spearman"))), key=lambda r: -abs(float(r["spearman"])))

@@ -223,16 +223,14 @@ def test_the_report_sits_between_the_cli_and_the_viewer():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_findings_on_few_models_say_what_cannot_be_said(tmp_path):
-    study = make_study(tmp_path / "study", geometry=True)
-    from onnx_geom.comparison import compare_study
-
-    cmp = compare_study(study)
-    cmp.correlations = [{**c, "models": 2, "spearman": float("nan"), "p_value": float("nan")} for c in cmp.correlations]
-    found = {f.key: f for f in findings(cmp)}
-    assert found["geometry"].lead == "Too few models to rank robustness by geometry"
-    cmp.corruption_status = []
-    assert findings(cmp)[0].lead == "The study holds clean data only"
+def test_a_clean_only_study_says_what_cannot_be_said(tmp_path):
+    """No corruption: no average, no ranking, no redundancy; the report still says what the data holds."""
+    study = make_study(tmp_path / "study", geometry=True, corruptions=())
+    text, result = build_report(study, figures=False)
+    assert result.findings[0].startswith("The study holds clean data only")
+    assert any(line.startswith("Too few models to rank robustness by geometry") for line in result.findings)
+    assert not any("Relative mCE" in line or "corruptions behave alike" in line for line in result.findings)
+    assert "clean data only" in text and "<h2>Tables</h2>" in text
 
 
 # -- the report in a browser ------------------------------------------------------------------------------------
