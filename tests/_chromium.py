@@ -2,9 +2,8 @@
 separated by NUL on file descriptors 3 and 4), no websocket and no package: load a page, record every request,
 console message, exception and log entry, evaluate JavaScript, take a screenshot.
 
->>> with Browser() as browser:                                   # doctest: +SKIP
-...     page = browser.open("file:///tmp/report.html", blocked_hosts=True)
-...     page.evaluate("document.title"), page.requests, page.errors()
+Use: ``with Browser() as browser: page = browser.open(url)``, then ``page.evaluate("document.title")``,
+``page.requests``, ``page.errors()``, ``page.screenshot()``.
 """
 
 from __future__ import annotations
