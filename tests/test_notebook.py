@@ -106,6 +106,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
+@pytest.mark.slow  # a fresh Python, VisPy and an EGL context: about 8 s on a shared 2-core machine
 @pytest.mark.gui
 def test_the_notebook_widget_links_the_views_like_the_window():
     """In a fresh process (as a kernel is): the jupyter_rfb canvas, its events, the shared selection."""

@@ -195,6 +195,7 @@ def test_a_report_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     assert write_report(study, out, figures=False).path == out and out.read_text().startswith("<!DOCTYPE html>")
 
 
+@pytest.mark.slow  # renders the figures of a small study: about 8 s
 def test_a_study_without_probe_files_or_images_still_reports(tmp_path, monkeypatch):
     """A small synthetic study: no probe files (no attribution), blank 2x2 images, three models."""
     study = make_study(tmp_path / "study", geometry=True)
