@@ -94,15 +94,17 @@ def build_canvas(
     parent=None,
     services: Services | None = None,
     attribution: str = "margin",
+    app=None,
 ):
     """A SceneCanvas with ``panels`` (default all six, 2 rows x 3 columns); returns (canvas, {name: view}).
 
     ``services`` (default :meth:`Services.for_data`) is what the views use to run models; ``attribution`` what
-    the attribution panel shows first (``onnx_geom.viewers.ATTRIBUTIONS``).
+    the attribution panel shows first (``onnx_geom.viewers.ATTRIBUTIONS``); ``app`` the VisPy application of the
+    canvas (default: the process's; Jupyter's for the notebook widget).
     """
     panels = list(panels or PANELS)
     services = services if services is not None else Services.for_data(data)
-    canvas = scene.SceneCanvas(size=size, show=show, bgcolor="white", keys=None, parent=parent)
+    canvas = scene.SceneCanvas(size=size, show=show, bgcolor="white", keys=None, parent=parent, app=app)
     grid = canvas.central_widget.add_grid(margin=6, spacing=4)
     columns = min(COLUMNS, len(panels))
     views = {}
