@@ -291,7 +291,9 @@ def build_page(
         f'<p class="rule">Rule: the {ATTRIBUTED} samples that flip (right on clean data, wrong under a corruption) in '
         f"the most (model, corruption, severity) units, counted over every model ({choice.units:,} units with an "
         "effect; fragile_to_corruption in comparison.json), attributed under the reference and the least robust "
-        "model. Orange: the value drops when the patch is greyed out; purple: it rises.</p>"
+        "model: each pixel's exact contribution to the margin (the linearization of the model at that image; "
+        "purple raises the margin, orange lowers it; the contributions plus the bias add up to the margin), beside "
+        "the reference's map and their difference.</p>"
     )
     attr_blocks = []
     for m in choice.attributed:

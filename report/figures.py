@@ -267,8 +267,8 @@ def render_figures(data: Any, cmp: Any, choice: Choice, *, services: Any = None)
             add(
                 f"attribution-{m}-{i}",
                 f"Attribution: {m}, sample #{i}",
-                f"How the angle, length and margin of sample #{i} under {m} change when each patch of its clean "
-                "image is greyed out.",
+                f"Sample #{i}: each pixel's exact contribution to the margin under {m} (contributions + bias = the "
+                "margin), beside the reference's map and their difference.",
                 "attribution",
                 ATTRIBUTION_SIZE,
                 selection,
