@@ -103,9 +103,9 @@ class ClassOrder:
                 )
         return np.unique(np.asarray(out, np.int64))
 
-    def describe(self, classes: Sequence[int], *, room: int = 48) -> str:
+    def describe(self, picked: Sequence[int] | np.ndarray, *, room: int = 48) -> str:
         """The picked classes in a few words: ``"cat, dog"``, ``"group 3 (12 classes)"`` or ``"57 classes"``."""
-        classes = np.unique(np.asarray(classes, np.int64))
+        classes = np.unique(np.asarray(picked, np.int64))
         if classes.size == 0:
             return ""
         groups = np.unique(self.groups[classes])
@@ -140,7 +140,7 @@ def class_order(W: np.ndarray | None, names: Sequence[str], *, source: str = "",
     order = leaves_list(tree).astype(np.int64)
     raw = fcluster(tree, t=max(2, round(np.sqrt(k))), criterion="maxclust")
     # number the groups along the order (clusters of a cut tree are runs of neighbouring leaves)
-    first_seen = {}
+    first_seen: dict[int, int] = {}
     for c in order:
         first_seen.setdefault(int(raw[c]), len(first_seen))
     groups = np.array([first_seen[int(g)] for g in raw], np.int64)
@@ -168,7 +168,7 @@ def sample_colors(
     labels: np.ndarray,
     geom,
     order: ClassOrder,
-    picked: Sequence[int] = (),
+    picked: Sequence[int] | np.ndarray = (),
     rows: np.ndarray | None = None,
     other: str = OTHER,
 ) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
@@ -183,17 +183,17 @@ def sample_colors(
     k = len(order.names)
     idx = np.arange(len(labels)) if rows is None else np.asarray(rows, np.int64)
     y = np.asarray(labels)[idx]
-    picked = np.unique(np.asarray(picked, np.int64))
-    if picked.size:
+    chosen = np.unique(np.asarray(picked, np.int64))
+    if chosen.size:
         palette = hex_to_rgba(OKABE_ITO)
         out = np.tile(hex_to_rgba([other]), (idx.size, 1))
         slot = np.full(k, -1)
-        slot[picked] = np.arange(picked.size) % len(palette)
+        slot[chosen] = np.arange(chosen.size) % len(palette)
         mine = slot[y] >= 0
         out[mine] = palette[slot[y[mine]]]
-        legend = [(order.names[c], palette[slot[c]]) for c in picked[:8]]
-        if picked.size > 8:
-            legend.append((f"+{picked.size - 8} more (colours repeat)", hex_to_rgba([other])[0]))
+        legend = [(order.names[c], palette[slot[c]]) for c in chosen[:8]]
+        if chosen.size > 8:
+            legend.append((f"+{chosen.size - 8} more (colours repeat)", hex_to_rgba([other])[0]))
         legend.append(("other classes", hex_to_rgba([other])[0]))
         return out, legend
     mode = resolve_mode(mode, k)

@@ -296,6 +296,7 @@ class GlobalView(UnitView):
         self.key.visible = False
 
     def upload(self, geom) -> None:
+        assert self._unit is not None  # set by UnitView.reset before it calls upload
         model, corruption, severity = self._unit
         n = len(geom["margin"])
         classes = self.band[1]
