@@ -48,7 +48,9 @@ class SyntheticGeometry(Mapping):
     def __init__(self, features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: np.ndarray) -> None:
         self.features, self.W = features, np.asarray(W, np.float32)
         n = len(features)
-        self._arrays: dict[str, np.ndarray] = {name: np.empty(n, t) for name, t in GEOMETRY_ARRAYS.items() if name != "cos"}
+        self._arrays: dict[str, np.ndarray] = {
+            name: np.empty(n, t) for name, t in GEOMETRY_ARRAYS.items() if name != "cos"
+        }
         for sl, part in iter_geometry(features, W, b, labels):
             for name, out in self._arrays.items():
                 out[sl] = part[name]

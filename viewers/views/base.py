@@ -75,6 +75,13 @@ class View:
         """Context shown after the panel's title."""
         return ""
 
+    def refresh_title(self) -> None:
+        """Rewrite the panel's title now (after a change no selection event announces)."""
+        if self.title_label is not None:
+            from onnx_geom.viewers.layout import refresh_titles
+
+            refresh_titles({self.name: self})
+
     def highlighted(self) -> np.ndarray:
         """(S,) the sample indices this view draws highlighted now."""
         return np.zeros(0, np.int64)

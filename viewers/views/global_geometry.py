@@ -194,7 +194,7 @@ class GlobalView(UnitView):
         self._layout()
         self._unit = None  # the band's columns are read again
         self.reset()
-        self._refresh_title()
+        self.refresh_title()
 
     def _show_classes(self, draw: bool = True) -> None:
         """Bring the picked classes' axes into the band (the first of them a quarter in), and mark them."""
@@ -397,12 +397,6 @@ class GlobalView(UnitView):
         if not n:
             return axes
         return f"{axes} · {n:,} samples" if n <= DENSITY_ABOVE else f"{axes} · density of {n:,} samples"
-
-    def _refresh_title(self) -> None:
-        if self.title_label is not None:
-            from onnx_geom.viewers.layout import refresh_titles
-
-            refresh_titles({self.name: self})
 
     # -- interaction ------------------------------------------------------------------------------------------
     def _on_strip(self, y: float) -> bool:
