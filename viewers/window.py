@@ -72,7 +72,6 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
 
     from onnx_geom.errors import DataError
     from onnx_geom.viewers.classes import COLOR_MODES
-
     from onnx_geom.viewers.interaction import Interaction
     from onnx_geom.viewers.layout import build_canvas, initial_selection
 

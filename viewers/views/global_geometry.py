@@ -41,17 +41,6 @@ STRIP = (1.07, 1.13)  # the overview strip's height, in scene units (the axes ru
 SUMMARY = ("angle", "length", "margin")  # the axes after the class axes
 
 
-def axis_values(geom, *, class_axes: bool = True) -> np.ndarray:
-    """(N, K + 3): angle to every class direction (deg), angle to the true class, length, margin; without
-    ``class_axes`` (N, 4): angle to the true class, angle to the predicted class, length, margin."""
-    if not class_axes:
-        return np.column_stack([geom["angle_true"], geom["angle_pred"], geom["length"], geom["margin"]]).astype(
-            np.float32
-        )
-    angles = np.degrees(np.arccos(np.clip(np.asarray(geom["cos"], np.float32), -1, 1)))
-    return np.column_stack([angles, geom["angle_true"], geom["length"], geom["margin"]]).astype(np.float32)
-
-
 def normalise(values: np.ndarray, *, shared: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Scale each column to 0..1 between its 0.5th and 99.5th percentiles (the first ``shared`` columns share
     one range, so class angles compare across axes); returns (scaled (N, A), ranges (2, A))."""
@@ -106,8 +95,9 @@ def density_image(scaled: np.ndarray, *, steps: int = 16, rows: int = ROWS, gaps
         occupied = np.flatnonzero(cells)
         left, right = occupied // levels - top, occupied % levels - top  # (C,) rows at the two axes
         cols = int(gaps[k] * steps)
-        t = np.arange(cols, dtype=np.float64) / cols
-        r = np.rint(left[None, :] * (1 - t[:, None]) + right[None, :] * t[:, None]).astype(np.int64)  # (cols, C)
+        s = np.arange(cols)[:, None]
+        # the row at column s of the gap: left + (right - left) s / cols, from an exact integer numerator
+        r = np.rint((left[None, :] * cols + (right - left)[None, :] * s) / cols).astype(np.int64)  # (cols, C)
         inside = (r >= 0) & (r <= top)
         column = np.broadcast_to(np.arange(cols)[:, None], r.shape)
         weights = np.broadcast_to(cells[occupied][None, :], r.shape)
