@@ -25,7 +25,7 @@ def egl():
 def _canvas_rows(canvas, view, ys):
     """Canvas pixel rows of scene heights ``ys`` in ``view``."""
     to_canvas = view.viewbox.scene.node_transform(canvas.scene)
-    return [int(round(to_canvas.map([[0.0, y]])[0, 1])) for y in ys]
+    return [int(np.rint(to_canvas.map([[0.0, y]])[0, 1])) for y in ys]
 
 
 # -- global geometry ---------------------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_the_global_view_reads_only_the_band_of_cosines():
     use_backend("egl")
     from onnx_geom.viewers.layout import build_canvas
 
-    canvas, views = build_canvas(data, Selection(models=("dense",)), panels=["global", "local"], size=(600, 300))
+    canvas, _views = build_canvas(data, Selection(models=("dense",)), panels=["global", "local"], size=(600, 300))
     assert asked == [gg.BAND]
     canvas.close()
 
