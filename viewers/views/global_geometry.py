@@ -79,19 +79,30 @@ def density_image(scaled: np.ndarray, *, steps: int = 16, rows: int = ROWS, gaps
     width = int(offsets[-1]) + 1
     out = np.zeros((rows, width), np.float64)
     levels = 3 * top + 1  # rows -top .. 2 top
-    grid = np.empty((n, 2), np.int64)
-    finite = np.empty((n, 2), bool)
 
-    def on_grid(column: int, into: int) -> None:
+    def on_grid(column: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Grid rows (shifted by ``top``, int32) of a column, and where it is finite (None: everywhere)."""
         y = np.asarray(scaled[:, column], np.float32)
-        finite[:, into] = np.isfinite(y)
-        grid[:, into] = np.clip(np.rint(np.where(finite[:, into], y, 0) * top), -top, 2 * top).astype(np.int64) + top
+        finite = np.isfinite(y)
+        every = bool(finite.all())
+        y = y * top if every else np.where(finite, y, 0) * top
+        np.rint(y, out=y)
+        np.clip(y, -top, 2 * top, out=y)
+        q = y.astype(np.int32)
+        q += top
+        return q, None if every else finite
 
-    on_grid(0, 0)
+    left_rows, left_ok = on_grid(0)
     for k in range(a - 1):
-        on_grid(k + 1, 1)
-        both = finite[:, 0] & finite[:, 1]
-        cells = np.bincount(grid[both, 0] * levels + grid[both, 1], minlength=levels * levels)
+        right_rows, right_ok = on_grid(k + 1)
+        if left_ok is None and right_ok is None:
+            index = left_rows * levels + right_rows
+        else:
+            both = np.ones(n, bool) if left_ok is None else left_ok.copy()
+            if right_ok is not None:
+                both &= right_ok
+            index = left_rows[both] * levels + right_rows[both]
+        cells = np.bincount(index, minlength=levels * levels)
         occupied = np.flatnonzero(cells)
         left, right = occupied // levels - top, occupied % levels - top  # (C,) rows at the two axes
         cols = int(gaps[k] * steps)
@@ -103,8 +114,8 @@ def density_image(scaled: np.ndarray, *, steps: int = 16, rows: int = ROWS, gaps
         weights = np.broadcast_to(cells[occupied][None, :], r.shape)
         block = np.bincount((r * cols + column)[inside], weights=weights[inside], minlength=rows * cols)
         out[:, offsets[k] : offsets[k + 1]] += block.reshape(rows, cols)
-        grid[:, 0], finite[:, 0] = grid[:, 1], finite[:, 1]
-    last = grid[finite[:, 0], 0] - top
+        left_rows, left_ok = right_rows, right_ok
+    last = (left_rows if left_ok is None else left_rows[left_ok]) - top
     last = last[(last >= 0) & (last <= top)]
     out[:, width - 1] += np.bincount(last, minlength=rows)
     return out.astype(np.int64)
@@ -291,7 +302,7 @@ class GlobalView(UnitView):
         n = len(geom["margin"])
         classes = self.band[1]
         store = np.float32 if n <= 100_000 else np.float16  # 10^6 samples x 103 axes: 206 MB, not 412
-        values = np.empty((n, self.n_axes), store)
+        values = np.empty((n, self.n_axes), store, order="F")  # column by column below, and in the density
         cos = self.data.cos_columns(model, corruption, severity, self.band_classes)
         for start in range(0, n, 65536):  # degrees, a block of rows at a time (no (N, band) float64 temporaries)
             block = np.clip(cos[start : start + 65536], -1, 1)
