@@ -136,7 +136,8 @@ class GlobalView(UnitView):
         self.all_lines.set_gl_state("translucent", depth_test=False)
         self.lines = scene.visuals.Line(parent=viewbox.scene, connect="segments", width=2)
         self.lines.set_gl_state("translucent", depth_test=False)
-        self.grid = scene.visuals.Line(parent=viewbox.scene, connect="segments", color=(0.3, 0.3, 0.3, 1))
+        self.grid = scene.visuals.Line(parent=viewbox.scene, connect="segments")
+        self.grid.set_gl_state("translucent", depth_test=False)
         self.marks = scene.visuals.Line(parent=viewbox.scene, connect="segments", color="#D55E00", width=2.5)
         self.names = scene.visuals.Text("", color=TEXT, font_size=7, anchor_x="left", rotation=40, parent=viewbox.scene)
         self.ticks = scene.visuals.Text("", color=MUTED, font_size=6, anchor_x="left", parent=viewbox.scene)
@@ -215,7 +216,11 @@ class GlobalView(UnitView):
         xs = self.xs
         grid = np.array([[x, y] for x in xs for y in (0, 1)], np.float32)
         ticks = np.array([[x, y] for x in xs for y in (1.0, 1.02)], np.float32)  # one tick per axis, above it
-        self.grid.set_data(np.concatenate([grid, ticks]))
+        # many class axes: their lines fade (the density between them is what is read), the ticks stay dark
+        fade = np.ones((len(grid), 4), np.float32) * (0.3, 0.3, 0.3, 1.0)
+        fade[: 2 * self.band[1], 3] = min(1.0, max(0.3, 20.0 / self.band[1]))
+        dark = np.tile(np.float32([0.3, 0.3, 0.3, 1.0]), (len(ticks), 1))
+        self.grid.set_data(np.concatenate([grid, ticks]), color=np.concatenate([fade, dark]))
         strip = self.band[1] < self.k
         top = STRIP[1] + 0.1 if strip else 1.1
         span = xs[-1]
