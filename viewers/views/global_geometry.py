@@ -364,8 +364,11 @@ class GlobalView(UnitView):
                     other="#555555",
                 )
                 self._legend(legend)
+                alpha = np.full(idx.size, 0.9 if idx.size < 50 else 0.4)
+                if self.selection.classes.size:  # selected samples of other classes recede
+                    alpha[~np.isin(self.data.labels[idx], self.selection.classes)] = 0.3
+                colours[:, 3] = alpha
                 colours = np.repeat(colours, 2 * (self.n_axes - 1), axis=0)
-                colours[:, 3] = 0.9 if idx.size < 50 else 0.4
                 self.lines.set_data(self._segments(idx), color=colours)
             else:
                 idx = idx[:0]

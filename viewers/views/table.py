@@ -112,7 +112,7 @@ class TableView(View):
         self.frame.order = 10
         viewbox.camera.set_range(
             x=(-0.38 * max(c, 8), c + 0.2 + 0.04 * max(c, 8)),
-            y=(-max(3.0, 0.3 * m), m + max(2.5, 0.2 * m)),
+            y=(-max(3.0, 0.3 * m), m + max(3.0, 0.3 * m)),  # room below for the notes and the colour key
             z=(0, 1),
             margin=0,
         )
@@ -146,10 +146,10 @@ class TableView(View):
         rgba[:, GAP : CELL - GAP, :, GAP : CELL - GAP] = cells[:, None, :, None, :]
         self.image.set_data(rgba.reshape(m * CELL, c * CELL, 4))
         if self.scale == "absolute":
-            self.key.set_ends("0%", "100%", "accuracy, absolute scale (click: relative)")
+            self.key.set_ends("0%", "100%", "accuracy, absolute (click: relative)")
         else:
             lo, hi = scale_ends(*self.range)
-            self.key.set_ends(lo, hi, "accuracy, RELATIVE: lowest .. highest here (click: absolute)")
+            self.key.set_ends(lo, hi, "RELATIVE: lowest..highest (click)")
         if self.cell_text is not None:
             t = self.shade(self.values).ravel()
             self.cell_text.color = np.where((t > 0.6)[:, None], [[0, 0, 0, 1]], [[1, 1, 1, 1]])
@@ -182,7 +182,7 @@ class TableView(View):
         if data.severities and data.corruptions and not self.digits:
             key.append(f"each corruption: severity {data.severities[0]} .. {data.severities[-1]}, left to right")
         if m > 12:
-            key.append("hover a cell for its accuracy; not every row is named at this size (zoom: wheel)")
+            key.append("not every row named: zoom (wheel), hover")
         scene.visuals.Text(
             "\n".join(key),
             pos=(0, m + 0.15),
