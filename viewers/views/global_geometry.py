@@ -199,7 +199,8 @@ class GlobalView(UnitView):
         self.refresh_title()
 
     def _show_classes(self, draw: bool = True) -> None:
-        """Bring the picked classes' axes into the band (the first of them a quarter in), and mark them."""
+        """Bring the picked classes' axes into the band (centred when they fit in it, else from the first of them),
+        and mark them."""
         picked = self.selection.classes
         if picked.size:
             where = np.sort(self.order.position[picked])
@@ -209,6 +210,7 @@ class GlobalView(UnitView):
                 self.set_band(int(where[0] - (width - (where[-1] - where[0] + 1)) // 2 if inside else where[0]))
         if draw:
             self._draw_marks()
+            self._label_axes()
             self.update_highlight()
 
     def _layout(self) -> None:
@@ -262,7 +264,7 @@ class GlobalView(UnitView):
         self.strip_text.pos = (0, STRIP[1] + 0.025)
 
     def _draw_marks(self) -> None:
-        """The picked classes: their axes drawn orange, their places on the strip ticked."""
+        """The picked classes: an orange tick above each of their axes, and at their places on the strip."""
         picked = self.selection.classes
         seg = []
         band = self.band_classes
