@@ -35,10 +35,12 @@ def place_some_labels(
     the first ``always`` of the order (placed where they conflict least). ``dot``: a dot's radius (default
     ``gap / 3``), by which a box must miss it.
 
-    >>> pts = np.array([[0.0, 0.0], [0.05, 0.0], [10.0, 0.0]])
-    >>> c, shown = place_some_labels(pts, np.array([4.0, 4.0, 4.0]), 1.0, 0.5, priority=np.array([1, 2, 0]))
-    >>> shown.tolist()
-    [False, True, True]
+    >>> pts = np.array([[0.0, 0.0], [0.2, 0.0], [-0.2, 0.0], [0.0, 0.2]])  # four dots close together
+    >>> bounds = (np.array([-5.0, -2.0]), np.array([5.0, 2.0]))  # a panel with room for three such names
+    >>> place_some_labels(pts, np.full(4, 4.0), 1.0, 0.5, bounds)[1].tolist()
+    [True, True, True, False]
+    >>> place_some_labels(pts, np.full(4, 4.0), 1.0, 0.5, bounds, priority=np.array([3, 0, 1, 2]))[1].tolist()
+    [True, True, False, True]
     """
     points = np.asarray(points, np.float64)
     n = len(points)
