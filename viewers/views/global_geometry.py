@@ -221,7 +221,7 @@ class GlobalView(UnitView):
         # many class axes: their lines fade (the density between them is what is read), the ticks stay dark
         fade = np.ones((len(grid), 4), np.float32) * (0.3, 0.3, 0.3, 1.0)
         fade[: 2 * self.band[1], 3] = min(1.0, max(0.3, 20.0 / self.band[1]))
-        dark = np.tile(np.float32([0.3, 0.3, 0.3, 1.0]), (len(ticks), 1))
+        dark = np.tile(np.array([0.3, 0.3, 0.3, 1.0], np.float32), (len(ticks), 1))
         self.grid.set_data(np.concatenate([grid, ticks]), color=np.concatenate([fade, dark]))
         strip = self.band[1] < self.k
         top = STRIP[1] + 0.1 if strip else 1.1

@@ -148,9 +148,9 @@ class LocalView(UnitView):
         (x0, y0), (x1, y1) = self.extent
         self.density.transform = STTransform(scale=((x1 - x0) / BINS[0], (y1 - y0) / BINS[1]), translate=(x0, y0))
         self.key.set_ends("1", f"{top:,}")
-        mine = np.flatnonzero(np.isin(self.data.labels, picked))[:MAX_PICKED_POINTS] if picked.size else None
-        if mine is not None and mine.size:
-            self._draw_points(mine, alpha=float(np.clip(3000.0 / mine.size, 0.3, 0.85)))
+        on_top = np.flatnonzero(np.isin(self.data.labels, picked))[:MAX_PICKED_POINTS] if picked.size else None
+        if on_top is not None and on_top.size:
+            self._draw_points(on_top, alpha=float(np.clip(3000.0 / on_top.size, 0.3, 0.85)))
         else:
             self.cloud.visible = False
 
