@@ -60,6 +60,12 @@ out["models"] = list(sel.models); out["pairs"] = bool(local.pairs.visible)
 win.attribution.setCurrentText("occlusion"); pump(2)
 out["occlusion"] = win.views["attribution"].attribution
 out["occlusion_waiting"] = win.views["attribution"].message.text
+win.classes.setText("class 2, 0"); QTest.keyClick(win.classes, QtCore.Qt.Key.Key_Return); pump(3)
+out["classes"] = sel.classes.tolist(); out["legend"] = list(local.legend.text.text)
+win.classes.setText("no such class"); QTest.keyClick(win.classes, QtCore.Qt.Key.Key_Return); pump(3)
+out["class_note"] = win.class_note.text(); out["classes_kept"] = sel.classes.tolist()
+win.color_by.setCurrentText("margin"); pump(3)
+out["color_by"] = sel.color_by
 if len(sys.argv) > 1:
     win.grab().save(sys.argv[1])
 win.close(); pump(2)
@@ -112,3 +118,7 @@ def test_window_links_a_box_selection_across_views_and_controls(display, tmp_pat
     assert out["condition"] == ["gaussian_noise", 3] and out["uploads_after"] == out["uploads"] + 1
     assert out["models"] == ["dense", "magnitude-50"] and out["pairs"]
     assert np.all(np.diff(selected) > 0)
+    # the class picker and the colouring control
+    assert out["classes"] == [0, 2] and out["legend"][:2] == ["class 0", "class 2"]
+    assert out["class_note"].startswith("no class matches 'no such class'") and out["classes_kept"] == [0, 2]
+    assert out["color_by"] == "margin"

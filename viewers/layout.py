@@ -120,7 +120,14 @@ def build_canvas(
         view.title_label.events.resize.connect(lambda _e: refresh_titles(views))
     # one subscription (held by the first view, so closing the views removes it) refreshes every title
     next(iter(views.values())).subscribe(
-        "models", "condition", "indices", "focus", "shift_from_clean", callback=lambda _s: refresh_titles(views)
+        "models",
+        "condition",
+        "indices",
+        "focus",
+        "shift_from_clean",
+        "classes",
+        "color_by",
+        callback=lambda _s: refresh_titles(views),
     )
     return canvas, views
 

@@ -70,10 +70,12 @@ def make_window(
     check_display()
     check_x_server()
     use_backend("pyside6")
-    from PySide6 import QtWidgets
+    from PySide6 import QtCore, QtWidgets
     from vispy import app
 
+    from onnx_geom.errors import DataError
     from onnx_geom.viewers import ATTRIBUTIONS
+    from onnx_geom.viewers.classes import COLOR_MODES
     from onnx_geom.viewers.interaction import Interaction
     from onnx_geom.viewers.layout import build_canvas, initial_selection
 
@@ -107,6 +109,18 @@ def make_window(
                 "true class), length, the true or the predicted logit, or occlusion patches"
             )
             self.shift = QtWidgets.QCheckBox("shift from clean")
+            # the class picker: names, numbers, ranges, groups (onnx_geom.viewers.classes), with completion
+            self.classes = QtWidgets.QLineEdit()
+            self.classes.setPlaceholderText("names, 3-7, g2 (Enter)")
+            order = data.class_order()
+            completer = QtWidgets.QCompleter([*data.class_names, *[f"g{g + 1}" for g in range(order.n_groups)]])
+            completer.setCaseSensitivity(QtCore.Qt.CaseSensitivity.CaseInsensitive)
+            completer.setFilterMode(QtCore.Qt.MatchFlag.MatchContains)
+            self.classes.setCompleter(completer)
+            self.class_note = QtWidgets.QLabel()
+            self.class_note.setWordWrap(True)
+            self.color_by = QtWidgets.QComboBox()
+            self.color_by.addItems(list(COLOR_MODES))
             clear = QtWidgets.QPushButton("clear selection")
             self.count = QtWidgets.QLabel()
             help_text = QtWidgets.QLabel(
@@ -119,9 +133,11 @@ def make_window(
                 ("corruption", self.corruption),
                 ("severity", self.severity),
                 ("attribution", self.attribution),
+                ("classes", self.classes),
+                ("colour by", self.color_by),
             ):
                 form.addRow(label, widget)
-            for extra in (self.shift, clear, self.count, help_text):
+            for extra in (self.class_note, self.shift, clear, self.count, help_text):
                 form.addRow(extra)
             splitter = QtWidgets.QSplitter()
             splitter.addWidget(side)
@@ -133,6 +149,8 @@ def make_window(
                 box.currentIndexChanged.connect(self.controls_changed)
             self.attribution.currentTextChanged.connect(self.views["attribution"].set_attribution)
             self.shift.toggled.connect(lambda on: setattr(selection, "shift_from_clean", on))
+            self.classes.returnPressed.connect(self.classes_changed)
+            self.color_by.currentTextChanged.connect(lambda mode: setattr(selection, "color_by", mode))
             clear.clicked.connect(lambda: setattr(selection, "indices", []))
             for name in ("models", "condition", "indices"):
                 getattr(selection.events, name).connect(lambda _s: self.sync_controls())
@@ -145,6 +163,15 @@ def make_window(
             self.severity.setEnabled(corruption != CLEAN)
             severity = 0 if corruption == CLEAN else int(self.severity.currentText() or 0)
             selection.condition = (corruption, severity)
+            self.canvas.update()
+
+        def classes_changed(self) -> None:
+            try:
+                selection.classes = data.class_order().parse(self.classes.text())
+            except DataError as error:
+                self.class_note.setText(str(error))
+            else:
+                self.class_note.setText(data.class_order().describe(selection.classes))
             self.canvas.update()
 
         def sync_controls(self) -> None:
