@@ -30,7 +30,8 @@ def _probe(study_dir: Path | None, attrs: dict[str, Any]) -> tuple[Path | None, 
 
 def read_study(cls, study, *, reference: str | None = None, comparison=None):
     """See :meth:`ViewerData.from_study`."""
-    from onnx_geom.comparison import compare_study, default_reference
+    from onnx_geom.comparison import default_reference
+    from onnx_geom.frames import study_comparison
     from onnx_geom.store import Study
 
     if isinstance(study, (str, os.PathLike)):
@@ -91,10 +92,8 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
         reference=reference if reference in models else default_reference(models, tags),
     )
     try:
-        if comparison is None:
-            comparison = _stored_comparison(study, reference)
-        if comparison is None:
-            comparison = compare_study(study, reference=reference)
+        if comparison is None:  # the one `compare` stored while it is fresh (also for the default reference)
+            comparison, _ = study_comparison(study, reference=reference)
     except OnnxGeomError as error:
         data.embedding_note = f"no model map: {error}"
         return data
@@ -115,16 +114,6 @@ def read_study(cls, study, *, reference: str | None = None, comparison=None):
             table[i, corruptions.index(rec["corruption"]), severities.index(rec["severity"])] = rec["accuracy"]
     data.set_accuracy(clean, table)
     return data
-
-
-def _stored_comparison(study, reference: str | None):
-    """The comparison `onnx-geom compare` stored in the study, when it is fresh and made with the viewer's
-    parameters; None otherwise (or when it cannot be read: the viewer then computes it)."""
-    read = getattr(study, "read_comparison", None)
-    try:
-        return read(reference=reference) if read is not None else None
-    except OnnxGeomError:
-        return None
 
 
 #: A unit's (N, K) cosines up to this many bytes are read whole the first time a view asks for some of their
