@@ -22,6 +22,7 @@ DOCUMENTATION_ONLY = frozenset(
     {
         "onnx_geom/comparison.py::onnx_geom.comparison",
         "onnx_geom/demo/build_zoo.py::onnx_geom.demo.build_zoo",
+        "onnx_geom/frames.py::onnx_geom.frames",
         "onnx_geom/metrics.py::onnx_geom.metrics",
         "onnx_geom/probe/_check.py::onnx_geom.probe._check",
         "onnx_geom/probe/_graph.py::onnx_geom.probe._graph",

@@ -16,7 +16,7 @@ from typing import Annotated, Any, NamedTuple
 import typer
 
 from onnx_geom.errors import DataError
-from onnx_geom.viewers import PANELS  # numpy only: VisPy and Qt load inside the view command
+from onnx_geom.viewers import ATTRIBUTIONS, PANELS  # numpy only: VisPy and Qt load inside the view command
 
 
 class Device(str, Enum):
@@ -78,6 +78,8 @@ class Split(str, Enum):
 
 #: The viewer's panels (``onnx_geom.viewers.PANELS``).
 Panel = Enum("Panel", [(name, name) for name in PANELS], type=str)  # type: ignore[misc]
+#: What the viewer's attribution panel shows (``onnx_geom.viewers.ATTRIBUTIONS``).
+Attribution = Enum("Attribution", [(name.replace("-", "_"), name) for name in ATTRIBUTIONS], type=str)  # type: ignore[misc]
 
 
 def plain(choice: Enum | None) -> Any:

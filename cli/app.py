@@ -76,7 +76,7 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """Probe models, corrupt data, sweep, measure geometry, compare and view."""
+    """Probe models, corrupt data, sweep, measure geometry, compare, view and report."""
 
 
 # One module per command; each defines its function and registers nothing itself.
@@ -84,8 +84,10 @@ from onnx_geom.cli.check import check_command  # noqa: E402
 from onnx_geom.cli.compare import compare  # noqa: E402
 from onnx_geom.cli.corrupt import corrupt_command  # noqa: E402
 from onnx_geom.cli.demo import demo  # noqa: E402
+from onnx_geom.cli.explain import explain_command  # noqa: E402
 from onnx_geom.cli.metrics import metrics  # noqa: E402
 from onnx_geom.cli.probe import probe_command  # noqa: E402
+from onnx_geom.cli.report import report_command  # noqa: E402
 from onnx_geom.cli.run import info_command, run_command  # noqa: E402
 from onnx_geom.cli.view import view  # noqa: E402
 
@@ -97,6 +99,8 @@ app.command("check")(check_command)
 app.command("metrics")(metrics)
 app.command("compare")(compare)
 app.command("view")(view)
+app.command("explain")(explain_command)
+app.command("report")(report_command)
 app.command("demo")(demo)
 
 

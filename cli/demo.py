@@ -1,6 +1,7 @@
-"""``onnx-geom demo``: the whole story on the bundled zoo, then the viewer (or its screenshots when headless).
+"""``onnx-geom demo``: the whole story on the bundled zoo, its report, then the viewer (or its screenshots when
+headless).
 
-onnx-geom demo                      # probe, sweep 19 corruptions x 5 severities, metrics, compare, view
+onnx-geom demo                      # probe, sweep 19 corruptions x 5 severities, metrics, compare, report, view
 onnx-geom demo --headless -o out    # the same, writing PNGs of every view instead of opening a window
 """
 
@@ -15,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from onnx_geom.cli._console import err, out, print_json, user_errors
+from onnx_geom.cli._console import err, out, print_json, user_errors, warn
 from onnx_geom.cli._options import JsonOption, SeveritiesOption, corruptions_option, parse_corruptions
 
 
@@ -58,7 +59,7 @@ def demo(
         typer.Option(
             "--output",
             "-o",
-            help="Folder for probes, the study, tables and screenshots (reused when run again).",
+            help="Folder for probes, the study, tables, the report and screenshots (reused when run again).",
         ),
     ] = Path("onnx-geom-demo"),
     headless: Annotated[
@@ -75,7 +76,7 @@ def demo(
     as_json: JsonOption = False,
 ) -> None:
     """Run the whole pipeline on the bundled mini zoo (scikit-learn digits; a dense CNN, 12 pruned ones and an
-    MLP), then open the viewer on it; nothing is downloaded."""
+    MLP), write its report (report.html in the output folder), then open the viewer on it; nothing is downloaded."""
     with user_errors():
         from onnx_geom._files import check_output
         from onnx_geom.conditions import parse_severities
@@ -83,6 +84,7 @@ def demo(
 
         sevs, chosen = parse_severities(severities), parse_corruptions(corruptions)
         check_folder(output)  # before anything is made: not in a study, not a file, not another study inside
+        check_output(output / "report.html")
         if headless or not _has_display():
             check_output(output / "screenshots", kind="folder")
         columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -97,17 +99,32 @@ def demo(
             result = run_demo(output, models=_split(models), corruptions=chosen, severities=sevs,
                               limit=limit, progress=progress)  # fmt: skip
 
+        from onnx_geom.report import write_report
+        from onnx_geom.viewers import ViewerData
+
+        data = ViewerData.from_study(result.study, comparison=result.comparison)  # read once for all figures
         shots: list[Path] = []
+        window = None
         if headless or not _has_display():
-            from onnx_geom.viewers import PANELS, ViewerData, screenshot
+            from onnx_geom.viewers import PANELS, screenshot
 
             folder = output / "screenshots"
-            data = ViewerData.from_study(result.study, comparison=result.comparison)  # read once for all views
             for name in ("window", *PANELS):
                 shots.append(screenshot(data, folder / f"{name}.png", panel=None if name == "window" else name))
+        else:
+            from onnx_geom.viewers.window import make_window
+
+            # built (not shown) before the report: VisPy keeps the first backend a process picks, and the report's
+            # figures render offscreen through the window's Qt backend as well as through EGL
+            window = make_window(data)
+        report = write_report(result.study, output / "report.html", comparison=result.comparison, data=data)
+        if not as_json:
+            for note in report.notes:
+                warn(note)
         if as_json:
             print_json({"study": str(result.study), "seconds": result.seconds, "accuracy": result.sweep["accuracy"],
-                        "screenshots": [str(p) for p in shots]})  # fmt: skip
+                        "screenshots": [str(p) for p in shots], "report": str(report.path),
+                        "report_notes": report.notes})  # fmt: skip
         else:
             out.print(_headline(result))
             ranks = [f"{c['clean_geometry'].replace('_', ' ')} {c['spearman']:+.2f}" for c in result.comparison.correlations
@@ -124,7 +141,10 @@ def demo(
             if shots:
                 out.print(f"screenshots: {escape(str(shots[0].parent))}/ ({', '.join(p.name for p in shots)})",
                           highlight=False, soft_wrap=True)  # fmt: skip
-        if not shots:
-            from onnx_geom.viewers import show
+            out.print(f"report: {escape(str(report.path))} (findings, tables and figures in one file; open it in any "
+                      "browser)", highlight=False, soft_wrap=True)  # fmt: skip
+        if window is not None:
+            from vispy import app
 
-            show(result.study)
+            window.show()
+            app.run()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from onnx_geom.cli._console import err, out, user_errors, warn
-from onnx_geom.cli._options import Panel, Size, plain, size_option
+from onnx_geom.cli._options import Attribution, Panel, Size, plain, size_option
 
 
 def view(
@@ -26,6 +26,14 @@ def view(
     ] = None,
     panel: Annotated[Panel | None, typer.Option("--panel", help="Only this panel (with --screenshot).")] = None,
     size: Annotated[Size, size_option("Image or window size, WIDTHxHEIGHT.")] = "1280x800",  # type: ignore[assignment]
+    attribution: Annotated[
+        Attribution,
+        typer.Option(
+            help="What the attribution panel shows: the exact linear decomposition of the margin, cos (angle to "
+            "the true class), length, the true or the predicted logit, for the selected model and the reference "
+            "side by side; or occlusion patches."
+        ),
+    ] = "margin",  # type: ignore[assignment]
 ) -> None:
     """Open the linked views of a study (accuracy table, model map, local/global geometry, attribution,
     samples), or write a screenshot of them."""
@@ -40,11 +48,11 @@ def view(
 
             check_output(screenshot, inputs=(study,))  # before the study is read: not into it, not a folder
 
-            path = take(study, screenshot, panel=plain(panel), size=tuple(size))
+            path = take(study, screenshot, panel=plain(panel), size=tuple(size), attribution=plain(attribution))
             out.print(f"wrote {path}")
             return
         if panel is not None:
             err.print("--panel only applies with --screenshot; opening the whole window.")
         from onnx_geom.viewers import show
 
-        show(study, size=tuple(size))
+        show(study, size=tuple(size), attribution=plain(attribution))

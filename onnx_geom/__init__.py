@@ -7,10 +7,19 @@ The pipeline, one module per arrow::
 >>> import onnx_geom
 >>> onnx_geom.__version__
 '0.1.0'
+
+``onnx_geom.tables(study)`` gives a study's tables as pandas DataFrames (:func:`onnx_geom.frames.tables`).
 """
 
 from onnx_geom.errors import OnnxGeomError
 
 __version__ = "0.1.0"
 
-__all__ = ["OnnxGeomError", "__version__"]
+__all__ = ["OnnxGeomError", "__version__", "tables"]
+
+
+def tables(study, *, reference=None, samples=False, comparison=None):
+    """Every table of a study as a pandas DataFrame, by name; see :func:`onnx_geom.frames.tables`."""
+    from onnx_geom.frames import tables as _tables
+
+    return _tables(study, reference=reference, samples=samples, comparison=comparison)

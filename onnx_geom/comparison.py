@@ -256,21 +256,32 @@ def _no_effect(study, units: dict[tuple, Any], clean_units: dict[str, Any]) -> s
     return no_effect_conditions(unchanged)
 
 
-def _cka(study, units, models, conditions, n, clean_features, *, cka_samples, seed) -> tuple[dict, str]:
+def _rows(study, unit, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (sorted) of a unit's features, reading only their chunks when the study reads lazily."""
+    lazy = getattr(study, "array", None)
+    if lazy is not None:
+        return np.asarray(lazy(unit, "features")[rows])
+    return np.asarray(study.read(unit, "features"))[rows]
+
+
+def _cka(study, units, models, conditions, n, *, cka_samples, seed) -> tuple[dict, str]:
     """CKA and debiased CKA on clean data (``cka_samples`` samples at most) and on ``cka_samples`` rows drawn
-    at random from every shared condition (the same rows for every model); and a note when N < 5 D."""
+    at random from every shared condition (the same rows for every model); and a note when N < 5 D. Only those
+    rows of each unit's features are read (memory: models x rows x D, whatever N)."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n, cka_samples, replace=False)) if n > cka_samples else np.arange(n)
     pool = len(conditions) * n
     picks = np.sort(np.random.default_rng([seed, 1]).choice(pool, min(cka_samples, pool), replace=False))
     where, sample = picks // n, picks % n
-    bases = {"clean": [clean_features[m][rows] for m in models], "all": []}
+    bases: dict[str, list[np.ndarray]] = {
+        "clean": [_rows(study, units[(m, CLEAN, 0)], rows) for m in models],
+        "all": [],
+    }
     for m in models:
         parts = []
         for k in np.unique(where):
             c, s = conditions[k]
-            features = clean_features[m] if c == CLEAN else np.asarray(study.read(units[(m, c, s)], "features"))
-            parts.append(features[sample[where == k]])
+            parts.append(_rows(study, units[(m, c, s)], sample[where == k]))
         bases["all"].append(np.concatenate(parts))
     out, notes = {}, []
     width = max(f.shape[1] for f in bases["clean"])
@@ -293,15 +304,16 @@ def _norms(scales: dict[str, float]) -> dict[str, float]:
     return {"scale": scales["scale"], "length": scales["median_length"]}
 
 
-def _scale_free(geoms, clean_features, labels, models) -> dict[str, dict[str, float]]:
+def _scale_free(study, clean_units, geoms, labels, models) -> dict[str, dict[str, float]]:
     """Add ``margin_scaled`` and ``length_scaled`` to every unit's geometry; per model its scale (half the
-    median distance between its clean class centroids) and median clean length."""
+    median distance between its clean class centroids, from its clean features, read one model at a time) and
+    median clean length."""
     out = {}
     for m in models:
         length = np.asarray(geoms[(m, CLEAN, 0)]["length"], np.float64)
         length = length[np.isfinite(length)]
         out[m] = {
-            "scale": feature_scale(clean_features[m], labels),
+            "scale": feature_scale(np.asarray(study.read(clean_units[m], "features")), labels),
             "median_length": float(np.median(length)) if length.size else float("nan"),
         }
     for (m, _, _), g in geoms.items():  # float32, as the stored geometry (memory: two more arrays per unit)
@@ -384,8 +396,7 @@ def compare_study(
     no_effect = _no_effect(study, units, clean_units)
 
     labels = np.asarray(study.labels)
-    clean_features = {m: np.asarray(study.read(clean_units[m], "features")) for m in models}
-    scales = _scale_free(geoms, clean_features, labels, models)
+    scales = _scale_free(study, clean_units, geoms, labels, models)
     correct = {k: g["correct"] for k, g in geoms.items()}
     table = accuracy_table(correct)
     av = corruption_averages(
@@ -401,8 +412,7 @@ def compare_study(
     )
     conditions = [cs for cs in common if cs not in no_effect]
     n = len(labels)
-    cka, cka_note = _cka(study, units, models, conditions, n, clean_features, cka_samples=cka_samples, seed=seed)
-    del clean_features
+    cka, cka_note = _cka(study, units, models, conditions, n, cka_samples=cka_samples, seed=seed)
     pairs, dist = _pair_table(models, geoms, conditions, cka)
     D = _distance(distance, models, pairs, dist)
     embedding = classical_mds(D, k=2)

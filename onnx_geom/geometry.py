@@ -13,13 +13,21 @@ say everything the softmax sees.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from onnx_geom.errors import DataError
 
-__all__ = ["GEOMETRY_ARRAYS", "MARGIN_DEFINITION", "feature_scale", "sample_geometry", "scale_free", "shifts"]
+__all__ = [
+    "GEOMETRY_ARRAYS",
+    "MARGIN_DEFINITION",
+    "feature_scale",
+    "iter_geometry",
+    "sample_geometry",
+    "scale_free",
+    "shifts",
+]
 
 #: What the margin is, in the words every doc, label and tooltip uses.
 MARGIN_DEFINITION = (
@@ -40,15 +48,15 @@ GEOMETRY_ARRAYS = {
 }
 
 
-def _check_inputs(features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: np.ndarray) -> None:
-    if features.ndim != 2:
-        raise DataError(f"features must be a 2-D array (N, D), got shape {features.shape}.")
-    if W.ndim != 2 or W.shape[1] != features.shape[1]:
-        raise DataError(f"W must have shape (K, D={features.shape[1]}) to match the features, got {W.shape}.")
+def _check_inputs(shape: tuple[int, ...], W: np.ndarray, b: np.ndarray, labels: np.ndarray) -> None:
+    if len(shape) != 2:
+        raise DataError(f"features must be a 2-D array (N, D), got shape {shape}.")
+    if W.ndim != 2 or W.shape[1] != shape[1]:
+        raise DataError(f"W must have shape (K, D={shape[1]}) to match the features, got {W.shape}.")
     if b.shape != (W.shape[0],):
         raise DataError(f"b must have shape (K={W.shape[0]},) to match W, got {b.shape}.")
-    if labels.shape != (features.shape[0],):
-        raise DataError(f"labels must have shape (N={features.shape[0]},), one per feature row, got {labels.shape}.")
+    if labels.shape != (shape[0],):
+        raise DataError(f"labels must have shape (N={shape[0]},), one per feature row, got {labels.shape}.")
     if not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"labels must be integers, got dtype {labels.dtype}.")
     if labels.size and (labels.min() < 0 or labels.max() >= W.shape[0]):
@@ -120,53 +128,112 @@ def sample_geometry(
     outputs and of the probe's own logits); everything across classes (logits, cosines, margins) is float64.
     A zero feature vector (or a zero class row) has cosine 0 by convention (angle 90 degrees).
     """
-    features = np.asarray(features)
-    W64 = np.asarray(W, dtype=np.float64)
-    b64 = np.asarray(b, dtype=np.float64)
-    labels = np.asarray(labels)
-    _check_inputs(features, W64, b64, labels)
-    if chunk < 1:
-        raise DataError(f"chunk must be a positive number of rows, got {chunk}.")
-    n, k = features.shape[0], W64.shape[0]
+    if not (hasattr(features, "shape") and hasattr(features, "dtype")):
+        features = np.asarray(features)
+    parts = iter_geometry(features, W, b, labels, chunk=chunk)  # checks its inputs before anything is allocated
+    n, k = int(features.shape[0]), int(np.shape(W)[0])
     out: dict[str, np.ndarray] = {
         name: np.empty((n, k) if name == "cos" else n, dtype) for name, dtype in GEOMETRY_ARRAYS.items()
     }
+    for sl, part in parts:
+        for name, values in part.items():
+            out[name][sl] = values
+    return out
+
+
+#: Rows x classes of one chunk's (rows, K) float64 temporaries: with many classes the chunk shrinks to keep them
+#: about 8 MB each, so memory does not grow with K (nor with N).
+_CHUNK_CELLS = 1 << 20
+
+
+def iter_geometry(
+    features: np.ndarray, W: np.ndarray, b: np.ndarray, labels: np.ndarray, *, chunk: int = 4096
+) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+    """:func:`sample_geometry` one chunk of rows at a time: yields ``(rows, geometry of those rows)``.
+
+    >>> W = np.eye(2); f = np.array([[1.0, 0.0], [0.0, 3.0], [2.0, 1.0]])
+    >>> [(sl.start, sl.stop, g["pred"].tolist()) for sl, g in iter_geometry(f, W, np.zeros(2), np.zeros(3, int), chunk=2)]
+    [(0, 2, [0, 1]), (2, 3, [0])]
+
+    Memory is O(chunk x (D + K)) whatever N (``features`` may be a lazy array that reads the rows it is sliced
+    by); with more than 256 classes the chunk shrinks so that its (rows, K) temporaries stay about 8 MB each.
+    The margin needs only the logits and the K x K table of ``||W_i - W_j||``.
+    """
+    if not (hasattr(features, "shape") and hasattr(features, "dtype")):
+        features = np.asarray(features)
+    W64 = np.asarray(W, dtype=np.float64)
+    b64 = np.asarray(b, dtype=np.float64)
+    labels = np.asarray(labels)
+    _check_inputs(tuple(int(s) for s in features.shape), W64, b64, labels)
+    if chunk < 1:
+        raise DataError(f"chunk must be a positive number of rows, got {chunk}.")
+    return _chunks(features, W64, b64, labels, chunk)
+
+
+def _chunks(
+    features: np.ndarray, W64: np.ndarray, b64: np.ndarray, labels: np.ndarray, chunk: int
+) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+    n, k = int(features.shape[0]), W64.shape[0]
+    chunk = max(1, min(chunk, _CHUNK_CELLS // max(k, 1))) if k > 256 else chunk
     work = np.float64 if features.dtype == np.float64 else np.float32
     Ww = np.ascontiguousarray(W64, dtype=work)
     w_norm = np.linalg.norm(W64, axis=1)
     w_safe = np.where(w_norm > 0, w_norm, 1.0)
     pair_norm = _boundary_norms(W64)
-    for start in range(0, n, chunk):
-        sl = slice(start, min(start + chunk, n))
-        f = np.asarray(features[sl], dtype=work)
-        broken = np.logical_not(np.isfinite(f).all(axis=1))  # the model gave NaN or inf: no geometry, no prediction
-        if broken.any():
-            f = np.where(broken[:, None], 0, f)
-        length = np.sqrt(np.einsum("ij,ij->i", f, f).astype(np.float64))
-        y = labels[sl].astype(np.int64)
-        # (n, K) f . W_c. For few classes, einsum's own loops, not BLAS: for K << D a threaded GEMM spends more on
-        # waking its threads than on the product (5-10x slower on a busy machine) and this is memory-bound
-        # anyway; for many classes the product is compute-bound and BLAS is 10-20x faster.
-        dot = (f @ Ww.T if k > _BLAS_CLASSES else np.einsum("ij,kj->ik", f, Ww)).astype(np.float64)
-        z = dot + b64
-        denom = np.where(length > 0, length, 1.0)[:, None] * w_safe[None, :]
-        cos = np.clip(dot / denom, -1.0, 1.0)
-        cos[:, w_norm == 0] = 0.0
-        pred = z.argmax(axis=1)
-        rows = np.arange(z.shape[0])
-        out["length"][sl] = length
-        out["cos"][sl] = cos
-        out["angle_true"][sl] = np.degrees(np.arccos(cos[rows, y]))
-        out["angle_pred"][sl] = np.degrees(np.arccos(cos[rows, pred]))
-        out["margin"][sl] = _margin(z, y, pair_norm)
-        out["pred"][sl] = pred
-        out["correct"][sl] = pred == y
-        if broken.any():
-            rows_out = np.flatnonzero(broken) + start
-            for name in ("length", "cos", "angle_true", "angle_pred", "margin"):
-                out[name][rows_out] = np.nan
-            out["pred"][rows_out], out["correct"][rows_out] = -1, False
-    return out
+    # a lazy array (``.chunks``: a Zarr array) is read in whole stored chunks of rows, each decoded once
+    step = int(getattr(features, "chunks", (0,))[0] or 0) if not isinstance(features, np.ndarray) else 0
+    block_rows = -(-max(chunk, step) // step) * step if step else n
+    for block_start in range(0, n, max(block_rows, 1)):
+        block = features[block_start : min(block_start + block_rows, n)]
+        for start in range(block_start, block_start + len(block), chunk):
+            sl = slice(start, min(start + chunk, block_start + len(block)))
+            f = np.asarray(block[sl.start - block_start : sl.stop - block_start], dtype=work)
+            yield sl, _chunk_geometry(f, labels[sl], Ww, W64, b64, w_norm, w_safe, pair_norm)
+
+
+def _chunk_geometry(
+    f: np.ndarray,
+    labels: np.ndarray,
+    Ww: np.ndarray,
+    W64: np.ndarray,
+    b64: np.ndarray,
+    w_norm: np.ndarray,
+    w_safe: np.ndarray,
+    pair_norm: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The geometry of one chunk of rows ``f`` (n, D) in the working precision (see :func:`sample_geometry`)."""
+    k = W64.shape[0]
+    broken = np.logical_not(np.isfinite(f).all(axis=1))  # the model gave NaN or inf: no geometry, no prediction
+    if broken.any():
+        f = np.where(broken[:, None], 0, f)
+    length = np.sqrt(np.einsum("ij,ij->i", f, f).astype(np.float64))
+    y = labels.astype(np.int64)
+    # (n, K) f . W_c. For few classes, einsum's own loops, not BLAS: for K << D a threaded GEMM spends more on
+    # waking its threads than on the product (5-10x slower on a busy machine) and this is memory-bound
+    # anyway; for many classes the product is compute-bound and BLAS is 10-20x faster.
+    dot = (f @ Ww.T if k > _BLAS_CLASSES else np.einsum("ij,kj->ik", f, Ww)).astype(np.float64)
+    z = dot + b64
+    dot /= np.where(length > 0, length, 1.0)[:, None]
+    dot /= w_safe[None, :]
+    cos = np.clip(dot, -1.0, 1.0, out=dot)
+    cos[:, w_norm == 0] = 0.0
+    pred = z.argmax(axis=1)
+    rows = np.arange(z.shape[0])
+    part = {
+        "length": length.astype(np.float32),
+        "angle_true": np.degrees(np.arccos(cos[rows, y])).astype(np.float32),
+        "angle_pred": np.degrees(np.arccos(cos[rows, pred])).astype(np.float32),
+        "margin": _margin(z, y, pair_norm).astype(np.float32),
+        "cos": cos.astype(np.float32),
+        "pred": pred.astype(np.int64),
+        "correct": pred == y,
+    }
+    if broken.any():
+        bad = np.flatnonzero(broken)
+        for name in ("length", "cos", "angle_true", "angle_pred", "margin"):
+            part[name][bad] = np.nan
+        part["pred"][bad], part["correct"][bad] = -1, False
+    return {name: part[name] for name in GEOMETRY_ARRAYS}
 
 
 def shifts(geom_a: Mapping[str, np.ndarray], geom_b: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

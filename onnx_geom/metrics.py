@@ -17,7 +17,7 @@ import numpy as np
 
 from onnx_geom.conditions import CLEAN
 from onnx_geom.errors import DataError, StudyError, StudyLockedError
-from onnx_geom.geometry import sample_geometry
+from onnx_geom.geometry import GEOMETRY_ARRAYS, iter_geometry
 from onnx_geom.store import UnitAlreadyComplete
 
 __all__ = [
@@ -56,8 +56,9 @@ def _unit_name(unit) -> str:
 def compute_metrics(study, *, progress: Progress | None = None, chunk: int = 4096) -> list[dict[str, Any]]:
     """Write the geometry group of every complete unit that lacks one; return the summaries of all units.
 
-    ``study``: an :class:`onnx_geom.store.Study` opened for writing. Each unit's group is written atomically
-    through ``study.write_group(unit, "geometry", ...)``, so an interrupted run resumes where it stopped and a
+    ``study``: an :class:`onnx_geom.store.Study` opened for writing. Each unit's group is streamed, a chunk of
+    rows at a time (memory flat in N: the features are read and the geometry written chunk by chunk), through
+    ``study.writing(unit, ..., group="geometry")``, marked complete only at the end, so an interrupted run resumes where it stopped and a
     unit whose geometry is complete is never recomputed. ``progress(unit, done, total)`` is called after each
     unit computed. Two processes may run it on the same study: a unit another process is writing (or has just
     completed) is left to that process. Returns :func:`metric_summaries` of the study afterwards.
@@ -69,17 +70,29 @@ def compute_metrics(study, *, progress: Progress | None = None, chunk: int = 409
         if unit.model not in heads:
             heads[unit.model] = study.head(unit.model)
         W, b = heads[unit.model]
-        features = study.read(unit, "features")
+        features = _features(study, unit)
         try:
-            geom = sample_geometry(features, W, b, labels, chunk=chunk)
+            parts = iter_geometry(features, W, b, labels, chunk=chunk)
         except DataError as error:
             raise StudyError(f"unit {_unit_name(unit)}: {error}") from None
+        n, k = int(features.shape[0]), int(np.shape(W)[0])
+        spec = {name: ((n, k) if name == "cos" else (n,), np.dtype(t).str) for name, t in GEOMETRY_ARRAYS.items()}
         # another process writing (or having written) this unit's geometry keeps it
-        with contextlib.suppress(StudyLockedError, UnitAlreadyComplete):
-            study.write_group(unit, "geometry", geom)
+        with (
+            contextlib.suppress(StudyLockedError, UnitAlreadyComplete),
+            study.writing(unit, spec, group="geometry") as w,
+        ):
+            for _rows, part in parts:  # streamed: memory is one chunk of rows, whatever N
+                w.append(**part)
         if progress is not None:
             progress(unit, done, len(todo))
     return metric_summaries(study)
+
+
+def _features(study, unit):
+    """A unit's features, lazy when the study can (read a chunk of rows at a time), else whole."""
+    lazy = getattr(study, "array", None)
+    return lazy(unit, "features") if lazy is not None else np.asarray(study.read(unit, "features"))
 
 
 def summarise_unit(unit, geom: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -125,8 +125,8 @@ def cka_matrix(features: Sequence[np.ndarray], *, debiased: bool = False, chunk:
     1.0
 
     ``features``: M arrays (N, D_m). Each is centred once; the cross-products are float32 BLAS products over
-    chunks of ``chunk`` rows summed in float64, so all M(M-1)/2 pairs cost one pass of O(N sum D_m^2) memory
-    traffic. Same value as :func:`linear_cka` to about 1e-6. ``debiased=True``: the unbiased HSIC estimator
+    chunks of ``chunk`` rows summed in float64, a batch of pairs at a time (at most :data:`CROSS_BYTES` of them
+    held), so memory does not grow with M^2 D^2. Same value as :func:`linear_cka` to about 1e-6. ``debiased=True``: the unbiased HSIC estimator
     (Song et al. 2012) in each term, as ``linear_cka(..., debiased=True)`` (needs N >= 4);
     :func:`cka_matrices` gives both from the same pass.
     """
@@ -147,24 +147,52 @@ def cka_matrices(features: Sequence[np.ndarray], *, chunk: int = 2048, debiased:
     n = mats[0].shape[0] if mats else 0
     means = [m.mean(axis=0, dtype=np.float64).astype(np.float32) for m in mats]
     M = len(mats)
-    cross = {(i, j): np.zeros((mats[i].shape[1], mats[j].shape[1])) for i in range(M) for j in range(i, M)}
     sums = [np.zeros(m.shape[1]) for m in mats]  # column sums of the centred features (debiased)
     diag = [np.zeros(n) for _ in mats]  # diag K = ||x_i||^2 of the centred rows (debiased)
     for start in range(0, n, chunk):
-        block = [np.asarray(m[start : start + chunk], np.float32) - mu for m, mu in zip(mats, means, strict=True)]
-        for (i, j), acc in cross.items():
-            acc += block[i].T @ block[j]
-        for i, b in enumerate(block):
+        for i, (m, mu) in enumerate(zip(mats, means, strict=True)):
+            b = np.asarray(m[start : start + chunk], np.float32) - mu
             sums[i] += b.sum(axis=0, dtype=np.float64)
             diag[i][start : start + len(b)] = np.einsum("ij,ij->i", b, b, dtype=np.float64)
-    out = {"biased": _normalise(np.array([[float(np.sum(cross[min(i, j), max(i, j)] ** 2)) for j in range(M)]
-                                          for i in range(M)]))}  # fmt: skip
+    # sum((X_i^T X_j)^2) of every pair (i <= j), a batch of pairs at a time: the D_i x D_j cross-products of one
+    # batch fit in CROSS_BYTES, so 100 models of 2,048 features need 170 GB for all of them at once and 256 MB here
+    squares = np.zeros((M, M))
+    pairs = [(i, j) for i in range(M) for j in range(i, M)]
+    for batch in _pair_batches(pairs, [m.shape[1] for m in mats]):
+        cross = {(i, j): np.zeros((mats[i].shape[1], mats[j].shape[1])) for i, j in batch}
+        wanted = sorted({k for pair in batch for k in pair})
+        for start in range(0, n, chunk):
+            block = {k: np.asarray(mats[k][start : start + chunk], np.float32) - means[k] for k in wanted}
+            for (i, j), acc in cross.items():
+                acc += block[i].T @ block[j]
+        for (i, j), acc in cross.items():
+            squares[i, j] = squares[j, i] = float(np.sum(acc**2))
+    out = {"biased": _normalise(squares)}
     if debiased:
         if n < 4:
             out["debiased"] = np.full((M, M), np.nan)
         else:
-            out["debiased"] = _normalise(_unbiased_matrix(mats, means, cross, sums, diag, chunk))
+            out["debiased"] = _normalise(_unbiased_matrix(mats, means, squares, sums, diag, chunk))
     return out
+
+
+#: The most bytes of cross-products :func:`cka_matrices` holds at once (pairs are taken in batches that fit).
+CROSS_BYTES = 256 << 20
+
+
+def _pair_batches(pairs: list[tuple[int, int]], widths: list[int]) -> list[list[tuple[int, int]]]:
+    """``pairs`` in consecutive batches whose D_i x D_j float64 cross-products total at most :data:`CROSS_BYTES`
+    (a single larger pair is a batch of its own)."""
+    batches: list[list[tuple[int, int]]] = [[]]
+    used = 0
+    for i, j in pairs:
+        size = 8 * widths[i] * widths[j]
+        if batches[-1] and used + size > CROSS_BYTES:
+            batches.append([])
+            used = 0
+        batches[-1].append((i, j))
+        used += size
+    return [b for b in batches if b]
 
 
 def _normalise(hsic: np.ndarray) -> np.ndarray:
@@ -175,8 +203,9 @@ def _normalise(hsic: np.ndarray) -> np.ndarray:
     return np.where(np.outer(self_h, self_h) > 0, out, np.nan)
 
 
-def _unbiased_matrix(mats, means, cross, sums, diag, chunk) -> np.ndarray:
-    """Unbiased HSIC (Song et al. 2012) of every pair of linear kernels from the cross-products, each term
+def _unbiased_matrix(mats, means, squares, sums, diag, chunk) -> np.ndarray:
+    """Unbiased HSIC (Song et al. 2012) of every pair of linear kernels from ``squares[i, j]``, the sum of the
+    squared cross-products ``X_i^T X_j`` of the centred features, each term
     O(N D) as in :func:`_unbiased_hsic_terms`; ``K~ 1 = A (A^T 1) - diag K`` takes one more pass over the rows."""
     n, M = mats[0].shape[0], len(mats)
     k1 = [np.zeros(n) for _ in mats]
@@ -189,7 +218,7 @@ def _unbiased_matrix(mats, means, cross, sums, diag, chunk) -> np.ndarray:
     out = np.zeros((M, M))
     for i in range(M):
         for j in range(i, M):
-            trace = float(np.sum(cross[i, j] ** 2) - diag[i] @ diag[j])
+            trace = float(squares[i, j] - diag[i] @ diag[j])
             rest = total[i] * total[j] / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(k1[i] @ k1[j])
             out[i, j] = out[j, i] = (trace + rest) / (n * (n - 3))
     return out

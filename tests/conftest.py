@@ -28,3 +28,21 @@ imagecorruptions = _optional("imagecorruptions", "imagecorruptions-imaug, in the
 imagecorruptions_corruptions = _optional("imagecorruptions.corruptions", "imagecorruptions-imaug, in the [dev] extra")
 skl2onnx = _optional("skl2onnx", "skl2onnx, in the [dev] extra")
 pyarrow_parquet = _optional("pyarrow.parquet", "pyarrow, in the [dev] extra")
+
+
+#: The reduced demo the report and notebook tests share: five zoo models (dense, two magnitude-pruned, random 95%,
+#: the MLP), corruptions with an effect and one without (saturate leaves the greyscale digits unchanged), one the
+#: dense model barely feels (gaussian noise: left out of relative mCE), three severities, 120 test images.
+DEMO_MODELS = ("dense", "magnitude_80", "magnitude_95", "random_95", "mlp_sklearn")
+DEMO_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "gaussian_blur", "fog", "contrast", "brightness", "saturate")
+DEMO_SEVERITIES, DEMO_LIMIT = (1, 3, 5), 120
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory):
+    """The reduced demo (:data:`DEMO_MODELS` ...), made once per session: a ``DemoResult`` (``study`` path,
+    ``comparison``). About 10 s; tests that use it are marked slow."""
+    from onnx_geom.demo.pipeline import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo-study"), models=list(DEMO_MODELS),
+                    corruptions=list(DEMO_CORRUPTIONS), severities=DEMO_SEVERITIES, limit=DEMO_LIMIT)  # fmt: skip

@@ -76,13 +76,15 @@ def build_study(
 
 
 def count_writes(monkeypatch, study) -> list:
-    """Record every unit whose group ``study.write_group`` writes."""
+    """Record every unit whose geometry group is written (``study.write_group`` and the streamed
+    ``study.writing(unit, spec, group=...)``, which ``write_group`` goes through)."""
     seen = []
-    real = study.write_group
+    real = study.writing
 
-    def spy(unit, group, arrays):
-        seen.append(unit)
-        return real(unit, group, arrays)
+    def spy(unit, spec, *, group=None):
+        if group is not None:
+            seen.append(unit)
+        return real(unit, spec, group=group)
 
-    monkeypatch.setattr(study, "write_group", spy)
+    monkeypatch.setattr(study, "writing", spy)
     return seen

@@ -20,10 +20,11 @@ def test_python_dash_m_runs_the_same_app():
     assert out.stdout.strip() == f"onnx-geom {__version__}"
 
 
-def test_core_never_imports_cli_viewers_qt_or_vispy():
+def test_core_never_imports_cli_report_viewers_qt_or_vispy():
     code = (
-        "import sys, onnx_geom, onnx_geom.errors, onnx_geom.probe_info;"
-        "bad=[m for m in sys.modules if m.startswith(('onnx_geom.cli','onnx_geom.viewers','vispy','PySide6','torch'))];"
+        "import sys, onnx_geom, onnx_geom.errors, onnx_geom.probe_info, onnx_geom.frames;"
+        "bad=[m for m in sys.modules if m.startswith(('onnx_geom.cli','onnx_geom.report','onnx_geom.viewers','vispy',"
+        "'PySide6','torch','pandas'))];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -150,6 +150,12 @@ def test_view_uses_the_comparison_compare_stored(measured, monkeypatch, tmp_path
     np.testing.assert_array_equal(data.embedding, stored.embedding)
     ViewerData.from_study(path, reference="mag50")  # other parameters than the stored ones: computed
     assert calls == [{"reference": "mag50"}]
+    # stored naming the default reference explicitly (as the demo stores it): still the stored one
+    default = stored.reference
+    assert CliRunner().invoke(app, ["compare", str(path), "--reference", default]).exit_code == 0
+    calls.clear()
+    ViewerData.from_study(path)
+    assert calls == []
 
 
 def test_compare_on_a_read_only_study_only_computes(measured, monkeypatch):

@@ -1,4 +1,4 @@
-"""`onnx-geom demo` headless on a reduced subset: the study is complete, the tables and screenshots exist."""
+"""`onnx-geom demo` headless on a reduced subset: the study is complete, the tables, screenshots and report exist."""
 
 import json
 
@@ -98,3 +98,18 @@ def test_sample_thumbnails_are_the_images_the_model_saw_under_the_condition(demo
         stored = np.asarray(study.read(Unit("dense", *condition), "logits"))[idx]
         np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x})[0], stored, atol=1e-4)
     assert not (data.thumbnails(idx, ("fog", 5)) == data.thumbnails(idx)).all()
+
+
+@pytest.mark.slow  # the demo_dir fixture runs the demo: about 15 s
+def test_the_demo_writes_its_report_and_says_where(demo_dir):
+    out, summary = demo_dir
+    report = out / "report.html"
+    assert summary["report"] == str(report) and summary["report_notes"] == []
+    text = report.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "Content-Security-Policy" in text
+    assert "<h2>Findings</h2>" in text and text.count('<img src="data:image/png;base64,') >= 5
+    result = CliRunner().invoke(app, ["demo", "-o", str(out), "--headless", "--models", ",".join(MODELS), "--corruptions",
+                                      ",".join(CORRUPTIONS), "--severities", ",".join(map(str, SEVERITIES)), "--limit",
+                                      str(LIMIT)])  # fmt: skip
+    assert result.exit_code == 0, result.output  # run again: everything reused, the report rewritten
+    assert f"report: {report}" in result.output.replace("\n", "") and "open it in any browser" in result.output

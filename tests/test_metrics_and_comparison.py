@@ -62,6 +62,40 @@ def test_compute_metrics_writes_every_unit_once_and_summarises(tmp_path, monkeyp
     assert Study.open(tmp_path / "s").units(group="geometry") == units  # readable by a fresh reader
 
 
+def test_compute_metrics_memory_is_flat_in_the_number_of_samples(tmp_path):
+    """One unit of N x 32 features and 300 classes: the (N, 300) cosines are written a chunk at a time, never
+    held whole, so four times the samples add only the per-sample summaries (O(N) small arrays), not 3N x 300."""
+    import tracemalloc
+
+    from onnx_geom.probe_info import ProbeInfo
+
+    peaks = {}
+    for n in (8_000, 32_000):  # both more than one chunk of rows (3,495 at 300 classes)
+        rng = np.random.default_rng(0)
+        W = rng.standard_normal((300, 32)).astype(np.float32)
+        study = Study.create(
+            tmp_path / f"s{n}",
+            images=np.zeros((n, 1, 1, 1), np.uint8),
+            labels=rng.integers(0, 300, n),
+            dataset_name="wide",
+        )
+        study.add_model(
+            "m",
+            ProbeInfo(W=W, b=np.zeros(300, np.float32), input_shape=(1, 1, 1), layout="flat", mean=(0.0,), std=(1.0,)),
+        )
+        f = rng.standard_normal((n, 32)).astype(np.float32)
+        study.write_unit(Unit("m", "clean", 0), {"features": f, "logits": f @ W.T})
+        tracemalloc.start()
+        rows = compute_metrics(Study.open(tmp_path / f"s{n}", mode="a"))
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert rows[0]["n"] == n
+        stored = Study.open(tmp_path / f"s{n}").read(Unit("m", "clean", 0), "geometry/cos")
+        np.testing.assert_allclose(stored, sample_geometry(f, W, np.zeros(300), study.labels)["cos"], atol=1e-6)
+    whole_cos = 32_000 * 300 * 4  # what holding the larger unit's cosines would cost: 38 MB
+    assert peaks[32_000] - peaks[8_000] < whole_cos / 8, peaks
+
+
 def test_compute_metrics_resumes_after_partial_run(tmp_path, monkeypatch):
     study = make_study(tmp_path / "s")
     writes = count_writes(monkeypatch, study)

@@ -103,12 +103,14 @@ def _commands(study: Path, model: Path, data: Path) -> list[tuple[str, list, str
         ("metrics --parquet", ["metrics", study], "--parquet", "file"),
         ("compare -o", ["compare", study], "-o", "folder"),
         ("view --screenshot", ["view", study], "--screenshot", "file"),
+        ("report -o", ["report", study, "--no-figures"], "-o", "file"),
         ("corrupt -o", ["corrupt", data, "-c", "contrast", "--severities", "1"], "-o", "folder"),
         ("demo -o", ["demo", "--headless", "--models", "dense", "-c", "contrast", "--severities", "1"], "-o", "folder"),
     ]
 
 
-COMMANDS = ["probe", "metrics --csv", "metrics --parquet", "compare -o", "view --screenshot", "corrupt -o", "demo -o"]
+COMMANDS = ["probe", "metrics --csv", "metrics --parquet", "compare -o", "view --screenshot", "report -o", "corrupt -o",
+            "demo -o"]  # fmt: skip
 
 
 def command(name, study, model, data):

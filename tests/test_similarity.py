@@ -255,3 +255,21 @@ def test_mds_quality_against_a_numpy_eigendecomposition():
     assert q["read_tree"] == (q["kept"] < 0.6)
     flat = mds_quality(D[:2, :2], classical_mds(D[:2, :2]))  # two models: a line keeps everything
     assert flat["kept"] == pytest.approx(1.0) and flat["max_relative_error"] < 1e-9 and not flat["read_tree"]
+
+
+def test_cka_matrices_in_batches_of_pairs_equal_all_pairs_at_once(monkeypatch):
+    """Many models with wide features: the cross-products are taken a batch of pairs at a time (memory bounded
+    whatever M and D); the values do not depend on the batching."""
+    from onnx_geom import similarity
+
+    rng = np.random.default_rng(7)
+    feats = [rng.normal(size=(60, d)) for d in (5, 9, 3, 7)]
+    whole = similarity.cka_matrices(feats)
+    monkeypatch.setattr(similarity, "CROSS_BYTES", 1)  # one pair per batch
+    assert len(similarity._pair_batches([(i, j) for i in range(4) for j in range(i, 4)], [5, 9, 3, 7])) == 10
+    batched = similarity.cka_matrices(feats)
+    for key in ("biased", "debiased"):
+        np.testing.assert_allclose(batched[key], whole[key], rtol=1e-12)
+    np.testing.assert_allclose(
+        batched["debiased"][0, 1], similarity.linear_cka(feats[0], feats[1], debiased=True), rtol=1e-5
+    )

@@ -55,12 +55,16 @@ ROOT_DAMAGE = [
 
 
 @pytest.mark.parametrize(("key", "value", "inside", "message"), ROOT_DAMAGE)
-@pytest.mark.parametrize("command", ["info", "metrics", "compare", "check", "run", "view"])
+@pytest.mark.parametrize("command", ["info", "metrics", "compare", "check", "run", "view", "report"])
 def test_damaged_root_attributes_are_one_sentence_naming_the_file_and_key(study, command, key, value, inside, message):
     path, args, _ = study
     edit(path / "zarr.json", key, value, inside=inside)
     before = snapshot(path)
-    extra = {"run": args[1:], "view": [path, "--screenshot", path.parent / "x.png"]}.get(command, [path])
+    extra = {
+        "run": args[1:],
+        "view": [path, "--screenshot", path.parent / "x.png"],
+        "report": [path, "-o", path.parent / "r.html"],
+    }.get(command, [path])
     line = one_sentence(invoke(command, *extra), f"{path / 'zarr.json'}: the key", message, "damaged")
     assert "\x1b" not in line and "\x07" not in line
     assert snapshot(path) == before
@@ -79,7 +83,9 @@ def test_damaged_unit_attributes_are_said_then_repaired(study, key, value, messa
     file = path / UNIT.key() / "zarr.json"
     edit(file, key, value)
     before = snapshot(path)
-    for command in (["metrics", path], ["compare", path], args, ["view", path, "--screenshot", path.parent / "x.png"]):
+    report = ["report", path, "-o", path.parent / "r.html"]
+    for command in (["metrics", path], ["compare", path], args, ["view", path, "--screenshot", path.parent / "x.png"],
+                    report):  # fmt: skip
         line = one_sentence(invoke(*command), f"{file}: the key", message, "onnx-geom check STUDY --repair")
         assert snapshot(path) == before, (command, line)
     info = invoke("info", path)  # info shows it, and what to do

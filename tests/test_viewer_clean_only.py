@@ -44,7 +44,9 @@ def test_every_panel_draws(clean_only, panel):
         saturated = (rgb.max(-1) - rgb.min(-1)) > 40
         labels, n = ndimage.label(saturated)
         sizes = ndimage.sum(saturated, labels, range(1, n + 1))
-        assert sum(s > 200 for s in sizes) == 2
+        boxes = ndimage.find_objects(labels)
+        tall = [b[0].stop - b[0].start > 12 for b in boxes]  # not the colour key (an 8-pixel bar)
+        assert sum(s > 200 and q for s, q in zip(sizes, tall, strict=True)) == 2
 
 
 @pytest.mark.slow

@@ -160,20 +160,6 @@ def test_data_model_and_selection_never_import_qt_or_vispy():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_many_classes_give_four_global_axes_without_reading_cosines():
-    from onnx_geom.viewers.views.global_geometry import axis_values
-
-    geom = {
-        "angle_true": np.array([10.0, 20]),
-        "angle_pred": np.array([5.0, 20]),
-        "length": np.array([1.0, 2]),
-        "margin": np.array([0.5, -0.1]),
-    }  # no "cos": it must not be touched
-    np.testing.assert_allclose(axis_values(geom, class_axes=False), [[10, 5, 1, 0.5], [20, 20, 2, -0.1]], rtol=1e-6)
-    cos = np.array([[1.0, 0.0], [0.5, -1.0]])
-    np.testing.assert_allclose(axis_values({**geom, "cos": cos})[:, :2], [[0, 90], [60, 180]], atol=1e-4)
-
-
 def test_first_view_opens_on_the_first_models_worst_condition_and_the_samples_it_flips():
     from onnx_geom.viewers.layout import initial_selection
 

@@ -11,7 +11,7 @@ from onnx_geom.errors import DataError
 from onnx_geom.viewers import Selection, ViewerData, render, screenshot
 from onnx_geom.viewers._synthetic import synthetic_services
 from onnx_geom.viewers.colors import class_colors, colormap
-from onnx_geom.viewers.services import ProbeFeatures, Services
+from onnx_geom.viewers.services import ProbeExplain, ProbeFeatures, Services
 
 pytestmark = pytest.mark.gui
 
@@ -66,7 +66,9 @@ def test_table_panel_has_one_cell_per_model_and_condition_in_the_right_colour(da
     saturated = (rgb.max(-1) - rgb.min(-1)) > 40
     labels, n = ndimage.label(saturated)
     sizes = ndimage.sum(saturated, labels, range(1, n + 1))
-    cells = [i + 1 for i, s in enumerate(sizes) if s > 400]
+    boxes = ndimage.find_objects(labels)
+    tall = [b[0].stop - b[0].start > 12 for b in boxes]  # not the colour key (an 8-pixel bar)
+    cells = [i + 1 for i, s in enumerate(sizes) if s > 400 and tall[i]]
     m, c = len(data.models), len(data.conditions)
     assert len(cells) == m * c
     # reading order of the cells = rows (best model first) x conditions; colour = viridis(accuracy)
@@ -75,7 +77,7 @@ def test_table_panel_has_one_cell_per_model_and_condition_in_the_right_colour(da
     values = np.concatenate([data.clean_accuracy[:, None], data.accuracy.reshape(m, -1)], axis=1)
     mean = values[:, 1:].mean(axis=1)
     values = values[np.argsort(-mean, kind="stable")].ravel()
-    expected = colormap((values - values.min()) / (values.max() - values.min()))[:, :3]
+    expected = colormap(values)[:, :3]  # the absolute scale: 0% dark .. 100% yellow
     for k, i in enumerate(order):
         got = np.median(rgb[labels == cells[i]], axis=0) / 255
         np.testing.assert_allclose(got, expected[k], atol=0.04, err_msg=f"cell {k}")
@@ -89,7 +91,9 @@ def test_attribution_panel_shows_one_heatmap_cell_per_patch(data):
 
     sel = Selection(models=("dense",), indices=[11])
     services = synthetic_services(data)
-    canvas, views = build_canvas(data, sel, panels=["attribution"], size=(900, 700), services=services)
+    canvas, views = build_canvas(
+        data, sel, panels=["attribution"], size=(900, 700), services=services, attribution="occlusion"
+    )
     view = views["attribution"]
     img = canvas.render()
     W, b = data.heads["dense"]
@@ -122,10 +126,13 @@ def test_attribution_says_so_when_the_probe_is_missing(data):
     use_backend("egl")
     from onnx_geom.viewers.layout import build_canvas
 
-    services = Services(ProbeFeatures({}, {"dense": "probe file /gone/p.onnx is not available on this machine"}))
+    notes = {"dense": "probe file /gone/p.onnx is not available on this machine"}
+    services = Services(ProbeFeatures({}, notes), ProbeExplain({}, notes))
     canvas, views = build_canvas(
         data, Selection(models=("dense",), indices=[3]), panels=["attribution"], services=services
     )
+    assert "not available" in views["attribution"].message.text and views["attribution"].maps is None
+    views["attribution"].set_attribution("occlusion")
     assert "not available" in views["attribution"].message.text and views["attribution"].maps is None
     canvas.close()
 
@@ -297,7 +304,9 @@ def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample
 
     sel = Selection(models=("dense",))
     services = synthetic_services(data)
-    canvas, views = build_canvas(data, sel, panels=["attribution"], size=(600, 500), services=services)
+    canvas, views = build_canvas(
+        data, sel, panels=["attribution"], size=(600, 500), services=services, attribution="occlusion"
+    )
     view = views["attribution"]
     view._poll_soon = lambda: None  # no event loop here: collect by hand below, as the timer would
     with ThreadPoolExecutor(1) as worker:
@@ -312,7 +321,7 @@ def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample
     W, b = data.heads["dense"]
     expected = _margin_changes(data.images[5], int(data.labels[5]), functools.partial(services.features, "dense"), W, b)
     np.testing.assert_allclose(view.maps["margin"], expected, rtol=1e-4, atol=1e-5)
-    assert ("dense", 11) in view._cache  # the first one is kept for when it comes back into focus
+    assert ("occlusion", "dense", 11) in view._cache  # the first one is kept for when it comes back into focus
     canvas.close()
 
 

@@ -203,3 +203,27 @@ def test_geometry_arrays_are_read_only_when_asked_for(study_dir):
         "pred",
         "correct",
     }
+
+
+def test_a_band_of_cosine_columns_is_streamed_from_the_study_when_the_unit_is_large(study_dir, monkeypatch):
+    from onnx_geom.viewers import _study
+
+    whole = np.asarray(Study.open(study_dir).read(Unit("dense", "fog", 2), "geometry/cos"))
+    for limit in (0, 1 << 30):  # streamed a chunk of rows at a time, or read whole and kept
+        monkeypatch.setattr(_study, "WHOLE_COS_BYTES", limit)
+        data = ViewerData.from_study(study_dir)
+        cols = np.array([2, 0])
+        np.testing.assert_array_equal(data.cos_columns("dense", "fog", 2, cols), whole[:, cols])
+        geom = data.geometry("dense", "fog", 2)
+        assert ("cos" in geom._arrays) == (limit > 0)  # streamed: the whole array was never kept
+
+
+def test_heads_are_read_when_a_view_asks_for_them(study_dir, monkeypatch):
+    calls = []
+    real = Study.head
+    monkeypatch.setattr(Study, "head", lambda self, m: (calls.append(m), real(self, m))[1])
+    data = ViewerData.from_study(study_dir)
+    assert calls == ["dense"]  # the number of classes; the others wait
+    assert data.heads["mag-50"][0].shape == (K, D) and calls == ["dense", "mag-50"]
+    _ = data.heads["mag-50"]
+    assert calls == ["dense", "mag-50"] and len(data.heads) == 3

@@ -57,6 +57,15 @@ win.corruption.setCurrentText("gaussian_noise"); pump(5)
 out["condition"] = list(sel.condition); out["uploads_after"] = local.uploads
 win.model_b.setCurrentText(data.models[1]); pump(5)
 out["models"] = list(sel.models); out["pairs"] = bool(local.pairs.visible)
+win.attribution.setCurrentText("occlusion"); pump(2)
+out["occlusion"] = win.views["attribution"].attribution
+out["occlusion_waiting"] = win.views["attribution"].message.text
+win.classes.setText("class 2, 0"); QTest.keyClick(win.classes, QtCore.Qt.Key.Key_Return); pump(3)
+out["classes"] = sel.classes.tolist(); out["legend"] = list(local.legend.text.text)
+win.classes.setText("no such class"); QTest.keyClick(win.classes, QtCore.Qt.Key.Key_Return); pump(3)
+out["class_note"] = win.class_note.text(); out["classes_kept"] = sel.classes.tolist()
+win.color_by.setCurrentText("margin"); pump(3)
+out["color_by"] = sel.color_by
 if len(sys.argv) > 1:
     win.grab().save(sys.argv[1])
 win.close(); pump(2)
@@ -102,9 +111,14 @@ def test_window_links_a_box_selection_across_views_and_controls(display, tmp_pat
     assert 0 < len(selected) < 400
     assert out["local"] == selected and out["global"] == selected
     assert out["samples"] == sorted(selected[:9]) and out["focus"] == selected[0] and out["attribution"]
-    assert out["waiting"].startswith("computing the occlusion map")
+    assert out["waiting"].startswith("computing the linear maps")
+    assert out["occlusion"] == "occlusion" and out["occlusion_waiting"].startswith("computing the occlusion map")
     assert out["count_label"].startswith(f"{len(selected)} sample")
     # the control changed the condition: the cloud was re-uploaded once, the selection kept
     assert out["condition"] == ["gaussian_noise", 3] and out["uploads_after"] == out["uploads"] + 1
     assert out["models"] == ["dense", "magnitude-50"] and out["pairs"]
     assert np.all(np.diff(selected) > 0)
+    # the class picker and the colouring control
+    assert out["classes"] == [0, 2] and out["legend"][:2] == ["class 0", "class 2"]
+    assert out["class_note"].startswith("no class matches 'no such class'") and out["classes_kept"] == [0, 2]
+    assert out["color_by"] == "margin"

@@ -7,7 +7,7 @@
 
 Palettes: Okabe & Ito (2008) up to 8 classes, Paul Tol's "muted" up to 10, evenly spaced viridis beyond.
 Maps: viridis (accuracy), a white-to-viridis ramp (density on white), Tol's PuOr-like orange/purple
-diverging map (attribution: signed changes).
+diverging map (attribution: signed changes) and the same through grey for points (``signed``: margins).
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ MAPS = {
     "viridis": VIRIDIS,
     "density": ["#ffffff", "#c8e6d6", "#5ec962", "#21918c", "#3b528b", "#440154"],
     "diverging": ["#b35806", "#f1a340", "#fee0b6", "#f7f7f7", "#d8daeb", "#998ec3", "#542788"],
+    # the same ends through grey, for points on white (a near-white middle would vanish)
+    "opacity": ["#f2f2f2", "#333333"],  # the key of a density drawn as opacity
+    "signed": ["#b35806", "#f1a340", "#bbbbbb", "#998ec3", "#542788"],
 }
 
 

@@ -11,7 +11,7 @@ kept in memory, so a study of 1,000,000 samples and hundreds of units opens at o
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,12 @@ class ViewerData:
     ``embedding_note`` saying why); ``labels`` (N,) int64, ``class_names`` (K,); ``images`` an array-like
     (N, H, W, C) uint8 indexable by an index array, or None. ``loader(model, corruption, severity)`` returns
     the geometry dict of a unit (keys :data:`GEOMETRY_KEYS`); use :meth:`geometry`. ``heads[model]`` is
-    ``(W (K, D), b (K,))``; ``probe_paths[model]`` is the model's probe file (the attribution panel runs it through
+    ``(W (K, D), b (K,))`` (read from a study on first use); ``probe_paths[model]`` is the model's probe file (the attribution panel runs it through
     the injected :class:`~onnx_geom.viewers.services.Services`), and ``probe_notes[model]`` says why a model has
     none. ``corruption_profile`` and
     ``corruption_seed`` are the study's when its sweep made the corrupted images on the fly (then the viewer
-    remakes the ones it shows, byte for byte); None when they came from a folder or are unknown.
+    remakes the ones it shows, byte for byte); None when they came from a folder or are unknown. ``reference`` is
+    the model the others are compared with (the comparison's reference: the dense model), or None.
     """
 
     models: list[str]
@@ -59,15 +60,17 @@ class ViewerData:
     #: how much of the distances the map keeps (``Comparison.embedding_quality``; empty when unknown)
     embedding_quality: dict[str, Any] = field(default_factory=dict)
     images: Any = field(default=None, repr=False)
-    heads: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    heads: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     probe_paths: dict[str, Path] = field(default_factory=dict)
     probe_notes: dict[str, str] = field(default_factory=dict)
     title: str = "study"
     corruption_profile: str | None = None
     corruption_seed: int = 0
+    reference: str | None = None
     cache_units: int = 6
     _cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _accuracy: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+    _class_order: Any = field(default=None, init=False, repr=False)
 
     # -- sizes -------------------------------------------------------------------------------------------------
     @property
@@ -104,6 +107,29 @@ class ViewerData:
         while len(self._cache) > self.cache_units:
             self._cache.popitem(last=False)
         return geom
+
+    def cos_columns(self, model: str, corruption: str, severity: int, classes: ArrayLike) -> np.ndarray:
+        """(N, len(classes)) float32 cosines of every sample to the class directions ``classes`` (class ids), read
+        without holding the unit's whole (N, K) cosines when the geometry is lazy (a study: streamed a chunk of
+        rows at a time; memory is N x len(classes))."""
+        geom = self.geometry(model, corruption, severity)
+        cols = np.asarray(classes, np.int64)
+        columns = getattr(geom, "columns", None)
+        if columns is not None:
+            return columns("cos", cols)
+        return np.asarray(geom["cos"])[:, cols]
+
+    def class_order(self):
+        """The :class:`~onnx_geom.viewers.classes.ClassOrder` of the study's classes (from the first model's class
+        directions; computed once)."""
+        if self._class_order is None:
+            from onnx_geom.viewers.classes import class_order
+
+            model = self.models[0] if self.models else None
+            head = self.heads.get(model) if model is not None else None
+            W = None if head is None else np.asarray(head[0])
+            self._class_order = class_order(W, self.class_names, source=model or "")
+        return self._class_order
 
     @property
     def clean_accuracy(self) -> np.ndarray:

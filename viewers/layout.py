@@ -93,21 +93,26 @@ def build_canvas(
     show: bool = False,
     parent=None,
     services: Services | None = None,
+    attribution: str = "margin",
+    app=None,
 ):
     """A SceneCanvas with ``panels`` (default all six, 2 rows x 3 columns); returns (canvas, {name: view}).
 
-    ``services`` (default :meth:`Services.for_data`) is what the views use to run models.
+    ``services`` (default :meth:`Services.for_data`) is what the views use to run models; ``attribution`` what
+    the attribution panel shows first (``onnx_geom.viewers.ATTRIBUTIONS``); ``app`` the VisPy application of the
+    canvas (default: the process's; Jupyter's for the notebook widget).
     """
     panels = list(panels or PANELS)
     services = services if services is not None else Services.for_data(data)
-    canvas = scene.SceneCanvas(size=size, show=show, bgcolor="white", keys=None, parent=parent)
+    canvas = scene.SceneCanvas(size=size, show=show, bgcolor="white", keys=None, parent=parent, app=app)
     grid = canvas.central_widget.add_grid(margin=6, spacing=4)
     columns = min(COLUMNS, len(panels))
     views = {}
     for i, name in enumerate(panels):
         cls = VIEWS[name]
         title, viewbox = _panel(grid, i // columns, i % columns, cls, 10 if len(panels) > 1 else 12)
-        view = cls(data, selection, viewbox, services)
+        options = {"attribution": attribution} if name == "attribution" else {}
+        view = cls(data, selection, viewbox, services, **options)
         view.title_label = title
         views[name] = view
     refresh_titles(views)
@@ -115,7 +120,14 @@ def build_canvas(
         view.title_label.events.resize.connect(lambda _e: refresh_titles(views))
     # one subscription (held by the first view, so closing the views removes it) refreshes every title
     next(iter(views.values())).subscribe(
-        "models", "condition", "indices", "focus", "shift_from_clean", callback=lambda _s: refresh_titles(views)
+        "models",
+        "condition",
+        "indices",
+        "focus",
+        "shift_from_clean",
+        "classes",
+        "color_by",
+        callback=lambda _s: refresh_titles(views),
     )
     return canvas, views
 

@@ -61,8 +61,12 @@ class Selection:
     ``condition`` (corruption, severity; ``("clean", 0)`` is clean) and ``shift_from_clean`` (with one model
     and a corruption, show the shift from clean data to it).
 
+    ``classes`` (sorted unique class ids: the class picker; the local view colours their samples, the global
+    view shows their axes) and ``color_by`` (how samples are coloured: ``auto``, ``class``, ``correct``,
+    ``margin`` or ``group``, see :mod:`onnx_geom.viewers.classes`).
+
     Events (``selection.events.<name>.connect(callback)``, called with the selection): ``indices``, ``focus``,
-    ``models``, ``condition``, ``shift_from_clean``.
+    ``models``, ``condition``, ``shift_from_clean``, ``classes``, ``color_by``.
     """
 
     def __init__(
@@ -72,15 +76,26 @@ class Selection:
         condition: tuple[str, int] = CLEAN_CONDITION,
         indices: Iterable[int] | None = None,
         shift_from_clean: bool = False,
+        classes: Iterable[int] | None = None,
+        color_by: str = "auto",
     ) -> None:
         self.events = SimpleNamespace(
-            indices=Signal(), focus=Signal(), models=Signal(), condition=Signal(), shift_from_clean=Signal()
+            indices=Signal(),
+            focus=Signal(),
+            models=Signal(),
+            condition=Signal(),
+            shift_from_clean=Signal(),
+            classes=Signal(),
+            color_by=Signal(),
         )
         self._indices = _as_indices(indices)
         self._focus: int | None = int(self._indices[0]) if self._indices.size else None
         self._models = tuple(models)[:2]
         self._condition = (str(condition[0]), int(condition[1]))
         self._shift = bool(shift_from_clean)
+        self._classes = _as_indices(classes)
+        self._color_by = "auto"
+        self.color_by = color_by  # checked; nobody listens yet
 
     # -- samples ---------------------------------------------------------------------------------------------
     @property
@@ -145,6 +160,38 @@ class Selection:
             return
         self._shift = bool(value)
         self.events.shift_from_clean.emit(self)
+
+    # -- classes and colouring ---------------------------------------------------------------------------------
+    @property
+    def classes(self) -> np.ndarray:
+        """(P,) int64 picked class ids, sorted, read-only."""
+        return self._classes
+
+    @classes.setter
+    def classes(self, values) -> None:
+        new = _as_indices(values)
+        if np.array_equal(new, self._classes):
+            return
+        self._classes = new
+        self.events.classes.emit(self)
+
+    @property
+    def color_by(self) -> str:
+        return self._color_by
+
+    @color_by.setter
+    def color_by(self, value: str) -> None:
+        from onnx_geom.viewers.classes import COLOR_MODES
+
+        value = str(value)
+        if value not in COLOR_MODES:
+            from onnx_geom.errors import DataError
+
+            raise DataError(f"unknown colouring {value!r}; choose one of {', '.join(COLOR_MODES)}.")
+        if value == self._color_by:
+            return
+        self._color_by = value
+        self.events.color_by.emit(self)
 
     def shift_pair(self) -> tuple[tuple[str, str, int], tuple[str, str, int]] | None:
         """The two (model, corruption, severity) units whose per-sample shift is shown, or None.

@@ -6,6 +6,12 @@
 (None, 'no feature function for model x')
 >>> services.features("m", np.full((1, 2, 2, 1), 255, np.uint8)).tolist()
 [[1.0, 1.0, 1.0, 1.0]]
+>>> services.explain.unavailable("m")
+'no explain function for model m'
+
+``explain(model, images, labels)`` is the exact linearization of the model's logits at those images
+(:func:`onnx_geom.explain.explanation`): margin, cos, length, true and predicted logit, each a per-pixel map plus a
+bias that add up to the value.
 """
 
 from __future__ import annotations
@@ -14,13 +20,16 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from onnx_geom.errors import OnnxGeomError, StudyError
 
-__all__ = ["Features", "FunctionFeatures", "ProbeFeatures", "Services"]
+if TYPE_CHECKING:
+    from onnx_geom.explain import Explanation
+
+__all__ = ["Explain", "Features", "FunctionExplain", "FunctionFeatures", "ProbeExplain", "ProbeFeatures", "Services"]
 
 
 class Features(Protocol):
@@ -83,13 +92,89 @@ class FunctionFeatures:
         return np.asarray(self.functions[model](images))
 
 
+class Explain(Protocol):
+    """The exact linearization of a model's logits: ``explain(model, images uint8 (n, H, W, C), labels (n,))`` ->
+    :class:`onnx_geom.explain.Explanation` (per-pixel maps + biases of margin, cos, length, true and predicted
+    logit)."""
+
+    def unavailable(self, model: str) -> str | None:
+        """None when ``model`` can be explained here, else the sentence saying why not."""
+        ...
+
+    def __call__(self, model: str, images: np.ndarray, labels: np.ndarray) -> Explanation: ...
+
+
+class ProbeExplain:
+    """Explanations through each model's probe file with :class:`onnx_geom.linearize.Linearizer` (onnxruntime,
+    GPU when usable): a model's graphs and sessions are built on first use and kept. ``probes`` maps a model to its
+    probe file (or an ``onnx.ModelProto``); ``notes[model]`` says why a model has none."""
+
+    def __init__(self, probes: Mapping[str, Any], notes: Mapping[str, str] | None = None, *, device: str = "auto"):
+        self._probes, self._notes, self.device = dict(probes), dict(notes or {}), device
+        self._linearizers: dict[str, Any] = {}
+        self._lock = threading.Lock()  # the window explains on a worker thread
+        self.builds = 0  # linearizers built (one per model, however many samples are explained)
+
+    def unavailable(self, model: str) -> str | None:
+        if model in self._probes:
+            return None
+        return self._notes.get(model, f"the study does not name a probe file for model {model}")
+
+    def __call__(self, model: str, images: np.ndarray, labels: np.ndarray) -> Explanation:
+        from onnx_geom.explain import explanation
+
+        reason = self.unavailable(model)
+        if reason is not None:
+            raise StudyError(reason + ".")
+        images = np.asarray(images)
+        return explanation(self._linearizer(model)(images, np.asarray(labels, np.int64)), images)
+
+    def _linearizer(self, model: str) -> Any:
+        from onnx_geom.linearize import Linearizer
+
+        with self._lock:
+            if model not in self._linearizers:
+                probe = self._probes[model]
+                try:
+                    self._linearizers[model] = Linearizer(probe, device=self.device)
+                except OnnxGeomError:
+                    raise
+                except Exception as error:  # onnxruntime raises its own classes for unreadable files
+                    raise StudyError(
+                        f"probe file {probe} could not be linearized ({error}); re-create it with `onnx-geom probe`."
+                    ) from None
+                self.builds += 1
+            return self._linearizers[model]
+
+
+@dataclass
+class FunctionExplain:
+    """Explanations from plain functions ``{model: (images, labels) -> Linearization}`` of the logits with
+    geometry (tests, synthetic studies)."""
+
+    functions: Mapping[str, Callable[[np.ndarray, np.ndarray], Any]]
+
+    def unavailable(self, model: str) -> str | None:
+        return None if model in self.functions else f"no explain function for model {model}"
+
+    def __call__(self, model: str, images: np.ndarray, labels: np.ndarray) -> Explanation:
+        from onnx_geom.explain import explanation
+
+        return explanation(self.functions[model](images, labels), images)
+
+
 @dataclass
 class Services:
-    """Everything the views use besides the data and the selection."""
+    """Everything the views use besides the data and the selection: ``features`` (occlusion) and ``explain``
+    (the linearization)."""
 
     features: Features = field(default_factory=lambda: FunctionFeatures({}))
+    explain: Explain = field(default_factory=lambda: FunctionExplain({}))
 
     @classmethod
     def for_data(cls, data: Any) -> Services:
-        """The default services of a study's data: features through the probe files it names."""
-        return cls(features=ProbeFeatures(data.probe_paths, data.probe_notes))
+        """The default services of a study's data: features and explanations through the probe files it names."""
+        return cls(
+            features=ProbeFeatures(data.probe_paths, data.probe_notes),
+            explain=ProbeExplain(data.probe_paths, data.probe_notes),
+        )

@@ -62,14 +62,20 @@ def check_x_server(environ=os.environ) -> None:
         )
 
 
-def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), services=None):
-    """Build (not show) the main window for ``data``; returns it (``.canvas``, ``.views``, ``.selection``)."""
+def make_window(
+    data, selection=None, *, size: tuple[int, int] = (1500, 900), services=None, attribution: str = "margin"
+):
+    """Build (not show) the main window for ``data``; returns it (``.canvas``, ``.views``, ``.selection``,
+    ``.attribution``: the control choosing what the attribution panel shows)."""
     check_display()
     check_x_server()
     use_backend("pyside6")
-    from PySide6 import QtWidgets
+    from PySide6 import QtCore, QtWidgets
     from vispy import app
 
+    from onnx_geom.errors import DataError
+    from onnx_geom.viewers import ATTRIBUTIONS
+    from onnx_geom.viewers.classes import COLOR_MODES
     from onnx_geom.viewers.interaction import Interaction
     from onnx_geom.viewers.layout import build_canvas, initial_selection
 
@@ -81,10 +87,12 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
             super().__init__()
             self.setWindowTitle(f"onnx-geom view: {data.title}")
             self.selection = selection
-            self.canvas, self.views = build_canvas(data, selection, size=(size[0] - 220, size[1]), services=services)
+            self.canvas, self.views = build_canvas(
+                data, selection, size=(size[0] - 220, size[1]), services=services, attribution=attribution
+            )
             self.interaction = Interaction(self.canvas, self.views)
             self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-geom-attribution")
-            self.views["attribution"].background = self.worker  # occlusion maps off the GUI thread
+            self.views["attribution"].background = self.worker  # linear and occlusion maps off the GUI thread
             side = QtWidgets.QWidget()
             form = QtWidgets.QFormLayout(side)
             self.model_a, self.model_b = QtWidgets.QComboBox(), QtWidgets.QComboBox()
@@ -93,7 +101,26 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
             self.corruption, self.severity = QtWidgets.QComboBox(), QtWidgets.QComboBox()
             self.corruption.addItems([CLEAN, *data.corruptions])
             self.severity.addItems([str(s) for s in data.severities])
+            self.attribution = QtWidgets.QComboBox()
+            self.attribution.addItems(list(ATTRIBUTIONS))
+            self.attribution.setCurrentText(attribution)
+            self.attribution.setToolTip(
+                "What the attribution panel shows: the exact linear decomposition of the margin, cos (angle to the "
+                "true class), length, the true or the predicted logit, or occlusion patches"
+            )
             self.shift = QtWidgets.QCheckBox("shift from clean")
+            # the class picker: names, numbers, ranges, groups (onnx_geom.viewers.classes), with completion
+            self.classes = QtWidgets.QLineEdit()
+            self.classes.setPlaceholderText("names, 3-7, g2 (Enter)")
+            order = data.class_order()
+            completer = QtWidgets.QCompleter([*data.class_names, *[f"g{g + 1}" for g in range(order.n_groups)]])
+            completer.setCaseSensitivity(QtCore.Qt.CaseSensitivity.CaseInsensitive)
+            completer.setFilterMode(QtCore.Qt.MatchFlag.MatchContains)
+            self.classes.setCompleter(completer)
+            self.class_note = QtWidgets.QLabel()
+            self.class_note.setWordWrap(True)
+            self.color_by = QtWidgets.QComboBox()
+            self.color_by.addItems(list(COLOR_MODES))
             clear = QtWidgets.QPushButton("clear selection")
             self.count = QtWidgets.QLabel()
             help_text = QtWidgets.QLabel(
@@ -105,9 +132,12 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
                 ("compare with", self.model_b),
                 ("corruption", self.corruption),
                 ("severity", self.severity),
+                ("attribution", self.attribution),
+                ("classes", self.classes),
+                ("colour by", self.color_by),
             ):
                 form.addRow(label, widget)
-            for extra in (self.shift, clear, self.count, help_text):
+            for extra in (self.class_note, self.shift, clear, self.count, help_text):
                 form.addRow(extra)
             splitter = QtWidgets.QSplitter()
             splitter.addWidget(side)
@@ -117,7 +147,10 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
             self.resize(*size)
             for box in (self.model_a, self.model_b, self.corruption, self.severity):
                 box.currentIndexChanged.connect(self.controls_changed)
+            self.attribution.currentTextChanged.connect(self.views["attribution"].set_attribution)
             self.shift.toggled.connect(lambda on: setattr(selection, "shift_from_clean", on))
+            self.classes.returnPressed.connect(self.classes_changed)
+            self.color_by.currentTextChanged.connect(lambda mode: setattr(selection, "color_by", mode))
             clear.clicked.connect(lambda: setattr(selection, "indices", []))
             for name in ("models", "condition", "indices"):
                 getattr(selection.events, name).connect(lambda _s: self.sync_controls())
@@ -130,6 +163,15 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
             self.severity.setEnabled(corruption != CLEAN)
             severity = 0 if corruption == CLEAN else int(self.severity.currentText() or 0)
             selection.condition = (corruption, severity)
+            self.canvas.update()
+
+        def classes_changed(self) -> None:
+            try:
+                selection.classes = data.class_order().parse(self.classes.text())
+            except DataError as error:
+                self.class_note.setText(str(error))
+            else:
+                self.class_note.setText(data.class_order().describe(selection.classes))
             self.canvas.update()
 
         def sync_controls(self) -> None:
@@ -160,14 +202,15 @@ def make_window(data, selection=None, *, size: tuple[int, int] = (1500, 900), se
     return ViewerWindow()
 
 
-def show(study_path, *, size: tuple[int, int] = (1500, 900), services=None) -> None:
-    """Open the viewer on a study (a folder, a Study or a ViewerData) and block until the window closes."""
+def show(study_path, *, size: tuple[int, int] = (1500, 900), services=None, attribution: str = "margin") -> None:
+    """Open the viewer on a study (a folder, a Study or a ViewerData) and block until the window closes;
+    ``attribution``: what the attribution panel shows first (``onnx_geom.viewers.ATTRIBUTIONS``)."""
     from vispy import app
 
     from onnx_geom.viewers.data import ViewerData
 
     check_display()
     data = study_path if isinstance(study_path, ViewerData) else ViewerData.from_study(study_path)
-    window = make_window(data, size=size, services=services)
+    window = make_window(data, size=size, services=services, attribution=attribution)
     window.show()
     app.run()

@@ -10,8 +10,10 @@ Layout of the output folder::
     DIR/probes/<model>.probe.onnx    one probe per zoo model (re-made only when the zoo model changed)
     DIR/study/                       the study (Zarr): features, logits and geometry per unit, the comparison
     DIR/compare/                     the comparison tables (CSV + comparison.json)
+    DIR/report.html                  the report (written by ``onnx-geom demo``: ``onnx_geom.report`` sits above the
+                                     viewer, which the core never imports)
 
-Running it again reuses every complete piece; the viewer (``onnx-geom demo``) is the CLI's part. The folder is
+Running it again reuses every complete piece; the report and the viewer (``onnx-geom demo``) are the CLI's part. The folder is
 checked before anything is made (:func:`onnx_geom._files.check_output`): not inside a study or another Zarr store,
 not a study itself, and a ``study`` already inside it must be the demo's own.
 """
@@ -162,6 +164,7 @@ def check_folder(folder: str | Path) -> Path:
     folder = check_output(folder, kind="folder")
     for part in ("probes", "compare"):
         check_output(folder / part, kind="folder")
+    check_output(folder / "report.html")  # the CLI writes it there
     if (folder / "study").exists() and not (folder / "study").is_dir():
         raise OutputError(f"{folder / 'study'} is a file, where the demo writes its study; give -o a new folder.")
     meta_path = folder / "study" / ZARR_JSON

@@ -398,6 +398,15 @@ class Study:
     def read_many(self, unit: Unit, names: Sequence[str]) -> dict[str, np.ndarray]:
         """Several arrays of a complete unit at once (completeness checked once per group): ``{name: array}``,
         e.g. ``study.read_many(unit, ["geometry/margin", "geometry/length"])``."""
+        return {name: array.read() for name, array in self.arrays(unit, names).items()}
+
+    def array(self, unit: Unit, name: str) -> ZarrArray:
+        """An array of a complete unit, lazy (see :meth:`read`): ``array[rows]`` reads only the chunks of those
+        rows, ``array.chunks[0]`` rows at a time is the cheapest way through it (memory flat in N)."""
+        return self.arrays(unit, [name])[name]
+
+    def arrays(self, unit: Unit, names: Sequence[str]) -> dict[str, ZarrArray]:
+        """Several lazy arrays of a complete unit (completeness checked once per group)."""
         checked: set[str | None] = set()
         out = {}
         for name in names:
@@ -412,7 +421,7 @@ class Study:
             if array is None:
                 raise StudyNotFoundError(f"unit {unit} has no array {name!r}.")
             self._rows(array, f"array {name!r} of unit {unit}")
-            out[name] = array.read()
+            out[name] = array
         return out
 
     # ----------------------------------------------------------------------------------------- writing

@@ -75,6 +75,13 @@ class View:
         """Context shown after the panel's title."""
         return ""
 
+    def refresh_title(self) -> None:
+        """Rewrite the panel's title now (after a change no selection event announces)."""
+        if self.title_label is not None:
+            from onnx_geom.viewers.layout import refresh_titles
+
+            refresh_titles({self.name: self})
+
     def highlighted(self) -> np.ndarray:
         """(S,) the sample indices this view draws highlighted now."""
         return np.zeros(0, np.int64)
@@ -153,6 +160,107 @@ def corner_legend(viewbox, names: list[str], colors: np.ndarray, *, right: bool 
     viewbox.events.resize.connect(place)
     place()
     return legend
+
+
+class ColourKey:
+    """A colour scale in a corner of ``viewbox`` (pixel coordinates, kept there on resize): a gradient of the map
+    ``cmap`` with the values of its two ends beside it and a ``caption`` above; :meth:`set_ends` sets the values,
+    ``visible`` shows or hides it all."""
+
+    WIDTH, HEIGHT = 90, 8
+
+    def __init__(self, viewbox, cmap: str, caption: str, *, corner: str = "top-right") -> None:
+        from vispy.visuals.transforms import STTransform
+
+        from onnx_geom.viewers.colors import colormap
+
+        self.viewbox, self.corner = viewbox, corner
+        ramp = colormap(np.linspace(0.0, 1.0, 64)[None, :], cmap)  # (1, 64, 4)
+        self.bar = scene.visuals.Image(ramp, parent=viewbox, interpolation="linear")
+        self.bar.transform = STTransform()
+        self.frame = scene.visuals.Line(parent=viewbox, color=MUTED, width=1)
+        self.low = scene.visuals.Text("", color=TEXT, font_size=6, anchor_x="right", parent=viewbox)
+        self.high = scene.visuals.Text("", color=TEXT, font_size=6, anchor_x="left", parent=viewbox)
+        # pixel coordinates run downwards: a text anchored at its "top" rises above its position
+        self.caption = scene.visuals.Text(caption, color=MUTED, font_size=6, anchor_y="top", parent=viewbox)
+        self._lo, self._hi = "", ""
+        self._box = (0.0, 0.0, 0.0, 0.0)
+        viewbox.events.resize.connect(self.place)
+        self.place()
+
+    def set_ends(self, lo: str, hi: str, caption: str | None = None) -> None:
+        self._lo, self._hi = lo, hi
+        if caption is not None:
+            self.caption.text = caption
+        self.place()
+
+    def place(self, _event=None) -> None:
+        width, height = self.viewbox.size
+        x1 = width - 8 - 6 * max(len(self._hi), 1)
+        x0 = x1 - self.WIDTH
+        y = 22 if self.corner.startswith("top") else height - 14
+        self.bar.transform.scale = (self.WIDTH / 64, self.HEIGHT)
+        self.bar.transform.translate = (x0, y)
+        self.frame.set_data(
+            np.array([(x0, y), (x1, y), (x1, y + self.HEIGHT), (x0, y + self.HEIGHT), (x0, y)], np.float32)
+        )
+        self.low.text, self.high.text = self._lo, self._hi
+        self.low.pos, self.high.pos = (x0 - 3, y + self.HEIGHT / 2), (x1 + 3, y + self.HEIGHT / 2)
+        self.caption.pos = (x1 - self.WIDTH / 2, y - 2)
+        self._box = (x0 - 8 - 6 * len(self._lo), y - 14, x1 + 8 + 6 * len(self._hi), y + self.HEIGHT + 4)
+
+    def contains(self, px) -> bool:
+        """Whether viewbox pixel ``px`` lies on the key (its bar, its ends or its caption)."""
+        x0, y0, x1, y1 = self._box
+        return x0 <= px[0] <= x1 and y0 <= px[1] <= y1
+
+    @property
+    def visible(self) -> bool:
+        return bool(self.bar.visible)
+
+    @visible.setter
+    def visible(self, value: bool) -> None:
+        for visual in (self.bar, self.frame, self.low, self.high, self.caption):
+            visual.visible = bool(value)
+
+
+def colour_key(viewbox, cmap: str, caption: str, *, corner: str = "top-right") -> ColourKey:
+    """A :class:`ColourKey` in ``viewbox``."""
+    return ColourKey(viewbox, cmap, caption, corner=corner)
+
+
+class CornerLegend:
+    """Coloured names stacked in a corner of ``viewbox`` (pixel coordinates, kept there on resize), changeable
+    with :meth:`set`."""
+
+    def __init__(self, viewbox, *, right: bool = True, top: bool = False) -> None:
+        self.viewbox, self.right, self.top = viewbox, right, top
+        self.text = scene.visuals.Text(
+            "",
+            color=TEXT,
+            font_size=7,
+            bold=True,
+            anchor_x="right" if right else "left",
+            anchor_y="bottom",
+            parent=viewbox,
+        )
+        self.n = 0
+        viewbox.events.resize.connect(self.place)
+
+    def set(self, names: list[str], colors: np.ndarray) -> None:
+        self.n = len(names)
+        self.text.visible = bool(names)
+        if names:
+            self.text.text = list(names)
+            self.text.color = np.asarray(colors, np.float32)[: len(names)]
+        self.place()
+
+    def place(self, _event=None) -> None:
+        if not self.n:
+            return
+        x = self.viewbox.size[0] - 6 if self.right else 6
+        y0 = 16 if self.top else self.viewbox.size[1] - 8 - 12 * self.n
+        self.text.pos = [(x, y0 + 12 * i) for i in range(self.n)]
 
 
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:

@@ -123,7 +123,7 @@ class SamplesView(View):
 
     def hover(self, xy, radius) -> str:
         i = self.thumb_at(xy)
-        return "" if i is None else f"sample #{i}: click to see its occlusion attribution"
+        return "" if i is None else f"sample #{i}: click to see its attribution"
 
 
 def _corner(k: int) -> tuple[float, float]:
