@@ -336,8 +336,8 @@ class _Runner:
                         for u, why in skipped]  # fmt: skip
                 if not writers:
                     dropped.add(i)
-                    while flying and flying[0][0] == i:
-                        ray.cancel(flying.popleft()[1])
+                    while flying and flying[0][0] == i:  # dropped, not cancelled: a cancel racing the task's
+                        flying.popleft()  # reply can abort the process (a check in Ray's task manager)
                     events += said
                     self._tell(*said)
                     continue
@@ -447,7 +447,10 @@ def _check_nodes(ray: Any, study_path: str, nodes: list[dict[str, Any]]) -> None
                     "study on a file system that every node mounts at the same path."
                 )
     finally:
-        for ref in refs.values():
+        # Only the nodes that have not answered are cancelled: a cancel racing a task's reply can abort this
+        # process (Ray 2.60: "Tried to complete task that was not pending", seen in the tests).
+        _answered, late = ray.wait(list(refs.values()), num_returns=len(refs), timeout=0) if refs else ([], [])
+        for ref in late:
             ray.cancel(ref)
         remove_beacons(folder, token, ids)
 
