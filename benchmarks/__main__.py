@@ -12,7 +12,7 @@ import pkgutil
 import sys
 from pathlib import Path
 
-ORDER = ("corruptions", "runner", "store", "geometry", "viewer", "probe", "demo", "linearize", "faithfulness")
+ORDER = ("corruptions", "runner", "ray", "store", "geometry", "viewer", "probe", "demo", "linearize", "faithfulness")
 
 
 def collect(here: Path) -> Path:

@@ -28,6 +28,13 @@ class Device(str, Enum):
     tensorrt = "tensorrt"
 
 
+class Executor(str, Enum):
+    """Where a sweep runs (``onnx_geom.sweep.EXECUTORS``)."""
+
+    local = "local"
+    ray = "ray"
+
+
 class Profile(str, Enum):
     """Constants of the corruptions (``onnx_geom.corruptions.PROFILES``)."""
 

@@ -20,6 +20,7 @@ from onnx_geom.cli._console import err, fail, out, print_json, safe, user_errors
 from onnx_geom.cli._options import (
     Device,
     DeviceOption,
+    Executor,
     JsonOption,
     ProfileOption,
     SeedOption,
@@ -112,6 +113,33 @@ def run_command(
     seed: SeedOption = 0,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
+    executor: Annotated[
+        Executor,
+        typer.Option(help="Where the sweep runs: this process, or a Ray cluster (the [ray] extra; docs/run.md)."),
+    ] = Executor.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray: the cluster's address, HOST:PORT as `ray start --head` prints it (default: a Ray of its own on this machine, every core and GPU).",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Ray: processes that run the probes and write the units (default: one per GPU share, else one per node); every CPU makes corrupted images.",
+            show_default=False,
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Ray: the share of a GPU each worker takes, fractions allowed (default: 1 on a cluster with GPUs, else 0).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run probes over clean data and every corruption x severity into a study (resumable: run again to finish)."""
     with user_errors():
@@ -130,7 +158,8 @@ def run_command(
         with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
             summary = sweep(named, data, output, corruptions=chosen, severities=sevs, corrupted_dir=corrupted, limit=limit,
                             batch_size=batch_size, device=device.value, fp16=fp16, profile=plain(profile), seed=seed,
-                            progress=_Bar(progress), verbose=verbose)  # fmt: skip
+                            progress=_Bar(progress), verbose=verbose, executor=executor.value, address=address,
+                            workers=workers, gpus_per_worker=gpus_per_worker)  # fmt: skip
         if summary["nonfinite"]:
             warn_nonfinite(summary["nonfinite"], summary["images"])
         if as_json:
@@ -174,10 +203,30 @@ def _print_summary(summary: dict[str, Any]) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if summary.get("executor") == "ray":
+        nodes = "; ".join(
+            f"{node[:12]} ({row['host']}): {row['units']} units, {row['images']:,} images, models ran "
+            f"{row['running_s']:.1f} s, waited {row['waiting_s']:.1f} s for images"
+            for node, row in summary["nodes"].items()
+        )
+        out.print(
+            escape(
+                safe(
+                    f"on Ray: {_count(summary['workers'], 'worker')} on {_count(len(summary['nodes']), 'node')} ({nodes})."
+                )
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
     for message in units["locked"]:
         err.print(
             f"[yellow]skipped:[/] {escape(safe(message))} Run again later to finish.", highlight=False, soft_wrap=True
         )
+
+
+def _count(n: int, what: str) -> str:
+    """``3 nodes``, ``1 node``."""
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _tags(tags: dict) -> str:
@@ -237,9 +286,17 @@ def info_command(
                 highlight=False,
                 soft_wrap=True,
             )
+        if summary["nodes"]:
+            nodes = "; ".join(
+                f"{node[:12]} ({', '.join(map(str, row['hosts']))}): {row['units']}"
+                for node, row in summary["nodes"].items()
+            )
+            out.print(escape(safe(f"complete units per Ray node: {nodes}")), highlight=False, soft_wrap=True)
         for entry in summary["incomplete"]:
             who = (
-                f"process {entry.get('pid')} on {entry.get('host')} since {entry.get('started')}"
+                f"process {entry.get('pid')} on {entry.get('host')}"
+                + (f" (Ray node {str(entry['node'])[:12]})" if "node" in entry else "")
+                + f" since {entry.get('started')}"
                 if "pid" in entry
                 else "unknown writer"
             )

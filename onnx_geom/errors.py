@@ -14,6 +14,7 @@ labels has 9 entries but images has 10; give one label per image.
 from __future__ import annotations
 
 __all__ = [
+    "ClusterError",
     "DataError",
     "DataNotFoundError",
     "DeviceError",
@@ -76,3 +77,8 @@ class OutputError(OnnxGeomError, ValueError):
 
 class DeviceError(OnnxGeomError, RuntimeError):
     """A requested execution device (CUDA, TensorRT) cannot be used on this machine."""
+
+
+class ClusterError(OnnxGeomError, RuntimeError):
+    """A Ray cluster that cannot run a sweep: Ray not installed, an address that cannot be reached, a GPU share
+    asked of a cluster without GPUs, a node that cannot see the study, workers that died."""

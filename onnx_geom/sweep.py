@@ -18,9 +18,11 @@ import contextlib
 import hashlib
 import itertools
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ from onnx_geom.robustness import accuracy_table
 from onnx_geom.runner import ProbeSession, check_data
 from onnx_geom.store import Study, Unit, UnitAlreadyComplete, fingerprint
 
-__all__ = ["Progress", "sweep"]
+__all__ = ["EXECUTORS", "Progress", "sweep"]
 
 #: progress(event, unit, count): ("plan", None, units to compute), ("plan_images", None, images to run through
 #: models in all), ("images", None, images just run through a model),
@@ -172,37 +174,48 @@ def _accuracy(
     return table, nonfinite
 
 
-def sweep(
+@dataclass
+class _Setup:
+    """What a sweep runs, checked before anything is written (whichever executor runs it)."""
+
+    clean: Dataset
+    folder: CorruptedFolder | None
+    corruptions: list[str]
+    severities: list[int]
+    make: Corrupt
+    profile: str | None
+    seed: int
+
+    @property
+    def plan(self) -> list[tuple[str, int]]:
+        return [(CLEAN, 0)] + [(c, s) for c in self.corruptions for s in self.severities]
+
+    def create_study(self, study_path: str | os.PathLike[str]) -> Study:
+        clean, folder = self.clean, self.folder
+        return Study.create(
+            study_path, images=clean.images, labels=clean.labels, dataset_name=clean.name, class_names=clean.class_names or (),
+            corruptions=[CLEAN, *self.corruptions], severities=[0, *self.severities],
+            profile="folder" if folder is not None else (self.profile or "auto"), seed=self.seed, exist_ok=True,
+            corrupted=_folder_source(folder) if folder is not None else None,
+        )  # fmt: skip
+
+
+def _setup(
     models: Mapping[str, Any],
     data: Any,
-    study_path: str | os.PathLike[str],
     *,
-    corruptions: Sequence[str] | None = None,
-    severities: Sequence[int] = (1, 2, 3, 4, 5),
-    corrupted_dir: str | os.PathLike[str] | None = None,
-    limit: int | None = None,
-    batch_size: int | None = None,
-    device: str = "auto",
-    fp16: bool = False,
-    profile: str | None = None,
-    seed: int = 0,
-    progress: Progress | None = None,
-    corrupt: Corrupt | None = None,
-    verbose: bool = False,
-) -> dict[str, Any]:
-    """Run every model over clean data and every corruption x severity; write the units to ``study_path``.
-
-    ``models`` maps names to probes (paths or ``onnx.ModelProto``; plain classifiers are probed on the fly).
-    ``data`` is a data path, a Dataset-like object or an ``(images, labels)`` pair. Corrupted sets come from
-    ``corrupted_dir`` (CIFAR-10-C layout) or are made on the fly by ``corrupt`` (default
-    :func:`onnx_geom.corruptions.corrupt`, seeded with ``seed``, ``profile``). ``corruptions`` defaults to
-    all those of the folder, or all 19. Returns a JSON-able summary (see the module doc).
-    """
+    corruptions: Sequence[str] | None,
+    severities: Sequence[int],
+    corrupted_dir: str | os.PathLike[str] | None,
+    limit: int | None,
+    profile: str | None,
+    seed: int,
+    corrupt: Corrupt | None,
+) -> _Setup:
+    """Read and check the data, the corruptions and the severities (nothing written yet)."""
     from onnx_geom.corruptions import CORRUPTIONS
     from onnx_geom.corruptions import corrupt as default_corrupt
 
-    started = time.perf_counter()
-    report = progress or (lambda event, unit, count: None)
     clean = _as_data(data, limit)
     folder = CorruptedFolder(corrupted_dir) if corrupted_dir is not None else None
     if corruptions is None:
@@ -224,6 +237,145 @@ def sweep(
     make = corrupt or default_corrupt
     if folder is None and corruptions:  # one image through the first corruption: bad profile or size fail now
         make(clean.images[:1], corruptions[0], severities[0], profile=profile, rng=seed, indices=np.arange(1))
+    return _Setup(clean, folder, corruptions, severities, make, profile, seed)
+
+
+def _check_location(study_path: str | os.PathLike[str]) -> None:
+    """Refuse an object store's address (``s3://bucket/study``): a study is a folder on a file system."""
+    text = os.fspath(study_path)
+    url = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+):/+(.*)$", text)  # a Path made of "s3://b/s" reads "s3:/b/s"
+    if url:
+        raise DataError(
+            f"{url.group(1)}://{url.group(2)} is an object store's address ({url.group(1)}://), which is not a "
+            "supported study location yet; give a folder on a file system (on a cluster, one that every node "
+            "mounts at the same path)."
+        )
+
+
+def _claim(
+    stack: contextlib.ExitStack, study: Study, corruption: str, severity: int, infos: Mapping[str, Any], n: int
+) -> tuple[dict[str, Any], list[tuple[Unit, str | None]]]:
+    """Claim the units of ``corruption``/``severity`` of the models ``infos`` (name -> ProbeInfo), in that order,
+    each held by ``stack``: ``({model: writer}, [(unit, why)])`` where ``why`` is the sentence of the process
+    that holds a unit, or None when the unit was completed meanwhile."""
+    writers = {}
+    skipped: list[tuple[Unit, str | None]] = []
+    for m, info in infos.items():
+        unit = Unit(m, corruption, severity)
+        spec = {"features": ((n, info.feature_dim), "float32"), "logits": ((n, info.num_classes), "float32")}
+        try:
+            writers[m] = stack.enter_context(study.writing(unit, spec))
+        except StudyLockedError as err:
+            skipped.append((unit, str(err)))
+        except UnitAlreadyComplete:
+            skipped.append((unit, None))
+    return writers, skipped
+
+
+def _todo(study: Study, models: Sequence[str], plan: Sequence[tuple[str, int]]) -> list[tuple[str, int, list[str]]]:
+    """Every condition of ``plan`` with the models whose unit of it is not complete yet."""
+    return [(c, s, [m for m in models if not study.is_complete(Unit(m, c, s))]) for c, s in plan]
+
+
+def _summary(
+    study: Study,
+    study_path: str | os.PathLike[str],
+    models: Sequence[str],
+    plan: Sequence[tuple[str, int]],
+    todo: Sequence[tuple[str, int, list[str]]],
+    *,
+    device: str,
+    providers: list[str],
+    fp16: bool,
+    step: int,
+    n: int,
+    computed: list[str],
+    raced: int,
+    locked: list[str],
+    seconds: float,
+    images_run: int,
+) -> dict[str, Any]:
+    table, nonfinite = _accuracy(study, list(models), plan)
+    return {
+        "study": str(Path(study_path)),
+        "device": device,
+        "providers": providers,
+        "fp16": fp16,
+        "batch_size": step,
+        "images": n,
+        "units": {
+            "planned": len(plan) * len(models),
+            "computed": computed,
+            "already_complete": len(plan) * len(models) - sum(len(x) for *_, x in todo) + raced,
+            "locked": locked,
+        },
+        "seconds": round(seconds, 3),
+        "images_per_s": round(images_run / seconds, 1) if seconds > 0 else 0.0,
+        "accuracy": {
+            m: {c: float(np.mean(list(by_sev.values()))) for c, by_sev in per.items()} for m, per in table.items()
+        },
+        "nonfinite": nonfinite,
+        "accuracy_by_severity": {
+            m: {c: {str(s): a for s, a in by_sev.items()} for c, by_sev in per.items()} for m, per in table.items()
+        },
+    }
+
+
+EXECUTORS = ("local", "ray")
+
+
+def sweep(
+    models: Mapping[str, Any],
+    data: Any,
+    study_path: str | os.PathLike[str],
+    *,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    corrupted_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    fp16: bool = False,
+    profile: str | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    corrupt: Corrupt | None = None,
+    verbose: bool = False,
+    executor: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
+) -> dict[str, Any]:
+    """Run every model over clean data and every corruption x severity; write the units to ``study_path``.
+
+    ``models`` maps names to probes (paths or ``onnx.ModelProto``; plain classifiers are probed on the fly).
+    ``data`` is a data path, a Dataset-like object or an ``(images, labels)`` pair. Corrupted sets come from
+    ``corrupted_dir`` (CIFAR-10-C layout) or are made on the fly by ``corrupt`` (default
+    :func:`onnx_geom.corruptions.corrupt`, seeded with ``seed``, ``profile``). ``corruptions`` defaults to
+    all those of the folder, or all 19. Returns a JSON-able summary (see the module doc).
+
+    ``executor="ray"`` runs the sweep on a Ray cluster (:mod:`onnx_geom.ray_sweep`, the ``[ray]`` extra): the
+    one at ``address``, else the one this process is connected to, else a local one on every core (and GPU);
+    ``workers`` processes run the probes and write the units (default: one per GPU share, or one per node),
+    each with ``gpus_per_worker`` of a GPU (default 1 on a cluster with GPUs, else 0), while every CPU of the
+    cluster makes corrupted images. The study is the same, byte for byte, as a local run's.
+    """
+    if executor not in EXECUTORS:
+        raise DataError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}.")
+    if executor == "local" and (address, workers, gpus_per_worker) != (None, None, None):
+        raise DataError("--address, --workers and --gpus-per-worker are for --executor ray; add it, or leave them out.")
+    started = time.perf_counter()
+    report = progress or (lambda event, unit, count: None)
+    _check_location(study_path)
+    setup = _setup(models, data, corruptions=corruptions, severities=severities, corrupted_dir=corrupted_dir,
+                   limit=limit, profile=profile, seed=seed, corrupt=corrupt)  # fmt: skip
+    if executor == "ray":
+        from onnx_geom.ray_sweep import ray_sweep
+
+        return ray_sweep(models, setup, study_path, batch_size=batch_size, device=device, fp16=fp16, verbose=verbose,
+                         report=report, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+                         started=started)  # fmt: skip
+    clean, folder, make = setup.clean, setup.folder, setup.make
 
     sessions = {
         name: ProbeSession.open(src, device=device, fp16=fp16, batch_size=batch_size, verbose=verbose, name=name)
@@ -233,17 +385,12 @@ def sweep(
         check_data(session.info, clean.images.shape[1:], clean.labels, name)
     step = min(s.batch_size for s in sessions.values())
 
-    study = Study.create(
-        study_path, images=clean.images, labels=clean.labels, dataset_name=clean.name, class_names=clean.class_names or (),
-        corruptions=[CLEAN, *corruptions], severities=[0, *severities],
-        profile="folder" if folder is not None else (profile or "auto"), seed=seed, exist_ok=True,
-        corrupted=_folder_source(folder) if folder is not None else None,
-    )  # fmt: skip
+    study = setup.create_study(study_path)
     for name, src in models.items():
         study.add_model(name, sessions[name].info, probe_path=str(src) if isinstance(src, (str, os.PathLike)) else "")
 
-    plan = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in severities]
-    todo = [(c, s, [m for m in models if not study.is_complete(Unit(m, c, s))]) for c, s in plan]
+    plan = setup.plan
+    todo = _todo(study, list(models), plan)
     n = len(clean.labels)
     report("plan", None, sum(len(names) for _, _, names in todo))
     report("plan_images", None, n * sum(len(names) for _, _, names in todo))
@@ -265,19 +412,13 @@ def sweep(
         if not names:
             continue
         with contextlib.ExitStack() as stack:
-            writers = {}
-            for m in names:
-                unit = Unit(m, corruption, severity)
-                info = sessions[m].info
-                spec = {"features": ((n, info.feature_dim), "float32"), "logits": ((n, info.num_classes), "float32")}
-                try:
-                    writers[m] = stack.enter_context(study.writing(unit, spec))
-                except StudyLockedError as err:
-                    locked.append(str(err))
-                    report("skip", unit, 0)
-                except UnitAlreadyComplete:
+            writers, skipped = _claim(stack, study, corruption, severity, {m: sessions[m].info for m in names}, n)
+            for unit, message in skipped:
+                if message is None:
                     raced += 1
-                    report("skip", unit, 0)
+                else:
+                    locked.append(message)
+                report("skip", unit, 0)
             if not writers:
                 continue
             for batch in _prefetched(reader(corruption, severity), n, step):
@@ -290,29 +431,7 @@ def sweep(
             computed.append(str(Unit(m, corruption, severity)))
             report("unit", Unit(m, corruption, severity), 0)
 
-    seconds = time.perf_counter() - started
-    table, nonfinite = _accuracy(study, list(models), plan)
     any_session = next(iter(sessions.values()))
-    return {
-        "study": str(Path(study_path)),
-        "device": any_session.device,
-        "providers": any_session.providers,
-        "fp16": fp16,
-        "batch_size": step,
-        "images": n,
-        "units": {
-            "planned": len(plan) * len(models),
-            "computed": computed,
-            "already_complete": len(plan) * len(models) - sum(len(x) for *_, x in todo) + raced,
-            "locked": locked,
-        },
-        "seconds": round(seconds, 3),
-        "images_per_s": round(images_run / seconds, 1) if seconds > 0 else 0.0,
-        "accuracy": {
-            m: {c: float(np.mean(list(by_sev.values()))) for c, by_sev in per.items()} for m, per in table.items()
-        },
-        "nonfinite": nonfinite,
-        "accuracy_by_severity": {
-            m: {c: {str(s): a for s, a in by_sev.items()} for c, by_sev in per.items()} for m, per in table.items()
-        },
-    }
+    return _summary(study, study_path, list(models), plan, todo, device=any_session.device,
+                    providers=any_session.providers, fp16=fp16, step=step, n=n, computed=computed, raced=raced,
+                    locked=locked, seconds=time.perf_counter() - started, images_run=images_run)  # fmt: skip

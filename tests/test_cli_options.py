@@ -47,11 +47,13 @@ def test_each_choice_enum_is_the_library_tuple():
     from onnx_geom.probe import PRESETS
     from onnx_geom.probe_info import LAYOUTS
     from onnx_geom.runner import DEVICES
+    from onnx_geom.sweep import EXECUTORS
     from onnx_geom.viewers import ATTRIBUTIONS, PANELS
 
     pairs = [
         (_options.Attribution, ATTRIBUTIONS),
         (_options.Device, DEVICES),
+        (_options.Executor, EXECUTORS),
         (_options.Profile, PROFILES),
         (_options.Preset, tuple(PRESETS)),
         (_options.Layout, LAYOUTS),
@@ -70,6 +72,7 @@ CHOICES = [  # command, option, the choices --help must list
     ("corrupt", "--split", "test|train"),
     ("run", "--device", "auto|cpu|cuda|tensorrt"),
     ("run", "--profile", "cifar|imagenet"),
+    ("run", "--executor", "local|ray"),
     ("compare", "--distance", "geometry|geometry_raw|cka|kappa|agreement"),
     ("view", "--panel", "table|similarity|samples|local|global|attribution"),
     ("view", "--attribution", "margin|cos|length|true-logit|predicted-logit|occlusion"),

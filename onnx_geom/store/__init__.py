@@ -43,6 +43,7 @@ from typing import Any
 from onnx_geom.conditions import CLEAN
 from onnx_geom.store._check import check
 from onnx_geom.store._layout import NAME_MAX, NAME_RULE, STUDY_FORMAT, Unit, check_name, shown
+from onnx_geom.store._locks import set_writer_node
 from onnx_geom.store._study import Study, UnitAlreadyComplete
 from onnx_geom.store._units import UnitWriter, fingerprint
 from onnx_geom.store._zarrio import child_folders
@@ -60,23 +61,32 @@ __all__ = [
     "describe",
     "fingerprint",
     "left_out",
+    "set_writer_node",
 ]
 
 
 def describe(study: Study) -> dict[str, Any]:
     """A JSON-able summary of a study: dataset, plan, per model its complete and missing units, incomplete ones,
     damaged models (``damaged_models``: name -> what is wrong and what to do) and other damaged metadata
-    (``damaged``: ``{"path", "problem"}``; ``onnx-geom check`` reads the arrays too)."""
+    (``damaged``: ``{"path", "problem"}``; ``onnx-geom check`` reads the arrays too), and the complete units each
+    Ray node wrote (``nodes``: node id -> ``{"units", "hosts"}``; empty when no unit was written on Ray)."""
     attrs = study.attrs
     corruptions = [c for c in attrs.get("corruptions", []) if c != CLEAN]
     severities = [s for s in attrs.get("severities", []) if s != 0]
     plan = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in severities]
     complete: dict[str, set[tuple[str, int]]] = {m: set() for m in study.models}
     incomplete = []
+    nodes: dict[str, dict[str, Any]] = {}
     problems: list[tuple[str, str, str]] = []
     for unit, unit_attrs in study._all_units(problems=problems):  # one pass over the study's metadata
         if unit_attrs.get("complete") is True:
             complete[unit.model].add((unit.corruption, unit.severity))
+            writer = unit_attrs.get("writer") or {}
+            if "node" in writer:  # written by a Ray worker: who did what
+                node = nodes.setdefault(writer["node"], {"units": 0, "hosts": []})
+                node["units"] += 1
+                if writer.get("host") not in node["hosts"]:
+                    node["hosts"].append(writer.get("host"))
         else:
             incomplete.append((unit, dict(unit_attrs.get("writer") or {})))
     odd = child_folders(study.path / "models", root=study.path)[1]
@@ -105,6 +115,7 @@ def describe(study: Study) -> dict[str, Any]:
         "damaged_models": study.damaged_models(),
         "damaged": [{"path": path, "problem": f"{problem}; {fix}"} for path, problem, fix in problems],
         "incomplete": [{"unit": str(u), **w} for u, w in sorted(incomplete)],
+        "nodes": dict(sorted(nodes.items())),
     }
 
 

@@ -13,6 +13,9 @@ and the first write of a process warns once that two processes must not write on
 ...     pass
 >>> sorted(writer_stamp())
 ['host', 'pid', 'started']
+
+A process that writes for a cluster (a Ray worker) names its node once with :func:`set_writer_node`; every stamp
+it writes afterwards carries ``node`` too, and the stamp stays with the unit once it is complete.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ except ImportError:  # Windows
 #: Whether this platform has the locks (POSIX ``flock``); where it does not, locks are granted without locking.
 LOCKS = fcntl is not None
 _warned: list[bool] = []
+_NODE: dict[str, str] = {}
 
 
 @contextlib.contextmanager
@@ -74,7 +78,17 @@ def lock(
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def set_writer_node(node: str | None) -> None:
+    """Name the cluster node (a Ray node id) this process writes from, or None for none; every writer stamp of
+    this process carries it from now on."""
+    if node is None:
+        _NODE.clear()
+    else:
+        _NODE["node"] = str(node)
+
+
 def writer_stamp() -> dict[str, Any]:
-    """Who writes: ``{"pid", "host", "started"}``, stored in a unit being written."""
+    """Who writes: ``{"pid", "host", "started"}`` (and ``"node"``, see :func:`set_writer_node`), stored in a unit
+    being written and kept once it is complete."""
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return {"pid": os.getpid(), "host": socket.gethostname(), "started": now}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": now, **_NODE}

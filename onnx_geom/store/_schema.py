@@ -104,6 +104,7 @@ WRITER: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "pid": ("an integer", _int),
     "host": _TEXT,
     "started": _TEXT,
+    "node": _TEXT,
 }
 
 

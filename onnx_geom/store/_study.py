@@ -538,7 +538,9 @@ class Study:
         stamp = attrs.get("writer")
         stamp = stamp if isinstance(stamp, dict) else {}
         who = (
-            f"process {shown(stamp.get('pid'))} on {shown(stamp.get('host'))} (since {shown(stamp.get('started'))})"
+            f"process {shown(stamp.get('pid'))} on {shown(stamp.get('host'))}"
+            + (f" (Ray node {shown(stamp['node'])})" if "node" in stamp else "")
+            + f" (since {shown(stamp.get('started'))})"
             if stamp
             else "another process"
         )
