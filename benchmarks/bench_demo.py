@@ -1,4 +1,5 @@
-"""The whole demo, headless, from an empty folder: probe, sweep (clean + 19 x 5), metrics, compare, screenshots.
+"""The whole demo, headless, from an empty folder: probe, sweep (clean + 19 x 5), metrics, compare, report,
+screenshots.
 
     python -m benchmarks demo
 
@@ -30,14 +31,14 @@ def main() -> None:
         total = time.perf_counter() - start
     summary = json.loads(done.stdout)
     stages = {**summary["seconds"]}
-    stages["screenshots (7 PNGs) and start-up"] = total - sum(stages.values())
+    stages["report (16 figures), screenshots (7 PNGs) and start-up"] = total - sum(stages.values())
     rows = "\n".join(f"| {stage} | {s:.1f} |" for stage, s in stages.items())
     text = f"""# Demo: `onnx-geom demo --headless` from an empty folder
 
 - date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC
 - machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, CPU only
 - work: 14 zoo models x (clean + 19 corruptions x 5 severities) x 359 images = {14 * 96 * 359:,} images; metrics and
-  comparison of 1,344 units; 7 screenshots rendered with Mesa (software OpenGL)
+  comparison of 1,344 units; the HTML report and 7 screenshots rendered with Mesa (software OpenGL)
 - command: `python -m benchmarks demo`; budget: 90 s
 
 | stage | seconds |
