@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import publish
+
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "faithfulness.md"
 FIGURE = HERE.parent / "docs" / "linearize_faithfulness.png"
@@ -296,10 +298,7 @@ def main() -> None:
         "fastest when they go), its true-logit map (= gradient x input here) those that hold the logit up.",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(text)
+    publish(RESULTS, lines)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import publish
 from benchmarks.bench_runner import export_probe, resnet18_probe_module
 
 RESULTS = Path(__file__).parent / "results" / "linearize.md"
@@ -134,10 +135,7 @@ def main() -> None:
     if devices == ["cpu"]:
         lines += ["No CUDA on this machine: `python -m benchmarks linearize` on a GPU machine adds the same table on",
                   "CUDA (onnxruntime's CUDA provider for ours, torch on CUDA for the peers).", ""]  # fmt: skip
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(text)
+    publish(RESULTS, lines)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import publish
+
 RESULTS = Path(__file__).parent / "results" / "ray.md"
 SEVERITIES = (1, 3, 5)
 
@@ -239,10 +241,7 @@ def main() -> None:
         "that fraction.",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(text)
+    publish(RESULTS, lines)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import publish
+
 RESULTS = Path(__file__).parent / "results" / "runner.md"
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -185,10 +187,7 @@ def main() -> None:
     if len(sections) == 1:
         lines += ["No usable CUDA provider on this machine, so no GPU section: run the same command on a GPU machine for",
                   "CUDA + IO binding (fp32, fp16) vs torch eager on that GPU.", ""]  # fmt: skip
-    text = "\n".join(lines)
-    print(text)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(text)
+    publish(RESULTS, lines)
 
 
 if __name__ == "__main__":
