@@ -24,7 +24,6 @@ from onnx_geom.cli._options import (
     JsonOption,
     ProfileOption,
     SeedOption,
-    SeveritiesOption,
     VerboseOption,
     batch_size_option,
     corruptions_option,
@@ -100,7 +99,14 @@ def run_command(
         typer.Option(help="A CIFAR-10-C style folder to read corrupted sets from (default: made on the fly)."),
     ] = None,
     corruptions: Annotated[list[str] | None, corruptions_option(clean_only=True)] = None,
-    severities: SeveritiesOption = "1-5",
+    severities: Annotated[
+        str | None,
+        typer.Option(
+            help="Severities: a list (1,3,5), a range (1-5) or both (1,3-5) (default: 1-5, or those of the --corrupted folder).",
+            metavar="LEVELS",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N images.")] = None,
     batch_size: Annotated[
         int | None, batch_size_option("256 on the CPU, 2048 on a GPU, fewer for large images")
@@ -145,7 +151,7 @@ def run_command(
     with user_errors():
         from onnx_geom.sweep import sweep
 
-        named, sevs = _model_names(models), parse_severities(severities)
+        named, sevs = _model_names(models), None if severities is None else parse_severities(severities)
         # a --corrupted folder may hold sets of its own names: the sweep checks them against the folder
         chosen = parse_corruptions(corruptions, clean_only=True, check=corrupted is None)
         columns = (

@@ -205,7 +205,7 @@ def _setup(
     data: Any,
     *,
     corruptions: Sequence[str] | None,
-    severities: Sequence[int],
+    severities: Sequence[int] | None,
     corrupted_dir: str | os.PathLike[str] | None,
     limit: int | None,
     profile: str | None,
@@ -221,6 +221,8 @@ def _setup(
     if corruptions is None:
         corruptions = list(folder.corruptions) if folder is not None else list(CORRUPTIONS)
     corruptions = [c for c in dict.fromkeys(corruptions) if c != CLEAN]
+    if severities is None:
+        severities = folder.severities if folder is not None else (1, 2, 3, 4, 5)
     severities = sorted({int(s) for s in severities}) if corruptions else []  # the study records only what runs
     if corruptions and not severities:
         raise DataError("no severities were given; pass some of 1..5.")
@@ -330,7 +332,7 @@ def sweep(
     study_path: str | os.PathLike[str],
     *,
     corruptions: Sequence[str] | None = None,
-    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    severities: Sequence[int] | None = None,
     corrupted_dir: str | os.PathLike[str] | None = None,
     limit: int | None = None,
     batch_size: int | None = None,
@@ -352,7 +354,7 @@ def sweep(
     ``data`` is a data path, a Dataset-like object or an ``(images, labels)`` pair. Corrupted sets come from
     ``corrupted_dir`` (CIFAR-10-C layout) or are made on the fly by ``corrupt`` (default
     :func:`onnx_geom.corruptions.corrupt`, seeded with ``seed``, ``profile``). ``corruptions`` defaults to
-    all those of the folder, or all 19. Returns a JSON-able summary (see the module doc).
+    all those of the folder, or all 19; ``severities`` to those of the folder, or 1..5. Returns a JSON-able summary (see the module doc).
 
     ``executor="ray"`` runs the sweep on a Ray cluster (:mod:`onnx_geom.ray_sweep`, the ``[ray]`` extra): the
     one at ``address``, else the one this process is connected to, else a local one on every core (and GPU);

@@ -329,3 +329,23 @@ def test_run_with_batch_size_zero_is_one_sentence_and_writes_nothing(files):
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "Traceback" not in text and "Invalid value for '--batch-size'" in text
     assert not (files / "z").exists()
+
+
+def test_without_severities_a_corrupted_folder_gives_its_own(files, tmp_path):
+    """A folder that holds severities 2 and 4 is run at 2 and 4 (not refused for lacking 1, 3 and 5); the
+    accuracies are those of the folder's images through the probe, computed here directly."""
+    result, _ = invoke("corrupt", files / "data.npz", "-o", tmp_path / "c", "-c", "fog", "--severities", "2,4")
+    assert result.exit_code == 0, result.output
+    result, stdout = invoke("run", files / "dense.probe.onnx", "--data", files / "data.npz", "--corrupted",
+                            tmp_path / "c", "-o", tmp_path / "s", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(stdout)
+    assert sorted(summary["units"]["computed"]) == ["dense/clean/0", "dense/fog/2", "dense/fog/4"]
+    images = np.load(tmp_path / "c" / "fog.npy")  # the two severities' blocks, 25 images each
+    labels = np.load(tmp_path / "c" / "labels.npy")
+    np.savez(tmp_path / "fog.npz", images=images, labels=labels)
+    assert summary["accuracy"]["dense"]["fog"] == pytest.approx(direct_accuracy(files / "dense.probe.onnx",
+                                                                               tmp_path / "fog.npz"))  # fmt: skip
+    result, _ = invoke("run", files / "dense.probe.onnx", "--data", files / "data.npz", "--corrupted", tmp_path / "c",
+                       "-o", tmp_path / "t", "--severities", "1-5")  # fmt: skip
+    assert result.exit_code == 1 and "severity 1 is not in" in " ".join(result.output.split()), result.output
