@@ -34,25 +34,46 @@ def view(
             "side by side; or occlusion patches."
         ),
     ] = "margin",  # type: ignore[assignment]
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference",
+            "-r",
+            help="The model the others are compared with, in the attribution panel and the comparison (default: "
+            "the one tagged dense, else the first; a comparison `onnx-geom compare -r` stored is reused).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Open the linked views of a study (accuracy table, model map, local/global geometry, attribution,
     samples), or write a screenshot of them."""
     with user_errors():
+        from onnx_geom.errors import DataError
         from onnx_geom.store import Study, left_out, left_out_sentences
 
-        for sentence in left_out_sentences(left_out(Study.open(study))):
+        opened = Study.open(study)
+        for sentence in left_out_sentences(left_out(opened)):
             warn(sentence)
+        source: object = study
+        if reference is not None:
+            from onnx_geom.viewers.data import ViewerData
+
+            if reference not in opened.models:
+                raise DataError(
+                    f"reference model {reference!r} is not in the study; choose one of {', '.join(opened.models)}."
+                )
+            source = ViewerData.from_study(opened, reference=reference)
         if screenshot is not None:
             from onnx_geom._files import check_output
             from onnx_geom.viewers import screenshot as take
 
             check_output(screenshot, inputs=(study,))  # before the study is read: not into it, not a folder
 
-            path = take(study, screenshot, panel=plain(panel), size=tuple(size), attribution=plain(attribution))
+            path = take(source, screenshot, panel=plain(panel), size=tuple(size), attribution=plain(attribution))
             out.print(f"wrote {path}")
             return
         if panel is not None:
             err.print("--panel only applies with --screenshot; opening the whole window.")
         from onnx_geom.viewers import show
 
-        show(study, size=tuple(size), attribution=plain(attribution))
+        show(source, size=tuple(size), attribution=plain(attribution))

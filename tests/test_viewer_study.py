@@ -156,6 +156,47 @@ def test_cli_refuses_bad_panel_and_size(study_dir, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_cli_reference_is_the_model_the_views_compare_with(study_dir, tmp_path, monkeypatch):
+    import onnx_geom.viewers as viewers
+
+    taken = []
+    monkeypatch.setattr(viewers, "screenshot", lambda source, out, **kw: taken.append(source) or out)
+    for extra, expected in (([], "dense"), (["--reference", "mag-50"], "mag-50"), (["-r", "mag-90"], "mag-90")):
+        result = CliRunner().invoke(app, ["view", str(study_dir), "--screenshot", str(tmp_path / "x.png"), *extra])
+        assert result.exit_code == 0, result.output
+        source = taken[-1]
+        reference = source.reference if isinstance(source, ViewerData) else ViewerData.from_study(source).reference
+        assert reference == expected
+    result = CliRunner().invoke(app, ["view", str(study_dir), "--screenshot", str(tmp_path / "y.png"), "-r", "nope"])
+    text = " ".join(result.output.split())
+    assert (
+        result.exit_code == 1
+        and "reference model 'nope' is not in the study; choose one of dense, mag-50, mag-90" in text
+    )
+    assert "Traceback" not in result.output and len(taken) == 3 and not (tmp_path / "y.png").exists()
+
+
+@pytest.mark.gui
+def test_cli_screenshot_with_another_reference(study_dir, tmp_path):
+    out = tmp_path / "attribution.png"
+    args = [
+        "view",
+        str(study_dir),
+        "--screenshot",
+        str(out),
+        "--size",
+        "640x400",
+        "--panel",
+        "attribution",
+        "-r",
+        "mag-50",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    img = np.asarray(Image.open(out))
+    assert img.shape == (400, 640, 4) and len(np.unique(img[..., :3].reshape(-1, 3), axis=0)) > 20
+
+
 def test_window_without_a_display_is_a_sentence_not_a_crash(study_dir, monkeypatch):
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         monkeypatch.delenv(name, raising=False)
