@@ -160,19 +160,24 @@ def test_data_model_and_selection_never_import_qt_or_vispy():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_first_view_opens_on_the_first_models_worst_condition_and_the_samples_it_flips():
+@pytest.mark.parametrize(
+    ("models", "expected"), [(("dense", "magnitude-90", "snip-90"), "magnitude-90"), (("dense",), "dense")]
+)
+def test_first_view_opens_on_the_first_compared_models_worst_condition_and_the_samples_it_flips(models, expected):
+    """The first model that is not the reference (dense), or the reference when it is alone."""
     from onnx_geom.viewers.layout import initial_selection
 
-    data = ViewerData.synthetic(300, 4, models=("dense", "magnitude-90"), seed=1)
+    data = ViewerData.synthetic(300, 4, models=models, seed=1)
+    assert data.reference == "dense"
     recount = {
-        (c, s): np.mean(data.geometry("dense", c, s)["pred"] == data.labels)
+        (c, s): np.mean(data.geometry(expected, c, s)["pred"] == data.labels)
         for c in data.corruptions
         for s in data.severities
     }
     sel = initial_selection(data)
-    assert sel.models == ("dense",) and sel.condition == min(recount, key=recount.get)
-    clean_ok = data.geometry("dense", "clean", 0)["pred"] == data.labels
-    wrong_now = data.geometry("dense", *sel.condition)["pred"] != data.labels
+    assert sel.models == (expected,) and sel.condition == min(recount, key=recount.get)
+    clean_ok = data.geometry(expected, "clean", 0)["pred"] == data.labels
+    wrong_now = data.geometry(expected, *sel.condition)["pred"] != data.labels
     assert 0 < len(sel.indices) <= 8 and (clean_ok & wrong_now)[sel.indices].all()
 
 

@@ -21,11 +21,13 @@ COLUMNS = 3
 
 
 def initial_selection(data: ViewerData, *, fragile: int = 8) -> Selection:
-    """The first model, its strongest corruption (lowest accuracy), and up to ``fragile`` samples it gets right on clean data but
-    wrong under that corruption (the samples a user asks about first)."""
-    model = data.models[0]
+    """The first model that is not the reference (what a user compares first: the attribution panel shows it beside
+    the reference; the reference itself when it is the only model), its strongest corruption (lowest accuracy), and
+    up to ``fragile`` samples it gets right on clean data but wrong under that corruption (the samples a user asks
+    about first)."""
+    model = next((m for m in data.models if m != data.reference), data.models[0])
     condition = CLEAN_CONDITION
-    accuracy = data.accuracy[0]  # (C, S) of that model
+    accuracy = data.accuracy[list(data.models).index(model)]  # (C, S) of that model
     if accuracy.size and np.isfinite(accuracy).any():
         c, s = np.unravel_index(np.nanargmin(accuracy), accuracy.shape)
         condition = (data.corruptions[c], data.severities[s])
