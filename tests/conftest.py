@@ -28,6 +28,8 @@ imagecorruptions = _optional("imagecorruptions", "imagecorruptions-imaug, in the
 imagecorruptions_corruptions = _optional("imagecorruptions.corruptions", "imagecorruptions-imaug, in the [dev] extra")
 skl2onnx = _optional("skl2onnx", "skl2onnx, in the [dev] extra")
 pyarrow_parquet = _optional("pyarrow.parquet", "pyarrow, in the [dev] extra")
+xarray = _optional("xarray", "xarray, in the [dev] extra")
+onnxscript = _optional("onnxscript", "the [torch] extra (the dynamo exporter needs it)")
 
 
 #: The reduced demo the report and notebook tests share: five zoo models (dense, two magnitude-pruned, random 95%,

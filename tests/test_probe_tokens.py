@@ -188,11 +188,9 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def exported():
+def exported(torch, onnxscript):
     """exported(pool, exporter) -> (net, onnx model), each exported once; the legacy exporter cannot export
     nn.MultiheadAttention's inference fast path, so it gets the hand-written attention."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("onnxscript")
     from onnx_geom.export import torch_to_onnx
 
     cache = {}
@@ -267,10 +265,7 @@ def test_torch_token_classifier_is_rejected_as_applied_per_token(exported, expor
 
 
 @pytest.mark.slow
-def test_torch_to_probe_with_the_head_named_on_a_class_token_slice(tmp_path):
-    pytest.importorskip("torch")
-    import torch
-
+def test_torch_to_probe_with_the_head_named_on_a_class_token_slice(tmp_path, torch):
     from onnx_geom.export import torch_to_probe
 
     net = tiny_vit("cls_slice", seed=2)

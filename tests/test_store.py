@@ -111,10 +111,9 @@ def test_every_geometry_array_has_dimension_names_of_its_rank():
         assert len(DIMENSIONS[f"geometry/{name}"]) == value.ndim and DIMENSIONS[f"geometry/{name}"][0] == "sample"
 
 
-def test_xarray_opens_the_root_a_unit_and_its_geometry(tmp_path):
+def test_xarray_opens_the_root_a_unit_and_its_geometry(tmp_path, xarray):
     from onnx_geom.geometry import sample_geometry
 
-    xarray = pytest.importorskip("xarray")
     study, unit, data = make(tmp_path), Unit("m", "fog", 1), arrays()
     study.write_unit(unit, data)
     study.write_group(unit, "geometry", sample_geometry(data["features"], INFO.W, INFO.b, LABELS))
