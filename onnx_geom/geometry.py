@@ -78,9 +78,9 @@ def _boundary_norms(W: np.ndarray) -> np.ndarray:
 _BLAS_CLASSES = 64
 
 
-def _margin(z: np.ndarray, y: np.ndarray, pair_norm: np.ndarray) -> np.ndarray:
-    """Signed distance to the nearest pairwise boundary between the true class and another: (n,) float64 from
-    logits z (n, K)."""
+def _boundary_distances(z: np.ndarray, y: np.ndarray, pair_norm: np.ndarray) -> np.ndarray:
+    """Signed distance to the boundary between the true class and each other class: (n, K) float64 from logits z
+    (n, K) and ``pair_norm`` (K, K) from :func:`_boundary_norms`; +inf in the true class's column."""
     rows = np.arange(z.shape[0])
     gap = z[rows, y][:, None] - z  # z_y - z_j, (n, K)
     denom = pair_norm[y]
@@ -89,7 +89,13 @@ def _margin(z: np.ndarray, y: np.ndarray, pair_norm: np.ndarray) -> np.ndarray:
         dist = np.where(denom > 0, gap / np.where(denom > 0, denom, 1.0), np.sign(gap) * np.inf)
     dist = np.where(np.isnan(dist), 0.0, dist)
     dist[rows, y] = np.inf
-    return dist.min(axis=1)  # a one-class head has no boundary: +inf
+    return dist
+
+
+def _margin(z: np.ndarray, y: np.ndarray, pair_norm: np.ndarray) -> np.ndarray:
+    """Signed distance to the nearest pairwise boundary between the true class and another: (n,) float64 from
+    logits z (n, K)."""
+    return _boundary_distances(z, y, pair_norm).min(axis=1)  # a one-class head has no boundary: +inf
 
 
 def sample_geometry(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnx_geom.geometry import _boundary_norms, sample_geometry
+from onnx_geom.geometry import _boundary_distances, _boundary_norms, sample_geometry
 
 GEOMETRY = ("margin", "cos", "length")
 
@@ -41,15 +41,12 @@ def directions(
     c = np.zeros((s, 3))
     rival = np.full(s, -1, np.int64)
 
-    pair = _boundary_norms(W64)[y]  # (S, K) ||W_y - W_j||
-    z = f @ W64.T + b64
-    gap = z[rows, y][:, None] - z
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dist = np.where(pair > 0, gap / np.where(pair > 0, pair, 1.0), np.inf)
-    dist[rows, y] = np.inf
+    pair_norm = _boundary_norms(W64)
+    pair = pair_norm[y]  # (S, K) ||W_y - W_j||
+    dist = _boundary_distances(f @ W64.T + b64, y, pair_norm)  # the distances the margin is the minimum of
     if W64.shape[0] > 1:
-        j = dist.argmin(axis=1)
-        ok = np.isfinite(dist[rows, j]) & np.isfinite(values[:, 0])
+        j = dist.argmin(axis=1)  # the rival: a class sharing W_y's direction when the margin is decided there
+        ok = (pair[rows, j] > 0) & np.isfinite(dist[rows, j]) & np.isfinite(values[:, 0])
         rival[ok] = j[ok]
         norm = pair[rows, j][:, None]
         u[ok, 0] = ((W64[y] - W64[j]) / np.where(norm > 0, norm, 1.0))[ok]
