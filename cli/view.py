@@ -51,29 +51,26 @@ def view(
         from onnx_geom.errors import DataError
         from onnx_geom.store import Study, left_out, left_out_sentences
 
+        if screenshot is not None:
+            from onnx_geom._files import check_output
+
+            check_output(screenshot, inputs=(study,))  # before the study is read: not into it, not a folder
         opened = Study.open(study)
         for sentence in left_out_sentences(left_out(opened)):
             warn(sentence)
-        source: object = study
-        if reference is not None:
-            from onnx_geom.viewers.data import ViewerData
-
-            if reference not in opened.models:
-                raise DataError(
-                    f"reference model {reference!r} is not in the study; choose one of {', '.join(opened.models)}."
-                )
-            source = ViewerData.from_study(opened, reference=reference)
+        if reference is not None and reference not in opened.models:
+            raise DataError(
+                f"reference model {reference!r} is not in the study; choose one of {', '.join(opened.models)}."
+            )
+        shown = {"size": tuple(size), "attribution": plain(attribution), "reference": reference}
         if screenshot is not None:
-            from onnx_geom._files import check_output
             from onnx_geom.viewers import screenshot as take
 
-            check_output(screenshot, inputs=(study,))  # before the study is read: not into it, not a folder
-
-            path = take(source, screenshot, panel=plain(panel), size=tuple(size), attribution=plain(attribution))
+            path = take(opened, screenshot, panel=plain(panel), **shown)
             out.print(f"wrote {path}")
             return
         if panel is not None:
             err.print("--panel only applies with --screenshot; opening the whole window.")
         from onnx_geom.viewers import show
 
-        show(source, size=tuple(size), attribution=plain(attribution))
+        show(opened, **shown)

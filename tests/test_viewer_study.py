@@ -160,13 +160,12 @@ def test_cli_reference_is_the_model_the_views_compare_with(study_dir, tmp_path, 
     import onnx_geom.viewers as viewers
 
     taken = []
-    monkeypatch.setattr(viewers, "screenshot", lambda source, out, **kw: taken.append(source) or out)
+    monkeypatch.setattr(viewers, "screenshot", lambda source, out, **kw: taken.append((source, kw)) or out)
     for extra, expected in (([], "dense"), (["--reference", "mag-50"], "mag-50"), (["-r", "mag-90"], "mag-90")):
         result = CliRunner().invoke(app, ["view", str(study_dir), "--screenshot", str(tmp_path / "x.png"), *extra])
         assert result.exit_code == 0, result.output
-        source = taken[-1]
-        reference = source.reference if isinstance(source, ViewerData) else ViewerData.from_study(source).reference
-        assert reference == expected
+        source, kw = taken[-1]
+        assert ViewerData.of(source, reference=kw["reference"]).reference == expected
     result = CliRunner().invoke(app, ["view", str(study_dir), "--screenshot", str(tmp_path / "y.png"), "-r", "nope"])
     text = " ".join(result.output.split())
     assert (

@@ -22,28 +22,31 @@ ATTRIBUTIONS = ("margin", "cos", "length", "true-logit", "predicted-logit", "occ
 
 
 def screenshot(
-    study_or_data, out_png, *, panel=None, size=(1280, 800), selection=None, services=None, attribution="margin"
-):
+    study_or_data, out_png, *, panel=None, size=(1280, 800), selection=None, services=None, attribution="margin",
+    reference=None,
+):  # fmt: skip
     """Render the viewer headless to a PNG; see :func:`onnx_geom.viewers.headless.screenshot`."""
     from onnx_geom.viewers.headless import screenshot as _screenshot
 
     return _screenshot(study_or_data, out_png, panel=panel, size=size, selection=selection, services=services,
-                       attribution=attribution)  # fmt: skip
+                       attribution=attribution, reference=reference)  # fmt: skip
 
 
-def render(study_or_data, *, panel=None, size=(1280, 800), selection=None, services=None, attribution="margin"):
+def render(
+    study_or_data, *, panel=None, size=(1280, 800), selection=None, services=None, attribution="margin", reference=None
+):
     """(H, W, 4) uint8 image of the viewer; see :func:`onnx_geom.viewers.headless.render`."""
     from onnx_geom.viewers.headless import render as _render
 
     return _render(study_or_data, panel=panel, size=size, selection=selection, services=services,
-                   attribution=attribution)  # fmt: skip
+                   attribution=attribution, reference=reference)  # fmt: skip
 
 
-def show(study_path, *, size=(1500, 900), services=None, attribution="margin"):
+def show(study_path, *, size=(1500, 900), services=None, attribution="margin", reference=None):
     """Open the interactive window; see :func:`onnx_geom.viewers.window.show`."""
     from onnx_geom.viewers.window import show as _show
 
-    return _show(study_path, size=size, services=services, attribution=attribution)
+    return _show(study_path, size=size, services=services, attribution=attribution, reference=reference)
 
 
 def notebook(study_or_data, *, size=(1200, 760), selection=None, services=None, reference=None):

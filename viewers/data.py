@@ -196,6 +196,11 @@ class ViewerData:
         return read_study(cls, study, reference=reference, comparison=comparison)
 
     @classmethod
+    def of(cls, source, *, reference: str | None = None) -> ViewerData:
+        """``source`` itself when it is a ViewerData, else :meth:`from_study` of it (a folder or a Study)."""
+        return source if isinstance(source, cls) else cls.from_study(source, reference=reference)
+
+    @classmethod
     def synthetic(
         cls,
         n: int,

@@ -16,12 +16,6 @@ from onnx_geom.errors import DataError
 __all__ = ["render", "screenshot"]
 
 
-def _data(study_or_data):
-    from onnx_geom.viewers.data import ViewerData
-
-    return study_or_data if isinstance(study_or_data, ViewerData) else ViewerData.from_study(study_or_data)
-
-
 def render(
     study_or_data,
     *,
@@ -30,6 +24,7 @@ def render(
     selection=None,
     services=None,
     attribution: str = "margin",
+    reference: str | None = None,
 ) -> np.ndarray:
     """(H, W, 4) uint8 image of the viewer (``panel`` one of the six names, or None for all); ``services`` and
     ``attribution`` (what the attribution panel shows): see :func:`onnx_geom.viewers.layout.build_canvas`."""
@@ -45,7 +40,9 @@ def render(
         raise DataError(f"unknown attribution {attribution!r}; choose one of {', '.join(ATTRIBUTIONS)}.")
     if len(size) != 2 or min(size) < 64 or max(size) > 8192:
         raise DataError(f"size {size[0]}x{size[1]} is out of range; give a width and height from 64 to 8192.")
-    data = _data(study_or_data)
+    from onnx_geom.viewers.data import ViewerData
+
+    data = ViewerData.of(study_or_data, reference=reference)
     selection = selection or initial_selection(data)
     width, height = size
     canvas, views = build_canvas(
@@ -69,6 +66,7 @@ def screenshot(
     selection=None,
     services=None,
     attribution: str = "margin",
+    reference: str | None = None,
 ) -> Path:
     """Render the viewer without a display and write a PNG; returns its path.
 
@@ -84,7 +82,7 @@ def screenshot(
 
     out = check_output(out_png, inputs=_inputs(study_or_data))
     image = render(study_or_data, panel=panel, size=size, selection=selection, services=services,
-                   attribution=attribution)  # fmt: skip
+                   attribution=attribution, reference=reference)  # fmt: skip
     with output_errors(out), replacing(out) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
     return out

@@ -202,15 +202,19 @@ def make_window(
     return ViewerWindow()
 
 
-def show(study_path, *, size: tuple[int, int] = (1500, 900), services=None, attribution: str = "margin") -> None:
+def show(
+    study_path, *, size: tuple[int, int] = (1500, 900), services=None, attribution: str = "margin",
+    reference: str | None = None,
+) -> None:  # fmt: skip
     """Open the viewer on a study (a folder, a Study or a ViewerData) and block until the window closes;
-    ``attribution``: what the attribution panel shows first (``onnx_geom.viewers.ATTRIBUTIONS``)."""
+    ``attribution``: what the attribution panel shows first (``onnx_geom.viewers.ATTRIBUTIONS``); ``reference``:
+    the model the others are compared with (default: the study's dense model)."""
     from vispy import app
 
     from onnx_geom.viewers.data import ViewerData
 
     check_display()
-    data = study_path if isinstance(study_path, ViewerData) else ViewerData.from_study(study_path)
+    data = ViewerData.of(study_path, reference=reference)
     window = make_window(data, size=size, services=services, attribution=attribution)
     window.show()
     app.run()
