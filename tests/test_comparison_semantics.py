@@ -68,10 +68,10 @@ def test_saturate_on_greyscale_images_has_no_effect_and_is_left_out_of_everythin
     assert cmp.averages["mean_corruption_accuracy"]["used"] == ["contrast"]
     assert cmp.corruptions == ["contrast"]  # not clustered
     for r in cmp.summary:  # the mean over contrast only, from the stored predictions
-        acc = [np.mean(study.read(Unit(r["model"], "contrast", s), "geometry/pred") == labels) for s in (1, 2)]
+        acc = [np.mean(study.read(Unit(r["model"], "contrast", s), "logits").argmax(1) == labels) for s in (1, 2)]
         assert r["mean_corruption_accuracy"] == pytest.approx(np.mean(acc))
     # the _all similarities use clean + contrast, not the saturate copies of the clean data
-    pred = {m: np.concatenate([study.read(Unit(m, *c), "geometry/pred") for c in [("clean", 0), ("contrast", 1),
+    pred = {m: np.concatenate([study.read(Unit(m, *c), "logits").argmax(1) for c in [("clean", 0), ("contrast", 1),
                                                                                    ("contrast", 2)]])
             for m in ("a", "b")}  # fmt: skip
     assert cmp.pairs[0]["agreement_all"] == pytest.approx(np.mean(pred["a"] == pred["b"]))
@@ -92,7 +92,7 @@ def test_a_no_effect_severity_of_a_corruption_with_effect_leaves_its_sums(tmp_pa
     ]
     labels = study.labels
     acc = {
-        (m, c, s): float(np.mean(study.read(Unit(m, c, s), "geometry/pred") == labels))
+        (m, c, s): float(np.mean(study.read(Unit(m, c, s), "logits").argmax(1) == labels))
         for m in ("dense", "mag90")
         for c, s in [("motion_blur", 1), ("motion_blur", 3), ("gaussian_noise", 1), ("gaussian_noise", 3),
                      ("defocus_blur", 1), ("defocus_blur", 3)]
@@ -196,7 +196,7 @@ def test_similarity_columns_name_their_data(tmp_path):
     assert pair["cka_debiased_all"] == pytest.approx(_gram_cka(feats["dense"], feats["mag90"], True), rel=1e-4)
     assert pair["cka_debiased_clean"] == pytest.approx(_gram_cka(clean["dense"], clean["mag90"], True), rel=1e-4)
     labels = study.labels
-    pred = {m: study.read(Unit(m, "clean", 0), "geometry/pred") for m in ("dense", "mag90")}
+    pred = {m: study.read(Unit(m, "clean", 0), "logits").argmax(1) for m in ("dense", "mag90")}
     assert pair["agreement_clean"] == pytest.approx(np.mean(pred["dense"] == pred["mag90"]))
     assert set(pair) >= {"kappa_clean", "kappa_all", "geometric_distance_clean", "geometric_distance_raw_all"}
     assert cmp.cka_note == ""  # 120 samples for 8 features
@@ -220,7 +220,7 @@ def test_published_errors_as_the_mce_reference(tmp_path):
     for r in cmp.summary:
         ces = []
         for c in ("gaussian_noise", "defocus_blur", "motion_blur"):
-            err = [1 - np.mean(study.read(Unit(r["model"], c, s), "geometry/pred") == labels) for s in (1, 3)]
+            err = [1 - np.mean(study.read(Unit(r["model"], c, s), "logits").argmax(1) == labels) for s in (1, 3)]
             ces.append(sum(err) / (errors[(c, 1)] + errors[(c, 3)]))
         assert r["mce"] == pytest.approx(np.mean(ces))
     study.write_comparison(cmp)

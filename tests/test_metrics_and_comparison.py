@@ -91,7 +91,9 @@ def test_compute_metrics_memory_is_flat_in_the_number_of_samples(tmp_path):
         tracemalloc.stop()
         assert rows[0]["n"] == n
         stored = Study.open(tmp_path / f"s{n}").read(Unit("m", "clean", 0), "geometry/cos")
-        np.testing.assert_allclose(stored, sample_geometry(f, W, np.zeros(300), study.labels)["cos"], atol=1e-6)
+        f64, W64 = f.astype(np.float64), W.astype(np.float64)
+        cos = f64 @ W64.T / (np.linalg.norm(f64, axis=1)[:, None] * np.linalg.norm(W64, axis=1))
+        np.testing.assert_allclose(stored, cos, atol=1e-6)
     whole_cos = 32_000 * 300 * 4  # what holding the larger unit's cosines would cost: 38 MB
     assert peaks[32_000] - peaks[8_000] < whole_cos / 8, peaks
 
@@ -192,18 +194,18 @@ def test_compare_study_options_and_errors(tmp_path):
     study = make_study(tmp_path / "s", geometry=True)
     cmp = compare_study(study, reference="mag50", distance="kappa", cka_samples=50)
     assert cmp.reference == "mag50" and "mag50" not in cmp.samples["fragile_to_pruning"]
-    # kappa of the correctness over every unit the two models share, from the stored predictions
+    # kappa of the correctness over every unit the two models share, from the stored logits
     units = study.units(model="dense")
     correct = {
         m: np.concatenate(
-            [study.read(Unit(m, u.corruption, u.severity), "geometry/pred") == study.labels for u in units]
+            [study.read(Unit(m, u.corruption, u.severity), "logits").argmax(1) == study.labels for u in units]
         )
         for m in ("dense", "mag50")
     }
     kappa = _kappa(correct["dense"], correct["mag50"])
     pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag50"))
     assert pair["kappa_all"] == pytest.approx(kappa) and cmp.distance[0, 1] == pytest.approx(1 - kappa)
-    clean = {m: study.read(Unit(m, "clean", 0), "geometry/pred") == study.labels for m in ("dense", "mag50")}
+    clean = {m: study.read(Unit(m, "clean", 0), "logits").argmax(1) == study.labels for m in ("dense", "mag50")}
     assert pair["kappa_clean"] == pytest.approx(_kappa(clean["dense"], clean["mag50"]))
     with pytest.raises(DataError, match="reference model 'nope'"):
         compare_study(study, reference="nope")
@@ -252,7 +254,8 @@ def test_compare_study_with_a_unit_missing_for_one_model(tmp_path):
     same = sum(
         int(
             np.sum(
-                study.read(u, "geometry/pred") == study.read(Unit("mag50", u.corruption, u.severity), "geometry/pred")
+                study.read(u, "logits").argmax(1)
+                == study.read(Unit("mag50", u.corruption, u.severity), "logits").argmax(1)
             )
         )
         for u in shared
