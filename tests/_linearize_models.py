@@ -7,8 +7,6 @@ import copy
 
 import numpy as np
 
-CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-
 
 def cnn(torch):
     """BN, residual add, overlapping max pool, average pool (padded, count_include_pad=False), strided, grouped

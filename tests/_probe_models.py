@@ -11,6 +11,33 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+#: The CIFAR-10 mean and std (per channel), the cifar preset's constants.
+CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
+
+def run_probe(model: onnx.ModelProto, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of a probe on uint8 ``images``, by name (onnxruntime, CPU)."""
+    import onnxruntime as ort
+
+    from onnx_geom.probe_info import PROBE_INPUT
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {PROBE_INPUT: images}), strict=True))
+
+
+def random_images(model: onnx.ModelProto, n: int, seed: int = 1) -> np.ndarray:
+    """``n`` random uint8 images of the probe's input shape."""
+    from onnx_geom.probe_info import read_probe_info
+
+    shape = read_probe_info(model).input_shape
+    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
+
+
+def assert_close(got: np.ndarray, expected: np.ndarray, what: str) -> None:
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * scale, err_msg=what)
+
 
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))

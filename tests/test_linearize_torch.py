@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _linearize_models import CIFAR10, cnn, conv_head, features_of, images, oracle, rel
+from _linearize_models import cnn, conv_head, features_of, images, oracle, rel
+from _probe_models import CIFAR10
 
 from onnx_geom.linearize import EXACT, Linearizer
 

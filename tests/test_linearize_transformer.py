@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 import pytest
-from _linearize_models import CIFAR10, images, oracle, rel
+from _linearize_models import images, oracle, rel
+from _probe_models import CIFAR10
 
 from onnx_geom.linearize import Linearizer
 

@@ -7,31 +7,15 @@ import warnings
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
-from _probe_models import gemm_trans_b0, keras_style, preprocess, softmax
+from _probe_models import CIFAR10, assert_close, gemm_trans_b0, keras_style, preprocess, softmax
+from _probe_models import random_images as images_for
+from _probe_models import run_probe as run
 
 from onnx_geom.probe import find_heads, probe, save_probe
 from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, TAGS_KEY, read_probe_info
 
-CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 PRESET_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-def run(model, images):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, {PROBE_INPUT: images}), strict=True))
-
-
-def images_for(model, n, seed=1):
-    shape = read_probe_info(model).input_shape
-    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
-
-
-def assert_close(got, expected, what):
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * scale, err_msg=what)
 
 
 def assert_matches(model, reference, layout, *, n=3, mean=(0, 0, 0), std=(1, 1, 1)):

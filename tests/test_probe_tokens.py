@@ -11,34 +11,16 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
-from _probe_models import TOKEN_TAILS, preprocess, tiny_vit, token_model
+from _probe_models import CIFAR10, TOKEN_TAILS, assert_close, preprocess, random_images, tiny_vit, token_model
+from _probe_models import run_probe as run
 from onnx import TensorProto, numpy_helper
 from typer.testing import CliRunner
 
 from onnx_geom.cli.app import app
 from onnx_geom.errors import HeadNotFoundError, ProbeCheckError
 from onnx_geom.probe import check_probe, find_heads, probe, save_probe
-from onnx_geom.probe_info import FEATURES, LOGITS, PROBE_INPUT, read_probe_info
-
-CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-
-
-def run(model, images):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, {PROBE_INPUT: images}), strict=True))
-
-
-def random_images(model, n, seed=1):
-    shape = read_probe_info(model).input_shape
-    return np.random.default_rng(seed).integers(0, 256, size=(n, *shape), dtype=np.uint8)
-
-
-def assert_close(got, expected, what):
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * scale, err_msg=what)
+from onnx_geom.probe_info import FEATURES, LOGITS, read_probe_info
 
 
 def assert_typed_outputs(model, K, D):
