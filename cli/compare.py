@@ -194,8 +194,8 @@ def compare(
         groups = [{**g, "members": ", ".join(g["members"])} for g in cmp.groups]
         out.print(records_table("corruptions that behave alike", groups, ("group", "name", "members")))
         mst = [{"model_a": cmp.models[i], "model_b": cmp.models[j], cmp.distance_name: w} for i, j, w in cmp.mst]
-        if _map_line(cmp):
-            out.print(_map_line(cmp), highlight=False, soft_wrap=True)
+        if line := _map_line(cmp):
+            out.print(line, highlight=False, soft_wrap=True)
         if mst:
             out.print(
                 records_table(f"spanning tree ({cmp.distance_name})", mst, ("model_a", "model_b", cmp.distance_name))

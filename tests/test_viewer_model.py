@@ -106,7 +106,7 @@ def test_points_in_polygon_matches_matplotlib():
 
 
 def test_density_image_counts_every_polyline_once_per_column():
-    from onnx_geom.viewers.views.global_geometry import density_image, normalise
+    from onnx_geom.viewers.views.global_geometry import axis_ranges, density_image
 
     scaled = np.array([[0.0, 1.0, 0.5], [1.0, 1.0, 0.0]], np.float32)
     img = density_image(scaled, steps=4, rows=5)
@@ -119,7 +119,7 @@ def test_density_image_counts_every_polyline_once_per_column():
     # y at the 4 columns: 0.5, 0.875, 1.25, 1.625 -> rows 2 and 4 (3.5 rounds to even), then outside
     assert out.sum() == 2 and out[2, 0] == 1 and out[4, 1] == 1 and out[:, 4].sum() == 0
     values = np.arange(20, dtype=float).reshape(10, 2) * [1, 10]
-    scaled, ranges = normalise(values, shared=2)
+    ranges = axis_ranges(values, shared=2)
     assert ranges[0, 0] == ranges[0, 1] and ranges[1, 0] == ranges[1, 1]
 
 

@@ -41,14 +41,6 @@ STRIP = (1.07, 1.13)  # the overview strip's height, in scene units (the axes ru
 SUMMARY = ("angle", "length", "margin")  # the axes after the class axes
 
 
-def normalise(values: np.ndarray, *, shared: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Scale each column to 0..1 between its 0.5th and 99.5th percentiles (the first ``shared`` columns share
-    one range, so class angles compare across axes); returns (scaled (N, A), ranges (2, A))."""
-    ranges = axis_ranges(values, shared=shared)
-    lo, hi = ranges
-    return ((values - lo) / (hi - lo)).astype(np.float32), ranges
-
-
 def axis_ranges(values: np.ndarray, *, shared: int = 0, rows: int = PERCENTILE_ROWS) -> np.ndarray:
     """(2, A) low and high end of each axis: the 0.5th and 99.5th percentiles of its finite values (of at most
     ``rows`` samples drawn at random), the first ``shared`` axes one range for all of them."""

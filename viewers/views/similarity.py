@@ -82,43 +82,22 @@ def label_positions(
 ) -> np.ndarray:
     """Centres (N, 2) for labels of ``widths`` (N,) and ``height`` beside ``points`` (N, 2), ``gap`` away.
 
-    Greedy, most crowded point first: each label takes the first place (right, left, above, below, then the four
-    diagonals) whose box holds
-    no other point, overlaps no label placed before it and stays inside ``bounds`` (lowest, highest corner) when
-    given, else the side with the fewest such conflicts.
+    Greedy, most crowded point first (:func:`place_some_labels` with every label written): each label takes the
+    first place (right, left, above, below, then the four diagonals) whose box holds no other point, overlaps no
+    label placed before it and stays inside ``bounds`` (lowest, highest corner) when given, else the side with the
+    fewest such conflicts.
 
     >>> label_positions(np.array([[0.0, 0.0], [0.1, 0.0]]), np.array([4.0, 4.0]), 1.0, 0.5).round(1).tolist()
     [[2.5, 0.0], [-2.4, 0.0]]
     """
     points = np.asarray(points, np.float64)
     n = len(points)
-    centres = points.copy()
     if n == 0:
-        return centres
-    half = np.stack([np.asarray(widths, np.float64) / 2, np.full(n, height / 2)], axis=1)  # (N, 2)
+        return points.copy()
     distance = np.linalg.norm(points[:, None] - points[None], axis=2)
     np.fill_diagonal(distance, np.inf)
     crowding = distance.min(axis=1)
-    placed: list[int] = []
-    for i in np.argsort(crowding, kind="stable"):
-        wide, tall, d = gap + half[i, 0], gap + half[i, 1], 0.7 * gap  # d: a diagonal's offset on each axis
-        offsets = [(wide, 0.0), (-wide, 0.0), (0.0, tall), (0.0, -tall)]
-        offsets += [(sx * (d + half[i, 0]), sy * (d + half[i, 1])) for sy in (1, -1) for sx in (1, -1)]
-        others = np.delete(points, i, axis=0)
-        conflicts = []
-        for dx, dy in offsets:
-            c = points[i] + (dx, dy)
-            hit = int((np.abs(others - c) < half[i] + gap / 3).all(axis=1).sum())
-            if placed:
-                hit += int((np.abs(centres[placed] - c) < half[i] + half[placed]).all(axis=1).sum())
-            if bounds is not None:
-                hit += int((c - half[i] < bounds[0]).any() or (c + half[i] > bounds[1]).any())
-            conflicts.append(hit)
-            if hit == 0:
-                break
-        centres[i] = points[i] + offsets[int(np.argmin(conflicts))]
-        placed.append(int(i))
-    return centres
+    return place_some_labels(points, widths, height, gap, bounds, np.argsort(crowding, kind="stable"), always=n)[0]
 
 
 def map_subtitle(quality: dict) -> str:
