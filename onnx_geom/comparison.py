@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -177,19 +177,24 @@ def default_reference(models: list[str], tags: dict[str, dict[str, Any]]) -> str
     return models[0]
 
 
-def _load(study) -> tuple[dict[tuple, dict[str, np.ndarray]], dict[str, Any]]:
+def model_tags(study, models: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The tags each of ``models`` was registered with in a study, by model: what :func:`default_reference` reads."""
+    return {m: dict(study.model_attrs(m).get("tags") or {}) for m in models}
+
+
+def _load(study) -> tuple[dict[tuple, dict[str, np.ndarray]], dict[tuple, Any]]:
+    """The geometry of every unit that has it, and the units, both by (model, corruption, severity)."""
     geoms: dict[tuple, dict[str, np.ndarray]] = {}
-    clean_units: dict[str, Any] = {}
+    units: dict[tuple, Any] = {}
     for unit in study.units(group="geometry"):
         key = (unit.model, unit.corruption, int(unit.severity))
         arrays = study.read_many(unit, [f"geometry/{name}" for name in _READ])
         geoms[key] = {name: np.asarray(arrays[f"geometry/{name}"]) for name in _READ}
         geoms[key]["pred"] = geoms[key]["pred"].astype(np.int32)
-        if unit.corruption == CLEAN:
-            clean_units[unit.model] = unit
+        units[key] = unit
     if not geoms:
         raise StudyError("no unit of this study has its geometry yet; run `onnx-geom metrics STUDY` first.")
-    return geoms, clean_units
+    return geoms, units
 
 
 def _pair_table(models, geoms, conditions, cka) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
@@ -370,9 +375,10 @@ def compare_study(
     errors = {(c, s): e for c, s, e in parameters["reference_errors"]} if parameters["reference_errors"] else None
     source = getattr(study, "geometry_fingerprint", None)
     fingerprint = source() if source is not None else None  # before reading: a change meanwhile makes it stale
-    geoms, clean_units = _load(study)
+    geoms, units = _load(study)
     models = sorted({m for m, _, _ in geoms})
-    tags = {m: dict(study.model_attrs(m).get("tags") or {}) for m in models}
+    clean_units = {m: u for (m, c, _), u in units.items() if c == CLEAN}
+    tags = model_tags(study, models)
     if reference is None:
         reference = default_reference(models, tags)
     elif reference not in models:
@@ -385,8 +391,6 @@ def compare_study(
             f"model(s) {', '.join(missing)} have no clean unit with geometry; "
             "sweep the clean data and run `onnx-geom metrics` first."
         )
-    units = {(u.model, u.corruption, int(u.severity)): u for u in study.units(group="geometry")}
-    units = {k: u for k, u in units.items() if k in geoms}
     present: dict[str, set[int]] = {}
     for _, c, s in geoms:
         if c != CLEAN:

@@ -32,7 +32,7 @@ def study_comparison(study, *, reference: str | None = None) -> tuple[Any, bool]
     ``onnx-geom demo``) stored in the study, when it is fresh and was made against ``reference`` (default: the
     model :func:`~onnx_geom.comparison.compare_study` would choose), else computed with the default parameters
     (not stored). ``study``: a path or an open :class:`~onnx_geom.store.Study`."""
-    from onnx_geom.comparison import compare_study, default_reference
+    from onnx_geom.comparison import compare_study, default_reference, model_tags
     from onnx_geom.errors import OnnxGeomError
 
     study = _open(study)
@@ -40,8 +40,7 @@ def study_comparison(study, *, reference: str | None = None) -> tuple[Any, bool]
     if reference is None:  # the stored one may name the default reference explicitly (the demo's does)
         models = study.models
         if models:
-            tags = {m: dict(study.model_attrs(m).get("tags") or {}) for m in models}
-            wanted.append(default_reference(models, tags))
+            wanted.append(default_reference(models, model_tags(study, models)))
     for ref in wanted:
         try:
             stored = study.read_comparison(reference=ref)

@@ -296,10 +296,7 @@ def feature_scale(features: np.ndarray, labels: np.ndarray) -> float:
     if classes.size < 2:
         return float("nan")
     centroids = np.stack([features[keep & (labels == k)].mean(axis=0) for k in classes])
-    gram = centroids @ centroids.T
-    sq = np.diag(gram)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
-    scale = 0.5 * float(np.median(np.sqrt(d2[np.triu_indices(len(classes), 1)])))
+    scale = 0.5 * float(np.median(_boundary_norms(centroids)[np.triu_indices(len(classes), 1)]))
     return scale if scale > 0 else float("nan")
 
 

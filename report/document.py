@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from onnx_geom.mce import NO_EFFECT
 from onnx_geom.report.figures import ATTRIBUTED, Choice, Rendered, Thumb
 from onnx_geom.report.findings import Finding
 from onnx_geom.report.html import DASH, data_uri, esc, heat_color, page, table
@@ -184,11 +185,7 @@ def _heatmap(cmp: Any, order: list[str]) -> str:
                 else ", ".join(f"severity {s}: {100 * a:.1f}%" for s, a in sorted(per.items()))
                 + f"; mean {100 * mean:.1f}%"
             )
-            no_effect = (
-                " · no effect on this data"
-                if status.get(c, {}).get("mean_corruption_accuracy") == "no effect on this data"
-                else ""
-            )
+            no_effect = f" · {NO_EFFECT}" if status.get(c, {}).get("mean_corruption_accuracy") == NO_EFFECT else ""
             tip = f"{m} · {c}: {detail if c != 'clean' else f'{100 * mean:.1f}%'}{no_effect} (accuracy)"
             cells.append(
                 f'<td data-v="{mean!r}" style="background:{bg};color:{fg}" title="{esc(tip)}">{100 * mean:.0f}</td>'

@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from onnx_geom.mce import BELOW_MINIMUM as LOW_REFERENCE_DROP
+from onnx_geom.mce import NO_EFFECT, NOT_IN_STUDY
+from onnx_geom.report.html import DASH
+
 __all__ = ["GEOMETRY_NAMES", "Finding", "findings", "fmt_p", "names"]
 
 #: How the report names each clean-geometry row of the correlations table.
@@ -35,10 +39,7 @@ DISTANCE_WORDS = {
     "kappa": "1 \u2212 Cohen's kappa over every condition",
     "agreement": "1 \u2212 agreement over every condition",
 }
-NO_EFFECT = "no effect on this data"
-DASH, MINUS, RHO = "\u2013", "\u2212", "\u03c1"  # en dash (ranges), minus sign, rho
-LOW_REFERENCE_DROP = "the reference loses less than the minimum"
-NOT_IN_STUDY = "not in the study"
+MINUS, RHO = "\u2212", "\u03c1"  # minus sign, rho
 
 
 #: (table, columns) a finding reads its numbers from.
