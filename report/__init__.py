@@ -112,17 +112,11 @@ def build_report(
     except Exception:  # a study without images: no thumbnails
         images = None
     total = len(cmp.models)
-    robust = thumbnails(images, labels, class_names, choice.robust,
-                        lambda k: f"right under {k} of {total}")  # fmt: skip
-    fragile = thumbnails(images, labels, class_names, choice.fragile,
-                         lambda k: f"flips in {k} of {choice.units:,}")  # fmt: skip
-    for thumb in robust:
-        thumb.tip = f"sample #{thumb.index}: right in every condition under {thumb.note.split()[2]} of {total} models"
-    for thumb in fragile:
-        thumb.tip = (
-            f"sample #{thumb.index}: right on clean data and wrong under {thumb.note.split()[2]} of the "
-            f"{choice.units:,} (model, corruption, severity) units"
-        )
+    robust = thumbnails(images, labels, class_names, choice.robust, lambda k: f"right under {k} of {total}",
+                        lambda i, k: f"sample #{i}: right in every condition under {k} of {total} models")  # fmt: skip
+    fragile = thumbnails(images, labels, class_names, choice.fragile, lambda k: f"flips in {k} of {choice.units:,}",
+                         lambda i, k: f"sample #{i}: right on clean data and wrong under {k} of the {choice.units:,} "
+                         "(model, corruption, severity) units")  # fmt: skip
     text = build_page(cmp=cmp, meta=meta, found=found, choice=choice, rendered=rendered, robust=robust,
                       fragile=fragile)  # fmt: skip
     result = ReportResult(

@@ -282,12 +282,13 @@ def thumbnails(
     class_names: list[str],
     ranked: list[tuple[int, int]],
     note: Callable[[int], str],
+    tip: Callable[[int, int], str] | None = None,
     *,
     count: int = THUMBS,
     side: int = 96,
 ) -> list[Thumb]:
-    """Small PNGs of the clean images of the first ``count`` samples of ``ranked`` ((sample, score) pairs);
-    images larger than ``side`` pixels are shrunk. ``images``: the study's lazy (N, H, W, C) uint8 array, or None
+    """Small PNGs of the clean images of the first ``count`` samples of ``ranked`` ((sample, score) pairs), each
+    with ``note(score)`` under it and ``tip(sample, score)`` on hover; images larger than ``side`` pixels are shrunk. ``images``: the study's lazy (N, H, W, C) uint8 array, or None
     (then no thumbnails)."""
     from PIL import Image
 
@@ -307,5 +308,5 @@ def thumbnails(
         img.save(buffer, format="PNG", optimize=True)
         label = int(labels[i])
         name = class_names[label] if 0 <= label < len(class_names) else str(label)
-        out.append(Thumb(int(i), name, buffer.getvalue(), note(score)))
+        out.append(Thumb(int(i), name, buffer.getvalue(), note(score), tip(int(i), score) if tip else ""))
     return out
