@@ -171,11 +171,7 @@ def logit_decomposition(res: Linearization, images: np.ndarray, classes: Sequenc
     s = np.arange(len(images))
     k = np.asarray(classes, np.int64)
     gmap = (res.W[s, k] * images.astype(np.float32)).astype(np.float32)
-    bias, value = res.b[s, k], res.value[s, k]
-    flat = gmap.reshape(len(s), -1)
-    total = flat.sum(axis=1, dtype=np.float64) + bias
-    size = np.maximum(np.abs(value), np.abs(flat).sum(axis=1, dtype=np.float64) + np.abs(bias))
-    return Decomposition(gmap, bias, value, np.abs(total - value) / np.maximum(size, 1e-30))
+    return Decomposition.of(gmap, res.b[s, k], res.value[s, k])
 
 
 @dataclass(frozen=True)
