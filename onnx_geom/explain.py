@@ -24,6 +24,7 @@ import numpy as np
 from onnx_geom.conditions import CLEAN, CLEAN_CONDITION, condition_name
 from onnx_geom.errors import DataError, StudyError
 from onnx_geom.linearize import Decomposition, Linearization
+from onnx_geom.linearize._geometry import GEOMETRY
 from onnx_geom.probe_info import LOGITS
 
 __all__ = [
@@ -39,8 +40,6 @@ __all__ = [
     "write_explanation",
 ]
 
-#: The quantities the linearization decomposes by itself (with the logits' head).
-GEOMETRY = ("margin", "cos", "length")
 #: What :func:`explanation` decomposes: the three geometry quantities and the logits of the true and predicted class.
 QUANTITIES = (*GEOMETRY, "true_logit", "predicted_logit")
 
