@@ -117,4 +117,4 @@ def unbroadcast(b: Builder, g: str, g_shape: tuple[int, ...], in_shape: tuple[in
 
 def lead_reshape(b: Builder, g: str, shape: tuple[int, ...]) -> str:
     """Reshape a cotangent (R, ...) to (R, *shape)."""
-    return b.op("Reshape", [g, b.const((-1, *shape), np.int64, "shape")])
+    return b.reshape(g, (-1, *shape))
