@@ -199,11 +199,16 @@ def _summary(
 def _print(summary: dict[str, Any]) -> None:
     table = Table(title=f"{escape(summary['output'])}: W(x) x + b(x) per sample", title_justify="left")
     rows = summary["samples"]
-    columns = [("sample", "sample"), ("label", "label"), ("predicted", "prediction")]
-    if "margin" in rows[0]:
-        columns += [("margin", "margin"), ("margin_contributions", "= contributions"), ("margin_bias", "+ bias")]
-    columns.append(("residual", "residual"))
-    columns = [(key, title) for key, title in columns if key in rows[0]]
+    columns = [
+        ("sample", "sample"),
+        ("label", "label"),
+        ("predicted", "prediction"),
+        ("margin", "margin"),
+        ("margin_contributions", "= contributions"),
+        ("margin_bias", "+ bias"),
+        ("residual", "residual"),
+    ]
+    columns = [(key, title) for key, title in columns if key in rows[0]]  # the keys this output's rows have
     for _, title in columns:
         table.add_column(title, justify="right")
     for row in rows:

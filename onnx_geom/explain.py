@@ -24,6 +24,7 @@ import numpy as np
 from onnx_geom.conditions import CLEAN, CLEAN_CONDITION, condition_name
 from onnx_geom.errors import DataError, StudyError
 from onnx_geom.linearize import Decomposition, Linearization
+from onnx_geom.linearize._geometry import GEOMETRY
 from onnx_geom.probe_info import LOGITS
 
 __all__ = [
@@ -39,8 +40,6 @@ __all__ = [
     "write_explanation",
 ]
 
-#: The quantities the linearization decomposes by itself (with the logits' head).
-GEOMETRY = ("margin", "cos", "length")
 #: What :func:`explanation` decomposes: the three geometry quantities and the logits of the true and predicted class.
 QUANTITIES = (*GEOMETRY, "true_logit", "predicted_logit")
 
@@ -171,11 +170,7 @@ def logit_decomposition(res: Linearization, images: np.ndarray, classes: Sequenc
     s = np.arange(len(images))
     k = np.asarray(classes, np.int64)
     gmap = (res.W[s, k] * images.astype(np.float32)).astype(np.float32)
-    bias, value = res.b[s, k], res.value[s, k]
-    flat = gmap.reshape(len(s), -1)
-    total = flat.sum(axis=1, dtype=np.float64) + bias
-    size = np.maximum(np.abs(value), np.abs(flat).sum(axis=1, dtype=np.float64) + np.abs(bias))
-    return Decomposition(gmap, bias, value, np.abs(total - value) / np.maximum(size, 1e-30))
+    return Decomposition.of(gmap, res.b[s, k], res.value[s, k])
 
 
 @dataclass(frozen=True)

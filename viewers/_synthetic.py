@@ -191,12 +191,8 @@ def linear_linearization(mix: np.ndarray, W: np.ndarray, b: np.ndarray, images: 
     u, c, values, rival = directions(f, W64, b64, labels)
     parts = {}
     for g, name in enumerate(GEOMETRY):
-        gmap = (u[:, g] @ J) * x  # (n, P)
-        gbias = u[:, g] @ b_f + c[:, g]
-        err = np.abs(gmap.sum(axis=1) + gbias - values[:, g]) / np.maximum(
-            np.abs(gmap).sum(axis=1) + np.abs(gbias), 1e-30
-        )
-        parts[name] = Decomposition(gmap.reshape(n, *shape).astype(np.float32), gbias, values[:, g], err)
+        gmap = (u[:, g] @ J) * x  # (n, P) float64: the residual is that of the float64 map
+        parts[name] = Decomposition.of(gmap.reshape(n, *shape), u[:, g] @ b_f + c[:, g], values[:, g])
     W_full = np.broadcast_to(rows.astype(np.float32), (n, *rows.shape)).reshape(n, len(b64), *shape)
     return Linearization(
         "logits", np.ascontiguousarray(W_full), np.repeat(bias[None], n, 0), value, residual,

@@ -42,41 +42,57 @@ class Features(Protocol):
     def __call__(self, model: str, images: np.ndarray) -> np.ndarray: ...
 
 
-class ProbeFeatures:
-    """Features through each model's probe file, with the core runner (GPU when usable, else CPU); a model's
-    onnxruntime session is opened on first use and kept. ``notes[model]`` says why a model has no probe file."""
+class _FromProbes:
+    """What each model's probe file is made into (``_build``, by subclasses), on first use and kept; under a lock,
+    as the window works on a worker thread. ``notes[model]`` says why a model has no probe file."""
 
-    def __init__(self, probes: Mapping[str, Path], notes: Mapping[str, str] | None = None) -> None:
+    #: How the error of a probe file ``_build`` cannot take ends: "probe file P could not be <_verb> (...)".
+    _verb = "loaded"
+
+    def __init__(self, probes: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> None:
         self._probes, self._notes = dict(probes), dict(notes or {})
-        self._sessions: dict[str, Any] = {}
-        self._lock = threading.Lock()  # the window computes attribution maps on a worker thread
+        self._built: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def unavailable(self, model: str) -> str | None:
         if model in self._probes:
             return None
         return self._notes.get(model, f"the study does not name a probe file for model {model}")
 
-    def __call__(self, model: str, images: np.ndarray) -> np.ndarray:
+    def _get(self, model: str) -> Any:
+        """The built object of ``model``; a model :meth:`unavailable` names, or a probe file that cannot be built,
+        is a :class:`StudyError` in one sentence."""
         reason = self.unavailable(model)
         if reason is not None:
             raise StudyError(reason + ".")
-        return self._session(model).run(images)[0]
-
-    def _session(self, model: str) -> Any:
-        from onnx_geom.runner import ProbeSession
-
         with self._lock:
-            if model not in self._sessions:
-                path = self._probes[model]
+            if model not in self._built:
+                probe = self._probes[model]
                 try:
-                    self._sessions[model] = ProbeSession.open(path, device="auto", name=path.name)
+                    self._built[model] = self._build(probe)
                 except OnnxGeomError:
                     raise
                 except Exception as error:  # onnxruntime raises its own classes for unreadable files
                     raise StudyError(
-                        f"probe file {path} could not be loaded ({error}); re-create it with `onnx-geom probe`."
+                        f"probe file {probe} could not be {self._verb} ({error}); re-create it with `onnx-geom probe`."
                     ) from None
-            return self._sessions[model]
+            return self._built[model]
+
+    def _build(self, probe: Any) -> Any:
+        raise NotImplementedError
+
+
+class ProbeFeatures(_FromProbes):
+    """Features through each model's probe file, with the core runner (GPU when usable, else CPU); a model's
+    onnxruntime session is opened on first use and kept. ``notes[model]`` says why a model has no probe file."""
+
+    def __call__(self, model: str, images: np.ndarray) -> np.ndarray:
+        return self._get(model).run(images)[0]
+
+    def _build(self, probe: Path) -> Any:
+        from onnx_geom.runner import ProbeSession
+
+        return ProbeSession.open(probe, device="auto", name=probe.name)
 
 
 @dataclass
@@ -104,47 +120,31 @@ class Explain(Protocol):
     def __call__(self, model: str, images: np.ndarray, labels: np.ndarray) -> Explanation: ...
 
 
-class ProbeExplain:
+class ProbeExplain(_FromProbes):
     """Explanations through each model's probe file with :class:`onnx_geom.linearize.Linearizer` (onnxruntime,
     GPU when usable): a model's graphs and sessions are built on first use and kept. ``probes`` maps a model to its
     probe file (or an ``onnx.ModelProto``); ``notes[model]`` says why a model has none."""
 
-    def __init__(self, probes: Mapping[str, Any], notes: Mapping[str, str] | None = None, *, device: str = "auto"):
-        self._probes, self._notes, self.device = dict(probes), dict(notes or {}), device
-        self._linearizers: dict[str, Any] = {}
-        self._lock = threading.Lock()  # the window explains on a worker thread
-        self.builds = 0  # linearizers built (one per model, however many samples are explained)
+    _verb = "linearized"
 
-    def unavailable(self, model: str) -> str | None:
-        if model in self._probes:
-            return None
-        return self._notes.get(model, f"the study does not name a probe file for model {model}")
+    def __init__(self, probes: Mapping[str, Any], notes: Mapping[str, str] | None = None, *, device: str = "auto"):
+        super().__init__(probes, notes)
+        self.device = device
+        self.builds = 0  # linearizers built (one per model, however many samples are explained)
 
     def __call__(self, model: str, images: np.ndarray, labels: np.ndarray) -> Explanation:
         from onnx_geom.explain import explanation
 
-        reason = self.unavailable(model)
-        if reason is not None:
-            raise StudyError(reason + ".")
+        linearizer = self._get(model)
         images = np.asarray(images)
-        return explanation(self._linearizer(model)(images, np.asarray(labels, np.int64)), images)
+        return explanation(linearizer(images, np.asarray(labels, np.int64)), images)
 
-    def _linearizer(self, model: str) -> Any:
+    def _build(self, probe: Any) -> Any:
         from onnx_geom.linearize import Linearizer
 
-        with self._lock:
-            if model not in self._linearizers:
-                probe = self._probes[model]
-                try:
-                    self._linearizers[model] = Linearizer(probe, device=self.device)
-                except OnnxGeomError:
-                    raise
-                except Exception as error:  # onnxruntime raises its own classes for unreadable files
-                    raise StudyError(
-                        f"probe file {probe} could not be linearized ({error}); re-create it with `onnx-geom probe`."
-                    ) from None
-                self.builds += 1
-            return self._linearizers[model]
+        linearizer = Linearizer(probe, device=self.device)
+        self.builds += 1
+        return linearizer
 
 
 @dataclass

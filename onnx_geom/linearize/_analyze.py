@@ -19,6 +19,8 @@ from onnx_geom.errors import InvalidModelError
 from onnx_geom.linearize import _conv, _frozen, _select  # noqa: F401  (they fill the rule table)
 from onnx_geom.linearize._graph import AFFINE, BILINEAR, CONST, GATE, VARIABLE, Site, refuse
 from onnx_geom.linearize._rules import RULES
+from onnx_geom.probe._graph import GraphIndex
+from onnx_geom.probe._surgery import _default_opset
 from onnx_geom.probe_info import PROBE_INPUT
 
 _ALWAYS_CONST = ("Shape", "Size", "ConstantOfShape", "Constant")
@@ -50,13 +52,9 @@ class Analysis:
         return [s for s in self.sites if any(self.kinds.get(o) == AFFINE for o in s.outs if o)]
 
 
-def opset_of(model: ModelProto) -> int:
-    return next((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), 0)
-
-
 def upgrade(model: ModelProto) -> ModelProto:
     """The model itself at opset 11 or later (the frozen-pattern nodes need it), converted when older."""
-    if opset_of(model) >= 11:
+    if _default_opset(model) >= 11:
         return model
     try:
         from onnx import version_converter
@@ -64,15 +62,15 @@ def upgrade(model: ModelProto) -> ModelProto:
         return version_converter.convert_version(model, 13)
     except Exception as err:
         raise InvalidModelError(
-            f"the model uses opset {opset_of(model)} and could not be converted to 13 ({str(err).splitlines()[0][:160]}); re-export it with opset 13 or later."
+            f"the model uses opset {_default_opset(model)} and could not be converted to 13 ({str(err).splitlines()[0][:160]}); re-export it with opset 13 or later."
         ) from None
 
 
 def analyze(model: ModelProto, targets: list[str], image_shape: tuple[int, ...], batch: int) -> Analysis:
     """Classify every tensor on the way from the probe input to ``targets`` at a static batch of ``batch``."""
     model = upgrade(model)
-    an = Analysis(model, opset_of(model), batch, list(targets))
-    produced = {o: i for i, node in enumerate(model.graph.node) for o in node.output if o}
+    an = Analysis(model, _default_opset(model), batch, list(targets))
+    produced = GraphIndex(model.graph).producer
     known = {v.name for v in model.graph.output}
     for name in targets:
         if name not in produced and name not in known:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from onnx import ModelProto, NodeProto, TensorProto, ValueInfoProto, helper
+from onnx import ModelProto, NodeProto, ValueInfoProto, helper
 
 from onnx_geom.linearize._analyze import Analysis
 from onnx_geom.linearize._graph import AFFINE, Builder, Site
@@ -35,12 +35,10 @@ class Plan:
     forward: ModelProto
     backward: ModelProto
     zero_input: str
-    targets: list[str]
     twins: dict[str, str]  # target -> forward output holding b(x)
     taps: list[tuple[str, str]]  # (forward output, backward input)
     seeds: dict[str, str]  # target -> backward input
     directions: int
-    batch: int
 
 
 class Forward:
@@ -181,9 +179,7 @@ def build(an: Analysis, directions: int) -> Plan:
     )
     backward = helper.make_model(graph, opset_imports=[helper.make_opsetid("", BACKWARD_OPSET)])
     backward.ir_version = 8
-    return Plan(
-        forward, backward, fw.zero_input, targets, twins, [(t, tap) for t, tap in taps], seeds, directions, an.batch
-    )
+    return Plan(forward, backward, fw.zero_input, twins, [(t, tap) for t, tap in taps], seeds, directions)
 
 
 def _backward(an: Analysis, bw: Backward, path: list[Site]) -> dict[str, str]:
@@ -219,5 +215,5 @@ def _backward(an: Analysis, bw: Backward, path: list[Site]) -> dict[str, str]:
 
 
 def _typed(name: str, dtype: Any, shape: tuple[int, ...] | None) -> ValueInfoProto:
-    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype)) if np.dtype(dtype) != np.bool_ else TensorProto.BOOL
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     return helper.make_tensor_value_info(name, elem, None if shape is None else [int(d) for d in shape])

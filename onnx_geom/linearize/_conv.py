@@ -56,11 +56,7 @@ def transpose_geometry(in_sp, out_sp, k, s, d, begin, end) -> tuple[list[int], l
 
 def _merge(bw: Any, g: str, shape: tuple[int, ...]) -> str:
     """(R, N, C, *sp) -> (R * N, C, *sp): the cotangent directions become batch entries."""
-    return bw.b.op("Reshape", [g, bw.b.const((-1, *shape[1:]), np.int64)])
-
-
-def _split(bw: Any, x: str, shape: tuple[int, ...]) -> str:
-    return bw.b.op("Reshape", [x, bw.b.const((bw.R, *shape), np.int64)])
+    return bw.b.reshape(g, (-1, *shape[1:]))
 
 
 def _conv_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
@@ -110,7 +106,7 @@ def _conv_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
             output_padding=extra,
             kernel_shape=kernel,
         )
-    return [_split(bw, out, s_in)] + [None] * (len(site.ins) - 1)
+    return [bw.b.reshape(out, (bw.R, *s_in))] + [None] * (len(site.ins) - 1)
 
 
 def _phase(a: int, s: int, k: int, pb: int, n_in: int, n_out: int) -> tuple[list[int], int, int, int] | None:
@@ -173,7 +169,7 @@ def _polyphase(
                     "Pad", [part, b.const([0, 0, 0, 0, 0, 0, size[0] - lengths[0], size[1] - lengths[1]], np.int64)]
                 )
             phases.append(b.op("Unsqueeze", [part, b.const([2], np.int64)]))
-    joined = b.op("Reshape", [b.op("Concat", phases, axis=2), b.const([batch, channels * s * s, *size], np.int64)])
+    joined = b.reshape(b.op("Concat", phases, axis=2), (batch, channels * s * s, *size))
     out = b.op("DepthToSpace", [joined], blocksize=s, mode="CRD")
     if [s * n for n in size] != list(in_sp):
         out = b.op("Slice", [out, b.const([0, 0], np.int64), b.const(list(in_sp), np.int64), b.const([2, 3], np.int64)])
@@ -218,7 +214,7 @@ def _avgpool_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
         output_padding=extra,
         kernel_shape=kernel,
     )
-    return [_split(bw, out, s_in)]
+    return [bw.b.reshape(out, (bw.R, *s_in))]
 
 
 rule("Conv", classify=linear(0), vjp=_conv_vjp)

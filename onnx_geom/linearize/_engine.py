@@ -34,6 +34,17 @@ class Decomposition:
     value: np.ndarray
     residual: np.ndarray
 
+    @classmethod
+    def of(cls, map: np.ndarray, bias: np.ndarray, value: np.ndarray) -> Decomposition:
+        """``map`` (S, ...) with its ``bias`` and ``value`` (S,): the residual computed from ``map`` as given (sums
+        in float64), the map kept as float32. A non-finite value (a margin of +inf: no boundary) has residual 0."""
+        flat = map.reshape(len(map), -1)
+        total = flat.sum(axis=1, dtype=np.float64) + bias
+        size = np.maximum(np.abs(value), np.abs(flat).sum(axis=1, dtype=np.float64) + np.abs(bias))
+        with np.errstate(invalid="ignore"):
+            residual = np.where(np.isfinite(value), np.abs(total - value) / np.maximum(size, 1e-30), 0.0)
+        return cls(np.asarray(map, np.float32), bias, value, residual)
+
 
 @dataclass(frozen=True)
 class Report:
@@ -221,13 +232,7 @@ class Linearizer:
             bias = np.einsum("sgd,sd->sg", u, found[plan.twins[FEATURES]].astype(np.float64)) + c
             for g, name in enumerate(GEOMETRY):
                 gmap = (grad[self.K + g, :n] * batch[:n]).astype(np.float32)
-                total = gmap.reshape(n, -1).sum(axis=1, dtype=np.float64) + bias[:n, g]
-                size = np.maximum(np.abs(values[:n, g]), np.abs(gmap).reshape(n, -1).sum(axis=1) + np.abs(bias[:n, g]))
-                with np.errstate(invalid="ignore"):
-                    err = np.where(
-                        np.isfinite(values[:n, g]), np.abs(total - values[:n, g]) / np.maximum(size, 1e-30), 0.0
-                    )
-                result[name] = Decomposition(gmap, bias[:n, g], values[:n, g], err)
+                result[name] = Decomposition.of(gmap, bias[:n, g], values[:n, g])
             result.update(labels=y[:n], rival=rival[:n])
         return Linearization(self.output, W, b, value, residual, self.report, **result)
 

@@ -167,7 +167,7 @@ def _maxpool_state(site: Site, fw: Any) -> dict[str, str]:
 
 
 def _maxpool_twin(site: Site, fw: Any) -> None:
-    flat = fw.b.op("Reshape", [fw.z(site.ins[0]), fw.b.const([-1], np.int64)])
+    flat = fw.b.reshape(fw.z(site.ins[0]), (-1,))
     fw.b.nodes.append(_identity(fw, fw.b.op("Gather", [flat, fw.state(site, "indices")], axis=0), fw.out(site)))
 
 
@@ -175,10 +175,10 @@ def _maxpool_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     """Scatter-add every output cotangent to the input position its frozen argmax picked (flat N*C*H*W index)."""
     n_in, n_out = int(np.prod(bw.shape(site.ins[0]))), int(np.prod(bw.shape(site.outs[0])))
     b = bw.b
-    indices = b.expand(b.op("Reshape", [bw.state(site, "indices"), b.const([1, n_out], np.int64)]), (bw.R, n_out))
-    flat = b.op("Reshape", [g[0], b.const([bw.R, n_out], np.int64)])
+    indices = b.expand(b.reshape(bw.state(site, "indices"), (1, n_out)), (bw.R, n_out))
+    flat = b.reshape(g[0], (bw.R, n_out))
     scattered = b.op("ScatterElements", [bw.zeros((n_in,)), indices, flat], axis=1, reduction="add")
-    return [b.op("Reshape", [scattered, b.const((bw.R, *bw.shape(site.ins[0])), np.int64)])]
+    return [b.reshape(scattered, (bw.R, *bw.shape(site.ins[0])))]
 
 
 rule("MaxPool", classify=_maxpool_classify, state=_maxpool_state, twin=_maxpool_twin, vjp=_maxpool_vjp)
@@ -213,7 +213,7 @@ def _extreme_vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     shape = bw.shape(site.ins[0])
     axes, _ = _extreme_axes(site, bw)
     kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
-    spread = bw.b.op("Reshape", [g[0], bw.b.const((bw.R, *kept), np.int64)])
+    spread = bw.b.reshape(g[0], (bw.R, *kept))
     return [bw.b.op("Mul", [spread, bw.state(site, "factor")])] + [None] * (len(site.ins) - 1)
 
 
@@ -257,7 +257,7 @@ def _channel(site: Site, rank: int, fw_or_bw: Any, name: str) -> str:
     """InstanceNormalization's per-channel (C,) scale/bias reshaped to broadcast over (N, C, *spatial)."""
     if site.op == "LayerNormalization":
         return fw_or_bw.value(name)
-    return fw_or_bw.b.op("Reshape", [fw_or_bw.value(name), fw_or_bw.b.const([-1] + [1] * (rank - 2), np.int64)])
+    return fw_or_bw.b.reshape(fw_or_bw.value(name), (-1, *[1] * (rank - 2)))
 
 
 def _norm_twin(site: Site, fw: Any) -> None:

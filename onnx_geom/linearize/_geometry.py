@@ -21,6 +21,7 @@ import numpy as np
 
 from onnx_geom.geometry import _boundary_distances, _boundary_norms, sample_geometry
 
+#: The quantities the linearization decomposes by itself (with the logits' head), in the order of its rows.
 GEOMETRY = ("margin", "cos", "length")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from onnx_geom.errors import InvalidModelError
+from onnx_geom.probe._graph import node_label, unique_name
 
 CONST, GATE, AFFINE, BILINEAR = "const", "gate", "affine", "bilinear"
 VARIABLE = (AFFINE, BILINEAR)
@@ -32,7 +33,7 @@ class Site:
     @classmethod
     def of(cls, node: NodeProto, position: int) -> Site:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        return cls(node, node.name or f"{node.op_type}#{position}", position, attrs)
+        return cls(node, node_label(node, position), position, attrs)
 
     @property
     def op(self) -> str:
@@ -66,12 +67,7 @@ class Builder:
         self._consts: dict[tuple[str, bytes, tuple[int, ...]], str] = {}
 
     def fresh(self, base: str) -> str:
-        name, count = f"{self.prefix}{base}", 0
-        while name in self.taken:
-            count += 1
-            name = f"{self.prefix}{base}_{count}"
-        self.taken.add(name)
-        return name
+        return unique_name(f"{self.prefix}{base}", self.taken)
 
     def const(self, value: Any, dtype: Any = np.float32, base: str = "c") -> str:
         array = np.ascontiguousarray(np.asarray(value, dtype=dtype))
@@ -117,4 +113,4 @@ def unbroadcast(b: Builder, g: str, g_shape: tuple[int, ...], in_shape: tuple[in
 
 def lead_reshape(b: Builder, g: str, shape: tuple[int, ...]) -> str:
     """Reshape a cotangent (R, ...) to (R, *shape)."""
-    return b.op("Reshape", [g, b.const((-1, *shape), np.int64, "shape")])
+    return b.reshape(g, (-1, *shape))

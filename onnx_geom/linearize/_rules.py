@@ -18,9 +18,9 @@ This module holds the linear ops; :mod:`._frozen` the piecewise-linear ops and t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -48,15 +48,28 @@ def rule(*ops: str, **parts: Any) -> None:
 # ------------------------------------------------------------------------------------------------ classification
 
 
+def refuse_mixed(site: Site, origin: str) -> NoReturn:
+    """Refuse a sum of a bilinear tensor (the product formed at ``origin``) and an affine one."""
+    refuse(
+        site,
+        f"adds the product of two input-dependent tensors formed at the {origin} to a tensor affine in the images, which is not affine in them",
+    )
+
+
+def refuse_others(site: Site, an: Any, allowed: Sequence[int]) -> None:
+    """Refuse an input-dependent input at a position other than ``allowed`` (the ones the op is linear in)."""
+    for i, name in enumerate(site.ins):
+        if name and i not in allowed and an.kind(name) in VARIABLE:
+            refuse(
+                site, f"takes the input-dependent tensor '{name}' as its input {i}, which it does not treat linearly"
+            )
+
+
 def combined(site: Site, an: Any, positions: list[int]) -> str:
     """AFFINE or BILINEAR: the kind of a linear combination of the inputs at ``positions``."""
     kinds = {an.kind(site.ins[i]) for i in positions if i < len(site.ins) and site.ins[i]}
     if AFFINE in kinds and BILINEAR in kinds:
-        origin = next(an.origin(site.ins[i]) for i in positions if an.kind(site.ins[i]) == BILINEAR)
-        refuse(
-            site,
-            f"adds the product of two input-dependent tensors formed at the {origin} to a tensor affine in the images, which is not affine in them",
-        )
+        refuse_mixed(site, next(an.origin(site.ins[i]) for i in positions if an.kind(site.ins[i]) == BILINEAR))
     return BILINEAR if BILINEAR in kinds else AFFINE
 
 
@@ -65,12 +78,7 @@ def linear(*positions: int, gates: tuple[int, ...] = ()) -> Callable[[Site, Any]
 
     def classify(site: Site, an: Any) -> Classified:
         allowed = list(positions) or list(range(len(site.ins)))
-        for i, name in enumerate(site.ins):
-            if name and i not in allowed and an.kind(name) in VARIABLE:
-                refuse(
-                    site,
-                    f"takes the input-dependent tensor '{name}' as its input {i}, which it does not treat linearly",
-                )
+        refuse_others(site, an, allowed)
         kind = combined(site, an, allowed)
         return [GATE if i in gates else kind for i in range(len(site.outs))], None
 
@@ -83,12 +91,7 @@ def product(a: int = 0, b: int = 1) -> Callable[[Site, Any], Classified]:
 
     def classify(site: Site, an: Any) -> Classified:
         ka, kb = an.kind(site.ins[a]), an.kind(site.ins[b])
-        for i, name in enumerate(site.ins):
-            if name and i not in (a, b) and an.kind(name) in VARIABLE:
-                refuse(
-                    site,
-                    f"takes the input-dependent tensor '{name}' as its input {i}, which it does not treat linearly",
-                )
+        refuse_others(site, an, (a, b))
         if ka in VARIABLE and kb in VARIABLE:
             if ka == kb == AFFINE:
                 return [BILINEAR] * len(site.outs), None
@@ -162,14 +165,17 @@ def vjp_mul(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     return grads
 
 
-def _swap_last(bw: Any, name: str, scale: float = 1.0) -> str:
-    """The forward value of ``name`` with its last two axes swapped (and scaled): a constant when it is one."""
+def _operand(bw: Any, name: str, *, swap: bool, scale: float = 1.0) -> str:
+    """The forward value of ``name``, with its last two axes swapped when ``swap``, times ``scale``: a constant
+    when it is one."""
     value = bw.const(name)
     if value is not None:
-        return bw.b.const(np.swapaxes(value, -1, -2) * scale)
-    rank = len(bw.shape(name))
-    swapped = bw.b.op("Transpose", [bw.value(name)], perm=[*range(rank - 2), rank - 1, rank - 2])
-    return swapped if scale == 1.0 else bw.b.op("Mul", [swapped, bw.b.const(scale)])
+        return bw.b.const((np.swapaxes(value, -1, -2) if swap else value) * scale)
+    out = bw.value(name)
+    if swap:
+        rank = len(bw.shape(name))
+        out = bw.b.op("Transpose", [out], perm=[*range(rank - 2), rank - 1, rank - 2])
+    return out if scale == 1.0 else bw.b.op("Mul", [out, bw.b.const(scale)])
 
 
 def vjp_matmul(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
@@ -183,7 +189,7 @@ def vjp_matmul(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
             gi = bw.b.op("Mul", [bw.b.op("Unsqueeze", [g[0], bw.b.const([-1], np.int64)]), bw.value(b_)])
             grads[0] = unbroadcast(bw.b, gi, (*bw.shape(site.outs[0]), sb[0]), sa)
         else:
-            gi = bw.b.op("MatMul", [g[0], _swap_last(bw, b_)])
+            gi = bw.b.op("MatMul", [g[0], _operand(bw, b_, swap=True)])
             batch = np.broadcast_shapes(sa[:-2], sb[:-2])
             grads[0] = unbroadcast(bw.b, gi, (*batch, sa[-2], sa[-1]), sa)
     if affine(bw, site, 1):
@@ -193,7 +199,7 @@ def vjp_matmul(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
             gi = bw.b.op("MatMul", [bw.b.op("Unsqueeze", [g[0], bw.b.const([-2], np.int64)]), bw.value(a)])
             grads[1] = unbroadcast(bw.b, gi, (*sa[:-2], 1, sb[0]), sb)
         else:
-            gi = bw.b.op("MatMul", [_swap_last(bw, a), g[0]])
+            gi = bw.b.op("MatMul", [_operand(bw, a, swap=True), g[0]])
             batch = np.broadcast_shapes(sa[:-2], sb[:-2])
             grads[1] = unbroadcast(bw.b, gi, (*batch, sb[-2], sb[-1]), sb)
     return grads
@@ -206,27 +212,17 @@ def vjp_gemm(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     a, b_ = site.ins[0], site.ins[1]
     grads: list[str | None] = [None] * len(site.ins)
     if affine(bw, site, 0):  # dA' = alpha g B'^T; B'^T is B when transB, else B^T
-        b_t = _matrix(bw, b_, transpose=not trans_b, scale=alpha)
+        b_t = _operand(bw, b_, swap=not trans_b, scale=alpha)
         gi = bw.b.op("MatMul", [g[0], b_t])
         grads[0] = bw.b.op("Transpose", [gi], perm=[0, 2, 1]) if trans_a else gi
     if affine(bw, site, 1):  # dB' = alpha A'^T g; A'^T is A when transA, else A^T
-        a_t = _matrix(bw, a, transpose=not trans_a, scale=alpha)
+        a_t = _operand(bw, a, swap=not trans_a, scale=alpha)
         gi = bw.b.op("MatMul", [a_t, g[0]])
         grads[1] = bw.b.op("Transpose", [gi], perm=[0, 2, 1]) if trans_b else gi
     if affine(bw, site, 2):
         gi = g[0] if beta == 1.0 else bw.b.op("Mul", [g[0], bw.b.const(beta)])
         grads[2] = unbroadcast(bw.b, gi, bw.shape(site.outs[0]), bw.shape(site.ins[2]))
     return grads
-
-
-def _matrix(bw: Any, name: str, *, transpose: bool, scale: float) -> str:
-    value = bw.const(name)
-    if value is not None:
-        return bw.b.const((value.T if transpose else value) * scale)
-    out = bw.value(name)
-    if transpose:
-        out = bw.b.op("Transpose", [out], perm=[1, 0])
-    return out if scale == 1.0 else bw.b.op("Mul", [out, bw.b.const(scale)])
 
 
 def vjp_where(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
@@ -328,11 +324,7 @@ def classify_gemm(site: Site, an: Any) -> Classified:
     kinds, _ = product(0, 1)(site, an)
     if len(site.ins) > 2 and site.ins[2] and an.kind(site.ins[2]) in VARIABLE:
         if kinds[0] == BILINEAR or an.kind(site.ins[2]) == BILINEAR:
-            origin = f"Gemm node '{site.label}'" if kinds[0] == BILINEAR else an.origin(site.ins[2])
-            refuse(
-                site,
-                f"adds the product of two input-dependent tensors formed at the {origin} to a tensor affine in the images, which is not affine in them",
-            )
+            refuse_mixed(site, f"Gemm node '{site.label}'" if kinds[0] == BILINEAR else an.origin(site.ins[2]))
         if an.kind(site.ins[0]) not in VARIABLE and an.kind(site.ins[1]) not in VARIABLE:
             kinds = [AFFINE]
     return kinds, None

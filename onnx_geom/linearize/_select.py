@@ -87,7 +87,7 @@ def _vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
     mapping = index_map(site, bw)
     n_in, n_out = int(np.prod(bw.shape(site.ins[0]))), mapping.size
     b = bw.b
-    flat = b.op("Reshape", [g[0], b.const([bw.R, n_out], np.int64)])
+    flat = b.reshape(g[0], (bw.R, n_out))
     valid = mapping > 0
     source = mapping[valid] - 1
     if source.size == 0:
@@ -102,7 +102,7 @@ def _vjp(site: Site, bw: Any, g: list[Any]) -> list[str | None]:
             flat = b.op("Gather", [flat, b.const(np.flatnonzero(valid), np.int64, "positions")], axis=1)
         indices = b.expand(b.const(source[None, :], np.int64, "sources"), (bw.R, source.size))
         gathered = b.op("ScatterElements", [bw.zeros((n_in,)), indices, flat], axis=1, reduction="add")
-    reshaped = b.op("Reshape", [gathered, b.const((bw.R, *bw.shape(site.ins[0])), np.int64)])
+    reshaped = b.reshape(gathered, (bw.R, *bw.shape(site.ins[0])))
     return [reshaped] + [None] * (len(site.ins) - 1)
 
 

@@ -179,14 +179,12 @@ class AttributionView(View):
                 _, model, i = key
                 W, b = self.data.heads[model]
                 images = self.data.thumbnails([i])
-                if images is None:
-                    return "this study holds no images"
+                assert images is not None  # reset says "this study holds no images" before asking
                 features = functools.partial(self.services.features, model)
                 return {"image": images[0], **occlusion(images[0], int(self.data.labels[i]), features, W, b)}
             _, model, condition, i = key
             images = self.data.thumbnails([i], condition)
-            if images is None:
-                return "this study holds no images"
+            assert images is not None  # as above
             labels = np.asarray(self.data.labels[[i]], np.int64)
             return {"image": images[0], "explanation": self.services.explain(model, images, labels)}
         except OnnxGeomError as error:
@@ -273,14 +271,14 @@ class AttributionView(View):
         self.captions.text, self.captions.pos = captions, positions
         kinds = {exp.kind for exp in explanations.values()}
         kind = "exact local linear map" if kinds == {"exact local linear map"} else "; ".join(sorted(kinds))
-        bottom = 2.33 if reference is not None else 1.68
-        self.info.text = f"{label} = pixel contributions + bias ({kind})\n" + (
-            f"purple raises it, orange lowers it; full colour at ±{vmax:.3g} per pixel\n"
-            f"difference = {selected} - {reference}, full colour at ±{dmax:.3g}"
-            if reference is not None
-            else f"purple raises it, orange lowers it; full colour at ±{vmax:.3g} per pixel\n"
-            + (f"{selected} is the reference: " if selected == self.data.reference else "")
-            + "pick a second model to compare with it"
+        if reference is not None:
+            bottom, compare = 2.33, f"difference = {selected} - {reference}, full colour at ±{dmax:.3g}"
+        else:
+            is_reference = f"{selected} is the reference: " if selected == self.data.reference else ""
+            bottom, compare = 1.68, f"{is_reference}pick a second model to compare with it"
+        self.info.text = (
+            f"{label} = pixel contributions + bias ({kind})\n"
+            f"purple raises it, orange lowers it; full colour at ±{vmax:.3g} per pixel\n{compare}"
         )
         self.info.pos = (1.075, bottom)
         self.captions.visible = self.info.visible = True
