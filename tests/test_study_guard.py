@@ -97,15 +97,6 @@ METRICS_WHERE = {
 }
 
 
-@pytest.mark.parametrize("where", list(METRICS_WHERE))
-def test_metrics_refuses_links_and_writes_nothing_outside(study, where):
-    key, _ = METRICS_WHERE[where]
-    plant(study, key)
-    outside, inside = snapshot(study.parent / "outside"), snapshot(study)
-    one_sentence(invoke("metrics", study), "symbolic link", "remove the link")
-    assert snapshot(study.parent / "outside") == outside and snapshot(study) == inside
-
-
 def test_metrics_refuses_a_link_in_a_geometry_it_would_rewrite(study):
     Study.open(study, mode="a").mark_incomplete(UNIT, "geometry")
     plant(study, f"{UNIT.key()}/geometry/cos")
@@ -122,12 +113,14 @@ COMPARE_WHERE = {
 }
 
 
-@pytest.mark.parametrize("where", list(COMPARE_WHERE))
-def test_compare_refuses_links_and_stores_nothing_outside(study, where):
-    key, _ = COMPARE_WHERE[where]
+@pytest.mark.parametrize(
+    ("command", "where"), [("metrics", w) for w in METRICS_WHERE] + [("compare", w) for w in COMPARE_WHERE]
+)
+def test_metrics_and_compare_refuse_links_and_write_nothing_outside(study, command, where):
+    key, _ = (METRICS_WHERE if command == "metrics" else COMPARE_WHERE)[where]
     plant(study, key)
     outside, inside = snapshot(study.parent / "outside"), snapshot(study)
-    one_sentence(invoke("compare", study), "symbolic link", "remove the link")
+    one_sentence(invoke(command, study), "symbolic link", "remove the link")
     assert snapshot(study.parent / "outside") == outside and snapshot(study) == inside
 
 

@@ -4,8 +4,8 @@ table is one clean column."""
 import numpy as np
 import pytest
 from _study_files import make_cli_study
+from _viewer_checks import table_cells
 from PIL import Image
-from scipy import ndimage
 from typer.testing import CliRunner
 
 from onnx_geom.cli.app import app
@@ -40,13 +40,7 @@ def test_every_panel_draws(clean_only, panel):
     assert img.shape == (320, 480, 4)
     assert (img[..., :3] < 200).any(axis=-1).mean() > 0.002, panel  # not blank
     if panel == "table":  # one cell per model: a table of one clean column
-        rgb = img[..., :3].astype(float)
-        saturated = (rgb.max(-1) - rgb.min(-1)) > 40
-        labels, n = ndimage.label(saturated)
-        sizes = ndimage.sum(saturated, labels, range(1, n + 1))
-        boxes = ndimage.find_objects(labels)
-        tall = [b[0].stop - b[0].start > 12 for b in boxes]  # not the colour key (an 8-pixel bar)
-        assert sum(s > 200 and q for s, q in zip(sizes, tall, strict=True)) == 2
+        assert len(table_cells(img, 200)[1]) == 2
 
 
 @pytest.mark.slow

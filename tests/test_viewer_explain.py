@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from _explain_study import demo_study, synthetic_probe
+from _viewer_checks import finish_background
 from typer.testing import CliRunner
 
 from onnx_geom.linearize import Linearizer
@@ -164,18 +165,14 @@ def test_linear_maps_in_the_background_and_switching_to_occlusion(data, engine):
         sel.indices = [11]
         assert view.maps is None and view.message.text.startswith("computing the linear maps of #11")
         sel.indices = [5]  # the focus moves on before the first maps are back
-        for future in list(view._pending.values()):
-            future.result()
-        view._collect()
+        finish_background(view)
         assert not view._pending and sel.focus == 5 and view.maps is not None
         expected = engine("magnitude-50", 5).margin.map[0].sum(-1)  # the engine on the ONNX probe, not the service
         np.testing.assert_allclose(view.maps["selected"], expected, rtol=1e-5, atol=1e-7)
         assert ("linear", "magnitude-50", ("clean", 0), 11) in view._cache
         view.set_attribution("occlusion")
         assert view.maps is None and view.message.text.startswith("computing the occlusion map of #5")
-        for future in list(view._pending.values()):
-            future.result()
-        view._collect()
+        finish_background(view)
     assert view.grid_shape() == (8, 8) and "margin" in view.maps
     assert view.subtitle() == "occlusion"
     view.set_attribution("margin")  # cached: drawn at once

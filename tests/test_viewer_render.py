@@ -5,6 +5,7 @@ import functools
 
 import numpy as np
 import pytest
+from _viewer_checks import finish_background, table_cells
 from scipy import ndimage
 
 from onnx_geom.errors import DataError
@@ -63,16 +64,11 @@ def test_local_panel_draws_every_class_in_its_own_colour(data):
 def test_table_panel_has_one_cell_per_model_and_condition_in_the_right_colour(data):
     img = render(data, panel="table", selection=Selection(models=()))
     rgb = img[..., :3].astype(float)
-    saturated = (rgb.max(-1) - rgb.min(-1)) > 40
-    labels, n = ndimage.label(saturated)
-    sizes = ndimage.sum(saturated, labels, range(1, n + 1))
-    boxes = ndimage.find_objects(labels)
-    tall = [b[0].stop - b[0].start > 12 for b in boxes]  # not the colour key (an 8-pixel bar)
-    cells = [i + 1 for i, s in enumerate(sizes) if s > 400 and tall[i]]
+    labels, cells = table_cells(img, 400)
     m, c = len(data.models), len(data.conditions)
     assert len(cells) == m * c
     # reading order of the cells = rows (best model first) x conditions; colour = viridis(accuracy)
-    centres = ndimage.center_of_mass(saturated, labels, cells)
+    centres = ndimage.center_of_mass(labels > 0, labels, cells)
     order = sorted(range(len(cells)), key=lambda i: (round(centres[i][0] / 20), centres[i][1]))
     values = np.concatenate([data.clean_accuracy[:, None], data.accuracy.reshape(m, -1)], axis=1)
     mean = values[:, 1:].mean(axis=1)
@@ -314,9 +310,7 @@ def test_attribution_in_the_background_draws_when_the_maps_arrive_for_the_sample
         sel.indices = [11]
         assert view.maps is None and view.message.text.startswith("computing the occlusion map of #11")
         sel.indices = [5]  # the focus moves on before the first map is back
-        for future in list(view._pending.values()):
-            future.result()
-        view._collect()
+        finish_background(view)
     assert not view._pending and view.selection.focus == 5
     W, b = data.heads["dense"]
     expected = _margin_changes(data.images[5], int(data.labels[5]), functools.partial(services.features, "dense"), W, b)
