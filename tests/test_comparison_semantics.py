@@ -4,34 +4,13 @@ saturate), scale-free geometry, the data basis of every similarity column, the m
 import numpy as np
 import onnx
 import pytest
+from _reference_math import gram_cka
 from geometry_study import make_study
 
 from onnx_geom.comparison import compare_study
 from onnx_geom.metrics import compute_metrics
 from onnx_geom.probe_info import ProbeInfo
 from onnx_geom.store import Study, Unit
-
-
-def _gram_cka(X, Y, debiased=False):
-    """Linear CKA from N x N Grams: HSIC with H K H (biased) or Song et al.'s unbiased estimator."""
-    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
-    n = len(X)
-    K, L = X @ X.T, Y @ Y.T
-    if not debiased:
-        H = np.eye(n) - 1.0 / n
-        hsic = lambda A, B: np.trace(A @ H @ B @ H)
-    else:
-
-        def hsic(A, B):
-            A, B = A - np.diag(np.diag(A)), B - np.diag(np.diag(B))
-            one = np.ones(n)
-            return (
-                np.trace(A @ B)
-                + (one @ A @ one) * (one @ B @ one) / ((n - 1) * (n - 2))
-                - 2 / (n - 2) * one @ A @ B @ one
-            ) / (n * (n - 3))
-
-    return hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
 
 
 def test_saturate_on_greyscale_images_has_no_effect_and_is_left_out_of_everything(tmp_path):
@@ -192,9 +171,9 @@ def test_similarity_columns_name_their_data(tmp_path):
     feats = {m: np.concatenate([study.read(Unit(m, *u), "features") for u in units]) for m in ("dense", "mag90")}
     clean = {m: study.read(Unit(m, "clean", 0), "features") for m in ("dense", "mag90")}
     pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag90"))
-    assert pair["cka_all"] == pytest.approx(_gram_cka(feats["dense"], feats["mag90"]), rel=1e-5)
-    assert pair["cka_debiased_all"] == pytest.approx(_gram_cka(feats["dense"], feats["mag90"], True), rel=1e-4)
-    assert pair["cka_debiased_clean"] == pytest.approx(_gram_cka(clean["dense"], clean["mag90"], True), rel=1e-4)
+    assert pair["cka_all"] == pytest.approx(gram_cka(feats["dense"], feats["mag90"]), rel=1e-5)
+    assert pair["cka_debiased_all"] == pytest.approx(gram_cka(feats["dense"], feats["mag90"], True), rel=1e-4)
+    assert pair["cka_debiased_clean"] == pytest.approx(gram_cka(clean["dense"], clean["mag90"], True), rel=1e-4)
     labels = study.labels
     pred = {m: study.read(Unit(m, "clean", 0), "logits").argmax(1) for m in ("dense", "mag90")}
     assert pair["agreement_clean"] == pytest.approx(np.mean(pred["dense"] == pred["mag90"]))

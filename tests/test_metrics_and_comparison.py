@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from _child import Child
+from _reference_math import gram_cka, loop_margins
 from geometry_study import count_writes, make_study
 
 from onnx_geom.comparison import compare_study
@@ -12,25 +13,6 @@ from onnx_geom.errors import DataError, StudyError, StudyLockedError
 from onnx_geom.geometry import sample_geometry
 from onnx_geom.metrics import compute_metrics, sample_records
 from onnx_geom.store import Study, Unit
-
-
-def _margins(z, W, labels):
-    """Distance to the nearest decision boundary of the true class, by a loop: min over j != y of
-    (z_y - z_j) / ||W_y - W_j|| (negative when the sample is misclassified)."""
-    return np.array(
-        [
-            min((z[i, y] - z[i, j]) / np.linalg.norm(W[y] - W[j]) for j in range(len(W)) if j != y)
-            for i, y in enumerate(labels)
-        ]
-    )
-
-
-def _gram_cka(X, Y):
-    """Linear CKA from the N x N Gram matrices: HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), HSIC = tr(K H L H)."""
-    H = np.eye(len(X)) - 1.0 / len(X)
-    hsic = lambda K, L: np.trace(K @ H @ L @ H)
-    K, L = X @ X.T, Y @ Y.T
-    return hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
 
 
 def _kappa(a, b):
@@ -132,7 +114,7 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
     pair = next(p for p in cmp.pairs if (p["model_a"], p["model_b"]) == ("dense", "mag90"))
     X = study.read(Unit("dense", "clean", 0), "features").astype(np.float64)
     Y = study.read(Unit("mag90", "clean", 0), "features").astype(np.float64)
-    assert pair["cka_clean"] == pytest.approx(_gram_cka(X, Y), rel=1e-5)
+    assert pair["cka_clean"] == pytest.approx(gram_cka(X, Y), rel=1e-5)
     # Agreement over every unit, by a plain loop.
     same = total = 0
     for unit in study.units(model="dense"):
@@ -181,7 +163,7 @@ def test_compare_study_tables_against_independent_numbers(tmp_path):
     for model in cmp.models:  # the clean margin recomputed from the stored features and head
         W, b = (np.asarray(a, np.float64) for a in study.head(model))
         z = study.read(Unit(model, "clean", 0), "features").astype(np.float64) @ W.T + b
-        assert margins[model] == pytest.approx(np.median(_margins(z, W, study.labels)), rel=1e-4)
+        assert margins[model] == pytest.approx(np.median(loop_margins(z, W, study.labels)), rel=1e-4)
     data = json.loads((tmp_path / "out" / "comparison.json").read_text())
     assert data["samples"]["robust"] == cmp.samples["robust"]
     header = (tmp_path / "out" / "accuracy.csv").read_text().splitlines()[0]
@@ -238,7 +220,9 @@ def test_two_processes_computing_metrics_on_one_study(tmp_path):
         f = study.read(unit, "features").astype(np.float64)
         z = f @ W.T + b
         np.testing.assert_array_equal(study.read(unit, "geometry/correct"), z.argmax(1) == labels)
-        np.testing.assert_allclose(study.read(unit, "geometry/margin"), _margins(z, W, labels), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            study.read(unit, "geometry/margin"), loop_margins(z, W, labels), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_compare_study_with_a_unit_missing_for_one_model(tmp_path):

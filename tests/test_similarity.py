@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+from _reference_math import gram_cka, song_unbiased_hsic
 from scipy.stats import ortho_group
 from sklearn.metrics import cohen_kappa_score
 
@@ -20,27 +21,6 @@ from onnx_geom.similarity import (
     mds_quality,
     minimum_spanning_tree,
 )
-
-
-def gram_cka(X, Y):
-    """CKA through N x N Gram matrices and centred HSIC: tr(K H L H) / sqrt(tr(KHKH) tr(LHLH))."""
-    n = X.shape[0]
-    H = np.eye(n) - np.ones((n, n)) / n
-    K, L = X @ X.T, Y @ Y.T
-    hsic = lambda A, B: np.trace(A @ H @ B @ H)
-    return hsic(K, L) / np.sqrt(hsic(K, K) * hsic(L, L))
-
-
-def song_unbiased_hsic(K, L):
-    """Song et al. (2012) eq. 5, written out on explicit Grams."""
-    n = K.shape[0]
-    Kt, Lt = K - np.diag(np.diag(K)), L - np.diag(np.diag(L))
-    one = np.ones(n)
-    return (
-        np.trace(Kt @ Lt)
-        + (one @ Kt @ one) * (one @ Lt @ one) / ((n - 1) * (n - 2))
-        - 2 / (n - 2) * one @ Kt @ Lt @ one
-    ) / (n * (n - 3))
 
 
 def kornblith_debiased_cka(X, Y):
