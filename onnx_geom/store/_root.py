@@ -113,15 +113,14 @@ def write_data(
 ) -> None:
     """Write the labels and images (``only``: those of them) into the study folder ``path`` (images read one
     chunk of rows at a time), synced to the disk: written once, and a study is nothing without them."""
-    durable = {"sync": True, "durable": True}
     if LABELS in only:
         labels = np.asarray(labels).astype(np.int64)
         write_array(
-            path / LABELS, labels, dimension_names(LABELS, 1), chunks=(max(1, len(labels)),), root=root, **durable
+            path / LABELS, labels, dimension_names(LABELS, 1), chunks=(max(1, len(labels)),), root=root, durable=True
         )
     if IMAGES in only:
         chunks = row_chunks(images.shape, 1)
-        write_array(path / IMAGES, images, dimension_names(IMAGES, 4), chunks=chunks, root=root, **durable)
+        write_array(path / IMAGES, images, dimension_names(IMAGES, 4), chunks=chunks, root=root, durable=True)
 
 
 def write_new(path: Path, images: Any, labels: np.ndarray, attrs: dict[str, Any]) -> None:

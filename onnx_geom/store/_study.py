@@ -457,12 +457,10 @@ class Study:
             tags = dict(tags if tags is not None else info.tags)
             write_group(folder, {**attrs, "tags": tags}, root=self.path, durable=True)
             if stored is None:
-                durable = {"sync": True, "durable": True}  # written once
-                write_array(
-                    folder / "b", b, dimension_names("b", 1), root=self.path, chunks=row_chunks(b.shape, 4), **durable
-                )
-                # W last: a model is listed once W's metadata exists
-                write_array(folder / "W", W, dimension_names("W", 2), root=self.path, chunks=row_chunks(W.shape, 4), **durable)  # fmt: skip
+                # written once: durable; W last (a model is listed once W's metadata exists)
+                for key, array, ndim in (("b", b, 1), ("W", W, 2)):
+                    dims, chunks = dimension_names(key, ndim), row_chunks(array.shape, 4)
+                    write_array(folder / key, array, dims, root=self.path, chunks=chunks, durable=True)
 
     def _stored_head(self, model: str) -> tuple[np.ndarray, np.ndarray] | None:
         """The model's stored head when it is whole and readable, else None."""

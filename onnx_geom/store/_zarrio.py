@@ -125,14 +125,6 @@ def child_folders(folder: Path, *, root: Path, digits: bool = False) -> tuple[li
     return names, odd
 
 
-def child_groups(folder: Path, *, root: Path, digits: bool = False) -> dict[str, dict[str, Any]]:
-    """The Zarr groups directly inside ``folder`` (folders holding a group ``zarr.json``) whose names follow the
-    rule (:func:`child_folders`), sorted: ``{name: attrs}``."""
-    names, _ = child_folders(folder, root=root, digits=digits)
-    found = {name: group_attrs(folder / name, root=root) for name in names}
-    return {name: attrs for name, attrs in found.items() if attrs is not None}
-
-
 def _json(meta: dict[str, Any]) -> bytes:
     # compact (the C encoder, no indent); NaN and infinities as zarr-python writes them (NaN, Infinity)
     return json.dumps(meta, separators=(",", ":")).encode()
@@ -290,13 +282,12 @@ def write_array(
     *,
     root: Path,
     chunks: Sequence[int],
-    sync: bool = False,
     durable: bool = False,
 ) -> None:
     """Write a whole array (a numpy array with at least one axis, or anything sliceable by rows with a ``shape``
     and ``dtype``: it is read one chunk of rows at a time) at ``folder``, chunked by rows (``chunks[1:]`` covers
-    ``shape[1:]``)."""
-    writer = ArrayWriter(folder, array.shape, array.dtype, chunks, dimension_names, root=root, sync=sync)
+    ``shape[1:]``). ``durable``: its chunks and its ``zarr.json`` are synced to the disk (data written once)."""
+    writer = ArrayWriter(folder, array.shape, array.dtype, chunks, dimension_names, root=root, sync=durable)
     for start in range(0, array.shape[0], writer.chunks[0]):
         writer.append(np.asarray(array[start : start + writer.chunks[0]]))
     writer.close(durable=durable)
