@@ -538,15 +538,16 @@ def ray_sweep(
 
 
 def _source(setup: Any, study: Study, study_path: str) -> dict[str, Any]:
-    """Where the chunk tasks get their images: the study (clean), how to corrupt them, or the folder."""
-    from onnx_geom.sweep import _folder_source
-
+    """Where the chunk tasks get their images: the study (clean), how to corrupt them, or the folder. The data's
+    sha256 and the folder's are those the study recorded (:meth:`onnx_geom.sweep._Setup.create_study` checked them
+    against this sweep's: the folder is not hashed again)."""
     folder = setup.folder
+    attrs = study.attrs
     return {
         "study": study_path,
-        "sha256": study.attrs["dataset"].get("sha256"),
+        "sha256": attrs["dataset"].get("sha256"),
         "folder": os.path.abspath(folder.path) if folder is not None else None,
-        "folder_sha256": _folder_source(folder)["sampled_sha256"] if folder is not None else None,
+        "folder_sha256": attrs["corrupted"]["sampled_sha256"] if folder is not None else None,
         "make": setup.make,
         "profile": setup.profile,
         "seed": setup.seed,
