@@ -357,8 +357,8 @@ class _Runner:
 
 
 # ------------------------------------------------------------------------------------------------- the driver
-def _load_models(models: Mapping[str, Any], clean: Any, verbose: bool) -> dict[str, tuple[Any, Any, str]]:
-    """``{name: (what the workers open, ProbeInfo, probe_path)}``: each model checked here with a CPU session (a
+def _load_models(models: Mapping[str, Any], clean: Any, verbose: bool) -> dict[str, tuple[Any, Any]]:
+    """``{name: (what the workers open, ProbeInfo)}``: each model checked here with a CPU session (a
     bad probe, or data that does not fit it, is refused before anything is written). Plain classifiers are
     probed once, here; a probe whose weights are external files (over 2 GB) is opened by its path on the workers."""
     import onnx
@@ -372,8 +372,7 @@ def _load_models(models: Mapping[str, Any], clean: Any, verbose: bool) -> dict[s
         ship = os.path.abspath(src) if external else model
         session = ProbeSession.open(src if external else model, device="cpu", verbose=verbose, name=name)
         check_data(session.info, clean.images.shape[1:], clean.labels, name)
-        path = str(src) if isinstance(src, (str, os.PathLike)) else ""
-        loaded[name] = (ship, session.info, path)
+        loaded[name] = (ship, session.info)
         del session
     return loaded
 
@@ -503,7 +502,7 @@ def ray_sweep(
     started: float,
 ) -> dict[str, Any]:
     """The Ray executor of :func:`onnx_geom.sweep.sweep` (``setup``: its checked ``_Setup``)."""
-    from onnx_geom.sweep import _summary, _todo
+    from onnx_geom.sweep import _summary
 
     ray = _ray()
     _check_options(device, workers, gpus_per_worker)
@@ -518,14 +517,8 @@ def ray_sweep(
         run = _Run(ray, loaded, options, nodes, count, share, report)
         try:
             run.start()  # the workers' sessions: a GPU that does not work is said before the study is written
-            study = setup.create_study(given)
-            for name, (_ship, info, path) in loaded.items():
-                study.add_model(name, info, probe_path=path)
-            plan = setup.plan
-            todo = _todo(study, list(models), plan)
+            study, plan, todo = setup.start(given, models, {name: info for name, (_, info) in loaded.items()}, report)
             n = len(clean.labels)
-            report("plan", None, sum(len(names) for _, _, names in todo))
-            report("plan_images", None, n * sum(len(names) for _, _, names in todo))
             run.sweep(_jobs(todo, count), _source(setup, study, study_path), n, int(study.images.chunks[0]))
         finally:
             run.stop()
@@ -560,7 +553,7 @@ class _Run:
     def __init__(
         self,
         ray: Any,
-        loaded: Mapping[str, tuple[Any, Any, str]],
+        loaded: Mapping[str, tuple[Any, Any]],
         options: Mapping[str, Any],
         nodes: list[dict[str, Any]],
         count: int,
@@ -575,7 +568,7 @@ class _Run:
         self.here = here
         self.tally = self._new_tally()
         # the models, put once; held here for the whole sweep (a restarted worker gets them again)
-        self.models = {n: ray.put(ship) if not isinstance(ship, str) else ship for n, (ship, _, _) in loaded.items()}
+        self.models = {n: ray.put(ship) if not isinstance(ship, str) else ship for n, (ship, _) in loaded.items()}
         hosts = [n for n in nodes if n["Resources"].get("CPU", 0) > 0] or nodes
         self.workers = []
         for k in range(count):
