@@ -68,8 +68,9 @@ def check(study: Any, *, repair: bool = False) -> dict[str, Any]:
         return None
 
     n = study.n
+    dataset = study.attrs["dataset"]  # read once here
     # the root's data: labels and images, each read whole, then both against the study's fingerprint
-    shape = study.attrs["dataset"].get("image_shape")
+    shape = dataset.get("image_shape")
     expected = {LABELS: (n,), IMAGES: (n, *shape) if isinstance(shape, list) else (n,)}
     data_ok = True
     for name, rows in expected.items():
@@ -82,7 +83,7 @@ def check(study: Any, *, repair: bool = False) -> dict[str, Any]:
                 f"--repair removes the {name}; then `onnx-geom run` with the same data (and --limit) writes them again",
                 _removing(study, [name], follow_up, then="data"),
             )
-    digest = study.attrs["dataset"].get("sha256")
+    digest = dataset.get("sha256")
     if data_ok and isinstance(digest, str) and fingerprint(study.images, study.labels) != digest:
         found(
             root / IMAGES,
