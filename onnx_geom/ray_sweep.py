@@ -132,9 +132,8 @@ def _connected(ray: Any, address: str | None, verbose: bool) -> Iterator[str]:
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise ClusterError(
-                f"cannot connect to the Ray cluster at {address} ({first}); check the address."
+                f"cannot connect to the Ray cluster at {address} ({_first_line(err)}); check the address."
             ) from None
         try:
             yield f"the Ray cluster at {address}"
@@ -157,8 +156,8 @@ def _connected(ray: Any, address: str | None, verbose: bool) -> Iterator[str]:
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _temp_dir=files,
                      _node_ip_address="127.0.0.1", **quiet)  # fmt: skip
         except Exception as err:  # Ray's own errors (no shared memory, no free port, ...) as one sentence
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise ClusterError(f"could not start Ray on this machine ({type(err).__name__}: {first}).") from None
+            why = f"{type(err).__name__}: {_first_line(err)}"
+            raise ClusterError(f"could not start Ray on this machine ({why}).") from None
         yield "the local Ray"
     finally:
         ray.shutdown()
@@ -454,6 +453,11 @@ def _check_nodes(ray: Any, study_path: str, nodes: list[dict[str, Any]]) -> None
         remove_beacons(folder, token, ids)
 
 
+def _first_line(error: BaseException) -> str:
+    """The first line of what an error says (its type's name when it says nothing), at most 200 characters."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
 def _why(error: BaseException) -> str:
     """The last line of what went wrong on a node (the exception under Ray's own lines and tracebacks)."""
     cause = getattr(error, "cause", None) or error
@@ -671,9 +675,9 @@ class _Run:
         key = id(job)
         self.tries[key] = self.tries.get(key, 0) + 1
         if not alive or self.tries[key] > RESTARTS:
-            why = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
             raise ClusterError(
-                f"{'every worker died' if not alive else 'a job failed ' + str(RESTARTS + 1) + ' times'} ({why}); "
+                f"{'every worker died' if not alive else 'a job failed ' + str(RESTARTS + 1) + ' times'} "
+                f"({_first_line(error)}); "
                 "every unit completed so far is kept and the others are left incomplete: run the same command again "
                 "to finish."
             )
