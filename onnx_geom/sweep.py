@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from onnx_geom.conditions import CLEAN
+from onnx_geom.conditions import CLEAN, SEVERITIES
 from onnx_geom.datasets import CorruptedFolder, Dataset, load
 from onnx_geom.errors import DataError, StudyLockedError
 from onnx_geom.robustness import accuracy_table
@@ -238,7 +238,7 @@ def _setup(
         corruptions = list(folder.corruptions) if folder is not None else list(CORRUPTIONS)
     corruptions = [c for c in dict.fromkeys(corruptions) if c != CLEAN]
     if severities is None:
-        severities = folder.severities if folder is not None else (1, 2, 3, 4, 5)
+        severities = folder.severities if folder is not None else SEVERITIES
     severities = sorted({int(s) for s in severities}) if corruptions else []  # the study records only what runs
     if corruptions and not severities:
         raise DataError("no severities were given; pass some of 1..5.")

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from onnx_geom._files import ZARR_JSON
 from onnx_geom.errors import StudyError
 from onnx_geom.store import _guard
 from onnx_geom.store._layout import valid_name
 
-META = "zarr.json"
+META = ZARR_JSON
 #: The dtypes written and read here.
 DTYPES = {
     *("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),
