@@ -63,7 +63,7 @@ def replacing(path: str | os.PathLike[str], *, sync: bool = True) -> Iterator[Pa
         yield tmp
         if tmp.exists():
             if sync:
-                _sync(tmp)
+                fsync(tmp)
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -79,9 +79,10 @@ def write_bytes(path: str | os.PathLike[str], data: bytes | memoryview, *, sync:
     return Path(path)
 
 
-def _sync(path: Path) -> None:
-    """Flush a file's data to the disk (before it is renamed into place)."""
-    fd = os.open(path, os.O_RDWR)
+def fsync(path: str | os.PathLike[str], *, folder: bool = False) -> None:
+    """Flush a file's data to the disk (before it is renamed into place); ``folder``: a folder's entries (to make
+    a rename in it durable; a folder opens read-only)."""
+    fd = os.open(path, os.O_RDONLY if folder else os.O_RDWR)
     try:
         os.fsync(fd)
     finally:

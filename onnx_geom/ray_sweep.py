@@ -132,9 +132,8 @@ def _connected(ray: Any, address: str | None, verbose: bool) -> Iterator[str]:
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise ClusterError(
-                f"cannot connect to the Ray cluster at {address} ({first}); check the address."
+                f"cannot connect to the Ray cluster at {address} ({_first_line(err)}); check the address."
             ) from None
         try:
             yield f"the Ray cluster at {address}"
@@ -157,8 +156,8 @@ def _connected(ray: Any, address: str | None, verbose: bool) -> Iterator[str]:
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, _temp_dir=files,
                      _node_ip_address="127.0.0.1", **quiet)  # fmt: skip
         except Exception as err:  # Ray's own errors (no shared memory, no free port, ...) as one sentence
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise ClusterError(f"could not start Ray on this machine ({type(err).__name__}: {first}).") from None
+            why = f"{type(err).__name__}: {_first_line(err)}"
+            raise ClusterError(f"could not start Ray on this machine ({why}).") from None
         yield "the local Ray"
     finally:
         ray.shutdown()
@@ -357,8 +356,8 @@ class _Runner:
 
 
 # ------------------------------------------------------------------------------------------------- the driver
-def _load_models(models: Mapping[str, Any], clean: Any, verbose: bool) -> dict[str, tuple[Any, Any, str]]:
-    """``{name: (what the workers open, ProbeInfo, probe_path)}``: each model checked here with a CPU session (a
+def _load_models(models: Mapping[str, Any], clean: Any, verbose: bool) -> dict[str, tuple[Any, Any]]:
+    """``{name: (what the workers open, ProbeInfo)}``: each model checked here with a CPU session (a
     bad probe, or data that does not fit it, is refused before anything is written). Plain classifiers are
     probed once, here; a probe whose weights are external files (over 2 GB) is opened by its path on the workers."""
     import onnx
@@ -372,8 +371,7 @@ def _load_models(models: Mapping[str, Any], clean: Any, verbose: bool) -> dict[s
         ship = os.path.abspath(src) if external else model
         session = ProbeSession.open(src if external else model, device="cpu", verbose=verbose, name=name)
         check_data(session.info, clean.images.shape[1:], clean.labels, name)
-        path = str(src) if isinstance(src, (str, os.PathLike)) else ""
-        loaded[name] = (ship, session.info, path)
+        loaded[name] = (ship, session.info)
         del session
     return loaded
 
@@ -455,6 +453,11 @@ def _check_nodes(ray: Any, study_path: str, nodes: list[dict[str, Any]]) -> None
         remove_beacons(folder, token, ids)
 
 
+def _first_line(error: BaseException) -> str:
+    """The first line of what an error says (its type's name when it says nothing), at most 200 characters."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
 def _why(error: BaseException) -> str:
     """The last line of what went wrong on a node (the exception under Ray's own lines and tracebacks)."""
     cause = getattr(error, "cause", None) or error
@@ -503,7 +506,7 @@ def ray_sweep(
     started: float,
 ) -> dict[str, Any]:
     """The Ray executor of :func:`onnx_geom.sweep.sweep` (``setup``: its checked ``_Setup``)."""
-    from onnx_geom.sweep import _summary, _todo
+    from onnx_geom.sweep import _summary
 
     ray = _ray()
     _check_options(device, workers, gpus_per_worker)
@@ -518,14 +521,8 @@ def ray_sweep(
         run = _Run(ray, loaded, options, nodes, count, share, report)
         try:
             run.start()  # the workers' sessions: a GPU that does not work is said before the study is written
-            study = setup.create_study(given)
-            for name, (_ship, info, path) in loaded.items():
-                study.add_model(name, info, probe_path=path)
-            plan = setup.plan
-            todo = _todo(study, list(models), plan)
+            study, plan, todo = setup.start(given, models, {name: info for name, (_, info) in loaded.items()}, report)
             n = len(clean.labels)
-            report("plan", None, sum(len(names) for _, _, names in todo))
-            report("plan_images", None, n * sum(len(names) for _, _, names in todo))
             run.sweep(_jobs(todo, count), _source(setup, study, study_path), n, int(study.images.chunks[0]))
         finally:
             run.stop()
@@ -538,15 +535,16 @@ def ray_sweep(
 
 
 def _source(setup: Any, study: Study, study_path: str) -> dict[str, Any]:
-    """Where the chunk tasks get their images: the study (clean), how to corrupt them, or the folder."""
-    from onnx_geom.sweep import _folder_source
-
+    """Where the chunk tasks get their images: the study (clean), how to corrupt them, or the folder. The data's
+    sha256 and the folder's are those the study recorded (:meth:`onnx_geom.sweep._Setup.create_study` checked them
+    against this sweep's: the folder is not hashed again)."""
     folder = setup.folder
+    attrs = study.attrs
     return {
         "study": study_path,
-        "sha256": study.attrs["dataset"].get("sha256"),
+        "sha256": attrs["dataset"].get("sha256"),
         "folder": os.path.abspath(folder.path) if folder is not None else None,
-        "folder_sha256": _folder_source(folder)["sampled_sha256"] if folder is not None else None,
+        "folder_sha256": attrs["corrupted"]["sampled_sha256"] if folder is not None else None,
         "make": setup.make,
         "profile": setup.profile,
         "seed": setup.seed,
@@ -559,7 +557,7 @@ class _Run:
     def __init__(
         self,
         ray: Any,
-        loaded: Mapping[str, tuple[Any, Any, str]],
+        loaded: Mapping[str, tuple[Any, Any]],
         options: Mapping[str, Any],
         nodes: list[dict[str, Any]],
         count: int,
@@ -574,7 +572,7 @@ class _Run:
         self.here = here
         self.tally = self._new_tally()
         # the models, put once; held here for the whole sweep (a restarted worker gets them again)
-        self.models = {n: ray.put(ship) if not isinstance(ship, str) else ship for n, (ship, _, _) in loaded.items()}
+        self.models = {n: ray.put(ship) if not isinstance(ship, str) else ship for n, (ship, _) in loaded.items()}
         hosts = [n for n in nodes if n["Resources"].get("CPU", 0) > 0] or nodes
         self.workers = []
         for k in range(count):
@@ -677,9 +675,9 @@ class _Run:
         key = id(job)
         self.tries[key] = self.tries.get(key, 0) + 1
         if not alive or self.tries[key] > RESTARTS:
-            why = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
             raise ClusterError(
-                f"{'every worker died' if not alive else 'a job failed ' + str(RESTARTS + 1) + ' times'} ({why}); "
+                f"{'every worker died' if not alive else 'a job failed ' + str(RESTARTS + 1) + ' times'} "
+                f"({_first_line(error)}); "
                 "every unit completed so far is kept and the others are left incomplete: run the same command again "
                 "to finish."
             )

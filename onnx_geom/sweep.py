@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from onnx_geom.conditions import CLEAN
+from onnx_geom.conditions import CLEAN, SEVERITIES
 from onnx_geom.datasets import CorruptedFolder, Dataset, load
 from onnx_geom.errors import DataError, StudyLockedError
 from onnx_geom.robustness import accuracy_table
@@ -199,6 +199,22 @@ class _Setup:
             corrupted=_folder_source(folder) if folder is not None else None,
         )  # fmt: skip
 
+    def start(
+        self, study_path: str | os.PathLike[str], models: Mapping[str, Any], infos: Mapping[str, Any], report: Progress
+    ) -> tuple[Study, list[tuple[str, int]], list[tuple[str, int, list[str]]]]:
+        """What every executor does first: create (or open) the study, record the models (``models``: name ->
+        source, ``infos``: name -> ProbeInfo), and report the plan (``"plan"``, ``"plan_images"``). Returns the
+        study, the plan and what is still to do (:func:`_todo`)."""
+        study = self.create_study(study_path)
+        for name, src in models.items():
+            study.add_model(name, infos[name], probe_path=str(src) if isinstance(src, (str, os.PathLike)) else "")
+        plan = self.plan
+        todo = _todo(study, list(models), plan)
+        units = sum(len(names) for _, _, names in todo)
+        report("plan", None, units)
+        report("plan_images", None, len(self.clean.labels) * units)
+        return study, plan, todo
+
 
 def _setup(
     models: Mapping[str, Any],
@@ -222,7 +238,7 @@ def _setup(
         corruptions = list(folder.corruptions) if folder is not None else list(CORRUPTIONS)
     corruptions = [c for c in dict.fromkeys(corruptions) if c != CLEAN]
     if severities is None:
-        severities = folder.severities if folder is not None else (1, 2, 3, 4, 5)
+        severities = folder.severities if folder is not None else SEVERITIES
     severities = sorted({int(s) for s in severities}) if corruptions else []  # the study records only what runs
     if corruptions and not severities:
         raise DataError("no severities were given; pass some of 1..5.")
@@ -387,15 +403,8 @@ def sweep(
         check_data(session.info, clean.images.shape[1:], clean.labels, name)
     step = min(s.batch_size for s in sessions.values())
 
-    study = setup.create_study(study_path)
-    for name, src in models.items():
-        study.add_model(name, sessions[name].info, probe_path=str(src) if isinstance(src, (str, os.PathLike)) else "")
-
-    plan = setup.plan
-    todo = _todo(study, list(models), plan)
+    study, plan, todo = setup.start(study_path, models, {name: s.info for name, s in sessions.items()}, report)
     n = len(clean.labels)
-    report("plan", None, sum(len(names) for _, _, names in todo))
-    report("plan_images", None, n * sum(len(names) for _, _, names in todo))
     computed: list[str] = []
     locked: list[str] = []
     raced = 0

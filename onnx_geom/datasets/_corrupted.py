@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from onnx_geom._files import check_output, output_errors, replacing, write_bytes
+from onnx_geom.conditions import SEVERITIES
 from onnx_geom.datasets._dataset import Dataset
 from onnx_geom.errors import DataError, DataNotFoundError
 
@@ -65,7 +66,7 @@ class CorruptedFolder:
         if not (self.path / "labels.npy").is_file():
             raise DataNotFoundError(f"{self.path} has no labels.npy, so it is not a CIFAR-10-C style folder.")
         self.meta = self._meta()
-        self.severities: tuple[int, ...] = tuple(self.meta.get("severities", (1, 2, 3, 4, 5)))
+        self.severities: tuple[int, ...] = tuple(self.meta.get("severities", SEVERITIES))
         stored = _open(self.path / "labels.npy")
         if stored.ndim != 1 or stored.dtype.kind not in "iu" or len(stored) % len(self.severities):
             raise DataError(
@@ -93,7 +94,7 @@ class CorruptedFolder:
             return {}
         try:
             meta = json.loads(meta_path.read_text())
-            severities = [int(s) for s in meta.get("severities", (1, 2, 3, 4, 5))]
+            severities = [int(s) for s in meta.get("severities", SEVERITIES)]
             source = meta.get("source_fingerprint")
             if source is not None and not (isinstance(source, str) and _SHA256.fullmatch(source)):
                 raise ValueError(f"source_fingerprint {source!r} is not a sha256")
@@ -149,7 +150,7 @@ def write_corrupted(
     out: str | os.PathLike,
     *,
     corruptions: Sequence[str],
-    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    severities: Sequence[int] = SEVERITIES,
     profile: str | None = None,
     seed: int = 0,
     batch_size: int = 500,
@@ -173,8 +174,6 @@ def write_corrupted(
     from onnx_geom.store import fingerprint
 
     out = check_output(out, kind="folder", inputs=inputs)
-    if not dataset.n:
-        raise DataError(f"{dataset.name} has no images to corrupt.")
     profile = resolve_profile(profile, check_images(dataset.images[:1]))
     unknown = [c for c in corruptions if c not in CORRUPTIONS]
     if unknown:

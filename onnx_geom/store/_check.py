@@ -68,8 +68,9 @@ def check(study: Any, *, repair: bool = False) -> dict[str, Any]:
         return None
 
     n = study.n
+    dataset = study.attrs["dataset"]  # read once here
     # the root's data: labels and images, each read whole, then both against the study's fingerprint
-    shape = study.attrs["dataset"].get("image_shape")
+    shape = dataset.get("image_shape")
     expected = {LABELS: (n,), IMAGES: (n, *shape) if isinstance(shape, list) else (n,)}
     data_ok = True
     for name, rows in expected.items():
@@ -82,7 +83,7 @@ def check(study: Any, *, repair: bool = False) -> dict[str, Any]:
                 f"--repair removes the {name}; then `onnx-geom run` with the same data (and --limit) writes them again",
                 _removing(study, [name], follow_up, then="data"),
             )
-    digest = study.attrs["dataset"].get("sha256")
+    digest = dataset.get("sha256")
     if data_ok and isinstance(digest, str) and fingerprint(study.images, study.labels) != digest:
         found(
             root / IMAGES,
@@ -125,12 +126,7 @@ def check(study: Any, *, repair: bool = False) -> dict[str, Any]:
             if unit is None:
                 found(path, problem, fix)
             else:
-                found(
-                    path,
-                    problem,
-                    "--repair marks the unit incomplete; then the same `onnx-geom run` computes it again",
-                    functools.partial(_marked, study, unit, None, follow_up),
-                )
+                found(path, problem, *_marking(study, unit, None, follow_up))
 
     # the stored comparison: derived, removed when damaged (computed again by `compare`, or by `view`)
     folder = root / COMPARISON
@@ -185,46 +181,51 @@ def _marked(study: Any, unit: Unit, group: str | None, follow_up: set[str]) -> b
     return True
 
 
+#: What ``--repair`` does to a damaged unit (None) or geometry group, and the command that computes it again.
+_MARK_FIX = {
+    None: "--repair marks the unit incomplete; then the same `onnx-geom run` computes it again",
+    GEOMETRY: "--repair marks the geometry incomplete; then `onnx-geom metrics` computes it again",
+}
+
+
+def _marking(study: Any, unit: Unit, group: str | None, follow_up: set[str]) -> tuple[str, Callable[[], bool]]:
+    """The repair of a damaged unit (``group`` None) or group inside it: the sentence, and the action that marks it
+    incomplete."""
+    return _MARK_FIX[group], functools.partial(_marked, study, unit, group, follow_up)
+
+
+def _first_problem(verify: Callable, folder: Path, names: list[str], n: int) -> str | None:
+    """Why the first of the arrays ``names`` in ``folder`` that does not read whole (with ``n`` rows) does not;
+    None when they all do (the arrays after a damaged one are not read)."""
+    for name in names:
+        problem = verify(folder / name, (n,))
+        if problem is not None:
+            return problem
+    return None
+
+
 def _check_unit(study: Any, unit: Unit, n: int, verify: Callable, found: Callable, follow_up: set[str]) -> None:
     """Every array of a complete unit, then its geometry group's."""
     root: Path = study.path
     folder = root / unit.key()
     arrays = [name for name in child_folders(folder, root=root)[0] if name != GEOMETRY]
-    for name in arrays:
-        problem = verify(folder / name, (n,))
-        if problem is not None:
-            found(
-                folder,
-                problem,
-                "--repair marks the unit incomplete; then the same `onnx-geom run` computes it again",
-                functools.partial(_marked, study, unit, None, follow_up),
-            )
-            return
+    problem = _first_problem(verify, folder, arrays, n)
+    if problem is not None:
+        found(folder, problem, *_marking(study, unit, None, follow_up))
+        return
     geometry = root / unit_key(unit, GEOMETRY)
     try:
         attrs = study._unit_attrs(unit, GEOMETRY)
     except Unsafe:
         raise
     except StudyError as err:
-        found(
-            geometry,
-            problem_of(err),
-            "--repair marks the geometry incomplete; then `onnx-geom metrics` computes it again",
-            functools.partial(_marked, study, unit, GEOMETRY, follow_up),
-        )
+        found(geometry, problem_of(err), *_marking(study, unit, GEOMETRY, follow_up))
         return
     if attrs is None or attrs.get("complete") is not True:
         return
-    for name in child_folders(geometry, root=root)[0]:
-        problem = verify(geometry / name, (n,))
-        if problem is not None:
-            found(
-                geometry,
-                problem,
-                "--repair marks the geometry incomplete; then `onnx-geom metrics` computes it again",
-                functools.partial(_marked, study, unit, GEOMETRY, follow_up),
-            )
-            return
+    problem = _first_problem(verify, geometry, child_folders(geometry, root=root)[0], n)
+    if problem is not None:
+        found(geometry, problem, *_marking(study, unit, GEOMETRY, follow_up))
 
 
 def _unit_of(root: Path, path: Path) -> Unit | None:

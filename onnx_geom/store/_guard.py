@@ -116,12 +116,6 @@ def read_bytes(root: Path, path: Path, *, parent_checked: bool = False) -> bytes
         os.close(fd)
 
 
-def is_file(root: Path, path: Path) -> bool:
-    """Whether ``path`` is a regular file of the study (a link or special file there: :class:`StudyError`)."""
-    check(root, path, file=True)
-    return os.path.lexists(path)
-
-
 def write_file(
     root: Path, path: Path, data: bytes | memoryview, *, sync: bool = False, parent_checked: bool = False
 ) -> None:

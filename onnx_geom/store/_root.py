@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from onnx_geom._files import fsync
 from onnx_geom.errors import StudyError, StudyLockedError
 from onnx_geom.store._layout import IMAGES, LABELS, MODELS, STUDY_FORMAT, dimension_names, row_chunks
 from onnx_geom.store._locks import lock
@@ -113,15 +114,14 @@ def write_data(
 ) -> None:
     """Write the labels and images (``only``: those of them) into the study folder ``path`` (images read one
     chunk of rows at a time), synced to the disk: written once, and a study is nothing without them."""
-    durable = {"sync": True, "durable": True}
     if LABELS in only:
         labels = np.asarray(labels).astype(np.int64)
         write_array(
-            path / LABELS, labels, dimension_names(LABELS, 1), chunks=(max(1, len(labels)),), root=root, **durable
+            path / LABELS, labels, dimension_names(LABELS, 1), chunks=(max(1, len(labels)),), root=root, durable=True
         )
     if IMAGES in only:
         chunks = row_chunks(images.shape, 1)
-        write_array(path / IMAGES, images, dimension_names(IMAGES, 4), chunks=chunks, root=root, **durable)
+        write_array(path / IMAGES, images, dimension_names(IMAGES, 4), chunks=chunks, root=root, durable=True)
 
 
 def write_new(path: Path, images: Any, labels: np.ndarray, attrs: dict[str, Any]) -> None:
@@ -187,22 +187,13 @@ def create_new(path: Path, images: Any, labels: np.ndarray, attrs: dict[str, Any
                 if err.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
                     return False
                 raise
-            _sync_folder(path.parent)
+            with contextlib.suppress(OSError):  # where folders can be synced
+                fsync(path.parent, folder=True)  # the rename, durable
             return True
     finally:
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISDIR(os.lstat(tmp).st_mode):
                 shutil.rmtree(tmp)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (where folders can be synced)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def check_same(

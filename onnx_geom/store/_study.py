@@ -99,8 +99,9 @@ class Study:
         attrs = meta.get("attributes") if meta.get("node_type") == "group" else None
         if not isinstance(attrs, dict) or "onnx_geom_version" not in attrs or "dataset" not in attrs:
             raise StudyError(f"{path} is a Zarr node but not an onnx-geom study (no onnx_geom_version attribute).")
+        checked = _schema.check_root(attrs, path / META)  # damaged attributes are said now (the file read once)
         study = cls(path, mode)
-        study.attrs  # noqa: B018  (checks the root's attributes: damaged ones are said now)
+        study._n = int(checked["dataset"]["n"])
         return study
 
     @classmethod
@@ -153,9 +154,10 @@ class Study:
                 raise StudyError(f"a study already exists at {path}; open it, or choose another folder.")
             study = cls.open(path, mode="a")
             with study._study_lock():
-                _root.check_same(study.attrs, path, digest, len(labels), profile, seed, source)
+                attrs = study.attrs  # read once, under the lock: what the plan grows from
+                _root.check_same(attrs, path, digest, len(labels), profile, seed, source)
                 study._restore_data(images, labels)
-                study._grow_plan(corruptions, severities)
+                study._grow_plan(corruptions, severities, attrs)
         return study
 
     def _restore_data(self, images: Any, labels: np.ndarray) -> None:
@@ -166,9 +168,12 @@ class Study:
             _root.write_data(self.path, images, labels, root=self.path, only=missing)
             self._images = None
 
-    def _grow_plan(self, corruptions: Sequence[str], severities: Sequence[int]) -> None:
-        """Add ``corruptions`` and ``severities`` to the study's plan (one write of the root's metadata)."""
-        grown = _root.grown_plan(self.attrs, corruptions, severities)
+    def _grow_plan(
+        self, corruptions: Sequence[str], severities: Sequence[int], attrs: dict[str, Any] | None = None
+    ) -> None:
+        """Add ``corruptions`` and ``severities`` to the study's plan (one write of the root's metadata);
+        ``attrs``: the root's attributes, when the caller read them already (under the study's lock)."""
+        grown = _root.grown_plan(attrs if attrs is not None else self.attrs, corruptions, severities)
         if grown is not None:
             write_group(self.path, grown, root=self.path, durable=True)
 
@@ -457,12 +462,10 @@ class Study:
             tags = dict(tags if tags is not None else info.tags)
             write_group(folder, {**attrs, "tags": tags}, root=self.path, durable=True)
             if stored is None:
-                durable = {"sync": True, "durable": True}  # written once
-                write_array(
-                    folder / "b", b, dimension_names("b", 1), root=self.path, chunks=row_chunks(b.shape, 4), **durable
-                )
-                # W last: a model is listed once W's metadata exists
-                write_array(folder / "W", W, dimension_names("W", 2), root=self.path, chunks=row_chunks(W.shape, 4), **durable)  # fmt: skip
+                # written once: durable; W last (a model is listed once W's metadata exists)
+                for key, array, ndim in (("b", b, 1), ("W", W, 2)):
+                    dims, chunks = dimension_names(key, ndim), row_chunks(array.shape, 4)
+                    write_array(folder / key, array, dims, root=self.path, chunks=chunks, durable=True)
 
     def _stored_head(self, model: str) -> tuple[np.ndarray, np.ndarray] | None:
         """The model's stored head when it is whole and readable, else None."""

@@ -48,8 +48,7 @@ class UnitWriter:
     Get one from :meth:`Study.writing`; call :meth:`append` with one keyword per array, in order of rows.
     ``root``: the study's folder (every file is written inside it, never through a link).
     ``group``: the unit's group being written (``"geometry"``), None for the unit itself (it names the arrays'
-    dimensions). ``sync``: chunks are synced to the disk as they are written (not by default: see docs/store.md,
-    "Guarantees").
+    dimensions). Chunks are not synced to the disk as they are written (see docs/store.md, "Guarantees").
     """
 
     def __init__(
@@ -59,14 +58,13 @@ class UnitWriter:
         *,
         root: Path,
         group: str | None = None,
-        sync: bool = False,
     ) -> None:
         self._arrays: dict[str, _zarrio.ArrayWriter] = {}
         for name, (declared, kind) in spec.items():
             shape, dtype = tuple(int(s) for s in declared), np.dtype(kind)
             dims = dimension_names(f"{group}/{name}" if group else name, len(shape), unit=True)
             self._arrays[name] = _zarrio.ArrayWriter(
-                folder / name, shape, dtype, row_chunks(shape, dtype.itemsize), dims, root=root, sync=sync
+                folder / name, shape, dtype, row_chunks(shape, dtype.itemsize), dims, root=root
             )
 
     def append(self, **arrays: np.ndarray) -> None:

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from onnx_geom._files import ZARR_JSON
 from onnx_geom.errors import StudyError
 from onnx_geom.store import _guard
 from onnx_geom.store._layout import valid_name
 
-META = "zarr.json"
+META = ZARR_JSON
 #: The dtypes written and read here.
 DTYPES = {
     *("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),
@@ -123,14 +124,6 @@ def child_folders(folder: Path, *, root: Path, digits: bool = False) -> tuple[li
         )
         (names if ok else odd).append(name)
     return names, odd
-
-
-def child_groups(folder: Path, *, root: Path, digits: bool = False) -> dict[str, dict[str, Any]]:
-    """The Zarr groups directly inside ``folder`` (folders holding a group ``zarr.json``) whose names follow the
-    rule (:func:`child_folders`), sorted: ``{name: attrs}``."""
-    names, _ = child_folders(folder, root=root, digits=digits)
-    found = {name: group_attrs(folder / name, root=root) for name in names}
-    return {name: attrs for name, attrs in found.items() if attrs is not None}
 
 
 def _json(meta: dict[str, Any]) -> bytes:
@@ -290,13 +283,12 @@ def write_array(
     *,
     root: Path,
     chunks: Sequence[int],
-    sync: bool = False,
     durable: bool = False,
 ) -> None:
     """Write a whole array (a numpy array with at least one axis, or anything sliceable by rows with a ``shape``
     and ``dtype``: it is read one chunk of rows at a time) at ``folder``, chunked by rows (``chunks[1:]`` covers
-    ``shape[1:]``)."""
-    writer = ArrayWriter(folder, array.shape, array.dtype, chunks, dimension_names, root=root, sync=sync)
+    ``shape[1:]``). ``durable``: its chunks and its ``zarr.json`` are synced to the disk (data written once)."""
+    writer = ArrayWriter(folder, array.shape, array.dtype, chunks, dimension_names, root=root, sync=durable)
     for start in range(0, array.shape[0], writer.chunks[0]):
         writer.append(np.asarray(array[start : start + writer.chunks[0]]))
     writer.close(durable=durable)
